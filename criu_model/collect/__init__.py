@@ -1,0 +1,1 @@
+"""Collectors: one module per kernel interface. They know the kernel, not rendering."""

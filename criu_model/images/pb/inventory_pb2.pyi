@@ -1,0 +1,87 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FreezeMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FREEZE_METHOD_UNSPECIFIED: _ClassVar[FreezeMethod]
+    FREEZE_NONE: _ClassVar[FreezeMethod]
+    FREEZE_PTRACE: _ClassVar[FreezeMethod]
+    FREEZE_CGROUP: _ClassVar[FreezeMethod]
+FREEZE_METHOD_UNSPECIFIED: FreezeMethod
+FREEZE_NONE: FreezeMethod
+FREEZE_PTRACE: FreezeMethod
+FREEZE_CGROUP: FreezeMethod
+
+class CollectorRun(_message.Message):
+    __slots__ = ("name", "ran", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RAN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ran: bool
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., ran: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SkippedProcess(_message.Message):
+    __slots__ = ("pid", "reason")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    reason: str
+    def __init__(self, pid: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ImageRecord(_message.Message):
+    __slots__ = ("name", "entries", "crc32")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    CRC32_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    entries: int
+    crc32: int
+    def __init__(self, name: _Optional[str] = ..., entries: _Optional[int] = ..., crc32: _Optional[int] = ...) -> None: ...
+
+class Inventory(_message.Message):
+    __slots__ = ("format_major", "format_minor", "tool_version", "kernel_release", "hostname", "time_ns", "root_pids", "freeze_method", "frozen_at_ns", "frozen_for_ns", "parent_snapshot", "collectors", "skipped", "dump_duration_ns", "boot_time_ns", "clock_ticks", "page_size", "images")
+    FORMAT_MAJOR_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    TOOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_RELEASE_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    ROOT_PIDS_FIELD_NUMBER: _ClassVar[int]
+    FREEZE_METHOD_FIELD_NUMBER: _ClassVar[int]
+    FROZEN_AT_NS_FIELD_NUMBER: _ClassVar[int]
+    FROZEN_FOR_NS_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    COLLECTORS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    DUMP_DURATION_NS_FIELD_NUMBER: _ClassVar[int]
+    BOOT_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_TICKS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    format_major: int
+    format_minor: int
+    tool_version: str
+    kernel_release: str
+    hostname: str
+    time_ns: int
+    root_pids: _containers.RepeatedScalarFieldContainer[int]
+    freeze_method: FreezeMethod
+    frozen_at_ns: int
+    frozen_for_ns: int
+    parent_snapshot: str
+    collectors: _containers.RepeatedCompositeFieldContainer[CollectorRun]
+    skipped: _containers.RepeatedCompositeFieldContainer[SkippedProcess]
+    dump_duration_ns: int
+    boot_time_ns: int
+    clock_ticks: int
+    page_size: int
+    images: _containers.RepeatedCompositeFieldContainer[ImageRecord]
+    def __init__(self, format_major: _Optional[int] = ..., format_minor: _Optional[int] = ..., tool_version: _Optional[str] = ..., kernel_release: _Optional[str] = ..., hostname: _Optional[str] = ..., time_ns: _Optional[int] = ..., root_pids: _Optional[_Iterable[int]] = ..., freeze_method: _Optional[_Union[FreezeMethod, str]] = ..., frozen_at_ns: _Optional[int] = ..., frozen_for_ns: _Optional[int] = ..., parent_snapshot: _Optional[str] = ..., collectors: _Optional[_Iterable[_Union[CollectorRun, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[SkippedProcess, _Mapping]]] = ..., dump_duration_ns: _Optional[int] = ..., boot_time_ns: _Optional[int] = ..., clock_ticks: _Optional[int] = ..., page_size: _Optional[int] = ..., images: _Optional[_Iterable[_Union[ImageRecord, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""Thin ctypes wrappers around the syscalls and ioctls Python does not expose."""

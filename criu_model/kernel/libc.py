@@ -1,0 +1,35 @@
+"""The one place that loads libc and turns a -1 return into OSError."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+libc = ctypes.CDLL(None, use_errno=True)
+_syscall = libc.syscall
+_syscall.restype = ctypes.c_long
+
+# Syscall numbers we call directly (no glibc wrapper in every glibc we support).
+_SYSCALLS: dict[str, dict[str, int]] = {
+    "x86_64": {"kcmp": 312, "clone3": 435, "pidfd_open": 434, "pidfd_send_signal": 424},
+    "aarch64": {"kcmp": 272, "clone3": 435, "pidfd_open": 434, "pidfd_send_signal": 424},
+}
+
+
+def syscall_number(name: str) -> int:
+    """Number of a syscall on this architecture; KeyError if we do not know it."""
+    return _SYSCALLS[platform.machine()][name]
+
+
+def check(ret: int, what: str) -> int:
+    """Raise OSError (with errno) when a libc call returned -1."""
+    if ret == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def syscall(name: str, *args: int | ctypes._SimpleCData | ctypes.c_void_p) -> int:
+    """Call a raw syscall by name; errors come back as OSError."""
+    return check(_syscall(ctypes.c_long(syscall_number(name)), *args), name)
