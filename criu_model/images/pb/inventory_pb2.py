@@ -24,21 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63riu_model/v1/inventory.proto\x12\rcriu_model.v1\"9\n\x0c\x43ollectorRun\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03ran\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"-\n\x0eSkippedProcess\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x0bImageRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65ntries\x18\x02 \x01(\r\x12\r\n\x05\x63rc32\x18\x03 \x01(\r\"\xfa\x03\n\tInventory\x12\x14\n\x0c\x66ormat_major\x18\x01 \x01(\r\x12\x14\n\x0c\x66ormat_minor\x18\x02 \x01(\r\x12\x14\n\x0ctool_version\x18\x03 \x01(\t\x12\x16\n\x0ekernel_release\x18\x04 \x01(\t\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0f\n\x07time_ns\x18\x06 \x01(\x04\x12\x11\n\troot_pids\x18\x07 \x03(\r\x12\x32\n\rfreeze_method\x18\x08 \x01(\x0e\x32\x1b.criu_model.v1.FreezeMethod\x12\x14\n\x0c\x66rozen_at_ns\x18\t \x01(\x04\x12\x15\n\rfrozen_for_ns\x18\n \x01(\x04\x12\x17\n\x0fparent_snapshot\x18\x0b \x01(\t\x12/\n\ncollectors\x18\x0c \x03(\x0b\x32\x1b.criu_model.v1.CollectorRun\x12.\n\x07skipped\x18\r \x03(\x0b\x32\x1d.criu_model.v1.SkippedProcess\x12\x18\n\x10\x64ump_duration_ns\x18\x0e \x01(\x04\x12\x14\n\x0c\x62oot_time_ns\x18\x0f \x01(\x04\x12\x13\n\x0b\x63lock_ticks\x18\x10 \x01(\r\x12\x11\n\tpage_size\x18\x11 \x01(\r\x12*\n\x06images\x18\x12 \x03(\x0b\x32\x1a.criu_model.v1.ImageRecord*d\n\x0c\x46reezeMethod\x12\x1d\n\x19\x46REEZE_METHOD_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46REEZE_NONE\x10\x01\x12\x11\n\rFREEZE_PTRACE\x10\x02\x12\x11\n\rFREEZE_CGROUP\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63riu_model/v1/inventory.proto\x12\rcriu_model.v1\"9\n\x0c\x43ollectorRun\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03ran\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"-\n\x0eSkippedProcess\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"<\n\x0bImageRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65ntries\x18\x02 \x01(\r\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\"\xfa\x03\n\tInventory\x12\x14\n\x0c\x66ormat_major\x18\x01 \x01(\r\x12\x14\n\x0c\x66ormat_minor\x18\x02 \x01(\r\x12\x14\n\x0ctool_version\x18\x03 \x01(\t\x12\x16\n\x0ekernel_release\x18\x04 \x01(\t\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0f\n\x07time_ns\x18\x06 \x01(\x04\x12\x11\n\troot_pids\x18\x07 \x03(\r\x12\x32\n\rfreeze_method\x18\x08 \x01(\x0e\x32\x1b.criu_model.v1.FreezeMethod\x12\x14\n\x0c\x66rozen_at_ns\x18\t \x01(\x04\x12\x15\n\rfrozen_for_ns\x18\n \x01(\x04\x12\x17\n\x0fparent_snapshot\x18\x0b \x01(\t\x12/\n\ncollectors\x18\x0c \x03(\x0b\x32\x1b.criu_model.v1.CollectorRun\x12.\n\x07skipped\x18\r \x03(\x0b\x32\x1d.criu_model.v1.SkippedProcess\x12\x18\n\x10\x64ump_duration_ns\x18\x0e \x01(\x04\x12\x14\n\x0c\x62oot_time_ns\x18\x0f \x01(\x04\x12\x13\n\x0b\x63lock_ticks\x18\x10 \x01(\r\x12\x11\n\tpage_size\x18\x11 \x01(\r\x12*\n\x06images\x18\x12 \x03(\x0b\x32\x1a.criu_model.v1.ImageRecord*d\n\x0c\x46reezeMethod\x12\x1d\n\x19\x46REEZE_METHOD_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46REEZE_NONE\x10\x01\x12\x11\n\rFREEZE_PTRACE\x10\x02\x12\x11\n\rFREEZE_CGROUP\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'criu_model.v1.inventory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FREEZEMETHOD']._serialized_start=724
-  _globals['_FREEZEMETHOD']._serialized_end=824
+  _globals['_FREEZEMETHOD']._serialized_start=725
+  _globals['_FREEZEMETHOD']._serialized_end=825
   _globals['_COLLECTORRUN']._serialized_start=48
   _globals['_COLLECTORRUN']._serialized_end=105
   _globals['_SKIPPEDPROCESS']._serialized_start=107
   _globals['_SKIPPEDPROCESS']._serialized_end=152
   _globals['_IMAGERECORD']._serialized_start=154
-  _globals['_IMAGERECORD']._serialized_end=213
-  _globals['_INVENTORY']._serialized_start=216
-  _globals['_INVENTORY']._serialized_end=722
+  _globals['_IMAGERECORD']._serialized_end=214
+  _globals['_INVENTORY']._serialized_start=217
+  _globals['_INVENTORY']._serialized_end=723
 # @@protoc_insertion_point(module_scope)

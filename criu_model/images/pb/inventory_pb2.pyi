@@ -37,14 +37,14 @@ class SkippedProcess(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ImageRecord(_message.Message):
-    __slots__ = ("name", "entries", "crc32")
+    __slots__ = ("name", "entries", "sha256")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
-    CRC32_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
     name: str
     entries: int
-    crc32: int
-    def __init__(self, name: _Optional[str] = ..., entries: _Optional[int] = ..., crc32: _Optional[int] = ...) -> None: ...
+    sha256: bytes
+    def __init__(self, name: _Optional[str] = ..., entries: _Optional[int] = ..., sha256: _Optional[bytes] = ...) -> None: ...
 
 class Inventory(_message.Message):
     __slots__ = ("format_major", "format_minor", "tool_version", "kernel_release", "hostname", "time_ns", "root_pids", "freeze_method", "frozen_at_ns", "frozen_for_ns", "parent_snapshot", "collectors", "skipped", "dump_duration_ns", "boot_time_ns", "clock_ticks", "page_size", "images")

@@ -22,17 +22,18 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from criu_model.images.pb import common_pb2 as criu__model_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63riu_model/v1/mount.proto\x12\rcriu_model.v1\"\xd6\x01\n\x05Mount\x12\x10\n\x08mount_id\x18\x01 \x01(\r\x12\x11\n\tparent_id\x18\x02 \x01(\r\x12\x11\n\tdev_major\x18\x03 \x01(\r\x12\x11\n\tdev_minor\x18\x04 \x01(\r\x12\x0c\n\x04root\x18\x05 \x01(\x0c\x12\x13\n\x0bmount_point\x18\x06 \x01(\x0c\x12\x0f\n\x07options\x18\x07 \x01(\t\x12\x17\n\x0foptional_fields\x18\x08 \x03(\t\x12\x0e\n\x06\x66stype\x18\t \x01(\t\x12\x0e\n\x06source\x18\n \x01(\x0c\x12\x15\n\rsuper_options\x18\x0b \x01(\t\"_\n\x0eMountNamespace\x12\x10\n\x08ns_inode\x18\x01 \x01(\x04\x12\x15\n\rread_from_pid\x18\x02 \x01(\r\x12$\n\x06mounts\x18\x03 \x03(\x0b\x32\x14.criu_model.v1.Mountb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63riu_model/v1/mount.proto\x12\rcriu_model.v1\x1a\x1a\x63riu_model/v1/common.proto\"\xd6\x01\n\x05Mount\x12\x10\n\x08mount_id\x18\x01 \x01(\r\x12\x11\n\tparent_id\x18\x02 \x01(\r\x12\x11\n\tdev_major\x18\x03 \x01(\r\x12\x11\n\tdev_minor\x18\x04 \x01(\r\x12\x0c\n\x04root\x18\x05 \x01(\x0c\x12\x13\n\x0bmount_point\x18\x06 \x01(\x0c\x12\x0f\n\x07options\x18\x07 \x01(\t\x12\x17\n\x0foptional_fields\x18\x08 \x03(\t\x12\x0e\n\x06\x66stype\x18\t \x01(\t\x12\x0e\n\x06source\x18\n \x01(\x0c\x12\x15\n\rsuper_options\x18\x0b \x01(\t\"\x8e\x01\n\x0eMountNamespace\x12\x10\n\x08ns_inode\x18\x01 \x01(\x04\x12\x15\n\rread_from_pid\x18\x02 \x01(\r\x12$\n\x06mounts\x18\x03 \x03(\x0b\x32\x14.criu_model.v1.Mount\x12-\n\nunreadable\x18\x64 \x03(\x0b\x32\x19.criu_model.v1.Unreadableb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'criu_model.v1.mount_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MOUNT']._serialized_start=45
-  _globals['_MOUNT']._serialized_end=259
-  _globals['_MOUNTNAMESPACE']._serialized_start=261
-  _globals['_MOUNTNAMESPACE']._serialized_end=356
+  _globals['_MOUNT']._serialized_start=73
+  _globals['_MOUNT']._serialized_end=287
+  _globals['_MOUNTNAMESPACE']._serialized_start=290
+  _globals['_MOUNTNAMESPACE']._serialized_end=432
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from criu_model.images.pb import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -33,11 +34,13 @@ class Mount(_message.Message):
     def __init__(self, mount_id: _Optional[int] = ..., parent_id: _Optional[int] = ..., dev_major: _Optional[int] = ..., dev_minor: _Optional[int] = ..., root: _Optional[bytes] = ..., mount_point: _Optional[bytes] = ..., options: _Optional[str] = ..., optional_fields: _Optional[_Iterable[str]] = ..., fstype: _Optional[str] = ..., source: _Optional[bytes] = ..., super_options: _Optional[str] = ...) -> None: ...
 
 class MountNamespace(_message.Message):
-    __slots__ = ("ns_inode", "read_from_pid", "mounts")
+    __slots__ = ("ns_inode", "read_from_pid", "mounts", "unreadable")
     NS_INODE_FIELD_NUMBER: _ClassVar[int]
     READ_FROM_PID_FIELD_NUMBER: _ClassVar[int]
     MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    UNREADABLE_FIELD_NUMBER: _ClassVar[int]
     ns_inode: int
     read_from_pid: int
     mounts: _containers.RepeatedCompositeFieldContainer[Mount]
-    def __init__(self, ns_inode: _Optional[int] = ..., read_from_pid: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ...) -> None: ...
+    unreadable: _containers.RepeatedCompositeFieldContainer[_common_pb2.Unreadable]
+    def __init__(self, ns_inode: _Optional[int] = ..., read_from_pid: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., unreadable: _Optional[_Iterable[_Union[_common_pb2.Unreadable, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,91 @@
+"""Read and validate a snapshot directory.
+
+A snapshot is complete only if its inventory exists: the writer puts the
+inventory in last and renames the directory into place afterwards. Every
+image listed in the inventory must exist with the recorded entry count and
+CRC. Every violation is an ImageError naming the file and the byte offset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from google.protobuf.message import DecodeError, Message
+
+from criu_model.errors import ImageError, InconsistentImage, TruncatedImage
+from criu_model.images import framing
+from criu_model.images.pb import inventory_pb2
+from criu_model.images.registry import IMAGES, INVENTORY, ImageKind
+from criu_model.images.validate import validate
+from criu_model.snapshot import Snapshot
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as err:
+        raise TruncatedImage(str(path), None, "image file is missing") from err
+    except OSError as err:
+        raise ImageError(str(path), None, f"cannot read: {err.strerror}") from err
+
+
+def read_image(path: Path, image: ImageKind, data: bytes | None = None
+               ) -> tuple[framing.Header, list[Message], list[int]]:
+    """Parse one image file into messages, with the byte offset of each entry."""
+    if data is None:
+        data = _read(path)
+    header, raw = framing.decode(data, str(path), image.kind)
+    messages: list[Message] = []
+    offsets: list[int] = []
+    for off, payload in raw:
+        msg = image.message()
+        try:
+            msg.ParseFromString(payload)
+        except DecodeError as err:
+            raise ImageError(str(path), off, f"entry is not a valid {image.message.__name__} "
+                             f"message: {err}") from err
+        messages.append(msg)
+        offsets.append(off)
+    return header, messages, offsets
+
+
+def load(directory: str | os.PathLike[str]) -> Snapshot:
+    """Load and validate the snapshot in `directory`."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise ImageError(str(root), None, "no such snapshot directory")
+    inv_path = root / INVENTORY.name
+    if not inv_path.exists():
+        raise TruncatedImage(str(inv_path), None, "missing: not a complete snapshot "
+                             "(an interrupted dump never has an inventory)")
+    _, inv_entries, _ = read_image(inv_path, INVENTORY)
+    if len(inv_entries) != 1:
+        raise InconsistentImage(str(inv_path), framing.HEADER_SIZE,
+                                f"holds {len(inv_entries)} entries, expected exactly 1")
+    inventory = inv_entries[0]
+    assert isinstance(inventory, inventory_pb2.Inventory)
+
+    snap = Snapshot(inventory=inventory)
+    offsets: dict[str, list[int]] = {}
+    recorded = {rec.name: rec for rec in inventory.images}
+    for image in IMAGES:
+        rec = recorded.get(image.name)
+        if rec is None:
+            # Written by an older version that had no such image: empty. Images
+            # of a newer minor version that we do not know are simply not read.
+            continue
+        path = root / image.name
+        data = _read(path)
+        if hashlib.sha256(data).digest() != rec.sha256:
+            raise ImageError(str(path), None, "does not match the checksum recorded in "
+                             "inventory.img (replaced or corrupted after the dump)")
+        _, messages, offs = read_image(path, image, data)
+        if len(messages) != rec.entries:
+            raise InconsistentImage(str(path), None, f"holds {len(messages)} entries, "
+                                    f"inventory.img records {rec.entries}")
+        setattr(snap, image.attr, messages)
+        offsets[image.name] = offs
+    validate(snap, root, offsets)
+    return snap

@@ -1,0 +1,72 @@
+"""Cross-reference checks on a loaded snapshot.
+
+Framing and protobuf parsing prove each file is intact; these checks prove
+the files agree with each other, so show/diff/plan never build on a snapshot
+that refers to things it does not contain.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from criu_model.errors import InconsistentImage
+from criu_model.snapshot import Snapshot, namespace_inode
+
+
+def _at(offsets: dict[str, list[int]], name: str, index: int) -> int | None:
+    offs = offsets.get(name)
+    return offs[index] if offs and index < len(offs) else None
+
+
+def validate(snap: Snapshot, root: Path, offsets: dict[str, list[int]]) -> None:
+    """Raise InconsistentImage on the first broken cross-reference."""
+    inv = snap.inventory
+    proc_img = str(root / "processes.img")
+    seen: set[int] = set()
+    for i, proc in enumerate(snap.processes):
+        if proc.pid in seen:
+            raise InconsistentImage(proc_img, _at(offsets, "processes.img", i),
+                                    f"pid {proc.pid} appears twice")
+        seen.add(proc.pid)
+        if proc.threads and proc.threads[0].tid != proc.pid:
+            raise InconsistentImage(proc_img, _at(offsets, "processes.img", i),
+                                    f"pid {proc.pid}: first thread is {proc.threads[0].tid}, "
+                                    "expected the thread-group leader")
+        if proc.ns_pids and proc.ns_pids[0] != proc.pid:
+            raise InconsistentImage(proc_img, _at(offsets, "processes.img", i),
+                                    f"pid {proc.pid}: ns_pids starts with {proc.ns_pids[0]}")
+
+    roots = set(inv.root_pids)
+    skipped = {s.pid for s in inv.skipped}
+    for pid in roots:
+        if pid not in seen and pid not in skipped:
+            raise InconsistentImage(str(root / "inventory.img"), None,
+                                    f"root pid {pid} is neither dumped nor recorded as skipped")
+    for i, proc in enumerate(snap.processes):
+        if proc.pid not in roots and proc.ppid not in seen:
+            raise InconsistentImage(proc_img, _at(offsets, "processes.img", i),
+                                    f"pid {proc.pid} has parent {proc.ppid}, which is not in "
+                                    "the snapshot and the process is not a root")
+
+    mm_img = str(root / "mm.img")
+    mm_seen: set[int] = set()
+    for i, mm in enumerate(snap.memory):
+        if mm.pid not in seen or mm.pid in mm_seen:
+            what = "is not a dumped process" if mm.pid not in seen else "has two memory maps"
+            raise InconsistentImage(mm_img, _at(offsets, "mm.img", i), f"pid {mm.pid} {what}")
+        mm_seen.add(mm.pid)
+        prev_end = 0
+        for vma in mm.vmas:
+            if vma.end <= vma.start or vma.start < prev_end:
+                raise InconsistentImage(mm_img, _at(offsets, "mm.img", i),
+                                        f"pid {mm.pid}: VMA {vma.start:#x}-{vma.end:#x} is empty, "
+                                        "unsorted or overlaps the previous one")
+            prev_end = vma.end
+
+    mnt_namespaces = {m.ns_inode for m in snap.mounts}
+    for i, proc in enumerate(snap.processes):
+        ino = namespace_inode(proc, "mnt")
+        if ino is not None and ino not in mnt_namespaces:
+            raise InconsistentImage(proc_img, _at(offsets, "processes.img", i),
+                                    f"pid {proc.pid} is in mount namespace {ino}, which "
+                                    "mounts.img does not hold")

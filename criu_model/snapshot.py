@@ -1,0 +1,61 @@
+"""The in-memory snapshot: the protobuf messages themselves, plus indexes.
+
+There is no parallel dataclass model: collectors fill the messages, images
+write them, and show/diff/plan read them. Indexes are derived on demand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from criu_model.images.pb import inventory_pb2, mm_pb2, mount_pb2, process_pb2
+
+
+@dataclass
+class Snapshot:
+    inventory: inventory_pb2.Inventory
+    processes: list[process_pb2.Process] = field(default_factory=list)
+    memory: list[mm_pb2.MemoryMap] = field(default_factory=list)
+    mounts: list[mount_pb2.MountNamespace] = field(default_factory=list)
+
+    @cached_property
+    def by_pid(self) -> dict[int, process_pb2.Process]:
+        return {p.pid: p for p in self.processes}
+
+    @cached_property
+    def memory_by_pid(self) -> dict[int, mm_pb2.MemoryMap]:
+        return {m.pid: m for m in self.memory}
+
+    @cached_property
+    def mounts_by_ns(self) -> dict[int, mount_pb2.MountNamespace]:
+        return {m.ns_inode: m for m in self.mounts}
+
+    def children(self) -> dict[int, list[int]]:
+        """pid -> child pids present in the snapshot, in snapshot order."""
+        kids: dict[int, list[int]] = {p.pid: [] for p in self.processes}
+        for p in self.processes:
+            if p.ppid in kids and p.ppid != p.pid:
+                kids[p.ppid].append(p.pid)
+        return kids
+
+    def tree_roots(self) -> list[int]:
+        """Processes whose parent is not in the snapshot, in snapshot order."""
+        pids = self.by_pid
+        return [p.pid for p in self.processes if p.ppid not in pids]
+
+    @property
+    def thread_count(self) -> int:
+        return sum(len(p.threads) for p in self.processes)
+
+    @property
+    def vma_count(self) -> int:
+        return sum(len(m.vmas) for m in self.memory)
+
+
+def namespace_inode(proc: process_pb2.Process, ns_type: str) -> int | None:
+    """Inode of one of the process's namespaces ("mnt", "pid", ...), if recorded."""
+    for ns in proc.namespaces:
+        if ns.type == ns_type:
+            return ns.inode
+    return None
