@@ -12,8 +12,10 @@ _syscall.restype = ctypes.c_long
 
 # Syscall numbers we call directly (no glibc wrapper in every glibc we support).
 _SYSCALLS: dict[str, dict[str, int]] = {
-    "x86_64": {"kcmp": 312, "clone3": 435, "pidfd_open": 434, "pidfd_send_signal": 424},
-    "aarch64": {"kcmp": 272, "clone3": 435, "pidfd_open": 434, "pidfd_send_signal": 424},
+    "x86_64": {"kcmp": 312, "clone3": 435, "pidfd_open": 434, "pidfd_send_signal": 424,
+               "pidfd_getfd": 438},
+    "aarch64": {"kcmp": 272, "clone3": 435, "pidfd_open": 434, "pidfd_send_signal": 424,
+                "pidfd_getfd": 438},
 }
 
 

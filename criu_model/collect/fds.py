@@ -1,0 +1,605 @@
+"""Collect every file descriptor of one process: /proc/PID/fd + fdinfo + stat.
+
+Per fd we make a fixed number of reads (one fdinfo read, one readlink, one
+stat through the magic link), so thousands of fds cost linear time. The kind
+is told apart from the link text (``pipe:[N]``, ``socket:[N]``,
+``anon_inode:[eventfd]``...), the fdinfo keys and ``st_mode``/``st_rdev``.
+
+Three things fdinfo does not show are read without touching the target:
+
+* the F_SETOWN owner and F_SETSIG signal, and a pipe's queued bytes: we take a
+  copy of the target's fd with ``pidfd_getfd`` (Linux 5.6), which refers to the
+  *same* open file description, and ask F_GETOWN_EX / F_GETSIG / FIONREAD /
+  F_GETPIPE_SZ, all read-only. Sockets are never copied: receiving a socket
+  re-charges it to the receiver's cgroup (``__receive_sock``), a write to the
+  target's state. Without ``pidfd_getfd`` (old kernel, ptrace refused) a pipe
+  read end is reopened read-only through /proc instead (a new reader of a pipe
+  that has one already is harmless); a write end never is, because a new
+  reader would change what the target's writes do.
+* a memfd's seals and the contents of deleted files and memfds: we open
+  /proc/PID/fd/N read-only, a *new* open file description, so the target's
+  file position is untouched. Data is never read from pipes.
+
+A fd closed between listing and reading (ENOENT on its link or fdinfo) is
+skipped and counted in ``FdTable.vanished``; when the whole process is gone we
+raise :class:`ProcessGone`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import stat
+import struct
+import termios
+from collections.abc import Sequence
+
+from criu_model.collect import fdinfo
+from criu_model.collect.fdinfo import FdinfoText
+from criu_model.collect.locks import waiting_locks
+from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all
+from criu_model.errors import PTRACE_HINT, AccessDenied, CriuModelError, ProcessGone
+from criu_model.images.pb import files_pb2
+from criu_model.kernel.libc import libc, syscall
+
+DEFAULT_GHOST_LIMIT = 1 << 20
+
+# include/uapi/asm-generic/fcntl.h (x86_64 and aarch64 values)
+O_ACCMODE = 0o3
+O_RDONLY = 0o0
+O_WRONLY = 0o1
+O_RDWR = 0o2
+O_PATH = 0o10000000
+O_CLOEXEC = 0o2000000
+
+F_GETSIG = 11
+F_GETOWN_EX = 16
+F_GETPIPE_SZ = 1032
+F_GET_SEALS = 1034
+FIONREAD = termios.FIONREAD
+_OWNER_EX = struct.Struct("ii")  # struct f_owner_ex { int type; pid_t pid; }
+_INT = struct.Struct("i")
+
+# include/uapi/linux/magic.h
+TMPFS_MAGIC = 0x01021994
+HUGETLBFS_MAGIC = 0x958458F6
+_STATFS_SIZE = 120  # struct statfs on 64-bit: f_type is the first long
+
+# include/uapi/linux/major.h
+PTY_MASTER_MAJOR = 2          # legacy BSD ptys
+PTY_SLAVE_MAJOR = 3
+TTY_MAJOR = 4                 # minors 0-63 virtual consoles, 64+ serial
+TTYAUX_MAJOR = 5              # 0 /dev/tty, 1 /dev/console, 2 /dev/ptmx
+UNIX98_PTY_MASTER_MAJOR = 128  # 128..135
+UNIX98_PTY_SLAVE_MAJOR = 136   # 136..143
+UNIX98_PTY_MAJOR_COUNT = 8
+UNIX98_PTY_MINORS = 256
+_VT_MINORS = 64
+_TTYAUX_CTTY, _TTYAUX_CONSOLE, _TTYAUX_PTMX = 0, 1, 2
+
+_DELETED = b" (deleted)"
+_PIPE = b"pipe:["
+_SOCKET = b"socket:["
+_ANON = b"anon_inode:"
+_MEMFD = b"/memfd:"
+
+# Name after "anon_inode:" -> kind, and the fdinfo body parser of that kind.
+_ANON_KINDS: dict[bytes, int] = {
+    b"[eventfd]": files_pb2.FD_EVENTFD,
+    b"[eventpoll]": files_pb2.FD_EPOLL,
+    b"inotify": files_pb2.FD_INOTIFY,
+    b"[fanotify]": files_pb2.FD_FANOTIFY,
+    b"[signalfd]": files_pb2.FD_SIGNALFD,
+    b"[timerfd]": files_pb2.FD_TIMERFD,
+    b"[pidfd]": files_pb2.FD_PIDFD,    # also on pidfs (Linux 6.9+), which keeps the name
+    b"[io_uring]": files_pb2.FD_IO_URING,
+}
+
+# Filesystems whose ->flush() runs on *every* close (not only the last) and may
+# call a userspace daemon or the network: closing our pidfd_getfd copy there
+# could block on a frozen FUSE server. We do not probe those fds.
+_FLUSHING_FS = frozenset({b"fuse", b"fuseblk", b"nfs", b"nfs4", b"cifs", b"smb3", b"ceph",
+                          b"9p", b"afs", b"orangefs", b"gfs2", b"ocfs2"})
+_FUSE_SUBTYPE = b"fuse."
+
+_NOT_RESTORABLE_IO_URING = "io_uring rings and their in-flight requests cannot be restored"
+_SOCKET_OWNER_SKIPPED = (
+    "not probed: pidfd_getfd on a socket re-charges it to the dumper's cgroup (__receive_sock)"
+)
+
+
+def share_key(fd: files_pb2.Fd) -> tuple[int, int, int, int]:
+    """Prefilter key of the sharing pass: equal for fds that may share a description.
+
+    O_CLOEXEC is per fd, not per open file description, so it is masked out.
+    """
+    return fd.dev, fd.ino, fd.pos, fd.flags & ~O_CLOEXEC
+
+
+class GhostStore:
+    """Contents of deleted files and memfds, captured once per (dev, ino) per dump.
+
+    One store is shared by every ``collect_fds`` call of a dump; ``files()``
+    returns the GhostFile entries of ghosts.img, referenced by ``GhostRef.ghost_id``.
+    """
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[int, int], files_pb2.GhostFile] = {}
+
+    def get(self, dev: int, ino: int) -> files_pb2.GhostFile | None:
+        return self._by_key.get((dev, ino))
+
+    def add(self, dev: int, ino: int, *, size: int, path: bytes, data: bytes | None,
+            reason: str = "") -> files_pb2.GhostFile:
+        """Record a file; ``data`` None means not captured and ``reason`` says why."""
+        ghost = files_pb2.GhostFile(id=len(self._by_key) + 1, size=size, path=path,
+                                    dev=dev, ino=ino, captured=data is not None)
+        if data is not None:
+            ghost.data = data
+        else:
+            ghost.unreadable.add(field="data", reason=reason)
+        self._by_key[(dev, ino)] = ghost
+        return ghost
+
+    def files(self) -> list[files_pb2.GhostFile]:
+        return list(self._by_key.values())
+
+
+class _Vanished(Exception):
+    """One fd disappeared between listing and reading it."""
+
+
+def _fs_magic(path: bytes) -> int | None:
+    """statfs(path).f_type, or None when statfs fails."""
+    buf = ctypes.create_string_buffer(_STATFS_SIZE)
+    if libc.statfs(path, buf) != 0:
+        return None
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+def _tty(rdev: int) -> files_pb2.Tty | None:
+    """Tty message for a tty character device number; None for other devices."""
+    major, minor = os.major(rdev), os.minor(rdev)
+    tty = files_pb2.Tty(rdev_major=major, rdev_minor=minor)
+    if UNIX98_PTY_SLAVE_MAJOR <= major < UNIX98_PTY_SLAVE_MAJOR + UNIX98_PTY_MAJOR_COUNT:
+        tty.driver, tty.index = "pts", (major - UNIX98_PTY_SLAVE_MAJOR) * UNIX98_PTY_MINORS + minor
+    elif UNIX98_PTY_MASTER_MAJOR <= major < UNIX98_PTY_MASTER_MAJOR + UNIX98_PTY_MAJOR_COUNT:
+        tty.driver, tty.is_master = "ptmx", True
+    elif major == TTYAUX_MAJOR and minor == _TTYAUX_PTMX:
+        tty.driver, tty.is_master = "ptmx", True  # index from fdinfo tty-index
+    elif major == TTYAUX_MAJOR and minor == _TTYAUX_CTTY:
+        tty.driver = "ctty"
+    elif major == TTYAUX_MAJOR and minor == _TTYAUX_CONSOLE:
+        tty.driver = "console"
+    elif major == TTY_MAJOR:
+        if minor < _VT_MINORS:
+            tty.driver, tty.index = "vt", minor
+        else:
+            tty.driver, tty.index = "serial", minor - _VT_MINORS
+    elif major == PTY_MASTER_MAJOR:
+        tty.driver, tty.is_master, tty.index = "pty_legacy", True, minor
+    elif major == PTY_SLAVE_MAJOR:
+        tty.driver, tty.index = "pty_legacy", minor
+    else:
+        return None
+    return tty
+
+
+def _regular(st: os.stat_result) -> files_pb2.RegularFile:
+    return files_pb2.RegularFile(size=st.st_size, mtime_ns=st.st_mtime_ns, mode=st.st_mode,
+                                 dev=st.st_dev, ino=st.st_ino, nlink=st.st_nlink,
+                                 rdev=st.st_rdev)
+
+
+class _Probe:
+    """Copies of the target's fds through pidfd_getfd, for read-only fcntl/ioctl queries."""
+
+    def __init__(self, pid: int, enabled: bool) -> None:
+        self.pidfd: int | None = None
+        self.reason = "not probed: not reading the live /proc"
+        if not enabled:
+            return
+        try:
+            self.pidfd = syscall("pidfd_open", pid, 0)
+        except OSError as err:
+            self.reason = f"pidfd_open: {os.strerror(err.errno)}"
+        except KeyError:
+            self.reason = "pidfd_open: syscall number unknown on this architecture"
+
+    def copy(self, fd: int) -> int | None:
+        """A copy of the target's fd (same open file description); None if refused."""
+        if self.pidfd is None:
+            return None
+        try:
+            return syscall("pidfd_getfd", self.pidfd, fd, 0)
+        except OSError as err:
+            if err.errno == errno.EBADF:
+                raise _Vanished from err
+            # EPERM: ptrace access refused (e.g. pid 1 here); ENOSYS: before Linux 5.6.
+            self.reason = f"pidfd_getfd: {os.strerror(err.errno)} ({PTRACE_HINT})"
+            self.close()
+            return None
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
+class _Collector:
+    """Reads one process's fds; one instance per collect_fds call."""
+
+    def __init__(self, pid: int, proc_root: str, ghost_limit: int, ghosts: GhostStore,
+                 probe: _Probe) -> None:
+        self.pid = pid
+        self.proc = ProcDir(pid, proc_root)
+        self.fd_dir = os.fsencode(f"{proc_root}/{pid}/fd")
+        self.info_dir = f"{proc_root}/{pid}/fdinfo"
+        self.root = os.fsencode(f"{proc_root}/{pid}/root")
+        self.ghost_limit = ghost_limit
+        self.ghosts = ghosts
+        self.probe = probe
+        self._fstypes: dict[int, bytes] | None = None
+
+    def fstype(self, mnt_id: int) -> bytes:
+        """Filesystem type of a mount of this process (mountinfo read once, lazily)."""
+        if self._fstypes is None:
+            self._fstypes = {}
+            for line in self.proc.read("mountinfo").split(b"\n"):
+                head, sep, tail = line.partition(b" - ")
+                if sep:
+                    self._fstypes[int(head.split(b" ", 1)[0])] = tail.split(b" ", 1)[0]
+        return self._fstypes.get(mnt_id, b"")
+
+    # -- one fd ---------------------------------------------------------------
+
+    def read_fd(self, n: int) -> files_pb2.Fd:
+        """Everything about fd ``n``; raises _Vanished when it was closed meanwhile."""
+        link_path = b"%s/%d" % (self.fd_dir, n)
+        try:
+            raw = read_all(f"{self.info_dir}/{n}")
+            link = os.readlink(link_path)
+        except FileNotFoundError as err:
+            raise _Vanished from err
+        try:
+            info = fdinfo.split_fdinfo(raw)
+        except ValueError as err:
+            return _unparsable(n, link, raw, err)
+        fd = files_pb2.Fd(fd=n, flags=info.flags, pos=info.pos, mnt_id=info.mnt_id)
+        fd.locks.extend(info.locks)
+        st: os.stat_result | None = None
+        try:
+            st = os.stat(link_path)
+        except FileNotFoundError as err:
+            raise _Vanished from err
+        except OSError as err:
+            if err.errno in (errno.EACCES, errno.EPERM, errno.ESRCH):
+                raise
+            fd.unreadable.add(field="stat", reason=f"stat: {os.strerror(err.errno)}")
+        if st is not None:
+            fd.dev = st.st_dev
+        fd.ino = info.ino if info.ino is not None else (st.st_ino if st is not None else 0)
+        try:
+            self._classify(fd, n, link, info, st)
+        except ValueError as err:
+            return _unparsable(n, link, raw, err)
+        self._probe(fd, n)
+        return fd
+
+    def _classify(self, fd: files_pb2.Fd, n: int, link: bytes, info: FdinfoText,
+                  st: os.stat_result | None) -> None:
+        extra = fd.extra
+        if link.startswith(_PIPE):
+            fd.kind = files_pb2.FD_PIPE
+            self._pipe(fd, n)
+            fdinfo.parse_generic(info.body, extra)
+        elif link.startswith(_SOCKET):
+            fd.kind = files_pb2.FD_SOCKET
+            fd.socket.inode = int(link[len(_SOCKET):-1])
+            fdinfo.parse_generic(info.body, extra)
+        elif link.startswith(_ANON):
+            self._anon(fd, link[len(_ANON):], info)
+        elif link.startswith(b"/"):
+            self._path(fd, n, link, info, st)
+        else:
+            # nsfs ("net:[4026531840]"), and any pseudo file a newer kernel invents
+            fd.kind = files_pb2.FD_UNKNOWN
+            fd.path = link
+            fd.unknown.raw = info.raw_body()
+            fd.unknown.reason = f"link {link.decode('ascii', 'backslashreplace')!r} is no path " \
+                                "and no pseudo-file kind we model"
+
+    def _anon(self, fd: files_pb2.Fd, name: bytes, info: FdinfoText) -> None:
+        kind = _ANON_KINDS.get(name, files_pb2.FD_UNKNOWN)
+        fd.kind = kind
+        body, extra = info.body, fd.extra
+        if kind == files_pb2.FD_EVENTFD:
+            fd.eventfd.CopyFrom(fdinfo.parse_eventfd(body, extra))
+            if not fd.eventfd.HasField("semaphore"):
+                fd.unreadable.add(field="eventfd.semaphore",
+                                  reason="fdinfo lacks eventfd-semaphore (printed since Linux 6.5)")
+        elif kind == files_pb2.FD_EPOLL:
+            fd.epoll.CopyFrom(fdinfo.parse_epoll(body, extra))
+        elif kind == files_pb2.FD_INOTIFY:
+            fd.inotify.CopyFrom(fdinfo.parse_inotify(body, extra))
+        elif kind == files_pb2.FD_FANOTIFY:
+            fd.fanotify.CopyFrom(fdinfo.parse_fanotify(body, extra))
+        elif kind == files_pb2.FD_SIGNALFD:
+            fd.signalfd.CopyFrom(fdinfo.parse_signalfd(body, extra))
+        elif kind == files_pb2.FD_TIMERFD:
+            fd.timerfd.CopyFrom(fdinfo.parse_timerfd(body, extra))
+        elif kind == files_pb2.FD_PIDFD:
+            fd.pidfd.CopyFrom(fdinfo.parse_pidfd(body, extra))
+        elif kind == files_pb2.FD_IO_URING:
+            fd.io_uring.raw = info.raw_body()
+            fd.io_uring.reason = _NOT_RESTORABLE_IO_URING
+        else:
+            fd.path = _ANON + name
+            fd.unknown.raw = info.raw_body()
+            shown = name.decode("ascii", "backslashreplace")
+            fd.unknown.reason = f"anon inode {shown} is not modelled"
+
+    def _path(self, fd: files_pb2.Fd, n: int, link: bytes, info: FdinfoText,
+              st: os.stat_result | None) -> None:
+        path, deleted = link, False
+        if link.endswith(_DELETED) and not self._still_linked(link, st):
+            path, deleted = link[: -len(_DELETED)], True
+        fd.path, fd.deleted = path, deleted
+        extra = fd.extra
+        if st is None:
+            fd.kind = files_pb2.FD_OPATH if fd.flags & O_PATH else files_pb2.FD_REGULAR
+            fdinfo.parse_generic(info.body, extra)
+            return
+        mode = st.st_mode
+        if fd.flags & O_PATH:
+            fd.kind = files_pb2.FD_OPATH
+            self._file(fd, n, st, deleted)
+        elif stat.S_ISDIR(mode):
+            fd.kind = files_pb2.FD_DIRECTORY
+            fd.file.CopyFrom(_regular(st))
+        elif stat.S_ISFIFO(mode):
+            fd.kind = files_pb2.FD_FIFO
+            self._pipe(fd, n)
+        elif stat.S_ISCHR(mode) and (tty := _tty(st.st_rdev)) is not None:
+            fd.kind = files_pb2.FD_TTY
+            index = fdinfo.parse_tty_index(info.body, extra)
+            if index is not None:
+                tty.index = index
+            elif not tty.HasField("index"):
+                fd.unreadable.add(field="tty.index", reason="fdinfo lacks tty-index")
+            fd.tty.CopyFrom(tty)
+            return
+        elif deleted and path.startswith(_MEMFD) and stat.S_ISREG(mode) \
+                and (magic := _fs_magic(b"%s/%d" % (self.fd_dir, n))) in (TMPFS_MAGIC,
+                                                                          HUGETLBFS_MAGIC):
+            fd.kind = files_pb2.FD_MEMFD
+            self._memfd(fd, n, st, path, magic == HUGETLBFS_MAGIC)
+        else:
+            fd.kind = files_pb2.FD_REGULAR
+            self._file(fd, n, st, deleted)
+        fdinfo.parse_generic(info.body, extra)
+
+    def _still_linked(self, link: bytes, st: os.stat_result | None) -> bool:
+        """A file literally named "x (deleted)" that exists is not deleted."""
+        if st is None:
+            return False
+        try:
+            other = os.lstat(self.root + link)
+        except OSError:
+            return False
+        return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
+
+    def _file(self, fd: files_pb2.Fd, n: int, st: os.stat_result, deleted: bool) -> None:
+        fd.file.CopyFrom(_regular(st))
+        if deleted and stat.S_ISREG(st.st_mode):
+            fd.file.ghost.CopyFrom(self._ghost(fd, n, st, None))
+
+    def _memfd(self, fd: files_pb2.Fd, n: int, st: os.stat_result, path: bytes,
+               hugetlb: bool) -> None:
+        memfd = fd.memfd
+        memfd.name, memfd.size, memfd.hugetlb = path[len(_MEMFD):], st.st_size, hugetlb
+        try:
+            with _Reopened(b"%s/%d" % (self.fd_dir, n), st) as copy:
+                memfd.seals = fcntl.fcntl(copy.fd, F_GET_SEALS)
+                memfd.ghost.CopyFrom(self._ghost(fd, n, st, copy))
+        except OSError as err:
+            fd.unreadable.add(field="memfd.seals", reason=f"reopen: {os.strerror(err.errno)}")
+            memfd.ghost.CopyFrom(self._ghost(fd, n, st, None))
+
+    def _ghost(self, fd: files_pb2.Fd, n: int, st: os.stat_result,
+               opened: _Reopened | None) -> files_pb2.GhostRef:
+        ghost = self.ghosts.get(st.st_dev, st.st_ino)
+        if ghost is None:
+            data, reason = self._contents(fd, n, st, opened)
+            ghost = self.ghosts.add(st.st_dev, st.st_ino, size=st.st_size, path=fd.path,
+                                    data=data, reason=reason)
+        return files_pb2.GhostRef(ghost_id=ghost.id, captured=ghost.captured, size=st.st_size)
+
+    def _contents(self, fd: files_pb2.Fd, n: int, st: os.stat_result,
+                  opened: _Reopened | None) -> tuple[bytes | None, str]:
+        if st.st_size > self.ghost_limit:
+            return None, f"size {st.st_size} is above the ghost limit {self.ghost_limit}"
+        if any(lock.type in (files_pb2.LOCK_LEASE, files_pb2.LOCK_DELEG) for lock in fd.locks):
+            return None, "the file has a lease: opening it would start a lease break"
+        try:
+            if opened is not None:
+                return opened.read(self.ghost_limit), ""
+            with _Reopened(b"%s/%d" % (self.fd_dir, n), st) as copy:
+                return copy.read(self.ghost_limit), ""
+        except _TooBig as err:
+            return None, str(err)
+        except OSError as err:
+            return None, f"reopen through /proc: {os.strerror(err.errno)}"
+
+    def _pipe(self, fd: files_pb2.Fd, n: int) -> None:
+        access = fd.flags & O_ACCMODE
+        pipe = fd.pipe
+        pipe.pipe_ino = fd.ino
+        pipe.read_end = access in (O_RDONLY, O_RDWR)
+        pipe.write_end = access in (O_WRONLY, O_RDWR)
+
+    # -- state behind the open file description (owner, queued bytes) ----------
+
+    def _probe(self, fd: files_pb2.Fd, n: int) -> None:
+        if fd.kind == files_pb2.FD_SOCKET:
+            fd.unreadable.add(field="owner", reason=_SOCKET_OWNER_SKIPPED)
+            return
+        if fd.flags & O_PATH:
+            fd.owner_pid = 0  # fcntl(F_SETOWN) is EBADF on O_PATH fds: never an owner
+            return
+        is_pipe = fd.WhichOneof("state") == "pipe"
+        if fd.path.startswith(b"/") and fd.kind != files_pb2.FD_MEMFD:
+            fstype = self.fstype(fd.mnt_id)
+            if fstype in _FLUSHING_FS or fstype.startswith(_FUSE_SUBTYPE):
+                fd.unreadable.add(field="owner", reason="not probed: closing a copy calls the "
+                                  f"{fstype.decode(errors='replace')} flush, which may block")
+                return
+        try:
+            copy = self.probe.copy(n)
+        except _Vanished:
+            fd.unreadable.add(field="owner", reason="fd closed while probing it")
+            return
+        if copy is None:
+            if is_pipe:
+                self._pipe_by_reopen(fd, n)
+            return
+        try:
+            kind, pid = _OWNER_EX.unpack(fcntl.fcntl(copy, F_GETOWN_EX, bytes(_OWNER_EX.size)))
+            fd.owner_type = kind
+            fd.owner_pid = -pid if kind == files_pb2.OWNER_PGRP else pid
+            fd.owner_signum = fcntl.fcntl(copy, F_GETSIG)
+            if is_pipe:
+                _pipe_queue(fd.pipe, copy)
+        except OSError as err:
+            fd.unreadable.add(field="owner", reason=f"fcntl: {os.strerror(err.errno)}")
+        finally:
+            os.close(copy)
+
+    def _pipe_by_reopen(self, fd: files_pb2.Fd, n: int) -> None:
+        if not fd.pipe.read_end:
+            fd.unreadable.add(field="pipe.queued_bytes",
+                              reason=f"write end, and {self.probe.reason}: reopening it "
+                                     "for reading would add a reader")
+            return
+        try:
+            with _Reopened(b"%s/%d" % (self.fd_dir, n), None, nonblock=True) as copy:
+                _pipe_queue(fd.pipe, copy.fd)
+        except OSError as err:
+            fd.unreadable.add(field="pipe.queued_bytes",
+                              reason=f"reopen through /proc: {os.strerror(err.errno)}")
+
+
+def _unparsable(n: int, link: bytes, raw: bytes, err: ValueError) -> files_pb2.Fd:
+    """An fdinfo text we cannot parse: keep it whole, the dump goes on."""
+    fd = files_pb2.Fd(fd=n, kind=files_pb2.FD_UNKNOWN, path=link)
+    fd.unknown.raw = raw
+    fd.unknown.reason = f"fdinfo not understood: {err}"
+    return fd
+
+
+def _pipe_queue(pipe: files_pb2.Pipe, copy: int) -> None:
+    """FIONREAD and F_GETPIPE_SZ: both only read the pipe's counters, never its data."""
+    pipe.queued_bytes = _INT.unpack(fcntl.ioctl(copy, FIONREAD, bytes(_INT.size)))[0]
+    pipe.pipe_size = fcntl.fcntl(copy, F_GETPIPE_SZ)
+
+
+class _TooBig(Exception):
+    """The file grew above the ghost limit while we read it."""
+
+
+class _Reopened:
+    """/proc/PID/fd/N opened read-only: a new open file description, checked to be the same file."""
+
+    def __init__(self, path: bytes, expect: os.stat_result | None, nonblock: bool = False) -> None:
+        self.path = path
+        self.expect = expect
+        self.flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | (os.O_NONBLOCK if nonblock else 0)
+        self.fd = -1
+
+    def __enter__(self) -> _Reopened:
+        try:
+            # O_NOATIME: reading a ghost must not change the target's file times.
+            self.fd = os.open(self.path, self.flags | os.O_NOATIME)
+        except PermissionError:
+            self.fd = os.open(self.path, self.flags)
+        if self.expect is not None:
+            got = os.fstat(self.fd)
+            if (got.st_dev, got.st_ino) != (self.expect.st_dev, self.expect.st_ino):
+                os.close(self.fd)
+                raise OSError(errno.ESTALE, "fd was replaced while reading it")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def read(self, limit: int) -> bytes:
+        """The whole file with pread (no position anywhere is moved), at most ``limit`` bytes."""
+        chunks, offset = [], 0
+        while True:
+            chunk = os.pread(self.fd, min(1 << 20, limit + 1 - offset), offset)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            offset += len(chunk)
+            if offset > limit:
+                raise _TooBig(f"file grew above the ghost limit {limit} while reading it")
+
+
+def _process_gone(proc: ProcDir) -> bool:
+    """True when the process exited (no /proc entry, or a zombie without fds)."""
+    try:
+        data = read_all(f"{proc.path}/stat")
+    except OSError:
+        return True
+    state = data[data.rindex(b")") + 2:][:1]
+    return state in (b"Z", b"X")
+
+
+def collect_fds(pid: int, proc_root: str = PROC_ROOT, *, ghost_limit: int = DEFAULT_GHOST_LIMIT,
+                ghosts: GhostStore, proc_locks: Sequence[files_pb2.FileLock] | None = None,
+                ) -> files_pb2.FdTable:
+    """Every fd of process ``pid``, ascending, with its kind-specific state.
+
+    ``ghosts`` collects deleted-file and memfd contents for the whole dump.
+    ``proc_locks`` (``locks.read_proc_locks()``, read once per dump) adds the
+    lock requests the process is blocked on. Raises ProcessGone if the process
+    exits meanwhile; permission refused is recorded as Unreadable("fds").
+    """
+    proc = ProcDir(pid, proc_root)
+    table = files_pb2.FdTable(pid=pid)
+    try:
+        numbers = sorted(int(name) for name in proc.listdir("fd"))
+    except AccessDenied as err:
+        table.unreadable.add(field="fds", reason=str(err))
+        return table
+    probe = _Probe(pid, enabled=proc_root == PROC_ROOT)
+    collector = _Collector(pid, proc_root, ghost_limit, ghosts, probe)
+    try:
+        for n in numbers:
+            try:
+                table.fds.append(collector.read_fd(n))
+            except _Vanished as err:
+                if _process_gone(proc):
+                    raise ProcessGone(pid, f"exited while reading fd {n}") from err
+                table.vanished += 1
+            except PermissionError:
+                # Refused for one fd means refused for all (ptrace access mode check).
+                del table.fds[:]
+                table.unreadable.add(field="fds",
+                                     reason=str(AccessDenied(pid, f"fd {n}", PTRACE_HINT)))
+                return table
+            except ProcessLookupError as err:
+                raise ProcessGone(pid, f"reading fd {n}") from err
+            except OSError as err:
+                raise CriuModelError(f"process {pid}: reading fd {n}: {err.strerror}") from err
+    finally:
+        reason = probe.reason
+        probed = probe.pidfd is not None
+        probe.close()
+    if not probed and table.fds:
+        table.unreadable.add(field="fds.owner", reason=reason)
+    if proc_locks is not None:
+        table.waiting_locks.extend(waiting_locks(proc_locks, pid))
+    return table
