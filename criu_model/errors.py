@@ -77,22 +77,25 @@ PTRACE_HINT = (
 )
 
 
-@contextmanager
-def translate_oserror(pid: int, what: str) -> Iterator[None]:
-    """Turn OSError from reading /proc/PID/... into our hierarchy.
+def from_oserror(err: OSError, pid: int, what: str) -> CriuModelError:
+    """The one translation of an OSError met while reading /proc/PID/... .
 
     ENOENT/ESRCH mean the whole process is gone: a single vanished fd is the
-    caller's business (it catches FileNotFoundError itself, inside this block).
+    caller's business (it catches FileNotFoundError itself, before this).
     """
+    if isinstance(err, ProcessLookupError) or err.errno == errno.ESRCH:
+        return ProcessGone(pid, what)
+    if isinstance(err, FileNotFoundError):
+        return ProcessGone(pid, f"{what} vanished")
+    if isinstance(err, PermissionError):
+        return AccessDenied(pid, what, PTRACE_HINT)
+    return CriuModelError(f"process {pid}: reading {what}: {err.strerror}")
+
+
+@contextmanager
+def translate_oserror(pid: int, what: str) -> Iterator[None]:
+    """`from_oserror` as a context manager, for code off the hot path."""
     try:
         yield
-    except ProcessLookupError as err:
-        raise ProcessGone(pid, what) from err
-    except FileNotFoundError as err:
-        raise ProcessGone(pid, f"{what} vanished") from err
-    except PermissionError as err:
-        raise AccessDenied(pid, what, PTRACE_HINT) from err
     except OSError as err:
-        if err.errno == errno.ESRCH:
-            raise ProcessGone(pid, what) from err
-        raise CriuModelError(f"process {pid}: reading {what}: {err.strerror}") from err
+        raise from_oserror(err, pid, what) from err

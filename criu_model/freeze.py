@@ -82,6 +82,9 @@ class FreezeReport:
     # (tid or cgroup path, error) for each release that failed; empty when all went well.
     release_errors: list[tuple[str, str]] = field(default_factory=list)
     cgroup: str | None = None  # CGROUP: the cgroup directory frozen
+    # tid -> one-letter state read just before freezing: a frozen task shows
+    # 't' (ptrace) or 'S'/'D' (cgroup), which is our doing, not its state.
+    states_before: dict[int, str] = field(default_factory=dict)
     already_frozen: bool = False  # CGROUP: frozen before us, so left frozen on exit
 
     @property
@@ -98,6 +101,14 @@ def _thread_state(proc_root: str, pid: int, tid: int) -> str | None:
     # comm may contain anything, including ")": the state follows the last ")".
     rest = stat[stat.rfind(b")") + 2:]
     return rest[:1].decode() or None
+
+
+def _record_states(report: FreezeReport, pids: list[int], proc_root: str) -> None:
+    for pid in pids:
+        for tid in _list_tids(proc_root, pid):
+            state = _thread_state(proc_root, pid, tid)
+            if state is not None:
+                report.states_before[tid] = state
 
 
 def _list_tids(proc_root: str, pid: int) -> list[int]:
@@ -550,6 +561,8 @@ def frozen(pids: list[int], method: FreezeMethod | str, proc_root: str = PROC_RO
     freezer = _FREEZERS[method](report, proc_root, timeout)
     started: int | None = None
     try:
+        if method is not FreezeMethod.NONE:
+            _record_states(report, targets, proc_root)
         with _signals_deferred():
             freezer.freeze(targets)
             report.frozen_at_ns = time.time_ns()

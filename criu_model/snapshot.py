@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from criu_model.images.pb import inventory_pb2, mm_pb2, mount_pb2, process_pb2
+from criu_model.images.pb import files_pb2, inventory_pb2, mm_pb2, mount_pb2, process_pb2
 
 
 @dataclass
@@ -18,6 +18,8 @@ class Snapshot:
     processes: list[process_pb2.Process] = field(default_factory=list)
     memory: list[mm_pb2.MemoryMap] = field(default_factory=list)
     mounts: list[mount_pb2.MountNamespace] = field(default_factory=list)
+    fds: list[files_pb2.FdTable] = field(default_factory=list)
+    ghosts: list[files_pb2.GhostFile] = field(default_factory=list)
 
     @cached_property
     def by_pid(self) -> dict[int, process_pb2.Process]:
@@ -26,6 +28,14 @@ class Snapshot:
     @cached_property
     def memory_by_pid(self) -> dict[int, mm_pb2.MemoryMap]:
         return {m.pid: m for m in self.memory}
+
+    @cached_property
+    def fds_by_pid(self) -> dict[int, files_pb2.FdTable]:
+        return {t.pid: t for t in self.fds}
+
+    @cached_property
+    def ghosts_by_id(self) -> dict[int, files_pb2.GhostFile]:
+        return {g.id: g for g in self.ghosts}
 
     @cached_property
     def mounts_by_ns(self) -> dict[int, mount_pb2.MountNamespace]:
@@ -51,6 +61,10 @@ class Snapshot:
     @property
     def vma_count(self) -> int:
         return sum(len(m.vmas) for m in self.memory)
+
+    @property
+    def fd_count(self) -> int:
+        return sum(len(t.fds) for t in self.fds)
 
 
 def namespace_inode(proc: process_pb2.Process, ns_type: str) -> int | None:

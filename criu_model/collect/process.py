@@ -220,6 +220,7 @@ def collect_process(pid: int, proc_root: str = PROC_ROOT) -> process_pb2.Process
         nice=st.nice,
         rt_priority=st.rt_priority,
         flags=st.flags,
+        tty_nr=st.tty_nr,
         exit_signal=st.exit_signal,
         utime_ticks=st.utime,
         stime_ticks=st.stime,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from criu_model.errors import InconsistentImage
+from criu_model.images.pb import files_pb2
 from criu_model.snapshot import Snapshot, namespace_inode
 
 
@@ -70,3 +71,28 @@ def validate(snap: Snapshot, root: Path, offsets: dict[str, list[int]]) -> None:
             raise InconsistentImage(proc_img, _at(offsets, "processes.img", i),
                                     f"pid {proc.pid} is in mount namespace {ino}, which "
                                     "mounts.img does not hold")
+
+    fds_img = str(root / "fds.img")
+    ghost_ids = {g.id for g in snap.ghosts}
+    fd_seen: set[int] = set()
+    for i, table in enumerate(snap.fds):
+        if table.pid not in seen or table.pid in fd_seen:
+            what = "is not a dumped process" if table.pid not in seen else "has two fd tables"
+            raise InconsistentImage(fds_img, _at(offsets, "fds.img", i),
+                                    f"fd table of pid {table.pid}: the pid {what}")
+        fd_seen.add(table.pid)
+        for fd in table.fds:
+            ghost = _ghost_ref(fd)
+            if ghost is not None and ghost.ghost_id not in ghost_ids:
+                raise InconsistentImage(fds_img, _at(offsets, "fds.img", i),
+                                        f"pid {table.pid} fd {fd.fd} refers to ghost file "
+                                        f"{ghost.ghost_id}, which ghosts.img does not hold")
+
+
+def _ghost_ref(fd: files_pb2.Fd) -> files_pb2.GhostRef | None:
+    """The ghost (captured contents) reference of a deleted file or memfd, if any."""
+    if fd.HasField("file") and fd.file.HasField("ghost"):
+        return fd.file.ghost
+    if fd.HasField("memfd") and fd.memfd.HasField("ghost"):
+        return fd.memfd.ghost
+    return None

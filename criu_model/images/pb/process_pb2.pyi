@@ -107,8 +107,20 @@ class CgroupMembership(_message.Message):
     path: bytes
     def __init__(self, hierarchy_id: _Optional[int] = ..., controllers: _Optional[str] = ..., path: _Optional[bytes] = ...) -> None: ...
 
+class TaskShares(_message.Message):
+    __slots__ = ("files", "fs", "sighand", "vm")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    FS_FIELD_NUMBER: _ClassVar[int]
+    SIGHAND_FIELD_NUMBER: _ClassVar[int]
+    VM_FIELD_NUMBER: _ClassVar[int]
+    files: int
+    fs: int
+    sighand: int
+    vm: int
+    def __init__(self, files: _Optional[int] = ..., fs: _Optional[int] = ..., sighand: _Optional[int] = ..., vm: _Optional[int] = ...) -> None: ...
+
 class Process(_message.Message):
-    __slots__ = ("pid", "ppid", "pgid", "sid", "ns_pids", "ns_pgids", "ns_sids", "start_time", "comm", "state", "cmdline", "environ", "exe", "cwd", "root", "umask", "creds", "personality", "rlimits", "sig_ignored", "sig_caught", "sig_shared_pending", "timers", "sched_policy", "nice", "rt_priority", "namespaces", "cgroups", "threads", "flags", "exit_signal", "exit_code", "utime_ticks", "stime_ticks", "vsize", "rss_pages", "is_kthread", "unreadable")
+    __slots__ = ("pid", "ppid", "pgid", "sid", "ns_pids", "ns_pgids", "ns_sids", "start_time", "comm", "state", "cmdline", "environ", "exe", "cwd", "root", "umask", "creds", "personality", "rlimits", "sig_ignored", "sig_caught", "sig_shared_pending", "timers", "sched_policy", "nice", "rt_priority", "namespaces", "cgroups", "threads", "flags", "exit_signal", "exit_code", "utime_ticks", "stime_ticks", "vsize", "rss_pages", "is_kthread", "shares", "tty_nr", "unreadable")
     PID_FIELD_NUMBER: _ClassVar[int]
     PPID_FIELD_NUMBER: _ClassVar[int]
     PGID_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +158,8 @@ class Process(_message.Message):
     VSIZE_FIELD_NUMBER: _ClassVar[int]
     RSS_PAGES_FIELD_NUMBER: _ClassVar[int]
     IS_KTHREAD_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    TTY_NR_FIELD_NUMBER: _ClassVar[int]
     UNREADABLE_FIELD_NUMBER: _ClassVar[int]
     pid: int
     ppid: int
@@ -184,5 +198,7 @@ class Process(_message.Message):
     vsize: int
     rss_pages: int
     is_kthread: bool
+    shares: TaskShares
+    tty_nr: int
     unreadable: _containers.RepeatedCompositeFieldContainer[_common_pb2.Unreadable]
-    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., ns_pids: _Optional[_Iterable[int]] = ..., ns_pgids: _Optional[_Iterable[int]] = ..., ns_sids: _Optional[_Iterable[int]] = ..., start_time: _Optional[int] = ..., comm: _Optional[bytes] = ..., state: _Optional[str] = ..., cmdline: _Optional[_Iterable[bytes]] = ..., environ: _Optional[_Iterable[bytes]] = ..., exe: _Optional[_Union[_common_pb2.PathRef, _Mapping]] = ..., cwd: _Optional[_Union[_common_pb2.PathRef, _Mapping]] = ..., root: _Optional[_Union[_common_pb2.PathRef, _Mapping]] = ..., umask: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., personality: _Optional[int] = ..., rlimits: _Optional[_Iterable[_Union[Rlimit, _Mapping]]] = ..., sig_ignored: _Optional[int] = ..., sig_caught: _Optional[int] = ..., sig_shared_pending: _Optional[int] = ..., timers: _Optional[_Iterable[_Union[PosixTimer, _Mapping]]] = ..., sched_policy: _Optional[int] = ..., nice: _Optional[int] = ..., rt_priority: _Optional[int] = ..., namespaces: _Optional[_Iterable[_Union[Namespace, _Mapping]]] = ..., cgroups: _Optional[_Iterable[_Union[CgroupMembership, _Mapping]]] = ..., threads: _Optional[_Iterable[_Union[Thread, _Mapping]]] = ..., flags: _Optional[int] = ..., exit_signal: _Optional[int] = ..., exit_code: _Optional[int] = ..., utime_ticks: _Optional[int] = ..., stime_ticks: _Optional[int] = ..., vsize: _Optional[int] = ..., rss_pages: _Optional[int] = ..., is_kthread: _Optional[bool] = ..., unreadable: _Optional[_Iterable[_Union[_common_pb2.Unreadable, _Mapping]]] = ...) -> None: ...
+    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., ns_pids: _Optional[_Iterable[int]] = ..., ns_pgids: _Optional[_Iterable[int]] = ..., ns_sids: _Optional[_Iterable[int]] = ..., start_time: _Optional[int] = ..., comm: _Optional[bytes] = ..., state: _Optional[str] = ..., cmdline: _Optional[_Iterable[bytes]] = ..., environ: _Optional[_Iterable[bytes]] = ..., exe: _Optional[_Union[_common_pb2.PathRef, _Mapping]] = ..., cwd: _Optional[_Union[_common_pb2.PathRef, _Mapping]] = ..., root: _Optional[_Union[_common_pb2.PathRef, _Mapping]] = ..., umask: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., personality: _Optional[int] = ..., rlimits: _Optional[_Iterable[_Union[Rlimit, _Mapping]]] = ..., sig_ignored: _Optional[int] = ..., sig_caught: _Optional[int] = ..., sig_shared_pending: _Optional[int] = ..., timers: _Optional[_Iterable[_Union[PosixTimer, _Mapping]]] = ..., sched_policy: _Optional[int] = ..., nice: _Optional[int] = ..., rt_priority: _Optional[int] = ..., namespaces: _Optional[_Iterable[_Union[Namespace, _Mapping]]] = ..., cgroups: _Optional[_Iterable[_Union[CgroupMembership, _Mapping]]] = ..., threads: _Optional[_Iterable[_Union[Thread, _Mapping]]] = ..., flags: _Optional[int] = ..., exit_signal: _Optional[int] = ..., exit_code: _Optional[int] = ..., utime_ticks: _Optional[int] = ..., stime_ticks: _Optional[int] = ..., vsize: _Optional[int] = ..., rss_pages: _Optional[int] = ..., is_kthread: _Optional[bool] = ..., shares: _Optional[_Union[TaskShares, _Mapping]] = ..., tty_nr: _Optional[int] = ..., unreadable: _Optional[_Iterable[_Union[_common_pb2.Unreadable, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,148 @@
+"""Command line: parse arguments, call the library, print one clear line on error.
+
+Exit codes: 0 success, 1 failure (one line on stderr; traceback only with
+--debug), 2 usage error (argparse), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+
+from criu_model import __version__
+from criu_model.collect.fds import DEFAULT_GHOST_LIMIT
+from criu_model.dumper import dump, parse_pid
+from criu_model.errors import CriuModelError
+from criu_model.features import check
+from criu_model.freeze import FreezeMethod
+from criu_model.images import load, write
+from criu_model.render import text as render
+from criu_model.render.json import snapshot_to_json
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so every `finally` (thaw, cleanup) runs."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def _size(text: str) -> int:
+    """'1M' -> 1048576; argparse turns the ValueError into a usage error (exit 2)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().removesuffix("B")
+    factor = units.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in units else text
+    if not number.isdigit():
+        raise ValueError(text)
+    return int(number) * factor
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="criu-model",
+        description="Dump, inspect, diff and plan the restore of Linux process trees.")
+    parser.add_argument("--version", action="version", version=f"criu-model {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("dump", help="dump live process trees into a snapshot directory")
+    p.add_argument("pids", nargs="+", metavar="PID", help="root pid of a tree to dump")
+    p.add_argument("-D", "--dir", help="snapshot directory (default: ./dump-PID-TIME)")
+    p.add_argument("--freeze", choices=[m.value for m in FreezeMethod],
+                   default=FreezeMethod.PTRACE.value,
+                   help="how to keep the tree still while reading it (default: ptrace)")
+    p.add_argument("--no-pages", action="store_true",
+                   help="skip per-VMA page counts (pagemap)")
+    p.add_argument("--ghost-limit", type=_size, default=DEFAULT_GHOST_LIMIT, metavar="SIZE",
+                   help="capture deleted files and memfds up to SIZE bytes each "
+                        "(K/M/G suffixes; default 1M)")
+    p.add_argument("--force", action="store_true", help="replace an existing directory")
+
+    p = sub.add_parser("show", help="inspect a snapshot directory")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("view", nargs="?", default="tree", choices=["tree", "procs", "mems"],
+                   help="tree (default), procs, or mems PID")
+    p.add_argument("pid", nargs="?", help="pid for the mems view")
+    p.add_argument("--json", action="store_true", help="the whole snapshot as JSON")
+
+    p = sub.add_parser("check", help="which kernel features this machine offers")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _cmd_dump(args: argparse.Namespace, console: Console) -> int:
+    roots = [parse_pid(p) for p in args.pids]
+    target = args.dir or f"dump-{roots[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if Path(target).exists() and not args.force:
+        # Checked before freezing anything: fail fast, touch nothing.
+        raise CriuModelError(f"{target} already exists (use --force to replace it)")
+    snap = dump(roots, freeze=args.freeze, pages=not args.no_pages,
+                ghost_limit=args.ghost_limit)
+    path = write(snap, target, force=args.force)
+    for item in snap.inventory.skipped:
+        print(f"criu-model: skipped pid {item.pid}: {item.reason}", file=sys.stderr)
+    console.print(render.dump_summary(snap, str(path)), highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace, console: Console) -> int:
+    snap = load(args.dir)
+    if args.json:
+        json.dump(snapshot_to_json(snap), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    elif args.view == "tree":
+        render.show_tree(snap, console)
+    elif args.view == "procs":
+        render.show_procs(snap, console)
+    else:
+        if args.pid is None:
+            raise CriuModelError("show DIR mems needs a PID")
+        render.show_mems(snap, parse_pid(args.pid), console)
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace, console: Console) -> int:
+    features = check()
+    if args.json:
+        print(json.dumps([{"name": f.name, "available": f.available, "detail": f.detail}
+                          for f in features], indent=1))
+    else:
+        render.show_check(features, console)
+    return EXIT_OK
+
+
+_COMMANDS = {"dump": _cmd_dump, "show": _cmd_show, "check": _cmd_check}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    # Piped output is for grep and scripts: never truncate or wrap it.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 100_000)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _COMMANDS[args.command](args, console)
+    except CriuModelError as err:
+        if args.debug:
+            raise
+        print(f"criu-model: error: {err}", file=sys.stderr)
+        return EXIT_FAIL
+    except (KeyboardInterrupt, Terminated):
+        print("criu-model: interrupted; targets were released, nothing was written",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK  # `criu-model show ... | head`
+    finally:
+        signal.signal(signal.SIGTERM, previous)

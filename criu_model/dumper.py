@@ -1,0 +1,222 @@
+"""Dump orchestration: discover, freeze, collect, thaw. Writes nothing.
+
+The result is an in-memory Snapshot; ``images.write`` puts it on disk. Keeping
+the two apart lets ``diff --live`` compare against the live system without
+touching the disk, and guarantees that a failed or interrupted dump never
+produces a snapshot directory at all.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from criu_model import __version__
+from criu_model.collect.fds import DEFAULT_GHOST_LIMIT, GhostStore, collect_fds
+from criu_model.collect.locks import read_proc_locks
+from criu_model.collect.memory import collect_memory
+from criu_model.collect.mountinfo import collect_mountinfo
+from criu_model.collect.process import collect_process
+from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all
+from criu_model.collect.tree import discover
+from criu_model.errors import AccessDenied, ProcessGone, UsageError
+from criu_model.freeze import FreezeMethod, frozen
+from criu_model.images import framing
+from criu_model.images.pb import files_pb2, inventory_pb2, mm_pb2, mount_pb2, process_pb2
+from criu_model.snapshot import Snapshot, namespace_inode
+
+_FREEZE_PB = {
+    FreezeMethod.NONE: inventory_pb2.FREEZE_NONE,
+    FreezeMethod.PTRACE: inventory_pb2.FREEZE_PTRACE,
+    FreezeMethod.CGROUP: inventory_pb2.FREEZE_CGROUP,
+}
+# New processes may appear between discovery and freezing; after this many
+# rounds of "freeze, rediscover, found more" we give up rather than loop.
+_MAX_FREEZE_ROUNDS = 3
+# Test hook: seconds to hold the tree frozen before collecting, so tests can
+# deliver SIGINT/SIGTERM or kill a target at a known point of the dump.
+HOLD_ENV = "CRIU_MODEL_TEST_HOLD_FROZEN"
+
+
+def parse_pid(text: str | int) -> int:
+    """A pid from the command line: a positive decimal integer."""
+    if isinstance(text, int):
+        pid = text
+    else:
+        if not text.strip().isdigit():
+            raise UsageError(f"{text!r} is not a pid (expected a positive integer)")
+        pid = int(text)
+    if pid <= 0:
+        raise UsageError(f"{pid} is not a pid (expected a positive integer)")
+    return pid
+
+
+@dataclass
+class _Collected:
+    processes: list[process_pb2.Process]
+    memory: list[mm_pb2.MemoryMap]
+    fds: list[files_pb2.FdTable]
+    ghosts: list[files_pb2.GhostFile]
+    skipped: list[tuple[int, str]]
+
+
+def _boot_time_ns(proc_root: str) -> int:
+    for line in read_all(f"{proc_root}/stat").splitlines():
+        if line.startswith(b"btime "):
+            return int(line.split()[1]) * 1_000_000_000
+    return 0
+
+
+def _collect_all(pids: list[int], roots: set[int], proc_root: str, pages: bool,
+                 ghost_limit: int) -> _Collected:
+    processes: dict[int, process_pb2.Process] = {}
+    memory: dict[int, mm_pb2.MemoryMap] = {}
+    fds: dict[int, files_pb2.FdTable] = {}
+    skipped: list[tuple[int, str]] = []
+    ghosts = GhostStore()
+    proc_locks = read_proc_locks(proc_root)
+    for pid in pids:
+        if pid == os.getpid():
+            # Dumping an ancestor of criu-model itself: we are busy, not state.
+            skipped.append((pid, "the dumping process (criu-model itself) is not dumped"))
+            continue
+        try:
+            proc = collect_process(pid, proc_root)
+            mm = collect_memory(pid, proc_root, pages=pages)
+            table = collect_fds(pid, proc_root, ghost_limit=ghost_limit, ghosts=ghosts,
+                                proc_locks=proc_locks)
+        except ProcessGone:
+            skipped.append((pid, "exited during the dump"))
+            continue
+        processes[pid], memory[pid], fds[pid] = proc, mm, table
+    # A process whose parent exited mid-dump was reparented out of the tree:
+    # keep only what is still connected to a root, so the snapshot is a tree.
+    kept: list[process_pb2.Process] = []
+    connected: set[int] = set()
+    for pid in pids:  # parents come before children
+        proc = processes.get(pid)
+        if proc is None:
+            continue
+        if pid in roots or proc.ppid in connected:
+            connected.add(pid)
+            kept.append(proc)
+        else:
+            skipped.append((pid, f"reparented to {proc.ppid} (outside the tree) during the dump"))
+    return _Collected(kept, [memory[p.pid] for p in kept], [fds[p.pid] for p in kept],
+                      ghosts.files(), skipped)
+
+
+def _restore_states(processes: list[process_pb2.Process], before: dict[int, str]) -> None:
+    """Record each task's state as it was before we froze it.
+
+    A task that died meanwhile (Z/X) keeps what it shows now: that is news.
+    """
+    for proc in processes:
+        if proc.state not in "ZX" and proc.pid in before:
+            proc.state = before[proc.pid]
+        for thread in proc.threads:
+            if thread.state not in "ZX" and thread.tid in before:
+                thread.state = before[thread.tid]
+
+
+def _collect_mounts(processes: list[process_pb2.Process], proc_root: str
+                    ) -> list[mount_pb2.MountNamespace]:
+    """mountinfo once per mount namespace, read from its first live member."""
+    members: dict[int, list[int]] = {}
+    for proc in processes:
+        ino = namespace_inode(proc, "mnt")
+        if ino is not None:
+            members.setdefault(ino, []).append(proc.pid)
+    result = []
+    for ino, pids in members.items():
+        ns: mount_pb2.MountNamespace | None = None
+        reason = "every member exited before its mountinfo was read"
+        for pid in pids:
+            try:
+                ns = collect_mountinfo(pid, proc_root)
+                break
+            except ProcessGone:
+                continue
+            except AccessDenied as err:
+                reason = str(err)
+                break
+        if ns is None or ns.ns_inode != ino:
+            ns = mount_pb2.MountNamespace(ns_inode=ino, read_from_pid=pids[0])
+            ns.unreadable.add(field="mounts", reason=reason)
+        result.append(ns)
+    return result
+
+
+def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeMethod.PTRACE,
+         pages: bool = True, ghost_limit: int = DEFAULT_GHOST_LIMIT,
+         proc_root: str = PROC_ROOT) -> Snapshot:
+    """Dump the trees under `root_pids` into an in-memory Snapshot.
+
+    Targets are frozen with `freeze` while their state is read and always
+    thawed/detached before this returns or raises. Contents of deleted files
+    and memfds up to `ghost_limit` bytes each are captured.
+    """
+    started_wall = time.time_ns()
+    started = time.perf_counter_ns()
+    roots = list(dict.fromkeys(parse_pid(p) for p in root_pids))
+    if not roots:
+        raise UsageError("no pid given")
+    method = FreezeMethod(freeze)
+    for pid in roots:
+        if not ProcDir(pid, proc_root).exists():
+            raise ProcessGone(pid, "no such process")
+
+    for attempt in range(_MAX_FREEZE_ROUNDS):
+        pids = discover(roots, proc_root)
+        with frozen(pids, method, proc_root) as report:
+            now = discover(roots, proc_root)
+            if set(now) - set(pids) and attempt + 1 < _MAX_FREEZE_ROUNDS:
+                continue  # the tree grew before it was frozen: freeze the new members too
+            hold = float(os.environ.get(HOLD_ENV, "0") or 0)
+            if hold > 0:
+                time.sleep(hold)
+            collected = _collect_all(pids, set(roots), proc_root, pages, ghost_limit)
+            _restore_states(collected.processes, report.states_before)
+            mounts = _collect_mounts(collected.processes, proc_root)
+        break
+    if not collected.processes:
+        raise ProcessGone(roots[0], "every process of the tree exited during the dump")
+
+    inv = inventory_pb2.Inventory(
+        format_major=framing.FORMAT_MAJOR,
+        format_minor=framing.FORMAT_MINOR,
+        tool_version=__version__,
+        kernel_release=os.uname().release,
+        hostname=socket.gethostname(),
+        time_ns=started_wall,
+        root_pids=roots,
+        freeze_method=_FREEZE_PB[method],
+        frozen_at_ns=report.frozen_at_ns,
+        frozen_for_ns=report.frozen_for_ns,
+        boot_time_ns=_boot_time_ns(proc_root),
+        clock_ticks=os.sysconf("SC_CLK_TCK"),
+        page_size=os.sysconf("SC_PAGE_SIZE"),
+    )
+    # Only processes absent from the snapshot are "skipped"; a zombie the
+    # freezer left alone is still dumped. Collection's reason is the final word.
+    dumped = {p.pid for p in collected.processes}
+    skipped = {pid: why for pid, why in report.skipped if pid not in dumped}
+    skipped.update(collected.skipped)
+    for pid, reason in skipped.items():
+        inv.skipped.add(pid=pid, reason=reason)
+    methods = sorted({m.page_counts_method for m in collected.memory if m.page_counts_method})
+    inv.collectors.add(name="tree", ran=True)
+    inv.collectors.add(name=f"freeze:{method.value}", ran=True)
+    inv.collectors.add(name="process", ran=True)
+    inv.collectors.add(name="memory", ran=True)
+    inv.collectors.add(name="pages", ran=pages and bool(methods),
+                       reason=("method: " + ", ".join(methods)) if methods else
+                       ("disabled (--no-pages)" if not pages else "pagemap unreadable"))
+    inv.collectors.add(name="mountinfo", ran=True)
+    inv.collectors.add(name="fds", ran=True, reason=f"ghost limit {ghost_limit} bytes")
+    inv.dump_duration_ns = time.perf_counter_ns() - started
+    return Snapshot(inventory=inv, processes=collected.processes, memory=collected.memory,
+                    mounts=mounts, fds=collected.fds, ghosts=collected.ghosts)

@@ -1,0 +1,1 @@
+"""Formatting only: text (rich) and JSON views of loaded snapshots."""

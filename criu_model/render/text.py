@@ -1,0 +1,123 @@
+"""Terminal views of a snapshot, built with rich (plain text when not a tty)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from criu_model.errors import UsageError
+from criu_model.features import Feature
+from criu_model.images.pb import mm_pb2
+from criu_model.render.json import prot_text, text
+from criu_model.snapshot import Snapshot
+
+_VMA_KIND = {v: k.removeprefix("VMA_").lower() for k, v in mm_pb2.VmaKind.items()}
+
+
+def _table(*columns: str, right: Iterable[str] = ()) -> Table:
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    right_set = set(right)
+    for col in columns:
+        table.add_column(col, justify="right" if col in right_set else "left", no_wrap=True)
+    return table
+
+
+def emit(console: Console, renderable: Table) -> None:
+    """Print a table; piped output gets no trailing padding (rich pads cells)."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    console.file.write("\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n")
+
+
+def _comm(data: bytes) -> str:
+    # Newlines or tabs in a comm would break the one-line-per-process layout.
+    return text(data).replace("\n", "\\n").replace("\t", "\\t")
+
+
+def _ns(ids: Iterable[int]) -> str:
+    return ",".join(str(i) for i in ids)
+
+
+def show_tree(snap: Snapshot, console: Console) -> None:
+    """pid/pgid/sid/comm as an indented tree, like `ps -ejH`."""
+    kids = snap.children()
+    table = _table("PID", "PGID", "SID", "S", "NSPID", "CMD", right=("PID", "PGID", "SID"))
+
+    def walk(pid: int, depth: int) -> None:
+        proc = snap.by_pid[pid]
+        label = Text("  " * depth) + Text(_comm(proc.comm), style="bold" if depth == 0 else "")
+        if len(proc.threads) > 1:
+            label.append(f" ({len(proc.threads)} threads)", style="dim")
+        table.add_row(str(pid), str(proc.pgid), str(proc.sid), proc.state,
+                      _ns(proc.ns_pids), label)
+        for child in kids[pid]:
+            walk(child, depth + 1)
+
+    for root in snap.tree_roots():
+        walk(root, 0)
+    emit(console, table)
+
+
+def show_procs(snap: Snapshot, console: Console) -> None:
+    """One row per process with its main attributes."""
+    table = _table("PID", "PPID", "PGID", "SID", "NSPID", "S", "THR", "UID", "VMAS", "COMM",
+                   "CMDLINE", right=("PID", "PPID", "PGID", "SID", "THR", "UID", "VMAS"))
+    mm = snap.memory_by_pid
+    for proc in snap.processes:
+        uid = str(proc.creds.uids[0]) if proc.creds.uids else "?"
+        vmas = str(len(mm[proc.pid].vmas)) if proc.pid in mm else "-"
+        cmd = " ".join(text(a) for a in proc.cmdline)
+        table.add_row(str(proc.pid), str(proc.ppid), str(proc.pgid), str(proc.sid),
+                      _ns(proc.ns_pids), proc.state, str(len(proc.threads)), uid, vmas,
+                      _comm(proc.comm), cmd[:60] + ("…" if len(cmd) > 60 else ""))
+    emit(console, table)
+
+
+def show_mems(snap: Snapshot, pid: int, console: Console) -> None:
+    """The memory layout of one process, like pmap -X."""
+    mm = snap.memory_by_pid.get(pid)
+    if mm is None:
+        raise UsageError(f"pid {pid} is not in this snapshot "
+                         f"(it holds {', '.join(str(p) for p in snap.by_pid)})")
+    table = _table("START", "END", "PERM", "OFFSET", "DEV", "INODE", "KIND", "RSS", "SWAP",
+                   "EXCL", "PATH", right=("OFFSET", "INODE", "RSS", "SWAP", "EXCL"))
+    for vma in mm.vmas:
+        has_pages = vma.HasField("pages")
+        path = text(vma.path) + (" (deleted)" if vma.deleted else "")
+        table.add_row(f"{vma.start:x}", f"{vma.end:x}", prot_text(vma), f"{vma.offset:x}",
+                      f"{vma.dev_major:02x}:{vma.dev_minor:02x}", str(vma.inode),
+                      _VMA_KIND.get(vma.kind, "?"),
+                      *(str(n) if has_pages else "?" for n in
+                        (vma.pages.resident, vma.pages.swapped, vma.pages.exclusive)),
+                      path)
+    emit(console, table)
+    for item in mm.unreadable:
+        console.print(f"[yellow]not read:[/] {item.field}: {item.reason}")
+    method = mm.page_counts_method or "not read"
+    console.print(f"{len(mm.vmas)} VMAs; page counts (pages) via {method}")
+
+
+def show_check(features: list[Feature], console: Console) -> None:
+    table = _table("FEATURE", "OK", "WHY")
+    for feat in features:
+        ok = Text("yes", style="green") if feat.available else Text("no", style="red")
+        table.add_row(feat.name, ok, feat.detail)
+    emit(console, table)
+
+
+def dump_summary(snap: Snapshot, path: str | None) -> str:
+    """The one line `dump` prints."""
+    inv = snap.inventory
+    took = inv.dump_duration_ns / 1e6
+    frozen = inv.frozen_for_ns / 1e6
+    where = f" -> {path}" if path else ""
+    skipped = f", {len(inv.skipped)} skipped" if inv.skipped else ""
+    return (f"dumped {len(snap.processes)} processes, {snap.thread_count} threads, "
+            f"{snap.vma_count} VMAs{skipped} in {took:.1f} ms (frozen {frozen:.1f} ms)"
+            f"{where}")
