@@ -1,0 +1,148 @@
+"""Parse /proc/PID/maps into Vma messages.
+
+One line per VMA (fs/proc/task_mmu.c, show_map_vma)::
+
+    START-END PERMS OFFSET MAJ:MIN INODE [padding NAME]
+
+The five first fields never contain spaces; NAME is everything after the
+padding and may contain anything but a newline (the kernel prints a newline in
+a path as the octal escape ``\\012``). A file that was unlinked gets `` (deleted)``
+appended by d_path, which we strip and record as ``deleted``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from criu_model.images.pb import mm_pb2
+
+# Keyword arguments of mm_pb2.Vma (and of a dict in MemoryMap(vmas=[...])).
+VmaFields = dict[str, Any]
+
+PROT_READ = 1
+PROT_WRITE = 2
+PROT_EXEC = 4
+
+_DELETED = b" (deleted)"
+_ESCAPED_NEWLINE = b"\\012"  # mangle_path(..., "\n") in seq_path
+
+_PROT_CHARS = ((0, ord("r"), PROT_READ), (1, ord("w"), PROT_WRITE), (2, ord("x"), PROT_EXEC))
+_SHARED_CHAR = ord("s")
+
+# Bracketed names the kernel prints for special VMAs (arch_vma_name, vm_special_mapping).
+_SPECIAL_KINDS: dict[bytes, int] = {
+    b"[heap]": mm_pb2.VMA_HEAP,
+    b"[stack]": mm_pb2.VMA_STACK,
+    b"[vdso]": mm_pb2.VMA_VDSO,
+    b"[vvar]": mm_pb2.VMA_VVAR,
+    b"[vvar_vclock]": mm_pb2.VMA_VVAR,  # split out of [vvar] in Linux 6.13
+    b"[vsyscall]": mm_pb2.VMA_VSYSCALL,
+}
+_STACK_TID = b"[stack:"         # thread stacks were named this way before Linux 4.5
+_ANON_NAME = b"[anon:"          # prctl(PR_SET_VMA_ANON_NAME), Linux 5.17
+_ANON_SHMEM_NAME = b"[anon_shmem:"  # the same on a MAP_SHARED|MAP_ANONYMOUS VMA
+_MEMFD = b"/memfd:"
+_SYSV = b"/SYSV"
+_DEV_ZERO = b"/dev/zero"
+
+
+def vma_kind(path: bytes, deleted: bool, shared: bool) -> int:
+    """Classify a VMA from its (already un-suffixed) name, as CRIU would need to restore it."""
+    if not path:
+        return mm_pb2.VMA_SHARED_ANON if shared else mm_pb2.VMA_ANON
+    if path.startswith(b"["):
+        kind = _SPECIAL_KINDS.get(path)
+        if kind is not None:
+            return kind
+        if path.startswith(_STACK_TID):
+            return mm_pb2.VMA_STACK
+        if path.startswith(_ANON_SHMEM_NAME):
+            return mm_pb2.VMA_SHARED_ANON
+        if path.startswith(_ANON_NAME):
+            return mm_pb2.VMA_ANON
+        return mm_pb2.VMA_OTHER
+    if deleted:
+        if path.startswith(_MEMFD):
+            return mm_pb2.VMA_MEMFD
+        if path.startswith(_SYSV):
+            return mm_pb2.VMA_SYSV_SHM
+        if shared and path == _DEV_ZERO:
+            return mm_pb2.VMA_SHARED_ANON
+    return mm_pb2.VMA_FILE
+
+
+def _perms(perms: bytes) -> tuple[int, bool]:
+    """(prot, shared) of a 4-character "rwxp" field."""
+    prot = 0
+    for index, char, bit in _PROT_CHARS:
+        if perms[index] == char:
+            prot |= bit
+    return prot, perms[3] == _SHARED_CHAR
+
+
+# Only a handful of distinct permission strings exist: decode each once.
+_PERMS_CACHE: dict[bytes, tuple[int, bool]] = {}
+
+# START-END PERMS OFFSET MAJ:MIN INODE, then padding and the optional name.
+# One C-level findall over the whole file is ~25% faster than splitting lines.
+_LINE = re.compile(
+    rb"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) ([0-9]+) *(.*)$",
+    re.MULTILINE,
+)
+
+
+def _fields(start: bytes, end: bytes, perms: bytes, offset: bytes, major: bytes, minor: bytes,
+            inode: bytes, path: bytes) -> VmaFields:
+    """The Vma keyword arguments of one maps line, from its text fields."""
+    decoded = _PERMS_CACHE.get(perms)
+    if decoded is None:
+        decoded = _PERMS_CACHE[perms] = _perms(perms)
+    prot, shared = decoded
+    fields: VmaFields = {
+        "start": int(start, 16), "end": int(end, 16), "prot": prot, "shared": shared,
+        "offset": int(offset, 16), "dev_major": int(major, 16), "dev_minor": int(minor, 16),
+        "inode": int(inode),
+    }
+    if path:
+        deleted = path.endswith(_DELETED)
+        if deleted:
+            path = path[: -len(_DELETED)]
+            fields["deleted"] = True
+        if _ESCAPED_NEWLINE in path:
+            path = path.replace(_ESCAPED_NEWLINE, b"\n")
+        fields["path"] = path
+        fields["kind"] = vma_kind(path, deleted, shared)
+    else:
+        fields["kind"] = mm_pb2.VMA_SHARED_ANON if shared else mm_pb2.VMA_ANON
+    return fields
+
+
+def parse_maps_line(line: bytes) -> mm_pb2.Vma:
+    """Parse one maps line (without its newline); ValueError if it is malformed."""
+    match = _LINE.fullmatch(line)
+    if match is None:
+        raise ValueError(f"malformed /proc/PID/maps line: {line!r}")
+    return mm_pb2.Vma(**_fields(*match.groups()))
+
+
+def parse_maps_fields(data: bytes) -> list[VmaFields]:
+    """Parse a whole /proc/PID/maps into Vma keyword dicts (the fast path).
+
+    Collectors add their own keys (map_file_*, pages) to these dicts and build
+    the messages once at the end: upb builds a message from a dict three times
+    faster than it takes keyword arguments and later attribute writes.
+    ValueError names the first malformed line.
+    """
+    rows = [_fields(*groups) for groups in _LINE.findall(data)]
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    if len(rows) != lines:
+        for line in data.split(b"\n"):
+            if line:
+                parse_maps_line(line)  # raises on the first bad line
+    return rows
+
+
+def parse_maps(data: bytes) -> list[mm_pb2.Vma]:
+    """Parse a whole /proc/PID/maps; empty for kernel threads and zombies."""
+    return [mm_pb2.Vma(**fields) for fields in parse_maps_fields(data)]
