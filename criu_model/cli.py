@@ -72,9 +72,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="inspect a snapshot directory")
     p.add_argument("dir", metavar="DIR")
-    p.add_argument("view", nargs="?", default="tree", choices=["tree", "procs", "mems"],
-                   help="tree (default), procs, or mems PID")
-    p.add_argument("pid", nargs="?", help="pid for the mems view")
+    p.add_argument("view", nargs="?", default="tree", choices=["tree", "procs", "mems", "fds"],
+                   help="tree (default), procs, mems PID, fds [PID]")
+    p.add_argument("pid", nargs="?", help="pid for the mems and fds views")
     p.add_argument("--json", action="store_true", help="the whole snapshot as JSON")
 
     p = sub.add_parser("check", help="which kernel features this machine offers")
@@ -106,6 +106,8 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
         render.show_tree(snap, console)
     elif args.view == "procs":
         render.show_procs(snap, console)
+    elif args.view == "fds":
+        render.show_fds(snap, None if args.pid is None else parse_pid(args.pid), console)
     else:
         if args.pid is None:
             raise CriuModelError("show DIR mems needs a PID")

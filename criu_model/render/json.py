@@ -15,7 +15,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from criu_model.images import framing
-from criu_model.images.pb import mm_pb2
+from criu_model.images.pb import files_pb2, mm_pb2
 from criu_model.snapshot import Snapshot
 
 _PROT_BITS = ((1, "r"), (2, "w"), (4, "x"))
@@ -52,7 +52,11 @@ def message_to_json(msg: Message) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in msg.DESCRIPTOR.fields:
         value = getattr(msg, field.name)
-        if field.is_repeated:
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            value_field = entry.fields_by_name["value"]
+            out[field.name] = {str(k): _value(value_field, v) for k, v in value.items()}
+        elif field.is_repeated:
             out[field.name] = [_value(field, v) for v in value]
         elif field.has_presence and not msg.HasField(field.name):
             out[field.name] = None
@@ -66,6 +70,23 @@ def vma_to_json(vma: mm_pb2.Vma) -> dict[str, Any]:
     out["prot"] = prot_text(vma)
     out["path"] = text(vma.path) if vma.path else None
     out["kind"] = mm_pb2.VmaKind.Name(vma.kind).removeprefix("VMA_").lower()
+    return out
+
+
+def fd_kind_name(kind: int) -> str:
+    """'regular', 'pipe', ... as in the JSON contract."""
+    return files_pb2.FdKind.Name(kind).removeprefix("FD_").lower()
+
+
+def fd_to_json(fd: files_pb2.Fd) -> dict[str, Any]:
+    out = message_to_json(fd)
+    out["kind"] = fd_kind_name(fd.kind)
+    out["path"] = text(fd.path) if fd.path else None
+    state = fd.WhichOneof("state")
+    # The oneof member that is set, under its own name; the others are noise.
+    for field in fd.DESCRIPTOR.oneofs_by_name["state"].fields:
+        if field.name != state:
+            out.pop(field.name, None)
     return out
 
 
@@ -83,6 +104,10 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
         obj["vmas"] = [vma_to_json(v) for v in mm.vmas] if mm else []
         obj["memory"] = ({k: v for k, v in message_to_json(mm).items() if k != "vmas"}
                          if mm else None)
+        table = snap.fds_by_pid.get(proc.pid)
+        obj["fds"] = [fd_to_json(fd) for fd in table.fds] if table else []
+        obj["fd_table"] = ({k: v for k, v in message_to_json(table).items() if k != "fds"}
+                           if table else None)
         processes.append(obj)
     return {
         "format_version": f"{inv.format_major or framing.FORMAT_MAJOR}."
@@ -91,4 +116,6 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
         "inventory": message_to_json(inv),
         "processes": processes,
         "mount_namespaces": [message_to_json(m) for m in snap.mounts],
+        "ghost_files": [{k: v for k, v in message_to_json(g).items() if k != "data"}
+                        for g in snap.ghosts],
     }

@@ -10,8 +10,9 @@ from rich.text import Text
 
 from criu_model.errors import UsageError
 from criu_model.features import Feature
-from criu_model.images.pb import mm_pb2
-from criu_model.render.json import prot_text, text
+from criu_model.images.pb import files_pb2, mm_pb2
+from criu_model.kernel.flags import open_flags_text
+from criu_model.render.json import fd_kind_name, prot_text, text
 from criu_model.snapshot import Snapshot
 
 _VMA_KIND = {v: k.removeprefix("VMA_").lower() for k, v in mm_pb2.VmaKind.items()}
@@ -101,6 +102,67 @@ def show_mems(snap: Snapshot, pid: int, console: Console) -> None:
         console.print(f"[yellow]not read:[/] {item.field}: {item.reason}")
     method = mm.page_counts_method or "not read"
     console.print(f"{len(mm.vmas)} VMAs; page counts (pages) via {method}")
+
+
+def _fd_target(fd: files_pb2.Fd) -> str:
+    """What the fd points at, in the kind's own terms."""
+    state = fd.WhichOneof("state")
+    path = text(fd.path) + (" (deleted)" if fd.deleted else "")
+    if state == "pipe":
+        ends = "rw" if fd.pipe.read_end and fd.pipe.write_end else \
+            ("r" if fd.pipe.read_end else "w")
+        queued = (f" queued={fd.pipe.queued_bytes}" if fd.pipe.HasField("queued_bytes")
+                  else "")
+        return f"{path or f'pipe:[{fd.pipe.pipe_ino}]'} {ends}{queued}"
+    if state == "socket":
+        return path or f"socket:[{fd.socket.inode}]"
+    if state == "eventfd":
+        return f"{path} count={fd.eventfd.count}"
+    if state == "epoll":
+        return f"{path} targets=" + ",".join(str(t.tfd) for t in fd.epoll.targets)
+    if state == "inotify":
+        return f"{path} watches={len(fd.inotify.watches)}"
+    if state == "signalfd":
+        return f"{path} mask={fd.signalfd.sigmask:#x}"
+    if state == "timerfd":
+        t = fd.timerfd
+        return f"{path} clock={t.clockid} value={t.it_value_ns}ns interval={t.it_interval_ns}ns"
+    if state == "pidfd":
+        return f"{path} pid={fd.pidfd.pid}"
+    if state == "memfd":
+        return f"{path} size={fd.memfd.size}"
+    if state == "io_uring":
+        return f"{path} (not restorable)"
+    return path
+
+
+def show_fds(snap: Snapshot, pid: int | None, console: Console) -> None:
+    """One line per fd; '*' marks an open file shared with another process."""
+    if pid is not None and pid not in snap.by_pid:
+        raise UsageError(f"pid {pid} is not in this snapshot")
+    holders: dict[int, set[int]] = {}
+    for table in snap.fds:
+        for fd in table.fds:
+            if fd.file_id:
+                holders.setdefault(fd.file_id, set()).add(table.pid)
+    table_out = _table("PID", "FD", "KIND", "FLAGS", "POS", "FILE_ID", "S", "TARGET",
+                       right=("PID", "FD", "POS", "FILE_ID"))
+    for table in snap.fds:
+        if pid is not None and table.pid != pid:
+            continue
+        for fd in table.fds:
+            shared = "*" if len(holders.get(fd.file_id, ())) > 1 else ""
+            table_out.add_row(str(table.pid), str(fd.fd), fd_kind_name(fd.kind),
+                              open_flags_text(fd.flags), str(fd.pos),
+                              str(fd.file_id) if fd.file_id else "?", shared, _fd_target(fd))
+    emit(console, table_out)
+    for table in snap.fds:
+        if pid is not None and table.pid != pid:
+            continue
+        if table.vanished:
+            console.print(f"pid {table.pid}: {table.vanished} fds closed while being read")
+        for item in table.unreadable:
+            console.print(f"[yellow]pid {table.pid}: not read:[/] {item.field}: {item.reason}")
 
 
 def show_check(features: list[Feature], console: Console) -> None:
