@@ -21,6 +21,7 @@ from criu_model.collect.memory import FileIds, collect_memory
 from criu_model.collect.mountinfo import collect_mountinfo
 from criu_model.collect.process import collect_process
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all
+from criu_model.collect.shares import fill_sharing
 from criu_model.collect.tree import discover
 from criu_model.errors import AccessDenied, ProcessGone, UsageError
 from criu_model.freeze import FreezeMethod, frozen
@@ -93,6 +94,10 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, pages: bool,
             skipped.append((pid, "exited during the dump"))
             continue
         processes[pid], memory[pid], fds[pid] = proc, mm, table
+    stats = fill_sharing(list(processes.values()), list(fds.values()))
+    for pid in stats.gone_pids:
+        if processes.pop(pid, None) is not None:
+            skipped.append((pid, "exited during the dump"))
     # A process whose parent exited mid-dump was reparented out of the tree:
     # keep only what is still connected to a root, so the snapshot is a tree.
     kept: list[process_pb2.Process] = []

@@ -184,7 +184,7 @@ class Eventfd(_message.Message):
     def __init__(self, count: _Optional[int] = ..., semaphore: _Optional[bool] = ..., id: _Optional[int] = ...) -> None: ...
 
 class EpollTarget(_message.Message):
-    __slots__ = ("tfd", "events", "data", "pos", "ino", "sdev", "extra")
+    __slots__ = ("tfd", "events", "data", "pos", "ino", "sdev", "file_id", "extra")
     class ExtraEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +198,7 @@ class EpollTarget(_message.Message):
     POS_FIELD_NUMBER: _ClassVar[int]
     INO_FIELD_NUMBER: _ClassVar[int]
     SDEV_FIELD_NUMBER: _ClassVar[int]
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
     EXTRA_FIELD_NUMBER: _ClassVar[int]
     tfd: int
     events: int
@@ -205,8 +206,9 @@ class EpollTarget(_message.Message):
     pos: int
     ino: int
     sdev: int
+    file_id: int
     extra: _containers.ScalarMap[str, str]
-    def __init__(self, tfd: _Optional[int] = ..., events: _Optional[int] = ..., data: _Optional[int] = ..., pos: _Optional[int] = ..., ino: _Optional[int] = ..., sdev: _Optional[int] = ..., extra: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, tfd: _Optional[int] = ..., events: _Optional[int] = ..., data: _Optional[int] = ..., pos: _Optional[int] = ..., ino: _Optional[int] = ..., sdev: _Optional[int] = ..., file_id: _Optional[int] = ..., extra: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Epoll(_message.Message):
     __slots__ = ("targets",)
