@@ -165,6 +165,36 @@ def show_fds(snap: Snapshot, pid: int | None, console: Console) -> None:
             console.print(f"[yellow]pid {table.pid}: not read:[/] {item.field}: {item.reason}")
 
 
+def show_shared(snap: Snapshot, console: Console) -> None:
+    """Kernel objects held by more than one process: open files, fd tables, fs, sighand, vm."""
+    holders: dict[int, list[tuple[int, files_pb2.Fd]]] = {}
+    for table in snap.fds:
+        for fd in table.fds:
+            if fd.file_id:
+                holders.setdefault(fd.file_id, []).append((table.pid, fd))
+    files = _table("FILE_ID", "KIND", "HOLDERS (pid:fd)", "TARGET", right=("FILE_ID",))
+    for file_id, held in sorted(holders.items()):
+        if len({pid for pid, _ in held}) < 2:
+            continue
+        fd = held[0][1]
+        files.add_row(str(file_id), fd_kind_name(fd.kind),
+                      " ".join(f"{pid}:{f.fd}" for pid, f in held), _fd_target(fd))
+    console.print("[bold]open files shared between processes[/]")
+    emit(console, files)
+    tasks = _table("OBJECT", "ID", "PROCESSES", right=("ID",))
+    for kind in ("files", "fs", "sighand", "vm"):
+        groups: dict[int, list[int]] = {}
+        for proc in snap.processes:
+            ident = getattr(proc.shares, kind)
+            if ident:
+                groups.setdefault(ident, []).append(proc.pid)
+        for ident, pids in sorted(groups.items()):
+            if len(pids) > 1:
+                tasks.add_row(kind, str(ident), " ".join(map(str, pids)))
+    console.print("[bold]task objects shared between processes[/]")
+    emit(console, tasks)
+
+
 def show_check(features: list[Feature], console: Console) -> None:
     table = _table("FEATURE", "OK", "WHY")
     for feat in features:
