@@ -73,8 +73,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="inspect a snapshot directory")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("view", nargs="?", default="tree",
-                   choices=["tree", "procs", "mems", "fds", "shared"],
-                   help="tree (default), procs, mems PID, fds [PID], shared")
+                   choices=["tree", "procs", "mems", "fds", "sockets", "shared"],
+                   help="tree (default), procs, mems PID, fds [PID], sockets, shared")
     p.add_argument("pid", nargs="?", help="pid for the mems and fds views")
     p.add_argument("--json", action="store_true", help="the whole snapshot as JSON")
 
@@ -107,6 +107,8 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
         render.show_tree(snap, console)
     elif args.view == "procs":
         render.show_procs(snap, console)
+    elif args.view == "sockets":
+        render.show_sockets(snap, console)
     elif args.view == "shared":
         render.show_shared(snap, console)
     elif args.view == "fds":

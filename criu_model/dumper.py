@@ -22,6 +22,7 @@ from criu_model.collect.mountinfo import collect_mountinfo
 from criu_model.collect.process import collect_process
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all
 from criu_model.collect.shares import fill_sharing
+from criu_model.collect.sockets import SocketDump, collect_sockets
 from criu_model.collect.tree import discover
 from criu_model.errors import AccessDenied, ProcessGone, UsageError
 from criu_model.freeze import FreezeMethod, frozen
@@ -61,6 +62,7 @@ class _Collected:
     memory: list[mm_pb2.MemoryMap]
     fds: list[files_pb2.FdTable]
     ghosts: list[files_pb2.GhostFile]
+    sockets: SocketDump
     skipped: list[tuple[int, str]]
 
 
@@ -94,6 +96,7 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, pages: bool,
             skipped.append((pid, "exited during the dump"))
             continue
         processes[pid], memory[pid], fds[pid] = proc, mm, table
+    sockets = _collect_sockets(list(fds.values()))
     stats = fill_sharing(list(processes.values()), list(fds.values()))
     for pid in stats.gone_pids:
         if processes.pop(pid, None) is not None:
@@ -112,7 +115,23 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, pages: bool,
         else:
             skipped.append((pid, f"reparented to {proc.ppid} (outside the tree) during the dump"))
     return _Collected(kept, [memory[p.pid] for p in kept], [fds[p.pid] for p in kept],
-                      ghosts.files(), skipped)
+                      ghosts.files(), sockets, skipped)
+
+
+def _collect_sockets(tables: list[files_pb2.FdTable]) -> SocketDump:
+    """One sock_diag dump per family for the sockets the tree holds, joined by inode.
+
+    A socket no family reported (another network namespace, a family without
+    a diag handler) is marked unreadable on each fd that holds it.
+    """
+    inodes = {fd.socket.inode for t in tables for fd in t.fds if fd.HasField("socket")}
+    dump = collect_sockets(inodes) if inodes else SocketDump()
+    for table in tables:
+        for fd in table.fds:
+            if fd.HasField("socket") and fd.socket.inode in dump.missing:
+                fd.unreadable.add(field="socket", reason="not reported by sock_diag (another "
+                                  "network namespace, or a family without a diag handler)")
+    return dump
 
 
 def _restore_states(processes: list[process_pb2.Process], before: dict[int, str]) -> None:
@@ -223,6 +242,11 @@ def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeM
                        ("disabled (--no-pages)" if not pages else "pagemap unreadable"))
     inv.collectors.add(name="mountinfo", ran=True)
     inv.collectors.add(name="fds", ran=True, reason=f"ghost limit {ghost_limit} bytes")
+    for run in collected.sockets.families:
+        inv.collectors.add(name=f"sockets.{run.name}", ran=run.collected, reason=run.reason)
+    if not collected.sockets.families:
+        inv.collectors.add(name="sockets", ran=False, reason="the tree holds no sockets")
     inv.dump_duration_ns = time.perf_counter_ns() - started
     return Snapshot(inventory=inv, processes=collected.processes, memory=collected.memory,
-                    mounts=mounts, fds=collected.fds, ghosts=collected.ghosts)
+                    mounts=mounts, fds=collected.fds, ghosts=collected.ghosts,
+                    sockets=sorted(collected.sockets.sockets.values(), key=lambda s: s.inode))

@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from criu_model.images.pb import files_pb2, inventory_pb2, mm_pb2, mount_pb2, process_pb2
+from criu_model.images.pb import (
+    files_pb2,
+    inventory_pb2,
+    mm_pb2,
+    mount_pb2,
+    process_pb2,
+    sockets_pb2,
+)
 
 
 @dataclass
@@ -20,6 +27,7 @@ class Snapshot:
     mounts: list[mount_pb2.MountNamespace] = field(default_factory=list)
     fds: list[files_pb2.FdTable] = field(default_factory=list)
     ghosts: list[files_pb2.GhostFile] = field(default_factory=list)
+    sockets: list[sockets_pb2.Socket] = field(default_factory=list)  # by inode, ascending
 
     @cached_property
     def by_pid(self) -> dict[int, process_pb2.Process]:
@@ -36,6 +44,10 @@ class Snapshot:
     @cached_property
     def ghosts_by_id(self) -> dict[int, files_pb2.GhostFile]:
         return {g.id: g for g in self.ghosts}
+
+    @cached_property
+    def sockets_by_inode(self) -> dict[int, sockets_pb2.Socket]:
+        return {s.inode: s for s in self.sockets}
 
     @cached_property
     def mounts_by_ns(self) -> dict[int, mount_pb2.MountNamespace]:

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from criu_model.images.pb import files_pb2, inventory_pb2, mm_pb2, mount_pb2, process_pb2
+from criu_model.images.pb import (
+    files_pb2,
+    inventory_pb2,
+    mm_pb2,
+    mount_pb2,
+    process_pb2,
+    sockets_pb2,
+)
 
 
 def _kind(tag: bytes) -> int:
@@ -35,6 +42,7 @@ IMAGES: tuple[ImageKind, ...] = (
     ImageKind("mounts.img", _kind(b"MNTS"), mount_pb2.MountNamespace, "mounts"),
     ImageKind("fds.img", _kind(b"FDST"), files_pb2.FdTable, "fds"),
     ImageKind("ghosts.img", _kind(b"GHST"), files_pb2.GhostFile, "ghosts"),
+    ImageKind("sockets.img", _kind(b"SOCK"), sockets_pb2.Socket, "sockets"),
 )
 
 BY_NAME: dict[str, ImageKind] = {k.name: k for k in (INVENTORY, *IMAGES)}

@@ -74,6 +74,7 @@ def validate(snap: Snapshot, root: Path, offsets: dict[str, list[int]]) -> None:
 
     fds_img = str(root / "fds.img")
     ghost_ids = {g.id for g in snap.ghosts}
+    socket_inodes = {s.inode for s in snap.sockets}
     fd_seen: set[int] = set()
     for i, table in enumerate(snap.fds):
         if table.pid not in seen or table.pid in fd_seen:
@@ -82,6 +83,11 @@ def validate(snap: Snapshot, root: Path, offsets: dict[str, list[int]]) -> None:
                                     f"fd table of pid {table.pid}: the pid {what}")
         fd_seen.add(table.pid)
         for fd in table.fds:
+            if fd.HasField("socket") and fd.socket.inode not in socket_inodes and \
+                    not any(u.field == "socket" for u in fd.unreadable):
+                raise InconsistentImage(fds_img, _at(offsets, "fds.img", i),
+                                        f"pid {table.pid} fd {fd.fd} is socket "
+                                        f"{fd.socket.inode}, which sockets.img does not hold")
             ghost = _ghost_ref(fd)
             if ghost is not None and ghost.ghost_id not in ghost_ids:
                 raise InconsistentImage(fds_img, _at(offsets, "fds.img", i),

@@ -15,7 +15,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from criu_model.images import framing
-from criu_model.images.pb import files_pb2, mm_pb2
+from criu_model.images.pb import files_pb2, mm_pb2, sockets_pb2
 from criu_model.snapshot import Snapshot
 
 _PROT_BITS = ((1, "r"), (2, "w"), (4, "x"))
@@ -73,12 +73,51 @@ def vma_to_json(vma: mm_pb2.Vma) -> dict[str, Any]:
     return out
 
 
+SOCKET_TYPES = {1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpacket", 10: "packet"}
+# include/net/tcp_states.h: sock_diag reports every family's state in these terms.
+SOCKET_STATES = {1: "ESTABLISHED", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1",
+                 5: "FIN-WAIT-2", 6: "TIME-WAIT", 7: "UNCONN", 8: "CLOSE-WAIT", 9: "LAST-ACK",
+                 10: "LISTEN", 11: "CLOSING", 12: "NEW-SYN-RECV"}
+
+
+def socket_family_name(family: int) -> str:
+    """'unix', 'inet', 'inet6', 'netlink', 'packet'."""
+    return sockets_pb2.SocketFamily.Name(family).removeprefix("FAMILY_").lower()
+
+
+def unix_name(sock: sockets_pb2.Socket) -> str | None:
+    """A bound path, '@name' for an abstract name (as ss prints it), None if unbound."""
+    name = sock.unix.name
+    if not name:
+        return None
+    return "@" + text(name[1:]) if sock.unix.abstract else text(name)
+
+
+def socket_to_json(sock: sockets_pb2.Socket) -> dict[str, Any]:
+    """All of a socket's fields, with the contract's names and readable enums."""
+    out = message_to_json(sock)
+    kind = sock.WhichOneof("kind")
+    for field in sock.DESCRIPTOR.oneofs_by_name["kind"].fields:
+        if field.name != kind:
+            out.pop(field.name, None)
+    out["family"] = socket_family_name(sock.family)
+    out["type"] = SOCKET_TYPES.get(sock.type, str(sock.type))
+    out["state"] = SOCKET_STATES.get(sock.state, str(sock.state)) if sock.state else None
+    if kind == "unix":
+        out["peer_inode"] = sock.unix.peer_inode
+        out["name"] = unix_name(sock)
+    elif kind == "inet":
+        inet = sock.inet
+        out.update(src=inet.src, sport=inet.sport, dst=inet.dst, dport=inet.dport)
+    return out
+
+
 def fd_kind_name(kind: int) -> str:
     """'regular', 'pipe', ... as in the JSON contract."""
     return files_pb2.FdKind.Name(kind).removeprefix("FD_").lower()
 
 
-def fd_to_json(fd: files_pb2.Fd) -> dict[str, Any]:
+def fd_to_json(fd: files_pb2.Fd, sockets: dict[int, sockets_pb2.Socket]) -> dict[str, Any]:
     out = message_to_json(fd)
     out["kind"] = fd_kind_name(fd.kind)
     out["path"] = text(fd.path) if fd.path else None
@@ -87,6 +126,10 @@ def fd_to_json(fd: files_pb2.Fd) -> dict[str, Any]:
     for field in fd.DESCRIPTOR.oneofs_by_name["state"].fields:
         if field.name != state:
             out.pop(field.name, None)
+    if state == "socket":
+        sock = sockets.get(fd.socket.inode)
+        out["socket"] = socket_to_json(sock) if sock is not None else \
+            {"inode": fd.socket.inode, "family": None, "type": None, "state": None}
     return out
 
 
@@ -105,7 +148,7 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
         obj["memory"] = ({k: v for k, v in message_to_json(mm).items() if k != "vmas"}
                          if mm else None)
         table = snap.fds_by_pid.get(proc.pid)
-        obj["fds"] = [fd_to_json(fd) for fd in table.fds] if table else []
+        obj["fds"] = [fd_to_json(fd, snap.sockets_by_inode) for fd in table.fds] if table else []
         obj["fd_table"] = ({k: v for k, v in message_to_json(table).items() if k != "fds"}
                            if table else None)
         processes.append(obj)
@@ -116,6 +159,7 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
         "inventory": message_to_json(inv),
         "processes": processes,
         "mount_namespaces": [message_to_json(m) for m in snap.mounts],
+        "sockets": [socket_to_json(s) for s in snap.sockets],
         "ghost_files": [{k: v for k, v in message_to_json(g).items() if k != "data"}
                         for g in snap.ghosts],
     }

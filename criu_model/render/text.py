@@ -10,9 +10,17 @@ from rich.text import Text
 
 from criu_model.errors import UsageError
 from criu_model.features import Feature
-from criu_model.images.pb import files_pb2, mm_pb2
+from criu_model.images.pb import files_pb2, mm_pb2, sockets_pb2
 from criu_model.kernel.flags import open_flags_text
-from criu_model.render.json import fd_kind_name, prot_text, text
+from criu_model.render.json import (
+    SOCKET_STATES,
+    SOCKET_TYPES,
+    fd_kind_name,
+    prot_text,
+    socket_family_name,
+    text,
+    unix_name,
+)
 from criu_model.snapshot import Snapshot
 
 _VMA_KIND = {v: k.removeprefix("VMA_").lower() for k, v in mm_pb2.VmaKind.items()}
@@ -104,7 +112,7 @@ def show_mems(snap: Snapshot, pid: int, console: Console) -> None:
     console.print(f"{len(mm.vmas)} VMAs; page counts (pages) via {method}")
 
 
-def _fd_target(fd: files_pb2.Fd) -> str:
+def _fd_target(fd: files_pb2.Fd, sockets: dict[int, sockets_pb2.Socket]) -> str:
     """What the fd points at, in the kind's own terms."""
     state = fd.WhichOneof("state")
     path = text(fd.path) + (" (deleted)" if fd.deleted else "")
@@ -115,7 +123,14 @@ def _fd_target(fd: files_pb2.Fd) -> str:
                   else "")
         return f"{path or f'pipe:[{fd.pipe.pipe_ino}]'} {ends}{queued}"
     if state == "socket":
-        return path or f"socket:[{fd.socket.inode}]"
+        sock = sockets.get(fd.socket.inode)
+        name = path or f"socket:[{fd.socket.inode}]"
+        if sock is None:
+            return f"{name} (not in sock_diag)"
+        local, peer = _endpoints(sock)
+        state_name = SOCKET_STATES.get(sock.state, "-") if sock.state else "-"
+        return (f"{name} {socket_family_name(sock.family)} "
+                f"{SOCKET_TYPES.get(sock.type, sock.type)} {state_name} {local} -> {peer}")
     if state == "eventfd":
         return f"{path} count={fd.eventfd.count}"
     if state == "epoll":
@@ -154,7 +169,8 @@ def show_fds(snap: Snapshot, pid: int | None, console: Console) -> None:
             shared = "*" if len(holders.get(fd.file_id, ())) > 1 else ""
             table_out.add_row(str(table.pid), str(fd.fd), fd_kind_name(fd.kind),
                               open_flags_text(fd.flags), str(fd.pos),
-                              str(fd.file_id) if fd.file_id else "?", shared, _fd_target(fd))
+                              str(fd.file_id) if fd.file_id else "?", shared,
+                              _fd_target(fd, snap.sockets_by_inode))
     emit(console, table_out)
     for table in snap.fds:
         if pid is not None and table.pid != pid:
@@ -163,6 +179,54 @@ def show_fds(snap: Snapshot, pid: int | None, console: Console) -> None:
             console.print(f"pid {table.pid}: {table.vanished} fds closed while being read")
         for item in table.unreadable:
             console.print(f"[yellow]pid {table.pid}: not read:[/] {item.field}: {item.reason}")
+
+
+_NETID = {("unix", "stream"): "u_str", ("unix", "dgram"): "u_dgr", ("unix", "seqpacket"): "u_seq",
+          ("inet", "stream"): "tcp", ("inet6", "stream"): "tcp", ("inet", "dgram"): "udp",
+          ("inet6", "dgram"): "udp", ("inet", "raw"): "raw", ("inet6", "raw"): "raw",
+          ("netlink", "raw"): "nl", ("netlink", "dgram"): "nl", ("packet", "raw"): "p_raw",
+          ("packet", "dgram"): "p_dgr"}
+
+
+def _endpoints(sock: sockets_pb2.Socket) -> tuple[str, str]:
+    kind = sock.WhichOneof("kind")
+    if kind == "unix":
+        peer = f"* {sock.unix.peer_inode}" if sock.unix.peer_inode else "*"
+        return f"{unix_name(sock) or '*'} {sock.inode}", peer
+    if kind == "inet":
+        i = sock.inet
+        wrap = (lambda a: f"[{a}]") if sock.family == sockets_pb2.FAMILY_INET6 else (lambda a: a)
+        return f"{wrap(i.src)}:{i.sport}", f"{wrap(i.dst)}:{i.dport}" if i.dport else "*:*"
+    if kind == "netlink":
+        n = sock.netlink
+        return f"proto={n.protocol} portid={n.portid}", f"portid={n.dst_portid}"
+    if kind == "packet":
+        return f"proto={sock.packet.protocol:#06x} if={sock.packet.ifindex}", "*"
+    return str(sock.inode), "*"
+
+
+def show_sockets(snap: Snapshot, console: Console) -> None:
+    """Like `ss -xtuanp`, from the snapshot: every socket with its owning pids and fds."""
+    owners: dict[int, list[str]] = {}
+    for table in snap.fds:
+        comm = _comm(snap.by_pid[table.pid].comm) if table.pid in snap.by_pid else "?"
+        for fd in table.fds:
+            if fd.HasField("socket"):
+                owners.setdefault(fd.socket.inode, []).append(
+                    f'("{comm}",pid={table.pid},fd={fd.fd})')
+    out = _table("NETID", "STATE", "RECV-Q", "SEND-Q", "LOCAL", "PEER", "PROCESS",
+                 right=("RECV-Q", "SEND-Q"))
+    for sock in snap.sockets:
+        family = socket_family_name(sock.family)
+        netid = _NETID.get((family, SOCKET_TYPES.get(sock.type, "")), family)
+        local, peer = _endpoints(sock)
+        out.add_row(netid, SOCKET_STATES.get(sock.state, "-") if sock.state else "-",
+                    str(sock.rqueue), str(sock.wqueue), local, peer,
+                    ",".join(owners.get(sock.inode, [])))
+    emit(console, out)
+    for run in snap.inventory.collectors:
+        if run.name.startswith("sockets.") and not run.ran:
+            console.print(f"[yellow]not collected:[/] {run.name}: {run.reason}")
 
 
 def show_shared(snap: Snapshot, console: Console) -> None:
@@ -178,7 +242,8 @@ def show_shared(snap: Snapshot, console: Console) -> None:
             continue
         fd = held[0][1]
         files.add_row(str(file_id), fd_kind_name(fd.kind),
-                      " ".join(f"{pid}:{f.fd}" for pid, f in held), _fd_target(fd))
+                      " ".join(f"{pid}:{f.fd}" for pid, f in held),
+                      _fd_target(fd, snap.sockets_by_inode))
     console.print("[bold]open files shared between processes[/]")
     emit(console, files)
     tasks = _table("OBJECT", "ID", "PROCESSES", right=("ID",))
