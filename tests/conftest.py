@@ -84,3 +84,11 @@ def cgroup2_dir() -> Iterator[Path]:
         yield path
     finally:
         path.rmdir()
+
+
+def unused_pid() -> int:
+    """A pid with no process right now (searched downwards from pid_max)."""
+    pid = int(Path("/proc/sys/kernel/pid_max").read_text()) - 1
+    while Path(f"/proc/{pid}").exists():
+        pid -= 1
+    return pid

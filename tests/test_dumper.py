@@ -11,7 +11,7 @@ import criu_model
 from criu_model.errors import ProcessGone
 from criu_model.images.pb import inventory_pb2
 from criu_model.snapshot import Snapshot
-from tests.conftest import needs_root
+from tests.conftest import needs_root, unused_pid
 from tests.proctree import RICH_COMM, THREAD_NAMES, ZOMBIE_EXIT_STATUS, Tree, spawn
 
 
@@ -122,6 +122,6 @@ def test_cgroup_freeze(cgroup2_dir: Path, tmp_path: Path) -> None:
 
 
 def test_nonexistent_root() -> None:
-    pid = int(Path("/proc/sys/kernel/pid_max").read_text()) - 1
+    pid = unused_pid()
     with pytest.raises(ProcessGone, match=str(pid)):
         criu_model.dump([pid])

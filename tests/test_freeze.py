@@ -113,10 +113,19 @@ class Target:
         return sorted(int(t) for t in os.listdir(f"/proc/{self.pid}/task"))
 
     def states(self) -> dict[int, str]:
-        return {tid: thread_state(self.pid, tid) for tid in self.tids()}
+        """State of every live thread; threads that exit while we look are left out."""
+        out = {}
+        for tid in self.tids():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                out[tid] = thread_state(self.pid, tid)
+        return out
 
     def tracers(self) -> set[int]:
-        return {tracer_pid(self.pid, tid) for tid in self.tids()}
+        out = set()
+        for tid in self.tids():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                out.add(tracer_pid(self.pid, tid))
+        return out
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -335,7 +344,7 @@ def test_threads_created_and_exiting_while_freezing(target: Target) -> None:
                 assert set(tids) <= set(report.tids)
             assert report.skipped == [] and report.release_errors == []
             for tid in os.listdir(f"/proc/{churn.pid}/task"):
-                with contextlib.suppress(FileNotFoundError):  # short-lived thread ended
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # thread ended
                     assert tracer_pid(churn.pid, int(tid)) == 0
         assert churn.poll() is None
     finally:

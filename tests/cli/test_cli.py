@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from criu_model.dumper import HOLD_ENV
+from tests.conftest import unused_pid
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="ptrace freezing of a sibling needs root")
 
@@ -133,7 +134,7 @@ def test_dump_show_round_trip(tree: Tree, tmp_path: Path) -> None:
 
 
 def test_nonexistent_pid(tmp_path: Path) -> None:
-    pid = int(Path("/proc/sys/kernel/pid_max").read_text()) - 1  # never in use here
+    pid = unused_pid()
     res = run("dump", str(pid), "-D", str(tmp_path / "s"))
     assert res.returncode == 1
     assert res.stderr.count("\n") == 1 and str(pid) in res.stderr
