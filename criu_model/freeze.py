@@ -170,40 +170,56 @@ class _PtraceFreezer(_Freezer):
         self.tracees: dict[int, _Tracee] = {}
 
     def freeze(self, pids: list[int]) -> None:
-        for pid in pids:
-            self._freeze_process(pid)
-        self.report.tids = sorted(t.tid for t in self.tracees.values() if t.stopped)
-        self.report.held_signals = {t.tid: t.signal for t in self.tracees.values() if t.signal}
+        """Seize every thread of every process, re-listing until no new thread appeared.
 
-    def _freeze_process(self, pid: int) -> None:
-        """Seize every thread, re-listing until no new thread appeared.
-
-        Threads created while we seize are found by the next listing; once all
-        listed threads are stopped none can create more, so this converges.
+        Works in rounds over all processes at once: list, seize and interrupt
+        every new thread of every process, then wait for all of them. Threads
+        created while we seize are found by the next round's listing; once
+        all listed threads are stopped none can create more, so this
+        converges. One wait per round instead of one per process keeps the
+        tree's frozen time short (the poll sleeps overlap).
         """
-        seen: set[int] = set()
-        zombie = False
+        seen: dict[int, set[int]] = {pid: set() for pid in pids}
+        zombies: set[int] = set()
+        active = list(seen)
         for _ in range(MAX_THREAD_ROUNDS):
-            new = [t for t in _list_tids(self.proc_root, pid) if t not in seen]
-            if not new:
+            seized: list[int] = []
+            grew: list[int] = []
+            for pid in active:
+                new = [t for t in _list_tids(self.proc_root, pid) if t not in seen[pid]]
+                if not new:
+                    continue
+                grew.append(pid)
+                seen[pid].update(new)
+                for tid in new:
+                    state = _thread_state(self.proc_root, pid, tid)
+                    if state is None:
+                        continue
+                    # What the task was doing before we stopped it: frozen, it
+                    # shows 't', which is our doing, not its state.
+                    self.report.states_before[tid] = state
+                    if state in _DEAD_STATES:
+                        if tid == pid:
+                            zombies.add(pid)
+                    elif self._seize(pid, tid):
+                        seized.append(tid)
+            if not grew:
                 break
-            seen.update(new)
-            seized = []
-            for tid in new:
-                state = _thread_state(self.proc_root, pid, tid)
-                if state in _DEAD_STATES:
-                    zombie = zombie or tid == pid
-                elif state is not None and self._seize(pid, tid):
-                    seized.append(tid)
             for tid in seized:
                 self._interrupt(tid)
             self._wait_stopped(seized)
+            active = grew
         else:
-            raise CriuModelError(f"process {pid} keeps creating threads: gave up freezing "
-                                 f"after {MAX_THREAD_ROUNDS} rounds")
-        if not any(t.pid == pid and not t.dead for t in self.tracees.values()):
-            why = "zombie: already dead, nothing to freeze" if zombie else "exited while freezing"
-            self.report.skipped.append((pid, why))
+            raise CriuModelError(f"processes {sorted(active)} keep creating threads: gave up "
+                                 f"freezing after {MAX_THREAD_ROUNDS} rounds")
+        held = {t.pid for t in self.tracees.values() if not t.dead}
+        for pid in seen:
+            if pid not in held:
+                why = ("zombie: already dead, nothing to freeze" if pid in zombies
+                       else "exited while freezing")
+                self.report.skipped.append((pid, why))
+        self.report.tids = sorted(t.tid for t in self.tracees.values() if t.stopped)
+        self.report.held_signals = {t.tid: t.signal for t in self.tracees.values() if t.signal}
 
     def _seize(self, pid: int, tid: int) -> bool:
         """Seize one thread; False if it vanished or is exiting."""
@@ -561,7 +577,8 @@ def frozen(pids: list[int], method: FreezeMethod | str, proc_root: str = PROC_RO
     freezer = _FREEZERS[method](report, proc_root, timeout)
     started: int | None = None
     try:
-        if method is not FreezeMethod.NONE:
+        if method is FreezeMethod.CGROUP:
+            # (the ptrace freezer records them itself, as it reads each thread)
             _record_states(report, targets, proc_root)
         with _signals_deferred():
             freezer.freeze(targets)

@@ -66,24 +66,29 @@ def main() -> None:
     root = spawn_tree(n)
     try:
         time.sleep(0.2)
-        ours, frozen, theirs = [], [], []
-        count = 0
-        for _ in range(rounds):
+        ours, ours_np, frozen, frozen_np, theirs = [], [], [], [], []
+        for _ in range(rounds):  # interleaved, so machine noise hits all three alike
             t = time.perf_counter()
             snap = criu_model.dump([root])
             ours.append(time.perf_counter() - t)
             frozen.append(snap.inventory.frozen_for_ns / 1e9)
-            count = len(snap.processes)
+            t = time.perf_counter()
+            lean = criu_model.dump([root], pages=False)
+            ours_np.append(time.perf_counter() - t)
+            frozen_np.append(lean.inventory.frozen_for_ns / 1e9)
             t = time.perf_counter()
             psutil_collect(root)
             theirs.append(time.perf_counter() - t)
         med = statistics.median
-        print(f"processes dumped: {count}, VMAs: {snap.vma_count}, threads: {snap.thread_count}")
-        print(f"criu-model dump (ptrace freeze, page counts): median {med(ours)*1e3:.1f} ms "
-              f"(min {min(ours)*1e3:.1f}), frozen median {med(frozen)*1e3:.1f} ms")
+        print(f"processes dumped: {len(snap.processes)}, VMAs: {snap.vma_count}, "
+              f"threads: {snap.thread_count}, fds: {snap.fd_count}")
+        for label, times, held in (("with per-VMA page counts", ours, frozen),
+                                   ("without page counts (--no-pages)", ours_np, frozen_np)):
+            print(f"criu-model dump, ptrace freeze, {label}: median {med(times)*1e3:.1f} ms "
+                  f"(min {min(times)*1e3:.1f}), frozen median {med(held)*1e3:.1f} ms, "
+                  f"ratio to psutil {med(times) / med(theirs):.2f}")
         print(f"psutil as_dict()+memory_maps(): median {med(theirs)*1e3:.1f} ms "
               f"(min {min(theirs)*1e3:.1f})")
-        print(f"ratio criu-model / psutil: {med(ours) / med(theirs):.2f}")
     finally:
         for p in [*psutil.Process(root).children(recursive=True), psutil.Process(root)]:
             with contextlib.suppress(psutil.NoSuchProcess):
