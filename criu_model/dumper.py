@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from criu_model import __version__
 from criu_model.collect.fds import DEFAULT_GHOST_LIMIT, GhostStore, collect_fds
 from criu_model.collect.locks import read_proc_locks
+from criu_model.collect.maps import LineCache
 from criu_model.collect.memory import FileIds, collect_memory
 from criu_model.collect.mountinfo import collect_mountinfo
 from criu_model.collect.process import collect_process
@@ -81,6 +82,7 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, pages: bool,
     skipped: list[tuple[int, str]] = []
     ghosts = GhostStore()
     file_ids: FileIds = {}  # one map_files stat per shared library, not per process
+    line_cache: LineCache = {}  # forked workers repeat maps lines: decode each once
     proc_locks = read_proc_locks(proc_root)
     for pid in pids:
         if pid == os.getpid():
@@ -89,7 +91,8 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, pages: bool,
             continue
         try:
             proc = collect_process(pid, proc_root)
-            mm = collect_memory(pid, proc_root, pages=pages, file_ids=file_ids)
+            mm = collect_memory(pid, proc_root, pages=pages, file_ids=file_ids,
+                                line_cache=line_cache)
             table = collect_fds(pid, proc_root, ghost_limit=ghost_limit, ghosts=ghosts,
                                 proc_locks=proc_locks)
         except ProcessGone:
