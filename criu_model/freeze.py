@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from criu_model.collect.mountinfo import parse_mountinfo
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all
 from criu_model.errors import (
     PTRACE_HINT,
@@ -378,20 +379,6 @@ class _PtraceFreezer(_Freezer):
 # --------------------------------------------------------------------- cgroup
 
 
-def _unescape_mountinfo(field_: bytes) -> bytes:
-    """mountinfo octal-escapes space, tab, newline and backslash as \\NNN."""
-    out = bytearray()
-    i = 0
-    while i < len(field_):
-        if field_[i] == 0x5C and i + 3 < len(field_) and field_[i + 1:i + 4].isdigit():
-            out.append(int(field_[i + 1:i + 4], 8))
-            i += 4
-        else:
-            out.append(field_[i])
-            i += 1
-    return bytes(out)
-
-
 def cgroup2_mount(mountinfo: str = "/proc/self/mountinfo") -> tuple[str, str] | None:
     """(mount point, root inside the hierarchy) of our cgroup v2 mount, or None.
 
@@ -399,15 +386,8 @@ def cgroup2_mount(mountinfo: str = "/proc/self/mountinfo") -> tuple[str, str] | 
     /sys/fs/cgroup/unified; we just look for fstype cgroup2, preferring a
     mount of the hierarchy root.
     """
-    found: list[tuple[str, str]] = []
-    for line in read_all(mountinfo).splitlines():
-        left, sep, right = line.partition(b" - ")
-        if not sep or right.split(b" ", 1)[0] != b"cgroup2":
-            continue
-        fields = left.split(b" ")
-        root = os.fsdecode(_unescape_mountinfo(fields[3]))
-        point = os.fsdecode(_unescape_mountinfo(fields[4]))
-        found.append((point, root))
+    found = [(os.fsdecode(m.mount_point), os.fsdecode(m.root))
+             for m in parse_mountinfo(read_all(mountinfo)) if m.fstype == "cgroup2"]
     found.sort(key=lambda m: m[1] != "/")
     return found[0] if found else None
 
