@@ -6,6 +6,7 @@ Public API::
     path = criu_model.write(snap, "dump-dir")  # atomic snapshot directory
     snap = criu_model.load("dump-dir")         # validated
     rows = criu_model.check()                  # kernel features on this machine
+    changes = criu_model.diff(snap_a, snap_b)  # semantic difference of two snapshots
 
 Names are imported lazily: `show` on a snapshot should not pay for loading
 the collectors, and the collectors should not pay for rich.
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "dump": "criu_model.dumper",
+    "diff": "criu_model.differ",
     "load": "criu_model.images",
     "write": "criu_model.images",
     "check": "criu_model.features",
@@ -28,6 +30,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from criu_model.differ import diff
     from criu_model.dumper import dump
     from criu_model.errors import CriuModelError
     from criu_model.features import check
@@ -42,4 +45,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["CriuModelError", "Snapshot", "__version__", "check", "dump", "load", "write"]
+__all__ = ["CriuModelError", "Snapshot", "__version__", "check", "diff", "dump", "load", "write"]

@@ -1,0 +1,93 @@
+"""`criu-model diff`: what changed between two snapshots, or since a snapshot.
+
+Exit statuses as diff(1): 0 no differences, 1 differences, 2 trouble (bad
+arguments, unreadable snapshot, dump failure). Trouble prints one line on
+stderr; cli.main's own mapping of CriuModelError to 1 would collide with
+"differences", so every CriuModelError is caught here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from criu_model.differ import AREAS, diff, parse_areas
+from criu_model.dumper import dump, parse_pid
+from criu_model.errors import CriuModelError, UsageError
+from criu_model.freeze import FreezeMethod
+from criu_model.images import framing, load
+from criu_model.images.pb import inventory_pb2
+from criu_model.render.diff import diff_to_json, show_diff
+from criu_model.snapshot import Snapshot
+
+EXIT_SAME, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `diff` on the main parser's subparsers."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "diff", help="what changed between two snapshots (or since one, with --live)",
+        description="Compare snapshot DIR_A with DIR_B, or with the live processes "
+                    "(--live). Exit status: 0 no differences, 1 differences, 2 trouble.")
+    p.add_argument("dir_a", metavar="DIR_A", help="the 'before' snapshot")
+    p.add_argument("dir_b", metavar="DIR_B", nargs="?", help="the 'after' snapshot")
+    p.add_argument("--live", action="store_true",
+                   help="compare with the same root pids dumped now (in memory, nothing "
+                        "written)")
+    p.add_argument("--all", action="store_true",
+                   help="also show volatile fields (CPU times, page counts, queue lengths...)")
+    p.add_argument("--pid", action="append", default=[], metavar="PID",
+                   help="only changes involving PID (repeatable)")
+    p.add_argument("--only", metavar="AREAS",
+                   help="only these comma-separated areas: " + ",".join(AREAS))
+    p.add_argument("--json", action="store_true", help="one JSON object (see README)")
+    p.add_argument("--freeze", choices=[m.value for m in FreezeMethod],
+                   default=FreezeMethod.PTRACE.value,
+                   help="with --live: how to keep the tree still (default: ptrace)")
+    p.add_argument("--no-pages", action="store_true",
+                   help="with --live: skip per-VMA page counts")
+    return p
+
+
+def _empty_like(snap: Snapshot) -> Snapshot:
+    """A live side where every root has exited: nothing is left."""
+    return Snapshot(inventory=inventory_pb2.Inventory(
+        format_major=framing.FORMAT_MAJOR, format_minor=framing.FORMAT_MINOR,
+        root_pids=snap.inventory.root_pids))
+
+
+def _live(before: Snapshot, args: argparse.Namespace) -> Snapshot:
+    """Dump the roots of `before` that still exist, as `before` was dumped (pages or not)."""
+    roots = [pid for pid in before.inventory.root_pids if os.path.exists(f"/proc/{pid}")]
+    if not roots:
+        return _empty_like(before)
+    had_pages = any(m.page_counts_method for m in before.memory)
+    return dump(roots, freeze=args.freeze, pages=had_pages and not args.no_pages)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """Run `criu-model diff`; returns the exit status (0 same, 1 different, 2 trouble)."""
+    try:
+        if args.live == (args.dir_b is not None):
+            raise UsageError("give either DIR_B or --live, not both and not neither")
+        pids = {parse_pid(p) for p in args.pid} or None
+        only = parse_areas(args.only) if args.only is not None else None
+        a = load(args.dir_a)
+        b = _live(a, args) if args.live else load(args.dir_b)
+        result = diff(a, b, include_volatile=args.all, pids=pids, only=only)
+    except CriuModelError as err:
+        if getattr(args, "debug", False):
+            raise
+        print(f"criu-model: error: {err}", file=sys.stderr)
+        return EXIT_TROUBLE
+    if args.json:
+        json.dump(diff_to_json(result), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        show_diff(result, console, a, b)
+    return EXIT_SAME if result.identical else EXIT_DIFFERENT
