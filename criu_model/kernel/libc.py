@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -19,8 +20,13 @@ _SYSCALLS: dict[str, dict[str, int]] = {
 }
 
 
+@functools.cache
 def syscall_number(name: str) -> int:
-    """Number of a syscall on this architecture; KeyError if we do not know it."""
+    """Number of a syscall on this architecture; KeyError if we do not know it.
+
+    Cached: kcmp runs thousands of times per dump and platform.machine() is
+    not free.
+    """
     return _SYSCALLS[platform.machine()][name]
 
 
