@@ -34,8 +34,14 @@ def _table(*columns: str, right: Iterable[str] = ()) -> Table:
     return table
 
 
-def emit(console: Console, renderable: Table) -> None:
-    """Print a table; piped output gets no trailing padding (rich pads cells)."""
+def emit(console: Console, renderable: Table, *, empty: str | None = None) -> None:
+    """Print a table; piped output gets no trailing padding (rich pads cells).
+
+    With `empty`, a table without rows prints that line instead of a lone header.
+    """
+    if empty is not None and not renderable.row_count:
+        console.print(empty)
+        return
     if console.is_terminal:
         console.print(renderable)
         return
@@ -245,7 +251,7 @@ def show_shared(snap: Snapshot, console: Console) -> None:
                       " ".join(f"{pid}:{f.fd}" for pid, f in held),
                       _fd_target(fd, snap.sockets_by_inode))
     console.print("[bold]open files shared between processes[/]")
-    emit(console, files)
+    emit(console, files, empty="(none)")
     tasks = _table("OBJECT", "ID", "PROCESSES", right=("ID",))
     for kind in ("files", "fs", "sighand", "vm"):
         groups: dict[int, list[int]] = {}
@@ -257,7 +263,7 @@ def show_shared(snap: Snapshot, console: Console) -> None:
             if len(pids) > 1:
                 tasks.add_row(kind, str(ident), " ".join(map(str, pids)))
     console.print("[bold]task objects shared between processes[/]")
-    emit(console, tasks)
+    emit(console, tasks, empty="(none)")
 
 
 def show_check(features: list[Feature], console: Console) -> None:
