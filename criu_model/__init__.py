@@ -7,6 +7,7 @@ Public API::
     snap = criu_model.load("dump-dir")         # validated
     rows = criu_model.check()                  # kernel features on this machine
     changes = criu_model.diff(snap_a, snap_b)  # semantic difference of two snapshots
+    result = criu_model.plan(snap)             # restore plan + dry run (planner.Plan)
 
 Names are imported lazily: `show` on a snapshot should not pay for loading
 the collectors, and the collectors should not pay for rich.
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "dump": "criu_model.dumper",
     "diff": "criu_model.differ",
+    "plan": "criu_model.planner",
     "load": "criu_model.images",
     "write": "criu_model.images",
     "check": "criu_model.features",
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from criu_model.errors import CriuModelError
     from criu_model.features import check
     from criu_model.images import load, write
+    from criu_model.planner import plan
     from criu_model.snapshot import Snapshot
 
 
@@ -45,4 +48,5 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["CriuModelError", "Snapshot", "__version__", "check", "diff", "dump", "load", "write"]
+__all__ = ["CriuModelError", "Snapshot", "__version__", "check", "diff", "dump", "load", "plan",
+           "write"]

@@ -17,7 +17,7 @@ from types import FrameType
 
 from rich.console import Console
 
-from criu_model import __version__, cli_diff
+from criu_model import __version__, cli_diff, cli_plan
 from criu_model.collect.fds import DEFAULT_GHOST_LIMIT
 from criu_model.dumper import dump, parse_pid
 from criu_model.errors import CriuModelError
@@ -79,6 +79,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the whole snapshot as JSON")
 
     cli_diff.add_parser(sub)
+    cli_plan.add_parser(sub)
 
     p = sub.add_parser("check", help="which kernel features this machine offers")
     p.add_argument("--json", action="store_true")
@@ -132,7 +133,8 @@ def _cmd_check(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"dump": _cmd_dump, "show": _cmd_show, "diff": cli_diff.run, "check": _cmd_check}
+_COMMANDS = {"dump": _cmd_dump, "show": _cmd_show, "diff": cli_diff.run, "plan": cli_plan.run,
+             "check": _cmd_check}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from criu_model.plan.model import RESTORER, Action, Plan, Severity, Step
+from criu_model.planner.model import RESTORER, Action, Plan, Severity, Step
 
 _HIDDEN_ARGS = {"flags_value", "child"}
 

@@ -1,0 +1,53 @@
+"""`criu-model plan DIR`: how the snapshot would be restored, and why it would fail here.
+
+Exit status: 0 feasible, 3 at least one blocker, 1 error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from criu_model.errors import CriuModelError
+from criu_model.images import load
+from criu_model.planner import PID_NS_MODES, plan
+from criu_model.render.plan import plan_to_json, show_plan
+
+EXIT_FEASIBLE, EXIT_ERROR, EXIT_BLOCKED = 0, 1, 3
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `plan` on the main parser's subparsers."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "plan", help="plan the restore of a snapshot and dry-run it against this machine",
+        description="Print how DIR would be restored (steps per process, helpers and why), "
+                    "every problem found, and a verdict. Exit status: 0 feasible, "
+                    "3 blocked, 1 error.")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--offline", action="store_true",
+                   help="skip the dry run against this machine")
+    p.add_argument("--pid-ns", choices=PID_NS_MODES, default="same",
+                   help="restore into this pid namespace (same) or a fresh one (new)")
+    p.add_argument("--json", action="store_true", help="one JSON object (see README)")
+    return p
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """Run `criu-model plan`; returns 0 (feasible), 3 (blocked) or 1 (error)."""
+    try:
+        result = plan(load(args.dir), live=not args.offline, pid_ns=args.pid_ns)
+    except CriuModelError as err:
+        if getattr(args, "debug", False):
+            raise
+        print(f"criu-model: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        json.dump(plan_to_json(result), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        show_plan(result, console)
+    return EXIT_FEASIBLE if result.feasible else EXIT_BLOCKED

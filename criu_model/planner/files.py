@@ -1,0 +1,291 @@
+"""Shared-file plan: one opener per open file description, inheritance first.
+
+Every file is first opened at a *service fd* (SERVICE_FD_BASE + its index),
+above every fd number any process needs, and travels there: inherited through
+fork from the process that opened it, or sent over a unix socket
+(SCM_RIGHTS). At the end each fd table moves its files to the dumped numbers
+with dup2(service, fd) and closes all service fds; since service fds never
+collide with a dumped fd number, no dup2 clobbers an fd still needed.
+The opener of a file is the lowest common creation ancestor of its holders
+(so every holder inherits it), unless that is the restorer or a helper: then
+the first holder opens it and the holders outside its subtree receive it.
+A file only one fd table holds is opened last, straight at its fd number,
+so no child inherits (and has to close) it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from criu_model.images.pb import files_pb2, sockets_pb2
+from criu_model.planner.model import RESTORER, Action, CloneFlag, Plan, Severity
+from criu_model.planner.sessions import NEW_NS_INIT, Builder
+from criu_model.render.json import fd_kind_name
+from criu_model.snapshot import Snapshot
+
+SERVICE_FD_BASE = 1 << 20   # above every dumped fd number (checked), below NR_OPEN
+TCP_ESTABLISHED = 1
+TCP_LISTEN = 10
+AF_UNIX_STREAM = 1
+
+
+def file_key(pid: int, fd: files_pb2.Fd) -> int:
+    """The file_id, or a per-fd key when the sharing pass could not identify it."""
+    return fd.file_id if fd.file_id else -((pid << 24) | fd.fd) - 1
+
+
+@dataclass
+class _File:
+    key: int
+    fd: files_pb2.Fd
+    pid: int
+    holders: list[int] = field(default_factory=list)  # table owners, creation order
+    group: int = 0                                      # pipe/socketpair: shared creation
+
+
+class FilePlan:
+    """Decides openers, emits opens during creation and the install steps after it."""
+
+    def __init__(self, snap: Snapshot, plan: Plan, creators: dict[int, int]) -> None:
+        self.snap = snap
+        self.plan = plan
+        self.files: dict[int, _File] = {}
+        self.wanted: dict[int, list[tuple[int, int]]] = {}   # owner -> [(fd, key)]
+        self.needs: dict[int, set[int]] = defaultdict(set)   # owner -> keys needed
+        self.service: dict[int, int] = {}
+        self.held: dict[int, set[int]] = defaultdict(set)    # actor -> service keys
+        self.opens: dict[int, list[int]] = defaultdict(list)  # opener -> file/group keys
+        self.owner_of: dict[int, int] = {}
+        self._groups: dict[int, list[int]] = {}
+        self.private: set[int] = set()
+        self._collect()
+        self._choose_openers(creators)
+
+    # ------------------------------------------------------------ analysis
+
+    def _collect(self) -> None:
+        tables = self.snap.fds_by_pid
+        first_owner: dict[int, int] = {}
+        for proc in self.snap.processes:
+            if proc.state == "Z" or proc.pid not in tables:
+                continue
+            share = proc.shares.files
+            if share and share in first_owner:
+                self.owner_of[proc.pid] = first_owner[share]
+                continue
+            if share:
+                first_owner[share] = proc.pid
+            self.owner_of[proc.pid] = proc.pid
+            rows = []
+            for fd in tables[proc.pid].fds:
+                key = file_key(proc.pid, fd)
+                rows.append((fd.fd, key))
+                entry = self.files.get(key)
+                if entry is None:
+                    entry = self.files[key] = _File(key, fd, proc.pid)
+                if proc.pid not in entry.holders:
+                    entry.holders.append(proc.pid)
+                self.needs[proc.pid].add(key)
+                self._problems(proc.pid, fd)
+                if fd.WhichOneof("state") == "epoll":
+                    for target in fd.epoll.targets:
+                        if target.file_id:
+                            self.needs[proc.pid].add(target.file_id)
+                if fd.fd >= SERVICE_FD_BASE:
+                    self.plan.problem(Severity.BLOCKER, "fd-too-high",
+                                      f"fd {fd.fd} of pid {proc.pid} collides with the "
+                                      "planner's service fds", pid=proc.pid, fd=fd.fd)
+            self.wanted[proc.pid] = rows
+        for index, key in enumerate(self.files):
+            self.service[key] = SERVICE_FD_BASE + index
+        # Both ends of a pipe, or both sockets of a pair, are made by one call.
+        by_pipe: dict[int, list[int]] = defaultdict(list)
+        by_sock = {s.inode: s for s in self.snap.sockets}
+        for key, entry in self.files.items():
+            state = entry.fd.WhichOneof("state")
+            if state == "pipe" and entry.fd.kind == files_pb2.FD_PIPE:
+                by_pipe[entry.fd.pipe.pipe_ino].append(key)
+            elif state == "socket":
+                sock = by_sock.get(entry.fd.socket.inode)
+                if sock is not None and sock.WhichOneof("kind") == "unix" and sock.unix.peer_inode:
+                    pair = tuple(sorted((sock.inode, sock.unix.peer_inode)))
+                    by_pipe[-hash(pair) & ((1 << 62) - 1) | (1 << 62)].append(key)
+        for keys in by_pipe.values():
+            if len(keys) == 2:
+                self._groups[keys[0]] = keys
+                for key in keys:
+                    self.files[key].group = keys[0]
+
+    def _problems(self, pid: int, fd: files_pb2.Fd) -> None:
+        state = fd.WhichOneof("state")
+        where: dict[str, Any] = {"pid": pid, "fd": fd.fd}
+        if state in ("io_uring", "unknown"):
+            reason = getattr(fd, state).reason or "no way to recreate it"
+            self.plan.problem(Severity.BLOCKER, "unrestorable-fd",
+                              f"fd {fd.fd} of pid {pid} is {fd_kind_name(fd.kind)}: {reason}",
+                              fix="close it before dumping", **where)
+        elif state == "file" and fd.deleted and not fd.file.ghost.captured:
+            self.plan.problem(Severity.BLOCKER, "deleted-not-captured",
+                              f"fd {fd.fd} of pid {pid} is a deleted file whose contents "
+                              "were not captured", fix="dump again with a larger --ghost-limit",
+                              path=fd.path.decode(errors="replace"), **where)
+        elif state == "memfd" and not fd.memfd.ghost.captured:
+            self.plan.problem(Severity.BLOCKER, "deleted-not-captured",
+                              f"memfd fd {fd.fd} of pid {pid}: contents not captured",
+                              fix="dump again with a larger --ghost-limit", **where)
+
+    def _ancestors(self, key: int, creators: dict[int, int]) -> list[int]:
+        out = [key]
+        while key in creators:
+            key = creators[key]
+            out.append(key)
+        return out
+
+    def _choose_openers(self, creators: dict[int, int]) -> None:
+        bases = {RESTORER, NEW_NS_INIT}
+        needers: dict[int, set[int]] = defaultdict(set)
+        for owner, keys_needed in self.needs.items():
+            for k in keys_needed:
+                needers[k].add(owner)
+        done: set[int] = set()
+        for key, entry in self.files.items():
+            if key in done:
+                continue
+            keys = self._groups.get(entry.group, [key]) if entry.group else [key]
+            done.update(keys)
+            holders = [h for k in keys for h in self.files[k].holders]
+            paths = [self._ancestors(h, creators) for h in holders]
+            common = set(paths[0]).intersection(*map(set, paths[1:]))
+            lca = next((a for a in paths[0] if a in common), RESTORER)
+            # Helpers run no file code: a helper LCA means the first holder opens.
+            opener = lca if lca not in bases and lca in self.snap.by_pid else holders[0]
+            if len(keys) == 1 and holders == [opener] and needers[key] == {opener}:
+                self.private.add(key)   # opened late, straight at its fd: nobody inherits it
+                continue
+            self.opens[opener].append(keys[0])
+            for k in keys:
+                self.files[k].holders = holders if len(keys) > 1 else self.files[k].holders
+
+    # ------------------------------------------------------------ builder hooks
+
+    def attach(self, builder: Builder) -> None:
+        builder.on_clone.append(self._on_clone)
+        builder.on_created.append(self._on_created)
+
+    def _on_clone(self, creator: int, child: int, flags: int) -> None:
+        if flags & CloneFlag.FILES:
+            self.held[child] = self.held[creator]
+        else:
+            self.held[child] = set(self.held[creator])
+
+    def _on_created(self, pid: int) -> None:
+        for key in self.opens.get(pid, []):
+            keys = self._groups.get(key, [key])
+            entry = self.files[key]
+            if len(keys) == 2:
+                action = Action.PIPE if entry.fd.WhichOneof("state") == "pipe" else \
+                    Action.SOCKETPAIR
+                self.plan.add(pid, action, files=keys, fds=[self.service[k] for k in keys],
+                              reason="one call creates both ends")
+            else:
+                self._open(pid, entry)
+            self.held[pid].update(keys)
+
+    def _open(self, pid: int, entry: _File, at: int | None = None) -> None:
+        fd = entry.fd
+        args: dict[str, Any] = {"file": entry.key,
+                                "fd": self.service[entry.key] if at is None else at,
+                                "kind": fd_kind_name(fd.kind), "flags": fd.flags, "pos": fd.pos}
+        if fd.path:
+            args["path"] = fd.path.decode(errors="replace")
+        action = Action.OPEN
+        reason = ""
+        state = fd.WhichOneof("state")
+        if state == "file" and fd.deleted:
+            reason = "deleted file: recreated from its captured contents, then unlinked"
+        elif state == "pipe" and fd.kind == files_pb2.FD_FIFO:
+            reason = "FIFO: opened O_RDWR first so the open does not block, then reopened"
+        elif state == "pipe":
+            reason = "the other end is not in the snapshot: pipe(), the unused end closed"
+        elif state == "socket":
+            sock = self.snap.sockets_by_inode.get(fd.socket.inode)
+            if sock is not None:
+                action, reason = self._socket(sock, args)
+        elif state == "epoll":
+            reason = "epoll_create1; targets are added once they exist"
+        self.plan.add(pid, action, reason=reason, **args)
+
+    def _socket(self, sock: sockets_pb2.Socket, args: dict[str, Any]) -> tuple[Action, str]:
+        kind = sock.WhichOneof("kind")
+        if kind == "inet":
+            args.update(src=sock.inet.src, sport=sock.inet.sport, dst=sock.inet.dst,
+                        dport=sock.inet.dport, protocol=sock.inet.protocol)
+            if sock.inet.protocol == 6 and sock.state == TCP_ESTABLISHED:
+                return Action.TCP_REPAIR, "established TCP: TCP_REPAIR, sequence numbers " \
+                                          "and queues restored, then repair off"
+            if sock.state == TCP_LISTEN:
+                return Action.OPEN, "socket, bind, listen"
+            return Action.OPEN, "socket, bind"
+        if kind == "unix":
+            if sock.unix.name:
+                args["name"] = sock.unix.name.decode(errors="replace")
+            if sock.state == TCP_LISTEN:
+                return Action.OPEN, "unix listener: socket, bind, listen"
+            if sock.unix.peer_inode:
+                self.plan.problem(Severity.WARNING, "unix-peer-outside",
+                                  f"unix socket {sock.inode} is connected to a socket outside "
+                                  "the snapshot", fix="dump the peer's tree too")
+                return Action.OPEN, "connected unix socket whose peer is outside: reconnected " \
+                                    "by name if it has one"
+        return Action.OPEN, ""
+
+    # ------------------------------------------------------------ after creation
+
+    def transfers(self) -> None:
+        """SCM_RIGHTS for every holder that did not inherit a file it needs."""
+        for owner, needed in self.needs.items():
+            have = self.held[owner]
+            for key in sorted(needed - have, key=lambda k: self.service.get(k, 0)):
+                if key not in self.service or key in self.private:
+                    continue
+                source = next((a for a in self.plan.processes if key in self.held.get(a, ())
+                               and a in self.wanted), None)
+                if source is None:
+                    source = next((a for a, h in self.held.items() if key in h), None)
+                if source is None:
+                    self.plan.problem(Severity.BLOCKER, "unplannable",
+                                      f"file {key} needed by pid {owner} is never opened "
+                                      "(its opener could not be created)", pid=owner)
+                    continue
+                self.plan.add(source, Action.SEND_FD, fd=self.service[key], to=owner,
+                              to_fd=self.service[key], file=key,
+                              reason="SCM_RIGHTS: not inherited through fork")
+                have.add(key)
+                self.plan.transfers += 1
+        self.plan.inherited = sum(len(n) for n in self.needs.values()) - self.plan.transfers
+
+    def install(self) -> None:
+        """dup2 to the dumped numbers, add epoll targets, close every service fd."""
+        for owner, rows in self.wanted.items():
+            for fd, key in rows:
+                if key in self.private:
+                    self._open(owner, self.files[key], at=fd)
+                else:
+                    self.plan.add(owner, Action.DUP2, old=self.service[key], new=fd)
+            final = dict(rows)
+            for fd, key in rows:
+                entry = self.files[key]
+                if entry.fd.WhichOneof("state") != "epoll" or entry.pid != owner:
+                    continue
+                for target in entry.fd.epoll.targets:
+                    if not target.file_id or target.file_id not in self.service:
+                        continue
+                    tfd = target.tfd if final.get(target.tfd) == target.file_id \
+                        else self.service[target.file_id]
+                    self.plan.add(owner, Action.EPOLL_ADD, epfd=fd, tfd=tfd,
+                                  events=target.events, reason="the target exists now")
+            for key in sorted(self.held[owner], key=self.service.__getitem__):
+                self.plan.add(owner, Action.CLOSE, fd=self.service[key])
+            self.held[owner].clear()

@@ -1,0 +1,199 @@
+"""Dry run against this machine: read-only checks of what the restore would meet.
+
+Nothing here changes the system except binding a socket to a port for an
+instant (closed at once) to learn whether the port is taken.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from pathlib import Path
+
+from criu_model.features import probe_clone3_set_tid
+from criu_model.images.pb import files_pb2, sockets_pb2
+from criu_model.planner.model import Action, Plan, Severity
+from criu_model.planner.simulate import PID_MAX
+from criu_model.snapshot import Snapshot
+
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+CAP_CHECKPOINT_RESTORE = 40  # Linux 5.9
+TCP_LISTEN = 10
+_NS_TYPES = ("user", "pid", "mnt", "net", "ipc", "uts", "cgroup", "time")
+
+
+def set_tid_available(plan: Plan) -> bool:
+    feature = probe_clone3_set_tid()[1]
+    if not feature.available:
+        plan.problem(Severity.WARNING, "kernel-feature",
+                     f"clone3 set_tid is missing ({feature.detail}): falling back to "
+                     "ns_last_pid", fix="use Linux 5.5 or later")
+    return feature.available
+
+
+def _pid_max() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        return PID_MAX
+
+
+def _pids_in_use() -> set[int]:
+    """Every pid number alive here, as a task, a thread, a group or a session id."""
+    used: set[int] = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        used.add(int(entry.name))
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                data = f.read()
+            fields = data[data.rindex(b")") + 2:].split()
+            used.update((int(fields[2]), int(fields[3])))
+            used.update(int(t) for t in os.listdir(f"/proc/{entry.name}/task"))
+        except (OSError, ValueError, IndexError):
+            continue
+    return used
+
+
+def _check_pids(plan: Plan) -> None:
+    used = _pids_in_use()
+    pid_max = _pid_max()
+    for step in plan.steps:
+        if step.action not in (Action.CLONE, Action.LAST_PID_CLONE):
+            continue
+        set_tid = step.args.get("set_tid") or [step.args.get("pid", 0)]
+        planned = plan.processes.get(step.args["child"])
+        helper = planned is not None and planned.helper and planned.reason.startswith("orphan")
+        if plan.pid_ns == "new":
+            continue  # a fresh namespace is empty: only pid_max matters
+        outer = set_tid[-1]
+        if outer in used:
+            plan.problem(Severity.WARNING if helper else Severity.BLOCKER, "pid-in-use",
+                         f"pid {outer} is already in use here"
+                         + (" (a helper's pid: any free pid works)" if helper else ""),
+                         fix="stop the process using it (is the dumped tree still "
+                             "running?), or restore with --pid-ns new", pid=outer)
+        if outer >= pid_max:
+            plan.problem(Severity.BLOCKER, "pid-above-max",
+                         f"pid {outer} is above this machine's pid_max {pid_max}",
+                         fix=f"sysctl kernel.pid_max={outer + 1}", pid=outer)
+
+
+def _check_files(snap: Snapshot, plan: Plan) -> None:
+    seen: set[bytes] = set()
+    for table in snap.fds:
+        for fd in table.fds:
+            if fd.WhichOneof("state") != "file" or fd.deleted or not fd.path:
+                continue
+            if fd.path in seen or not fd.path.startswith(b"/"):
+                continue
+            seen.add(fd.path)
+            path = fd.path.decode(errors="replace")
+            try:
+                st = os.stat(fd.path)
+            except FileNotFoundError:
+                plan.problem(Severity.BLOCKER, "file-missing",
+                             f"{path} (fd {fd.fd} of pid {table.pid}) no longer exists",
+                             fix="restore the file", pid=table.pid, path=path, fd=fd.fd)
+                continue
+            except OSError as err:
+                plan.problem(Severity.BLOCKER, "file-unreadable", f"{path}: {err.strerror}",
+                             pid=table.pid, path=path, fd=fd.fd)
+                continue
+            changed = []
+            if fd.file.dev and st.st_dev != fd.file.dev:
+                changed.append("device")
+            if fd.file.ino and st.st_ino != fd.file.ino:
+                changed.append("inode")
+            if fd.kind == files_pb2.FD_REGULAR and (st.st_mode & 0o170000) == 0o100000:
+                if st.st_size != fd.file.size:
+                    changed.append(f"size {fd.file.size} -> {st.st_size}")
+                if fd.file.mtime_ns and st.st_mtime_ns != fd.file.mtime_ns:
+                    changed.append("mtime")
+            if changed:
+                plan.problem(Severity.WARNING, "file-changed",
+                             f"{path} changed since the dump: {', '.join(changed)}",
+                             fix="the restored process sees the new contents", pid=table.pid,
+                             path=path, fd=fd.fd)
+
+
+def _check_mounts(snap: Snapshot, plan: Plan) -> None:
+    for ns in snap.mounts:
+        for mount in ns.mounts:
+            point = mount.mount_point
+            if point and not os.path.isdir(point):
+                plan.problem(Severity.WARNING, "mountpoint-missing",
+                             f"mount point {point.decode(errors='replace')} does not exist here",
+                             fix="create it, or restore into a fresh mount namespace",
+                             path=point.decode(errors="replace"))
+
+
+def _bind_conflict(sock: sockets_pb2.Socket) -> int:
+    """errno of binding the socket's local address now (0: free); the socket closes at once."""
+    family = socket.AF_INET6 if sock.family == sockets_pb2.FAMILY_INET6 else socket.AF_INET
+    kind = socket.SOCK_STREAM if sock.inet.protocol == socket.IPPROTO_TCP else socket.SOCK_DGRAM
+    try:
+        with socket.socket(family, kind) as probe:
+            probe.bind((sock.inet.src, sock.inet.sport))
+    except OSError as err:
+        return err.errno or errno.EADDRINUSE
+    return 0
+
+
+def _check_sockets(snap: Snapshot, plan: Plan) -> None:
+    held = {fd.socket.inode for t in snap.fds for fd in t.fds if fd.WhichOneof("state") == "socket"}
+    for sock in snap.sockets:
+        if sock.inode not in held:
+            continue
+        kind = sock.WhichOneof("kind")
+        if kind == "inet" and sock.inet.sport and sock.inet.protocol in (6, 17):
+            code = _bind_conflict(sock)
+            if code == errno.EADDRINUSE:
+                proto = "TCP" if sock.inet.protocol == 6 else "UDP"
+                plan.problem(Severity.BLOCKER, "port-in-use",
+                             f"{proto} port {sock.inet.sport} on {sock.inet.src} is already "
+                             "bound here", fix="stop the process holding it",
+                             port=sock.inet.sport)
+        elif (kind == "unix" and sock.unix.name and not sock.unix.abstract
+              and os.path.lexists(sock.unix.name)):
+            name = sock.unix.name.decode(errors="replace")
+            plan.problem(Severity.BLOCKER, "unix-path-in-use",
+                         f"unix socket path {name} already exists",
+                         fix="remove it if nothing listens there", path=name)
+
+
+def _caps() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def _check_kernel(snap: Snapshot, plan: Plan) -> None:
+    caps = _caps()
+    if not caps & (1 << CAP_CHECKPOINT_RESTORE | 1 << CAP_SYS_ADMIN):
+        plan.problem(Severity.BLOCKER, "capability",
+                     "choosing pids with clone3 set_tid needs CAP_CHECKPOINT_RESTORE or "
+                     "CAP_SYS_ADMIN", fix="run the restore as root")
+    tcp = any(s.action is Action.TCP_REPAIR for s in plan.steps)
+    if tcp and not caps & (1 << CAP_NET_ADMIN):
+        plan.problem(Severity.BLOCKER, "capability", "TCP_REPAIR needs CAP_NET_ADMIN",
+                     fix="run the restore as root")
+    used = {ns.type for p in snap.processes for ns in p.namespaces}
+    for ns_type in _NS_TYPES:
+        if ns_type in used and not os.path.exists(f"/proc/self/ns/{ns_type}"):
+            plan.problem(Severity.BLOCKER, "kernel-feature",
+                         f"this kernel has no {ns_type} namespaces (/proc/self/ns/{ns_type})",
+                         fix=f"enable CONFIG_{ns_type.upper()}_NS")
+
+
+def dry_run(snap: Snapshot, plan: Plan) -> None:
+    """Add every problem this machine would cause to `plan.problems`."""
+    _check_pids(plan)
+    _check_files(snap, plan)
+    _check_mounts(snap, plan)
+    _check_sockets(snap, plan)
+    _check_kernel(snap, plan)

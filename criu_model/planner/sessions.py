@@ -1,0 +1,447 @@
+"""Creation order: who forks whom, setsid/setpgid order, helpers, orphans, zombies, threads.
+
+Rules the order follows (the simulator checks each of them):
+
+* a session leader calls setsid() right after it is created, after forking
+  the children that must keep its *previous* session;
+* a child that is not a session leader can only get its session by fork, so
+  it is forked by a process of that session; when its parent is in another
+  session, it was reparented: an orphan-maker helper in the right session
+  forks it and exits, and the kernel hands it to the nearest child subreaper
+  or namespace init (the parent in the snapshot);
+* a session or group whose leader is gone gets a helper with the leader's pid
+  that calls setsid()/setpgid(0, 0) and exits once every member is in place;
+* joining a group waits until the group exists; zombies exit last with their
+  recorded wait status; helpers exit in reverse creation order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable
+
+from criu_model.images.pb import process_pb2
+from criu_model.planner.model import (
+    RESTORER,
+    Action,
+    CloneFlag,
+    Plan,
+    PlannedProcess,
+    Severity,
+    flag_names,
+)
+from criu_model.planner.pids import Chain, Namespaces, is_ns_init, kernel_order, visible_prefix
+from criu_model.snapshot import Snapshot
+
+NEW_NS_INIT = -1  # helper: pid 1 of the fresh namespace with --pid-ns new
+
+
+class Builder:
+    """Places every process; files.py hooks `on_created` to open files before forks."""
+
+    def __init__(self, snap: Snapshot, plan: Plan, ns: Namespaces, *,
+                 last_pid: bool = False) -> None:
+        self.snap = snap
+        self.plan = plan
+        self.ns = ns
+        self.last_pid = last_pid
+        self.base = RESTORER if plan.pid_ns == "same" else NEW_NS_INIT
+        self.kids: dict[int, list[int]] = snap.children()
+        self.pending: set[int] = {p.pid for p in snap.processes if p.pid in ns.chain}
+        # Per placed actor: current session and group (outermost ids), chain, creator.
+        self.sid: dict[int, int | None] = {self.base: None}
+        self.pgid: dict[int, int | None] = {self.base: None}
+        self.where: dict[int, Chain] = {self.base: ()}
+        self.creator: dict[int, int] = {}
+        self.group_size: dict[int, int] = defaultdict(int)
+        self.members: dict[int, list[int]] = defaultdict(list)   # sid -> placed actors
+        self.subreapers: set[int] = set()
+        self.deferred: list[tuple[int, int]] = []     # (pid, pgid) joins
+        self.late: list[tuple[int, int]] = []         # leaders that left their own group
+        self.helpers: list[int] = []
+        self.orphan_makers: dict[int, int] = {}      # helper -> the orphan it forks
+        self._next_helper = -2
+        self.on_created: list[Callable[[int], None]] = []
+        self.on_clone: list[Callable[[int, int, int], None]] = []
+
+    # ------------------------------------------------------------ basics
+
+    def _proc(self, pid: int) -> process_pb2.Process:
+        return self.snap.by_pid[pid]
+
+    def expected_parent(self, proc: process_pb2.Process) -> int:
+        return proc.ppid if proc.ppid in self.snap.by_pid else self.base
+
+    def _helper_key(self) -> int:
+        key = self._next_helper
+        self._next_helper -= 1
+        return key
+
+    def _share_flags(self, proc: process_pb2.Process, creator: int) -> int:
+        flags = 0
+        other = self.snap.by_pid.get(creator)
+        if other is None:
+            return 0
+        mine, theirs = proc.shares, other.shares
+        if mine.files and mine.files == theirs.files:
+            flags |= CloneFlag.FILES
+        if mine.fs and mine.fs == theirs.fs:
+            flags |= CloneFlag.FS
+        if mine.vm and mine.vm == theirs.vm:
+            flags |= CloneFlag.VM
+            if mine.sighand and mine.sighand == theirs.sighand:
+                flags |= CloneFlag.SIGHAND
+        return flags
+
+    def _clone(self, creator: int, key: int, set_tid: list[int], chain: Chain, *,
+               new_ns: bool, flags: int = 0, helper: bool = False, reason: str = "") -> None:
+        """Emit the clone3 (with setns around it when the child is deeper)."""
+        here = self.where[creator]
+        target = chain[:-1] if new_ns else chain
+        if target != here:
+            if here != target[:len(here)] or not target:
+                raise _Unplannable(f"{key}: its creator {creator} is in another pid namespace")
+            self.plan.add(creator, Action.SETNS_PID, ns_init=target[-1],
+                          reason="so the child lands in the nested pid namespace")
+        if new_ns:
+            flags |= CloneFlag.NEWPID
+        method = Action.CLONE
+        args: dict[str, object] = {"child": key, "set_tid": set_tid}
+        if self.last_pid and not helper:
+            method = Action.LAST_PID_CLONE
+            args = {"child": key, "pid": set_tid[-1] if new_ns and len(set_tid) > 1
+                    else set_tid[0]}
+        self.plan.add(creator, method, flags=flag_names(flags), flags_value=int(flags), **args)
+        if target != here:
+            self.plan.add(creator, Action.SETNS_PID, ns_init=creator if here else self.base,
+                          reason="back to its own pid namespace")
+        self.plan.processes[key] = PlannedProcess(
+            key=key, parent=creator, set_tid=set_tid, helper=helper, new_pid_ns=new_ns,
+            reason=reason, flags=int(flags))
+        self.where[key] = chain
+        self.creator[key] = creator
+        for hook in self.on_clone:
+            hook(creator, key, int(flags))
+        self.sid[key] = self.sid[creator]
+        self.pgid[key] = self.pgid[creator]
+        if self.pgid[key] is not None:
+            self.group_size[self.pgid[key]] += 1   # type: ignore[index]
+
+    def _set_pgid(self, key: int, pgid: int) -> None:
+        old = self.pgid[key]
+        if old is not None:
+            self.group_size[old] -= 1
+        self.pgid[key] = pgid
+        self.group_size[pgid] += 1
+
+    def _set_sid(self, key: int, sid: int) -> None:
+        self.sid[key] = sid
+        self.members[sid].append(key)
+
+    # ------------------------------------------------------------ real processes
+
+    def place(self, pid: int, creator: int) -> None:
+        """Create `pid` (and what it directly forks) by `creator`."""
+        proc = self._proc(pid)
+        self.pending.discard(pid)
+        chain = self.ns.chain[pid]
+        self._clone(creator, pid, kernel_order(proc.ns_pids), chain, new_ns=is_ns_init(proc),
+                    flags=self._share_flags(proc, creator))
+        if proc.state == "Z":
+            self.plan.processes[pid].zombie = True
+        for hook in self.on_created:
+            hook(pid)
+        inherited_sid, inherited_pgid = self.sid[pid], self.pgid[pid]
+        if proc.sid == pid or proc.pgid != inherited_pgid:
+            # Children that kept what this process had before it changed session or
+            # group were forked before the change: fork them first.
+            new_session = proc.sid == pid
+            for kid in list(self.kids[pid]):
+                if kid in self.pending and self._direct(self._proc(kid), pid) and \
+                        self._needs_old(kid, inherited_sid, inherited_pgid, new_session):
+                    self.place(kid, pid)
+        if proc.sid == pid:
+            self.plan.add(pid, Action.SETSID, reason="session leader")
+            self._set_sid(pid, pid)
+            self._set_pgid(pid, pid)
+        else:
+            self.members[self.sid[pid] or 0].append(pid)
+            self._join(pid, proc)
+        for thread in proc.threads[1:]:
+            self.plan.add(pid, Action.CLONE, child=thread.tid,
+                          set_tid=kernel_order(thread.ns_tids),
+                          flags=["CLONE_THREAD", "CLONE_SIGHAND", "CLONE_VM", "CLONE_FS",
+                                 "CLONE_FILES"],
+                          flags_value=int(CloneFlag.THREAD | CloneFlag.SIGHAND | CloneFlag.VM
+                                          | CloneFlag.FS | CloneFlag.FILES),
+                          reason="thread")
+        for kid in list(self.kids[pid]):
+            if kid in self.pending and self._direct(self._proc(kid), pid):
+                self.place(kid, pid)
+
+    def _needs_old(self, pid: int, sid: int | None, pgid: int | None, new_session: bool,
+                   depth: int = 0) -> bool:
+        """Does `pid` (or a descendant it forks) need the session/group its parent has now?"""
+        proc = self._proc(pid)
+        if new_session and proc.sid == sid and proc.sid != pid:
+            return True
+        if proc.pgid == pgid and proc.ns_pgids and proc.ns_pgids[-1] == 0:
+            return True
+        if depth > 64:
+            return False
+        return any(self._needs_old(kid, sid, pgid, new_session, depth + 1)
+                   for kid in self.kids[pid] if kid in self.pending)
+
+    def _join(self, pid: int, proc: process_pb2.Process) -> None:
+        if self.pgid[pid] == proc.pgid:
+            return
+        if proc.pgid == pid:
+            self.plan.add(pid, Action.SETPGID, pgid=0, reason="process group leader")
+            self._set_pgid(pid, pid)
+            return
+        if proc.ns_pgids and proc.ns_pgids[-1] == 0:
+            raise _Unplannable(f"{pid}: its process group {proc.pgid} is not visible in its "
+                               "pid namespace, so it can only be inherited, and its creator "
+                               "is in another group")
+        if self.group_size.get(proc.pgid, 0) > 0:
+            self.plan.add(pid, Action.SETPGID, pgid=proc.ns_pgids[-1] if proc.ns_pgids
+                          else proc.pgid, reason=f"join process group {proc.pgid}")
+            self._set_pgid(pid, proc.pgid)
+            return
+        self.deferred.append((pid, proc.pgid))
+
+    def _birth(self, proc: process_pb2.Process) -> process_pb2.Process | None:
+        """A process whose session `proc` must be born in (None: any session will do).
+
+        Itself unless it is a session leader; a session leader must be born in the
+        session its children that kept the old one are in (they were forked
+        before its setsid()).
+        """
+        if proc.sid != proc.pid:
+            return proc
+        parent = self.snap.by_pid.get(proc.ppid)
+        for kid in self.kids[proc.pid]:
+            k = self._proc(kid)
+            if k.sid in (proc.pid, kid) or self._below(k.sid, proc.pid):
+                continue  # a session made later inside its own subtree: k is an orphan
+            # Otherwise k kept the old session, or is an orphan reparented to this
+            # reaper: the old session is most likely the parent's.
+            if parent is not None and parent.sid == k.sid:
+                return k
+            if parent is None and not is_ns_init(proc):
+                return k
+        return None
+
+    def _below(self, pid: int, ancestor: int) -> bool:
+        """Is `pid` a descendant of `ancestor` in the dumped tree?"""
+        seen: set[int] = set()
+        proc = self.snap.by_pid.get(pid)
+        while proc is not None and proc.pid not in seen:
+            if proc.ppid == ancestor:
+                return True
+            seen.add(proc.pid)
+            proc = self.snap.by_pid.get(proc.ppid)
+        return False
+
+    def _direct(self, kid: process_pb2.Process, parent: int) -> bool:
+        birth = self._birth(kid)
+        return birth is None or self.sid.get(parent) == birth.sid
+
+    # ------------------------------------------------------------ orphans and helpers
+
+    def _candidates(self, sid: int, chain: Chain, under: int | None,
+                    pgid: int | None = None) -> list[int]:
+        out = []
+        for key in self.members.get(sid, []):
+            if self.sid.get(key) != sid or (pgid is not None and self.pgid.get(key) != pgid):
+                continue
+            here = self.where[key]
+            if chain[:len(here)] != here:
+                continue
+            if under is not None and not self._descends(key, under):
+                continue
+            out.append(key)
+        return out
+
+    def _descends(self, key: int, ancestor: int) -> bool:
+        while key in self.creator:
+            if key == ancestor:
+                return True
+            key = self.creator[key]
+        return key == ancestor
+
+    def _session_helper(self, proc: process_pb2.Process, where: Chain,
+                        under: int | None = None) -> bool:
+        """Create the helper for a dead session leader if that unblocks `proc`."""
+        sid = proc.sid
+        if sid in self.snap.by_pid or sid in self.sid:
+            return False
+        numbers = visible_prefix(proc.ns_sids) or [sid]
+        chain = where[:len(numbers) - 1]
+        creator = self.base if not chain else chain[-1]
+        if under is not None and self.where.get(under) == chain:
+            creator = under  # its orphans must descend from the subreaper
+        if creator not in self.where:
+            return False
+        self._clone(creator, sid, kernel_order(numbers), chain, new_ns=False, helper=True,
+                    reason=f"session leader {sid} is not in the snapshot (exited, or outside "
+                           "the dumped tree): a helper with its pid creates the session")
+        self.helpers.append(sid)
+        self.plan.add(sid, Action.SETSID, reason="recreate session")
+        self._set_sid(sid, sid)
+        self._set_pgid(sid, sid)
+        return True
+
+    def _orphan(self, pid: int) -> bool:
+        """Place `pid` through an orphan maker; False if not possible yet."""
+        proc = self._proc(pid)
+        parent = self.expected_parent(proc)
+        if parent != self.base and parent not in self.where:
+            return False
+        chain = self.ns.creation_chain(pid)
+        under: int | None = None
+        parent_chain = self.where[parent]
+        if parent == self.base or (is_ns_init(self._proc(parent))
+                                   and self.ns.chain[parent] == chain):
+            reaper_why = "namespace init" if parent != self.base else "the restorer (subreaper)"
+        else:
+            if parent_chain != chain:
+                raise _Unplannable(f"{pid}: reparented across pid namespaces")
+            under = parent
+            reaper_why = "child subreaper"
+        birth = self._birth(proc) or proc
+        # A group invisible from the process's namespace can only be inherited.
+        pgid = proc.pgid if proc.ns_pgids and proc.ns_pgids[-1] == 0 else None
+        candidates = self._candidates(birth.sid, chain, under, pgid)
+        if not candidates:
+            if self._session_helper(birth, chain, under):
+                candidates = self._candidates(birth.sid, chain, under, pgid)
+            if not candidates:
+                return False
+        if under is not None and parent not in self.subreapers:
+            self.subreapers.add(parent)
+            self.plan.add(parent, Action.SUBREAPER,
+                          reason=f"{pid} was reparented to it, so it was a child subreaper")
+            self.plan.problem(Severity.WARNING, "subreaper-assumed",
+                              f"pid {parent} is made a child subreaper: {pid} was reparented "
+                              "to it (the snapshot does not record the flag)", pid=parent)
+        anchor = candidates[0]
+        maker = self._helper_key()
+        who = "(the restorer)" if parent == self.base else str(parent)
+        self._clone(anchor, maker, self.ns.spare_set_tid(chain), chain, new_ns=False,
+                    helper=True,
+                    reason=f"orphan maker: {pid} is born in session {birth.sid} but its parent "
+                           f"{who} is not; forked here, it is reparented to {who} "
+                           f"({reaper_why}) when this helper exits")
+        self.helpers.append(maker)
+        self.orphan_makers[maker] = pid
+        self.members[birth.sid].append(maker)
+        self.place(pid, maker)
+        return True
+
+    def _group_helper(self, pid: int, pgid: int) -> None:
+        proc = self._proc(pid)
+        numbers = visible_prefix(proc.ns_pgids) or [pgid]
+        chain = self.ns.chain[pid][:len(numbers) - 1]
+        candidates = self._candidates(proc.sid, chain, None)
+        if not candidates:
+            raise _Unplannable(f"no process of session {proc.sid} can create group {pgid}")
+        self._clone(candidates[0], pgid, kernel_order(numbers), chain, new_ns=False,
+                    helper=True,
+                    reason=f"process group leader {pgid} is gone: a helper with its pid "
+                           "recreates the group")
+        self.helpers.append(pgid)
+        self.members[proc.sid].append(pgid)
+        self.plan.add(pgid, Action.SETPGID, pgid=0, reason="recreate process group")
+        self._set_pgid(pgid, pgid)
+
+    # ------------------------------------------------------------ the whole tree
+
+    def build(self) -> None:
+        if self.plan.pid_ns == "new":
+            self.plan.add(RESTORER, Action.CLONE, child=NEW_NS_INIT, set_tid=[1],
+                          flags=["CLONE_NEWPID"], flags_value=int(CloneFlag.NEWPID))
+            self.plan.processes[NEW_NS_INIT] = PlannedProcess(
+                key=NEW_NS_INIT, parent=RESTORER, set_tid=[1], helper=True, new_pid_ns=True,
+                reason="init of the fresh pid namespace: the dumped outermost pids are "
+                       "recreated inside it, and it reaps the tree's orphans")
+        else:
+            self.plan.add(RESTORER, Action.SUBREAPER,
+                          reason="processes whose parent is outside the snapshot end as its "
+                                 "children")
+        order = [p.pid for p in self.snap.processes]
+        try:
+            progress = True
+            while self.pending and progress:
+                progress = False
+                for pid in order:
+                    if pid not in self.pending:
+                        continue
+                    proc = self._proc(pid)
+                    parent = self.expected_parent(proc)
+                    free = self._birth(proc) is None and (parent == self.base
+                                                          or parent in self.where)
+                    if free or (parent != self.base and parent in self.where
+                                and self._direct(proc, parent)):
+                        self.place(pid, parent)
+                        progress = True
+                    elif self._orphan(pid):
+                        progress = True
+            self._finish_groups()
+        except _Unplannable as err:
+            self.plan.problem(Severity.BLOCKER, "unplannable", str(err))
+            return
+        if self.pending:
+            self.plan.problem(Severity.BLOCKER, "unplannable",
+                              "no creation order found for pids "
+                              + ", ".join(str(p) for p in sorted(self.pending)),
+                              pid=min(self.pending))
+
+    def _finish_groups(self) -> None:
+        for pid, pgid in self.deferred:
+            if self.group_size.get(pgid, 0) <= 0:
+                leader = self.snap.by_pid.get(pgid)
+                if leader is not None:
+                    # The leader left its group later: it leads it now, moves at the end.
+                    self.plan.add(pgid, Action.SETPGID, pgid=0,
+                                  reason=f"recreate group {pgid} before it moves to "
+                                         f"group {leader.pgid}")
+                    self._set_pgid(pgid, pgid)
+                    self.late.append((pgid, leader.pgid))
+                else:
+                    self._group_helper(pid, pgid)
+            proc = self._proc(pid)
+            self.plan.add(pid, Action.SETPGID, pgid=proc.ns_pgids[-1] if proc.ns_pgids
+                          else pgid, reason=f"join process group {pgid}")
+            self._set_pgid(pid, pgid)
+        for pid, pgid in self.late:
+            proc = self._proc(pid)
+            self.plan.add(pid, Action.SETPGID, pgid=proc.ns_pgids[-1] if proc.ns_pgids
+                          else pgid, reason=f"join process group {pgid}")
+            self._set_pgid(pid, pgid)
+
+    def finish(self) -> None:
+        """Helpers exit (reverse creation order), then zombies: the last steps."""
+        parents = dict(self.creator)
+        for helper in reversed(self.helpers):
+            self.plan.add(helper, Action.EXIT, status=0,
+                          reason="helper done: its children are reparented")
+            parent = parents[helper]
+            self.plan.add(parent, Action.WAIT, child=helper)
+        for pid, planned in self.plan.processes.items():
+            if planned.zombie:
+                status = self._proc(pid).exit_code
+                args: dict[str, int] = {"status": status}
+                if os.WIFSIGNALED(status):
+                    args["signal"] = os.WTERMSIG(status)
+                else:
+                    args["code"] = os.WEXITSTATUS(status)
+                self.plan.add(pid, Action.EXIT, reason="zombie: exits with its recorded "
+                                                       "status, never reaped", **args)
+
+
+class _Unplannable(Exception):
+    """Internal: no creation order for some process; becomes a blocker, never escapes."""
+
+    pass

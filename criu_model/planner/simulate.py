@@ -1,0 +1,463 @@
+"""A pure-Python model of the kernel rules a restore depends on.
+
+It executes plan steps against a tiny process/pid-namespace/fd-table world
+and refuses what the kernel refuses (with the kernel's errno), so a plan that
+simulates cleanly and ends in the dumped state is a plan the kernel accepts.
+Rules modelled (kernel/fork.c, kernel/pid.c, kernel/sys.c, kernel/exit.c):
+
+* fork copies pgid, sid, the fd table (shared with CLONE_FILES) and
+  pid_ns_for_children; CLONE_NEWPID makes the child pid 1 of a new namespace.
+* clone3 set_tid: [0] is the innermost level; at most one entry per level;
+  a level whose namespace has no init yet only accepts 1 (EINVAL); a taken
+  number fails with EEXIST; unlisted levels get the next free number.
+* setsid() fails (EPERM) when a process group with the caller's id exists.
+* setpgid(): only on self or a child that has not exec'd (EACCES), only
+  within one session (EPERM), never on a session leader (EPERM), and the
+  target group must exist in the same session (EPERM).
+* exit: children go to the nearest child-subreaper ancestor in the same pid
+  namespace, else to the namespace init; a zombie keeps its pid, pgid and sid
+  until reaped. The root namespace init reaps its zombies at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from criu_model.planner.model import RESTORER, Action, CloneFlag, Step
+
+WORLD_INIT = -(10**9)           # key of pid 1 of the root namespace (systemd)
+PID_MAX = 4_194_304
+_FIRST_FREE = 3_000_000         # where kernel-chosen pids start in the model
+
+
+class KernelError(Exception):
+    """A syscall the modelled kernel refuses; names the step and the errno."""
+
+    def __init__(self, err: int, what: str) -> None:
+        self.errno = err
+        super().__init__(f"{errno.errorcode.get(err, err)}: {what}")
+
+
+class PidNs:
+    _ids = itertools.count(1)
+
+    def __init__(self, parent: PidNs | None, first_free: int = _FIRST_FREE) -> None:
+        self.id = next(self._ids)
+        self.parent = parent
+        self.level: int = 0 if parent is None else parent.level + 1
+        self.used: dict[int, Pid] = {}
+        self.last = first_free if parent is None else 1
+        self.reaper: Task | None = None
+
+    def chain(self) -> list[PidNs]:
+        out: list[PidNs] = []
+        ns: PidNs | None = self
+        while ns is not None:
+            out.append(ns)
+            ns = ns.parent
+        return out[::-1]
+
+    def next_free(self) -> int:
+        nr = self.last + 1
+        while nr in self.used:
+            nr += 1
+        if nr >= PID_MAX:
+            raise KernelError(errno.EAGAIN, f"pid namespace {self.id} is full")
+        return nr
+
+
+class Pid:
+    """struct pid: one number per namespace level, alive while referenced."""
+
+    def __init__(self, ns: PidNs, numbers: list[int]) -> None:
+        self.ns = ns
+        self.numbers = numbers           # outermost first
+        self.refs = 0
+
+    def nr_in(self, ns: PidNs) -> int:
+        """pid_nr_ns(): 0 when not visible from `ns`."""
+        if ns.level > self.ns.level:
+            return 0
+        chain = self.ns.chain()
+        return self.numbers[ns.level] if chain[ns.level] is ns else 0
+
+    def get(self) -> Pid:
+        self.refs += 1
+        return self
+
+    def put(self) -> None:
+        self.refs -= 1
+        if self.refs == 0:
+            for ns, nr in zip(self.ns.chain(), self.numbers, strict=True):
+                ns.used.pop(nr, None)
+
+
+@dataclass(eq=False)
+class FileObj:
+    key: int
+    targets: set[int] = field(default_factory=set)   # epoll: target file keys
+
+
+@dataclass(eq=False)
+class Task:
+    key: int
+    pid: Pid
+    ns: PidNs
+    ns_children: PidNs
+    parent: Task | None
+    pgrp: Pid
+    session: Pid
+    files: dict[int, FileObj]
+    fs: object
+    sighand: object
+    vm: object
+    leader: Task | None = None           # thread group leader, None for a leader itself
+    children: list[Task] = field(default_factory=list)
+    threads: list[Task] = field(default_factory=list)
+    zombie: bool = False
+    exit_code: int = 0
+    subreaper: bool = False
+    execed: bool = False
+
+
+@dataclass(frozen=True)
+class ProcState:
+    """What the end-state check compares for one process."""
+
+    ns_pids: tuple[int, ...]
+    parent: int
+    ns_pgids: tuple[int, ...]
+    ns_sids: tuple[int, ...]
+    zombie: bool
+    exit_code: int
+    threads: tuple[tuple[int, ...], ...]
+    fds: tuple[tuple[int, int], ...]
+    epoll: tuple[tuple[int, tuple[int, ...]], ...]
+
+
+class Simulator:
+    """The world: a root namespace with its init, and the restorer (a child of init)."""
+
+    def __init__(self, first_free: int = _FIRST_FREE) -> None:
+        self.root_ns = PidNs(None, first_free)
+        self.tasks: dict[int, Task] = {}
+        init = self._new_task(WORLD_INIT, None, self.root_ns, [1], files={})
+        self.root_ns.reaper = init
+        init.pgrp = init.session = init.pid.get().get()
+        restorer = self._spawn(init, RESTORER, [], 0)
+        restorer.pgrp.put()
+        restorer.session.put()
+        restorer.pgrp = restorer.session = restorer.pid.get().get()
+        self.steps_run = 0
+
+    # ------------------------------------------------------------ helpers
+
+    def _alloc(self, ns: PidNs, set_tid: list[int]) -> Pid:
+        chain = ns.chain()
+        if len(set_tid) > len(chain):
+            raise KernelError(errno.EINVAL, f"set_tid has {len(set_tid)} entries for "
+                                            f"{len(chain)} levels")
+        numbers = [0] * len(chain)
+        for depth, level_ns in enumerate(reversed(chain)):
+            wanted = set_tid[depth] if depth < len(set_tid) else 0
+            if wanted:
+                if not 0 < wanted < PID_MAX:
+                    raise KernelError(errno.EINVAL, f"set_tid {wanted} out of range")
+                if wanted != 1 and level_ns.reaper is None:
+                    raise KernelError(errno.EINVAL, f"set_tid {wanted}: namespace level "
+                                                    f"{level_ns.level} has no init yet")
+                if wanted in level_ns.used:
+                    raise KernelError(errno.EEXIST, f"pid {wanted} is in use at level "
+                                                    f"{level_ns.level}")
+                nr = wanted
+            elif level_ns.reaper is None and not level_ns.used:
+                nr = 1
+            else:
+                nr = level_ns.next_free()
+            numbers[level_ns.level] = nr
+        pid = Pid(ns, numbers)
+        for level_ns, nr in zip(chain, numbers, strict=True):
+            level_ns.used[nr] = pid
+            if level_ns.parent is not None or not wanted:
+                level_ns.last = max(level_ns.last, nr)
+        return pid
+
+    def _new_task(self, key: int, parent: Task | None, ns: PidNs, set_tid: list[int],
+                  files: dict[int, FileObj]) -> Task:
+        if key in self.tasks:
+            raise KernelError(errno.EEXIST, f"actor {key} already exists (planner bug)")
+        pid = self._alloc(ns, set_tid).get()
+        task = Task(key, pid, ns, ns, parent, pid, pid, files, object(), object(), object())
+        self.tasks[key] = task
+        return task
+
+    def _spawn(self, parent: Task, key: int, set_tid: list[int], flags: int) -> Task:
+        ns = parent.ns_children
+        if flags & CloneFlag.NEWPID:
+            ns = PidNs(ns)
+        files = parent.files if flags & CloneFlag.FILES else dict(parent.files)
+        task = self._new_task(key, parent, ns, set_tid, files)
+        if flags & CloneFlag.NEWPID:
+            ns.reaper = task
+        task.fs = parent.fs if flags & CloneFlag.FS else object()
+        task.sighand = parent.sighand if flags & CloneFlag.SIGHAND else object()
+        task.vm = parent.vm if flags & CloneFlag.VM else object()
+        task.pgrp = parent.pgrp.get()
+        task.session = parent.session.get()
+        parent.children.append(task)
+        return task
+
+    def task(self, key: int) -> Task:
+        task = self.tasks.get(key)
+        if task is None or task.zombie:
+            raise KernelError(errno.ESRCH, f"actor {key} does not exist or has exited")
+        return task
+
+    def _group_exists(self, pgrp_nr: int, ns: PidNs) -> Pid | None:
+        pid = ns.used.get(pgrp_nr)
+        if pid is None:
+            return None
+        for t in self.tasks.values():
+            if t.pgrp is pid and t.leader is None:
+                return pid
+        return None
+
+    # ------------------------------------------------------------ syscalls
+
+    def clone(self, actor: int, child: int, set_tid: list[int], flags: int) -> None:
+        parent = self.task(actor)
+        if flags & CloneFlag.NEWPID and flags & CloneFlag.THREAD:
+            raise KernelError(errno.EINVAL, "CLONE_NEWPID with CLONE_THREAD")
+        if flags & CloneFlag.THREAD:
+            if not flags & CloneFlag.SIGHAND or not flags & CloneFlag.VM:
+                raise KernelError(errno.EINVAL, "CLONE_THREAD needs CLONE_SIGHAND|CLONE_VM")
+            if parent.ns_children is not parent.ns:
+                raise KernelError(errno.EINVAL, "CLONE_THREAD after setns(CLONE_NEWPID)")
+            leader = parent.leader or parent
+            thread = self._new_task(child, leader.parent, leader.ns, set_tid, leader.files)
+            thread.leader, thread.fs, thread.sighand, thread.vm = (
+                leader, leader.fs, leader.sighand, leader.vm)
+            thread.pgrp, thread.session = leader.pgrp.get(), leader.session.get()
+            leader.threads.append(thread)
+            return
+        if flags & CloneFlag.SIGHAND and not flags & CloneFlag.VM:
+            raise KernelError(errno.EINVAL, "CLONE_SIGHAND needs CLONE_VM")
+        self._spawn(parent.leader or parent, child, set_tid, flags)
+
+    def last_pid_clone(self, actor: int, child: int, pid: int, flags: int) -> None:
+        parent = self.task(actor)
+        ns = parent.ns_children if not flags & CloneFlag.NEWPID else None
+        if ns is not None:
+            ns.last = pid - 1
+        self.clone(actor, child, [], flags)
+
+    def setns_pid(self, actor: int, ns_init: int) -> None:
+        task = self.task(actor)
+        target = self.task(ns_init).ns
+        if task.ns not in target.chain():
+            raise KernelError(errno.EINVAL, "setns into a pid namespace that is not ours "
+                                            "or a descendant")
+        task.ns_children = target
+
+    def setsid(self, actor: int) -> None:
+        task = self.task(actor)
+        own = task.pid
+        if self._group_exists(own.nr_in(task.ns), task.ns) is own:
+            raise KernelError(errno.EPERM, f"setsid by {actor}: it is a process group leader")
+        task.session.put()
+        task.pgrp.put()
+        task.session = own.get()
+        task.pgrp = own.get()
+
+    def setpgid(self, actor: int, target_key: int, pgid: int) -> None:
+        caller = self.task(actor)
+        target = self.task(target_key)
+        if target is not caller:
+            if target.parent is not caller:
+                raise KernelError(errno.ESRCH, f"setpgid: {target_key} is not {actor}'s child")
+            if target.session is not caller.session:
+                raise KernelError(errno.EPERM, "setpgid: child in another session")
+            if target.execed:
+                raise KernelError(errno.EACCES, "setpgid: the child has exec'd")
+        if target.session is target.pid:
+            raise KernelError(errno.EPERM, f"setpgid: {target_key} is a session leader")
+        if pgid == 0 or caller.ns.used.get(pgid) is target.pid:
+            group = target.pid
+        else:
+            group_pid = self._group_exists(pgid, caller.ns)
+            if group_pid is None:
+                raise KernelError(errno.EPERM, f"setpgid: no process group {pgid}")
+            owner = next(t for t in self.tasks.values() if t.pgrp is group_pid)
+            if owner.session is not target.session:
+                raise KernelError(errno.EPERM, f"setpgid: group {pgid} is in another session")
+            group = group_pid
+        target.pgrp.put()
+        target.pgrp = group.get()
+
+    def subreaper(self, actor: int) -> None:
+        self.task(actor).subreaper = True
+
+    def _reaper_for(self, father: Task) -> Task:
+        ns = father.ns
+        up = father.parent
+        while up is not None and up is not ns.reaper and up.ns is ns:
+            if up.subreaper and not up.zombie:
+                return up
+            up = up.parent
+        if ns.reaper is None or ns.reaper is father:
+            raise KernelError(errno.EINVAL, f"{father.key} is the init of its namespace: "
+                                            "its exit would kill the namespace")
+        return ns.reaper
+
+    def exit(self, actor: int, code: int) -> None:
+        task = self.task(actor)
+        if task.leader is not None:
+            raise KernelError(errno.EINVAL, "the planner only exits whole processes")
+        for thread in task.threads:
+            self._release(thread)
+        task.threads.clear()
+        if task.children:
+            reaper = self._reaper_for(task)
+            for child in task.children:
+                child.parent = reaper
+                reaper.children.append(child)
+            task.children = []
+            if reaper.key == WORLD_INIT:
+                for child in [c for c in reaper.children if c.zombie]:
+                    self._reap(reaper, child)
+        task.zombie = True
+        task.exit_code = code
+        task.files = {}
+        if task.parent is not None and task.parent.key == WORLD_INIT:
+            self._reap(task.parent, task)
+
+    def _release(self, task: Task) -> None:
+        task.pid.put()
+        task.pgrp.put()
+        task.session.put()
+        del self.tasks[task.key]
+
+    def _reap(self, parent: Task, child: Task) -> None:
+        parent.children.remove(child)
+        self._release(child)
+
+    def wait(self, actor: int, child_key: int) -> None:
+        parent = self.task(actor)
+        child = self.tasks.get(child_key)
+        if child is None or child.parent is not parent or not child.zombie:
+            raise KernelError(errno.ECHILD, f"wait: {child_key} is not a zombie child of {actor}")
+        self._reap(parent, child)
+
+    # ------------------------------------------------------------ files
+
+    def _install(self, task: Task, fd: int, obj: FileObj) -> None:
+        if fd in task.files:
+            raise KernelError(errno.EBUSY, f"fd {fd} of {task.key} is taken (planner bug)")
+        task.files[fd] = obj
+
+    def _fd(self, task: Task, fd: int) -> FileObj:
+        obj = task.files.get(fd)
+        if obj is None:
+            raise KernelError(errno.EBADF, f"fd {fd} is not open in {task.key}")
+        return obj
+
+    def run(self, step: Step) -> None:
+        """Execute one step; KernelError when the kernel would refuse it."""
+        a = step.args
+        act = step.action
+        self.steps_run += 1
+        if act is Action.CLONE:
+            self.clone(step.actor, a["child"], list(a["set_tid"]), a.get("flags_value", 0))
+        elif act is Action.LAST_PID_CLONE:
+            self.last_pid_clone(step.actor, a["child"], a["pid"], a.get("flags_value", 0))
+        elif act is Action.SETSID:
+            self.setsid(step.actor)
+        elif act is Action.SETPGID:
+            self.setpgid(step.actor, a.get("target", step.actor), a["pgid"])
+        elif act is Action.SETNS_PID:
+            self.setns_pid(step.actor, a["ns_init"])
+        elif act is Action.SUBREAPER:
+            self.subreaper(step.actor)
+        elif act is Action.EXIT:
+            self.exit(step.actor, a.get("status", 0))
+        elif act is Action.WAIT:
+            self.wait(step.actor, a["child"])
+        elif act in (Action.OPEN, Action.TCP_REPAIR):
+            self._install(self.task(step.actor), a["fd"], FileObj(a["file"]))
+        elif act in (Action.PIPE, Action.SOCKETPAIR):
+            task = self.task(step.actor)
+            for key, fd in zip(a["files"], a["fds"], strict=True):
+                self._install(task, fd, FileObj(key))
+        elif act is Action.SEND_FD:
+            obj = self._fd(self.task(step.actor), a["fd"])
+            self._install(self.task(a["to"]), a["to_fd"], obj)
+        elif act is Action.DUP2:
+            task = self.task(step.actor)
+            task.files[a["new"]] = self._fd(task, a["old"])
+        elif act is Action.CLOSE:
+            task = self.task(step.actor)
+            self._fd(task, a["fd"])
+            del task.files[a["fd"]]
+        elif act is Action.EPOLL_ADD:
+            task = self.task(step.actor)
+            self._fd(task, a["epfd"]).targets.add(self._fd(task, a["tfd"]).key)
+        else:
+            raise KernelError(errno.ENOSYS, f"unknown action {act}")
+
+    # ------------------------------------------------------------ end state
+
+    def state(self, level_offset: int = 0) -> dict[int, ProcState]:
+        """Per process (thread group leader) key: what the check compares.
+
+        Numbers are per namespace level from the snapshot's outermost level,
+        which is world level `level_offset` (1 when restoring into a new pid ns).
+        """
+        out: dict[int, ProcState] = {}
+        for task in self.tasks.values():
+            if task.leader is not None:
+                continue
+            chain = task.ns.chain()[level_offset:]
+            pids = tuple(task.pid.numbers[level_offset:])
+            out[task.key] = ProcState(
+                ns_pids=pids,
+                parent=task.parent.key if task.parent is not None else WORLD_INIT,
+                ns_pgids=tuple(task.pgrp.nr_in(ns) for ns in chain),
+                ns_sids=tuple(task.session.nr_in(ns) for ns in chain),
+                zombie=task.zombie,
+                exit_code=task.exit_code,
+                threads=tuple(tuple(t.pid.numbers[level_offset:]) for t in task.threads),
+                fds=tuple(sorted((fd, obj.key) for fd, obj in task.files.items())),
+                epoll=tuple(sorted((obj.key, tuple(sorted(obj.targets)))
+                                   for obj in task.files.values() if obj.targets)),
+            )
+        return out
+
+    def sharing(self) -> dict[str, dict[int, int]]:
+        """kind -> key -> identity of the shared object (id()), for leaders only."""
+        out: dict[str, dict[int, int]] = {"files": {}, "fs": {}, "sighand": {}, "vm": {}}
+        for task in self.tasks.values():
+            if task.leader is None and not task.zombie:
+                out["files"][task.key] = id(task.files)
+                out["fs"][task.key] = id(task.fs)
+                out["sighand"][task.key] = id(task.sighand)
+                out["vm"][task.key] = id(task.vm)
+        return out
+
+
+def simulate(steps: list[Step]) -> Simulator:
+    """Run every step; KernelError names the first one the kernel would refuse."""
+    sim = Simulator()
+    for index, step in enumerate(steps):
+        try:
+            sim.run(step)
+        except KernelError as err:
+            raise KernelError(err.errno, f"step {index} ({step.actor}: {step.action} "
+                                         f"{_short(step.args)}): {err}") from err
+    return sim
+
+
+def _short(args: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in list(args.items())[:4])

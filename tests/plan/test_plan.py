@@ -1,0 +1,180 @@
+"""Planner: real round trips, dry-run conflicts, bad input, and the simulation property."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import criu_model
+from criu_model.errors import InconsistentImage
+from criu_model.images.pb import files_pb2, inventory_pb2, process_pb2
+from criu_model.planner import NEW_NS_INIT, RESTORER, Action, Severity, plan
+from criu_model.planner.check import compare
+from criu_model.planner.simulate import KernelError, Simulator, simulate
+from criu_model.snapshot import Snapshot
+from tests.plan.simtrees import random_world, to_snapshot
+from tests.plan.trees import planner_tree
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="unshare(CLONE_NEWPID) needs root")
+
+
+def _blockers(p: criu_model.planner.Plan, kind: str | None = None) -> list[object]:
+    return [x for x in p.problems if x.severity is Severity.BLOCKER
+            and (kind is None or x.kind == kind)]
+
+
+@pytest.fixture
+def real_tree(tmp_path: Path):  # type: ignore[no-untyped-def]
+    kept = tmp_path / "kept file"
+    kept.write_bytes(b"contents")
+    with planner_tree(str(kept)) as built:
+        snap = criu_model.dump([built.pids["root"]])
+        yield built, snap, kept
+
+
+@needs_root
+def test_real_tree_round_trip(real_tree) -> None:  # type: ignore[no-untyped-def]
+    built, snap, _ = real_tree
+    by_pid = snap.by_pid
+    pids = built.pids
+    # The tree really has what the plan must recreate.
+    assert by_pid[pids["zombie"]].state == "Z"
+    assert by_pid[pids["member"]].pgid not in by_pid          # dead group leader
+    assert by_pid[pids["orph"]].ppid == pids["root"] != by_pid[pids["orph"]].sid
+    assert list(by_pid[pids["ns3"]].ns_pids)[1:] == [3, 2]    # two nested levels
+    assert len(by_pid[pids["root"]].threads) == 3
+    p = plan(snap, live=False)
+    assert p.feasible, p.problems
+    assert not [x for x in p.problems if x.kind == "plan-verification-failed"]
+    procs = p.processes
+    assert procs[pids["ns1"]].new_pid_ns and procs[pids["ns1"]].set_tid == [1, pids["ns1"]]
+    assert procs[pids["ns3"]].set_tid == [2, 3, pids["ns3"]]
+    dead_group = by_pid[pids["member"]].pgid
+    assert procs[dead_group].helper and "group" in procs[dead_group].reason
+    orphan_parent = procs[pids["orph"]].parent
+    assert procs[orphan_parent].helper and "orphan" in procs[orphan_parent].reason
+    exits = [s for s in p.steps if s.action is Action.EXIT and s.actor == pids["zombie"]]
+    assert exits and exits[0].args["code"] == 5
+    # Inherited, not transferred: every fd of this tree descends from root's opens.
+    assert p.transfers == 0 and p.inherited > 0
+    # Independently re-simulate and compare: the end state is the dump.
+    sim = simulate(p.steps)
+    assert compare(snap, sim, RESTORER, 0) == []
+
+
+@needs_root
+def test_live_dry_run_reports_conflicts(real_tree) -> None:  # type: ignore[no-untyped-def]
+    built, snap, kept = real_tree
+    p = plan(snap, live=True)
+    in_use = {x.pid for x in _blockers(p, "pid-in-use")}
+    for role in ("root", "sess", "member", "orph", "ns1", "ns2", "ns3", "zombie"):
+        assert built.pids[role] in in_use, role
+    port = built.info["port"]
+    assert any(x.port == port for x in _blockers(p, "port-in-use"))
+    assert not p.feasible
+    kept.unlink()
+    p = plan(snap, live=True)
+    missing = _blockers(p, "file-missing")
+    assert [x.path for x in missing] == [str(kept)]
+
+
+@needs_root
+def test_new_pid_ns_has_no_pid_conflicts(real_tree) -> None:  # type: ignore[no-untyped-def]
+    _, snap, _ = real_tree
+    p = plan(snap, live=True, pid_ns="new")
+    assert not _blockers(p, "pid-in-use")
+    assert not [x for x in p.problems if x.kind == "plan-verification-failed"]
+    assert p.processes[NEW_NS_INIT].set_tid == [1]
+
+
+def _proc(pid: int, ppid: int, pgid: int, sid: int, **kw: object) -> process_pb2.Process:
+    return process_pb2.Process(pid=pid, ppid=ppid, pgid=pgid, sid=sid, ns_pids=[pid],
+                               ns_pgids=[pgid], ns_sids=[sid], state="S", **kw)
+
+
+def _snap(*procs: process_pb2.Process, roots: tuple[int, ...] = (100,)) -> Snapshot:
+    return Snapshot(inventory=inventory_pb2.Inventory(root_pids=roots), processes=list(procs))
+
+
+def test_inconsistent_snapshot_names_pids() -> None:
+    snap = _snap(_proc(100, 1, 100, 100), _proc(101, 555, 100, 100))
+    with pytest.raises(InconsistentImage, match=r"101.*555"):
+        plan(snap, live=False)
+    snap = _snap(_proc(100, 1, 100, 100), _proc(101, 100, 101, 101),
+                 _proc(102, 100, 101, 100))
+    with pytest.raises(InconsistentImage, match="102"):
+        plan(snap, live=False)
+
+
+def test_clone_files_and_shared_fds() -> None:
+    root = _proc(100, 1, 100, 100, shares=process_pb2.TaskShares(files=7, fs=1, vm=1,
+                                                                 sighand=1))
+    kid = _proc(101, 100, 100, 100, shares=process_pb2.TaskShares(files=7, fs=2, vm=2,
+                                                                  sighand=2))
+    other = _proc(102, 100, 102, 102, shares=process_pb2.TaskShares(files=8, fs=3, vm=3,
+                                                                    sighand=3))
+    shared = files_pb2.Fd(fd=3, file_id=11, kind=files_pb2.FD_REGULAR, path=b"/etc/hostname",
+                          file=files_pb2.RegularFile())
+    ep = files_pb2.Fd(fd=4, file_id=12, kind=files_pb2.FD_EPOLL,
+                      epoll=files_pb2.Epoll(targets=[files_pb2.EpollTarget(tfd=3, file_id=11)]))
+    tables = [files_pb2.FdTable(pid=100, fds=[shared, ep]),
+              files_pb2.FdTable(pid=101, fds=[shared, ep]),
+              files_pb2.FdTable(pid=102, fds=[files_pb2.Fd(fd=9, file_id=11,
+                                                           kind=files_pb2.FD_REGULAR,
+                                                           file=files_pb2.RegularFile())])]
+    snap = Snapshot(inventory=inventory_pb2.Inventory(root_pids=[100]),
+                    processes=[root, kid, other], fds=tables)
+    p = plan(snap, live=False)
+    assert p.feasible, p.problems
+    assert "CLONE_FILES" in next(s for s in p.steps if s.args.get("child") == 101).args["flags"]
+    adds = [s for s in p.steps if s.action is Action.EPOLL_ADD]
+    opens = [i for i, s in enumerate(p.steps) if s.action is Action.OPEN and s.args["file"] == 11]
+    assert len(adds) == 1 and opens and opens[0] < p.steps.index(adds[0])
+    assert p.transfers == 0  # 102 inherits from its parent 100, the opener
+
+
+def test_simulator_kernel_rules() -> None:
+    sim = Simulator()
+    sim.clone(RESTORER, 1, [500], 0)
+    with pytest.raises(KernelError, match="EEXIST"):
+        sim.clone(RESTORER, 2, [500], 0)
+    sim.setpgid(1, 1, 0)
+    with pytest.raises(KernelError, match="EPERM"):
+        sim.setsid(1)                       # a group leader
+    sim.clone(1, 3, [0, 7], 0x20000000)
+    with pytest.raises(KernelError, match="EINVAL"):
+        sim.clone(3, 4, [5, 9, 0], 0x20000000)   # new namespace: only pid 1 there
+    sim.clone(3, 5, [], 0)
+    assert sim.tasks[5].pid.numbers[1] == 2
+    sim.exit(3, 0) if False else None
+    sim.clone(RESTORER, 6, [600], 0)
+    sim.setsid(6)
+    with pytest.raises(KernelError, match="EPERM"):
+        sim.setpgid(6, 6, 0)                 # a session leader
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), steps=st.integers(5, 60))
+def test_property_simulated_plan_ends_in_the_snapshot(seed: int, steps: int) -> None:
+    snap = to_snapshot(random_world(random.Random(seed), steps, change_after_fork=False))
+    if not snap.processes:
+        return
+    p = plan(snap, live=False)
+    failures = [x for x in p.problems if x.kind == "plan-verification-failed"]
+    assert not failures, failures
+    assert p.feasible, p.problems
+    sim = simulate(p.steps)
+    assert compare(snap, sim, RESTORER, 0) == []
+
+
+def test_port_conflict_detected_offline_free() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        assert s.getsockname()[1] > 0
