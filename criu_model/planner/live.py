@@ -145,11 +145,16 @@ def _bind_conflict(sock: sockets_pb2.Socket) -> int:
 
 def _check_sockets(snap: Snapshot, plan: Plan) -> None:
     held = {fd.socket.inode for t in snap.fds for fd in t.fds if fd.WhichOneof("state") == "socket"}
+    probed: set[tuple[int, str, int]] = set()  # a listener and its accepted sockets share a port
     for sock in snap.sockets:
         if sock.inode not in held:
             continue
         kind = sock.WhichOneof("kind")
         if kind == "inet" and sock.inet.sport and sock.inet.protocol in (6, 17):
+            address = (sock.inet.protocol, sock.inet.src, sock.inet.sport)
+            if address in probed:
+                continue
+            probed.add(address)
             code = _bind_conflict(sock)
             if code == errno.EADDRINUSE:
                 proto = "TCP" if sock.inet.protocol == 6 else "UDP"
