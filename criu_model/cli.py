@@ -7,7 +7,6 @@ Exit codes: 0 success, 1 failure (one line on stderr; traceback only with
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
@@ -25,7 +24,7 @@ from criu_model.features import check
 from criu_model.freeze import FreezeMethod
 from criu_model.images import load, write
 from criu_model.render import text as render
-from criu_model.render.json import snapshot_to_json
+from criu_model.render.json import print_json, snapshot_to_json
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -104,8 +103,7 @@ def _cmd_dump(args: argparse.Namespace, console: Console) -> int:
 def _cmd_show(args: argparse.Namespace, console: Console) -> int:
     snap = load(args.dir)
     if args.json:
-        json.dump(snapshot_to_json(snap), sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        print_json(snapshot_to_json(snap))
     elif args.view == "tree":
         render.show_tree(snap, console)
     elif args.view == "procs":
@@ -126,8 +124,8 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
 def _cmd_check(args: argparse.Namespace, console: Console) -> int:
     features = check()
     if args.json:
-        print(json.dumps([{"name": f.name, "available": f.available, "detail": f.detail}
-                          for f in features], indent=1))
+        print_json([{"name": f.name, "available": f.available, "detail": f.detail}
+                    for f in features])
     else:
         render.show_check(features, console)
     return EXIT_OK
@@ -135,6 +133,9 @@ def _cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 _COMMANDS = {"dump": _cmd_dump, "show": _cmd_show, "diff": cli_diff.run, "plan": cli_plan.run,
              "check": _cmd_check}
+# The exit status for a CriuModelError, where a command's own statuses give 1
+# another meaning: diff follows diff(1) (1 = differences, 2 = trouble).
+_ERROR_EXIT = {"diff": cli_diff.EXIT_TROUBLE}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"criu-model: error: {err}", file=sys.stderr)
-        return EXIT_FAIL
+        return _ERROR_EXIT.get(args.command, EXIT_FAIL)
     except (KeyboardInterrupt, Terminated):
         print("criu-model: interrupted; targets were released, nothing was written",
               file=sys.stderr)

@@ -1,28 +1,27 @@
 """`criu-model diff`: what changed between two snapshots, or since a snapshot.
 
 Exit statuses as diff(1): 0 no differences, 1 differences, 2 trouble (bad
-arguments, unreadable snapshot, dump failure). Trouble prints one line on
-stderr; cli.main's own mapping of CriuModelError to 1 would collide with
-"differences", so every CriuModelError is caught here.
+arguments, unreadable snapshot, dump failure). Trouble is a CriuModelError
+raised from here; cli.main prints its one line and exits with EXIT_TROUBLE
+(not its usual 1, which means "differences" here).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 from typing import Any
 
 from rich.console import Console
 
 from criu_model.differ import AREAS, diff, parse_areas
 from criu_model.dumper import dump, parse_pid
-from criu_model.errors import CriuModelError, UsageError
+from criu_model.errors import UsageError
 from criu_model.freeze import FreezeMethod
 from criu_model.images import framing, load
 from criu_model.images.pb import inventory_pb2
 from criu_model.render.diff import diff_to_json, show_diff
+from criu_model.render.json import print_json
 from criu_model.snapshot import Snapshot
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
@@ -72,22 +71,15 @@ def _live(before: Snapshot, args: argparse.Namespace) -> Snapshot:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run `criu-model diff`; returns the exit status (0 same, 1 different, 2 trouble)."""
-    try:
-        if args.live == (args.dir_b is not None):
-            raise UsageError("give either DIR_B or --live, not both and not neither")
-        pids = {parse_pid(p) for p in args.pid} or None
-        only = parse_areas(args.only) if args.only is not None else None
-        a = load(args.dir_a)
-        b = _live(a, args) if args.live else load(args.dir_b)
-        result = diff(a, b, include_volatile=args.all, pids=pids, only=only)
-    except CriuModelError as err:
-        if getattr(args, "debug", False):
-            raise
-        print(f"criu-model: error: {err}", file=sys.stderr)
-        return EXIT_TROUBLE
+    if args.live == (args.dir_b is not None):
+        raise UsageError("give either DIR_B or --live, not both and not neither")
+    pids = {parse_pid(p) for p in args.pid} or None
+    only = parse_areas(args.only) if args.only is not None else None
+    a = load(args.dir_a)
+    b = _live(a, args) if args.live else load(args.dir_b)
+    result = diff(a, b, include_volatile=args.all, pids=pids, only=only)
     if args.json:
-        json.dump(diff_to_json(result), sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        print_json(diff_to_json(result))
     else:
         show_diff(result, console, a, b)
     return EXIT_SAME if result.identical else EXIT_DIFFERENT

@@ -1,23 +1,22 @@
 """`criu-model plan DIR`: how the snapshot would be restored, and why it would fail here.
 
-Exit status: 0 feasible, 3 at least one blocker, 1 error (one line on stderr).
+Exit status: 0 feasible, 3 at least one blocker, 1 error (a CriuModelError:
+cli.main prints its one line).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
 from rich.console import Console
 
-from criu_model.errors import CriuModelError
 from criu_model.images import load
 from criu_model.planner import PID_NS_MODES, plan
+from criu_model.render.json import print_json
 from criu_model.render.plan import plan_to_json, show_plan
 
-EXIT_FEASIBLE, EXIT_ERROR, EXIT_BLOCKED = 0, 1, 3
+EXIT_FEASIBLE, EXIT_BLOCKED = 0, 3
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -38,16 +37,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run `criu-model plan`; returns 0 (feasible), 3 (blocked) or 1 (error)."""
-    try:
-        result = plan(load(args.dir), live=not args.offline, pid_ns=args.pid_ns)
-    except CriuModelError as err:
-        if getattr(args, "debug", False):
-            raise
-        print(f"criu-model: error: {err}", file=sys.stderr)
-        return EXIT_ERROR
+    result = plan(load(args.dir), live=not args.offline, pid_ns=args.pid_ns)
     if args.json:
-        json.dump(plan_to_json(result), sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        print_json(plan_to_json(result))
     else:
         show_plan(result, console)
     return EXIT_FEASIBLE if result.feasible else EXIT_BLOCKED

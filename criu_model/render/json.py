@@ -9,6 +9,8 @@ output is always valid JSON and never loses the fact that a byte was odd.
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -19,6 +21,12 @@ from criu_model.images.pb import files_pb2, mm_pb2, sockets_pb2
 from criu_model.snapshot import Snapshot
 
 _PROT_BITS = ((1, "r"), (2, "w"), (4, "x"))
+
+
+def print_json(obj: Any) -> None:
+    """The one way every command prints its JSON: indented, newline-terminated."""
+    json.dump(obj, sys.stdout, indent=1)
+    sys.stdout.write("\n")
 
 
 def text(data: bytes) -> str:
