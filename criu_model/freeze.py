@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from criu_model.collect.mountinfo import parse_mountinfo
-from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all
+from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all, task_state
 from criu_model.errors import (
     PTRACE_HINT,
     AccessDenied,
@@ -95,13 +95,7 @@ class FreezeReport:
 
 def _thread_state(proc_root: str, pid: int, tid: int) -> str | None:
     """One-letter state of a thread, None if it is gone."""
-    try:
-        stat = ProcDir(pid, proc_root, tid).read("stat")
-    except ProcessGone:
-        return None
-    # comm may contain anything, including ")": the state follows the last ")".
-    rest = stat[stat.rfind(b")") + 2:]
-    return rest[:1].decode() or None
+    return task_state(ProcDir(pid, proc_root, tid))
 
 
 def _record_states(report: FreezeReport, pids: list[int], proc_root: str) -> None:

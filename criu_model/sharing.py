@@ -40,13 +40,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from criu_model.collect.procfs import ProcDir
+from criu_model.collect.procfs import ProcDir, task_state
 from criu_model.errors import (
     PTRACE_HINT,
     AccessDenied,
     CriuModelError,
     KernelUnsupported,
-    ProcessGone,
 )
 from criu_model.kernel.kcmp import KcmpResult, KcmpType, kcmp, kcmp_epoll_tfd
 
@@ -73,7 +72,7 @@ TASK_KINDS = frozenset({KcmpType.VM, KcmpType.FILES, KcmpType.FS, KcmpType.SIGHA
 _NULLABLE = TASK_KINDS - {KcmpType.SIGHAND}
 
 _STALE_ERRNOS = frozenset({errno.EBADF, errno.ESRCH, errno.ENOENT})
-_EXITED_STATES = frozenset(b"ZX")
+_EXITED_STATES = frozenset("ZX")
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,12 +527,8 @@ def null_sentinel() -> Iterator[int]:
 
 def _exited(pid: int) -> bool:
     """True if `pid` no longer exists or is a zombie (its fd table is already gone)."""
-    try:
-        data = ProcDir(pid).read("stat")
-    except ProcessGone:
-        return True
-    state = data[data.rindex(b")") + 2:][:1]
-    return bool(state) and state[0] in _EXITED_STATES
+    state = task_state(ProcDir(pid))
+    return state is None or state in _EXITED_STATES
 
 
 def _fatal(err: OSError, what: str) -> CriuModelError:

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from criu_model.collect import fdinfo
 from criu_model.collect.fdinfo import FdinfoText
 from criu_model.collect.locks import waiting_locks
-from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all
+from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all, task_state
 from criu_model.errors import PTRACE_HINT, AccessDenied, CriuModelError, ProcessGone
 from criu_model.images.pb import files_pb2
 from criu_model.kernel.libc import libc, syscall
@@ -549,12 +549,7 @@ class _Reopened:
 
 def _process_gone(proc: ProcDir) -> bool:
     """True when the process exited (no /proc entry, or a zombie without fds)."""
-    try:
-        data = read_all(f"{proc.path}/stat")
-    except OSError:
-        return True
-    state = data[data.rindex(b")") + 2:][:1]
-    return state in (b"Z", b"X")
+    return task_state(proc) in (None, "Z", "X")
 
 
 def collect_fds(pid: int, proc_root: str = PROC_ROOT, *, ghost_limit: int = DEFAULT_GHOST_LIMIT,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 
-from criu_model.errors import from_oserror
+from criu_model.collect.stat import parse_state
+from criu_model.errors import ProcessGone, from_oserror
 
 PROC_ROOT = "/proc"
 _CHUNK = 65536
@@ -74,3 +75,11 @@ class ProcDir:
 
     def exists(self) -> bool:
         return os.path.exists(self.path)
+
+
+def task_state(task: ProcDir) -> str | None:
+    """One-letter state of a process or thread ('Z' for a zombie), None if it is gone."""
+    try:
+        return parse_state(task.read("stat"))
+    except ProcessGone:
+        return None

@@ -121,6 +121,14 @@ def parse_stat(data: bytes) -> StatFields:
         raise StatParseError(f"malformed stat line {data[:80]!r}: {err}") from err
 
 
+def parse_state(data: bytes) -> str:
+    """Only the one-letter state: the fast path for "is it stopped / a zombie?"."""
+    close_paren = data.rfind(b")")
+    if close_paren < 0 or close_paren + 2 >= len(data):
+        raise StatParseError(f"malformed stat line {data[:80]!r}")
+    return chr(data[close_paren + 2])
+
+
 def parse_ppid(data: bytes) -> int:
     """Only the parent pid: the fast path used to scan every process on the system."""
     close_paren = data.rfind(b")")

@@ -11,6 +11,7 @@ import os
 import socket
 from pathlib import Path
 
+from criu_model.collect.stat import StatParseError, parse_stat
 from criu_model.features import probe_clone3_set_tid
 from criu_model.images.pb import files_pb2, sockets_pb2
 from criu_model.planner.model import Action, Plan, Severity
@@ -50,10 +51,10 @@ def _pids_in_use() -> set[int]:
         try:
             with open(f"/proc/{entry.name}/stat", "rb") as f:
                 data = f.read()
-            fields = data[data.rindex(b")") + 2:].split()
-            used.update((int(fields[2]), int(fields[3])))
+            fields = parse_stat(data)
+            used.update((fields.pgid, fields.sid))
             used.update(int(t) for t in os.listdir(f"/proc/{entry.name}/task"))
-        except (OSError, ValueError, IndexError):
+        except (OSError, StatParseError):
             continue
     return used
 
