@@ -96,6 +96,16 @@ _ANON_KINDS: dict[bytes, int] = {
     b"[pidfd]": files_pb2.FD_PIDFD,    # also on pidfs (Linux 6.9+), which keeps the name
     b"[io_uring]": files_pb2.FD_IO_URING,
 }
+# Anon-inode kind -> (Fd oneof field, fdinfo parser): one registry, no if-chain.
+_ANON_PARSERS = {
+    files_pb2.FD_EVENTFD: ("eventfd", fdinfo.parse_eventfd),
+    files_pb2.FD_EPOLL: ("epoll", fdinfo.parse_epoll),
+    files_pb2.FD_INOTIFY: ("inotify", fdinfo.parse_inotify),
+    files_pb2.FD_FANOTIFY: ("fanotify", fdinfo.parse_fanotify),
+    files_pb2.FD_SIGNALFD: ("signalfd", fdinfo.parse_signalfd),
+    files_pb2.FD_TIMERFD: ("timerfd", fdinfo.parse_timerfd),
+    files_pb2.FD_PIDFD: ("pidfd", fdinfo.parse_pidfd),
+}
 
 # Filesystems whose ->flush() runs on *every* close (not only the last) and may
 # call a userspace daemon or the network: closing our pidfd_getfd copy there
@@ -314,24 +324,13 @@ class _Collector:
     def _anon(self, fd: files_pb2.Fd, name: bytes, info: FdinfoText) -> None:
         kind = _ANON_KINDS.get(name, files_pb2.FD_UNKNOWN)
         fd.kind = kind
-        body, extra = info.body, fd.extra
-        if kind == files_pb2.FD_EVENTFD:
-            fd.eventfd.CopyFrom(fdinfo.parse_eventfd(body, extra))
-            if not fd.eventfd.HasField("semaphore"):
+        parser = _ANON_PARSERS.get(kind)
+        if parser is not None:
+            field, parse = parser
+            getattr(fd, field).CopyFrom(parse(info.body, fd.extra))
+            if kind == files_pb2.FD_EVENTFD and not fd.eventfd.HasField("semaphore"):
                 fd.unreadable.add(field="eventfd.semaphore",
                                   reason="fdinfo lacks eventfd-semaphore (printed since Linux 6.5)")
-        elif kind == files_pb2.FD_EPOLL:
-            fd.epoll.CopyFrom(fdinfo.parse_epoll(body, extra))
-        elif kind == files_pb2.FD_INOTIFY:
-            fd.inotify.CopyFrom(fdinfo.parse_inotify(body, extra))
-        elif kind == files_pb2.FD_FANOTIFY:
-            fd.fanotify.CopyFrom(fdinfo.parse_fanotify(body, extra))
-        elif kind == files_pb2.FD_SIGNALFD:
-            fd.signalfd.CopyFrom(fdinfo.parse_signalfd(body, extra))
-        elif kind == files_pb2.FD_TIMERFD:
-            fd.timerfd.CopyFrom(fdinfo.parse_timerfd(body, extra))
-        elif kind == files_pb2.FD_PIDFD:
-            fd.pidfd.CopyFrom(fdinfo.parse_pidfd(body, extra))
         elif kind == files_pb2.FD_IO_URING:
             fd.io_uring.raw = info.raw_body()
             fd.io_uring.reason = _NOT_RESTORABLE_IO_URING
