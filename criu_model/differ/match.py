@@ -1,0 +1,446 @@
+"""Matching objects across two snapshots, then comparing each matched pair.
+
+Matching
+    processes   by (pid, start_time): a reused pid is a removal plus an addition
+    threads     by tid
+    fds         by (pid, fd); another open file at the same number (kind, dev,
+                ino, path, access mode, pipe/socket inode or eventfd id differ)
+                is ``replaced``; pos/flags/state of the same file are ``changed``
+    VMAs        by (start, file identity): a grown heap is a change of ``end``;
+                another file at the same start is a removal plus an addition
+    sockets     by inode, then leftovers by address tuple (a socket re-created
+                on the same endpoint: its ``inode`` is reported as changed)
+    mounts      by mount namespace inode, then mount id
+    ghosts      (captured deleted files) by (dev, ino)
+    sharing     as a partition, see criu_model.differ.sharing
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from criu_model.differ.fields import Scope, Walker
+from criu_model.differ.partition import file_sharing, task_sharing
+from criu_model.differ.result import Diff, Missing, order_key
+from criu_model.differ.summaries import (
+    fd_summary,
+    mount_summary,
+    process_summary,
+    socket_label,
+    socket_summary,
+    vma_summary,
+)
+from criu_model.images import framing
+from criu_model.images.pb import files_pb2, mm_pb2, process_pb2, sockets_pb2
+from criu_model.kernel.flags import ACCMODE
+from criu_model.render.json import text
+from criu_model.snapshot import Snapshot, namespace_inode
+
+_PROCESS_AREAS = {
+    "ppid": "tree", "pgid": "tree", "sid": "tree", "ns_pids": "tree", "ns_pgids": "tree",
+    "ns_sids": "tree", "start_time": "tree", "state": "tree", "tty_nr": "tree",
+    "exit_code": "tree", "exit_signal": "tree", "is_kthread": "tree",
+    "creds": "creds", "rlimits": "limits",
+    "sig_ignored": "signals", "sig_caught": "signals", "sig_shared_pending": "signals",
+    "timers": "timers", "sched_policy": "sched", "nice": "sched", "rt_priority": "sched",
+    "utime_ticks": "sched", "stime_ticks": "sched", "vsize": "vmas", "rss_pages": "vmas",
+    "cgroups": "cgroups",
+}
+_THREAD_AREAS = {"sig_blocked": "signals", "sig_pending": "signals", "sched_policy": "sched",
+                 "nice": "sched", "rt_priority": "sched", "utime_ticks": "sched",
+                 "stime_ticks": "sched"}
+# The leader thread repeats these process fields: compare them once, on the process.
+_LEADER_DUPLICATES = frozenset(
+    f.name for f in process_pb2.Thread.DESCRIPTOR.fields
+    if f.name in process_pb2.Process.DESCRIPTOR.fields_by_name)
+
+
+def _version(snap: Snapshot) -> tuple[int, int]:
+    inv = snap.inventory
+    return (inv.format_major or framing.FORMAT_MAJOR, inv.format_minor)
+
+
+def _version_text(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+def _images(snap: Snapshot) -> set[str] | None:
+    """Image names the snapshot was loaded from; None for an in-memory dump (all of them)."""
+    return {rec.name for rec in snap.inventory.images} or None
+
+
+class Differ:
+    """One comparison of snapshot `a` (before) with `b` (after); `run()` gives the Diff."""
+
+    def __init__(self, a: Snapshot, b: Snapshot, include_volatile: bool) -> None:
+        self.a, self.b = a, b
+        va, vb = _version(a), _version(b)
+        older = None if va == vb else ("a" if va < vb else "b")
+        older_version = _version_text(min(va, vb))
+        self.w = Walker(include_volatile, older, older_version)
+        self.versions = (_version_text(va), _version_text(vb))
+        self.older = older
+        images_a, images_b = _images(a), _images(b)
+        self.absent: dict[str, str] = {}  # image name -> side that lacks it
+        if older is not None:
+            have = images_a if older == "a" else images_b
+            other = images_b if older == "a" else images_a
+            if have is not None:
+                for name in (other or set()) - have:
+                    self.absent[name] = older
+        self.matched: list[int] = []
+        self.no_file_ids: set[int] = set()  # pids whose open-file identity is unknown
+        self.tables_differ = False  # some matched fd table differs (file ids included)
+        self.stable_fds: list[tuple[tuple[int, int], int, int]] = []
+
+    def run(self) -> Diff:
+        self._processes()
+        if self._have("fds.img", "fd"):
+            self._fds()
+            self._sharing_files()
+        self._sharing_tasks()
+        if self._have("mm.img", "vma"):
+            self._memory()
+        if self._have("sockets.img", "socket"):
+            self._sockets()
+        if self._have("mounts.img", "mount"):
+            self._mounts()
+        if self._have("ghosts.img", "ghost"):
+            self._ghosts()
+        missing = [Missing(what, path, side, reason, count)
+                   for (what, path, side, reason), count in self.w.missing.items()]
+        return Diff(sorted(self.w.changes, key=order_key), missing, self.versions,
+                    self.w.include_volatile)
+
+    def _have(self, image: str, what: str) -> bool:
+        side = self.absent.get(image)
+        if side is None:
+            return True
+        self.w.note_missing(what, None, side, f"{image} is not in the format "
+                            f"{self.w.older_version} snapshot")
+        return False
+
+    # -- processes and threads ---------------------------------------------
+
+    def _processes(self) -> None:
+        w, a, b = self.w, self.a, self.b
+        by_a, by_b = a.by_pid, b.by_pid
+        for pid, pa in by_a.items():
+            pb = by_b.get(pid)
+            if pb is None or not _same_process(pa, pb):
+                w.emit(Scope("process", pid, "tree"), "removed", None,
+                       process_summary(a, pa), None)
+                continue
+            self.matched.append(pid)
+            if w.same(pa, pb):
+                continue
+            scope = Scope("process", pid, None, _PROCESS_AREAS, "proc")
+            w.walk(pa, pb, scope)
+            self._namespaces(pa, pb)
+            self._threads(pa, pb)
+        for pid, pb in by_b.items():
+            pa = by_a.get(pid)
+            if pa is None or not _same_process(pa, pb):
+                w.emit(Scope("process", pid, "tree"), "added", None, None,
+                       process_summary(b, pb))
+
+    def _namespaces(self, pa: process_pb2.Process, pb: process_pb2.Process) -> None:
+        if pa.namespaces == pb.namespaces:
+            return
+        ia = {ns.type: ns for ns in pa.namespaces}
+        ib = {ns.type: ns for ns in pb.namespaces}
+        scope = Scope("namespace", pa.pid, "ns")
+        unknown = self.w.unreadable_of(pa, pb)
+        for ns_type in sorted(set(ia) | set(ib)):
+            na, nb = ia.get(ns_type), ib.get(ns_type)
+            if na is not None and nb is not None and na == nb:
+                continue
+            why = self.w.unknown_reason(unknown, f"namespaces.{ns_type}")
+            if why is not None:
+                self.w.note_missing("namespace", ns_type, *why)
+                continue
+            if (na is None and self.w.older == "a") or (nb is None and self.w.older == "b"):
+                self.w.note_missing("namespace", ns_type, self.w.older or "",
+                                    f"not recorded by format {self.w.older_version}")
+                continue
+            op = "added" if na is None else ("removed" if nb is None else "changed")
+            self.w.emit(scope, op, ns_type, na.inode if na else None,
+                        nb.inode if nb else None)
+
+    def _threads(self, pa: process_pb2.Process, pb: process_pb2.Process) -> None:
+        if pa.threads == pb.threads:
+            return
+        w = self.w
+        ta = {t.tid: t for t in pa.threads}
+        tb = {t.tid: t for t in pb.threads}
+        for tid, t in ta.items():
+            other = tb.get(tid)
+            scope = Scope("thread", pa.pid, None, _THREAD_AREAS, "threads", tid=tid)
+            if other is None:
+                w.emit(scope, "removed", None, {"comm": text(t.comm), "state": t.state}, None)
+            elif not w.same(t, other):
+                w.walk(t, other, scope,
+                       skip=_LEADER_DUPLICATES if tid == pa.pid else frozenset())
+        for tid, t in tb.items():
+            if tid not in ta:
+                w.emit(Scope("thread", pa.pid, None, _THREAD_AREAS, "threads", tid=tid),
+                       "added", None, None, {"comm": text(t.comm), "state": t.state})
+
+    # -- fds -------------------------------------------------------------
+
+    def _fds(self) -> None:
+        w = self.w
+        tables_a, tables_b = self.a.fds_by_pid, self.b.fds_by_pid
+        for pid in self.matched:
+            ta, tb = tables_a.get(pid), tables_b.get(pid)
+            if ta is None or tb is None:
+                continue
+            unknown = w.unreadable_of(ta, tb)
+            if "fds" in unknown or "file_id" in unknown:
+                self.no_file_ids.add(pid)
+            if "fds" in unknown:
+                w.note_missing("fd", None, *unknown["fds"])
+                continue
+            if ta == tb:
+                self.stable_fds.extend(((pid, fd.fd), fd.file_id, fd.file_id)
+                                       for fd in ta.fds)
+                continue
+            self.tables_differ = True
+            w.walk(ta, tb, Scope("fd_table", pid, "fds"))
+            fa = {fd.fd: fd for fd in ta.fds}
+            fb = {fd.fd: fd for fd in tb.fds}
+            for n, da in fa.items():
+                db = fb.get(n)
+                scope = Scope("fd", pid, "fds", fd=n)
+                if db is None:
+                    w.emit(scope, "removed", None, fd_summary(da), None)
+                    continue
+                if _fd_identity(da) != _fd_identity(db):
+                    w.emit(scope, "replaced", None, fd_summary(da), fd_summary(db))
+                    continue
+                self.stable_fds.append(((pid, n), da.file_id, db.file_id))
+                if not w.same(da, db):
+                    w.walk(da, db, scope)
+            for n, db in fb.items():
+                if n not in fa:
+                    w.emit(Scope("fd", pid, "fds", fd=n), "added", None, None,
+                           fd_summary(db))
+
+    def _sharing_files(self) -> None:
+        if not self.tables_differ:
+            return  # every table equal, file ids included: the same partition
+        file_sharing(self.w, self.a, self.b, set(self.matched) - self.no_file_ids,
+                     self.stable_fds)
+
+    def _sharing_tasks(self) -> None:
+        task_sharing(self.w, self.a, self.b, self.matched)
+
+    # -- memory ------------------------------------------------------------
+
+    def _memory(self) -> None:
+        w = self.w
+        mem_a, mem_b = self.a.memory_by_pid, self.b.memory_by_pid
+        for pid in self.matched:
+            ma, mb = mem_a.get(pid), mem_b.get(pid)
+            if ma is None or mb is None or w.same(ma, mb):
+                continue
+            w.walk(ma, mb, Scope("memory", pid, "vmas"))
+            xs, ys = ma.vmas, mb.vmas
+            if len(xs) == len(ys) and all(
+                    x.start == y.start and _vma_identity(x) == _vma_identity(y)
+                    for x, y in zip(xs, ys, strict=True) if x != y):
+                for x, y in zip(xs, ys, strict=True):  # the same VMAs, in the same order
+                    if not w.same(x, y):
+                        w.walk(x, y, Scope("vma", pid, "vmas", start=x.start))
+                continue
+            va = {(v.start, _vma_identity(v)): v for v in ma.vmas}
+            vb = {(v.start, _vma_identity(v)): v for v in mb.vmas}
+            for key, x in va.items():
+                y = vb.get(key)
+                scope = Scope("vma", pid, "vmas", start=x.start)
+                if y is None:
+                    w.emit(scope, "removed", None, vma_summary(x), None)
+                elif not w.same(x, y):
+                    w.walk(x, y, scope)
+            for key, y in vb.items():
+                if key not in va:
+                    w.emit(Scope("vma", pid, "vmas", start=y.start), "added", None, None,
+                           vma_summary(y))
+
+    # -- sockets -------------------------------------------------------------
+
+    def _sockets(self) -> None:
+        w = self.w
+        holders_a, holders_b = _socket_holders(self.a), _socket_holders(self.b)
+        sa, sb = self.a.sockets_by_inode, self.b.sockets_by_inode
+        pairs = [(sa[i], sb[i]) for i in sa if i in sb]
+        left_a = [s for i, s in sa.items() if i not in sb]
+        left_b = [s for i, s in sb.items() if i not in sa]
+        by_tuple_a = _unique_by(left_a, _socket_tuple)
+        by_tuple_b = _unique_by(left_b, _socket_tuple)
+        retupled = set()
+        for tup, x in by_tuple_a.items():
+            y = by_tuple_b.get(tup)
+            if y is not None:
+                pairs.append((x, y))
+                retupled.update((x.inode, y.inode))
+
+        def scope_for(inode_a: int | None, inode_b: int | None, sock: sockets_pb2.Socket
+                      ) -> Scope:
+            pids = sorted(set(holders_a.get(inode_a, ())) | set(holders_b.get(inode_b, ())))
+            return Scope("socket", pids[0] if pids else None, "sockets",
+                          key=f"{sock.inode} {socket_label(sock)}", pids=tuple(pids))
+
+        for x, y in pairs:
+            if w.same(x, y):
+                continue
+            scope = scope_for(x.inode, y.inode, y)
+            if x.inode != y.inode:
+                w.emit(scope, "changed", "inode", x.inode, y.inode)
+            w.walk(x, y, scope)
+        for x in left_a:
+            if x.inode not in retupled:
+                w.emit(scope_for(x.inode, None, x), "removed", None, socket_summary(x), None)
+        for y in left_b:
+            if y.inode not in retupled:
+                w.emit(scope_for(None, y.inode, y), "added", None, None, socket_summary(y))
+
+    # -- mounts and ghosts -----------------------------------------------------
+
+    def _mounts(self) -> None:
+        w = self.w
+        members = _mount_members(self.a, self.b)
+        na, nb = self.a.mounts_by_ns, self.b.mounts_by_ns
+        for ino in sorted(set(na) | set(nb)):
+            x, y = na.get(ino), nb.get(ino)
+            pids = tuple(sorted(members.get(ino, ())))
+            scope = Scope("mount", pids[0] if pids else None, "mounts", key=f"mnt:{ino}",
+                           pids=pids)
+            if x is None or y is None:
+                w.emit(Scope("namespace", scope.pid, "mounts", key=f"mnt:{ino}", pids=pids),
+                       "added" if x is None else "removed", None,
+                       None if x is None else {"mounts": len(x.mounts)},
+                       None if y is None else {"mounts": len(y.mounts)})
+                continue
+            if x == y:
+                continue
+            unknown = w.unreadable_of(x, y)
+            if "mounts" in unknown:
+                w.note_missing("mount", None, *unknown["mounts"])
+                continue
+            w.walk(x, y, scope)
+            ma = {m.mount_id: m for m in x.mounts}
+            mb = {m.mount_id: m for m in y.mounts}
+            for mid, m in ma.items():
+                other = mb.get(mid)
+                sub = Scope("mount", scope.pid, "mounts",
+                             key=f"mnt:{ino} {mid} {text(m.mount_point)}", pids=pids)
+                if other is None:
+                    w.emit(sub, "removed", None, mount_summary(m), None)
+                elif m != other:
+                    w.walk(m, other, sub)
+            for mid, m in mb.items():
+                if mid not in ma:
+                    w.emit(Scope("mount", scope.pid, "mounts",
+                                  key=f"mnt:{ino} {mid} {text(m.mount_point)}", pids=pids),
+                           "added", None, None, mount_summary(m))
+
+    def _ghosts(self) -> None:
+        w = self.w
+        ga = {(g.dev, g.ino): g for g in self.a.ghosts}
+        gb = {(g.dev, g.ino): g for g in self.b.ghosts}
+        for ident in sorted(set(ga) | set(gb)):
+            x, y = ga.get(ident), gb.get(ident)
+            sample = y if y is not None else x
+            assert sample is not None
+            scope = Scope("ghost", None, "fds", key=f"{text(sample.path)} ino {ident[1]}")
+            if x is None or y is None:
+                summary = {"path": text(sample.path), "size": sample.size,
+                           "captured": sample.captured}
+                w.emit(scope, "added" if x is None else "removed", None,
+                       None if x is None else summary, None if y is None else summary)
+            elif x != y:
+                w.walk(x, y, scope)
+
+
+def _same_process(pa: process_pb2.Process, pb: process_pb2.Process) -> bool:
+    """Same pid and start time (0, not read, matches anything)."""
+    return not pa.start_time or not pb.start_time or pa.start_time == pb.start_time
+
+
+def _fd_identity(fd: files_pb2.Fd) -> tuple[Any, ...]:
+    """What makes two fds at one number the same open file.
+
+    dev is left out when stat() failed on either dump (then it is 0); the
+    access mode cannot change on an open file, so a new one means a new file.
+    """
+    state = fd.WhichOneof("state")
+    extra: tuple[Any, ...] = ()
+    if state == "socket":
+        extra = (fd.socket.inode,)
+    elif state == "pipe":
+        extra = (fd.pipe.pipe_ino,)
+    elif state == "eventfd" and fd.eventfd.HasField("id"):
+        extra = (fd.eventfd.id,)
+    stat_ok = not any(u.field == "stat" for u in fd.unreadable)
+    return (fd.kind, fd.dev if stat_ok else None, fd.ino, fd.path, fd.flags & ACCMODE,
+            *extra)
+
+
+def _vma_identity(vma: mm_pb2.Vma) -> tuple[Any, ...]:
+    """The file behind a VMA (map_files identity when known), or its kind for anon memory."""
+    if vma.map_file_known:
+        return (vma.kind, vma.map_file_dev, vma.map_file_ino)
+    return (vma.kind, vma.dev_major, vma.dev_minor, vma.inode)
+
+
+def _socket_holders(snap: Snapshot) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for table in snap.fds:
+        for fd in table.fds:
+            if fd.HasField("socket"):
+                out.setdefault(fd.socket.inode, []).append(table.pid)
+    return out
+
+
+def _unique_by(items: list[Any], keyfn: Callable[[Any], Any]) -> dict[Any, Any]:
+    """items by key, leaving out None keys and keys that are not unique."""
+    out: dict[Any, Any] = {}
+    dup: set[Any] = set()
+    for item in items:
+        key = keyfn(item)
+        if key is None:
+            continue
+        if key in out:
+            dup.add(key)
+        out[key] = item
+    for key in dup:
+        del out[key]
+    return out
+
+
+def _mount_members(*snaps: Snapshot) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = {}
+    for snap in snaps:
+        for proc in snap.processes:
+            ino = namespace_inode(proc, "mnt")
+            if ino is not None:
+                out.setdefault(ino, set()).add(proc.pid)
+    return out
+
+
+def _socket_tuple(sock: sockets_pb2.Socket) -> tuple[Any, ...] | None:
+    """The endpoint a socket is known by, or None when it has none worth matching on."""
+    kind = sock.WhichOneof("kind")
+    if kind == "unix":
+        return ("unix", sock.type, sock.unix.name) if sock.unix.name else None
+    if kind == "inet":
+        i = sock.inet
+        if not i.sport:
+            return None
+        return ("inet", sock.family, sock.type, i.protocol, i.src, i.sport, i.dst, i.dport)
+    if kind == "netlink":
+        n = sock.netlink
+        return ("netlink", n.protocol, n.portid) if n.portid else None
+    return None
