@@ -50,6 +50,16 @@ class Snapshot:
         return {s.inode: s for s in self.sockets}
 
     @cached_property
+    def socket_holders(self) -> dict[int, list[tuple[int, int]]]:
+        """socket inode -> every (pid, fd) that holds it, in snapshot order."""
+        out: dict[int, list[tuple[int, int]]] = {}
+        for table in self.fds:
+            for fd in table.fds:
+                if fd.HasField("socket"):
+                    out.setdefault(fd.socket.inode, []).append((table.pid, fd.fd))
+        return out
+
+    @cached_property
     def mounts_by_ns(self) -> dict[int, mount_pb2.MountNamespace]:
         return {m.ns_inode: m for m in self.mounts}
 

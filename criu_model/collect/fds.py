@@ -42,17 +42,17 @@ from criu_model.collect.locks import waiting_locks
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all, task_state
 from criu_model.errors import PTRACE_HINT, AccessDenied, CriuModelError, ProcessGone
 from criu_model.images.pb import files_pb2
+from criu_model.kernel.flags import ACCMODE, OpenFlag
 from criu_model.kernel.libc import libc, syscall
 
 DEFAULT_GHOST_LIMIT = 1 << 20
 
 # include/uapi/asm-generic/fcntl.h (x86_64 and aarch64 values)
-O_ACCMODE = 0o3
 O_RDONLY = 0o0
-O_WRONLY = 0o1
-O_RDWR = 0o2
-O_PATH = 0o10000000
-O_CLOEXEC = 0o2000000
+O_WRONLY = int(OpenFlag.WRONLY)
+O_RDWR = int(OpenFlag.RDWR)
+O_PATH = int(OpenFlag.PATH)
+O_CLOEXEC = int(OpenFlag.CLOEXEC)
 
 F_GETSIG = 11
 F_GETOWN_EX = 16
@@ -433,7 +433,7 @@ class _Collector:
             return None, f"reopen through /proc: {os.strerror(err.errno)}"
 
     def _pipe(self, fd: files_pb2.Fd, n: int) -> None:
-        access = fd.flags & O_ACCMODE
+        access = fd.flags & ACCMODE
         pipe = fd.pipe
         pipe.pipe_ino = fd.ino
         pipe.read_end = access in (O_RDONLY, O_RDWR)

@@ -396,12 +396,8 @@ def _vma_identity(vma: mm_pb2.Vma) -> tuple[Any, ...]:
 
 
 def _socket_holders(snap: Snapshot) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for table in snap.fds:
-        for fd in table.fds:
-            if fd.HasField("socket"):
-                out.setdefault(fd.socket.inode, []).append(table.pid)
-    return out
+    """socket inode -> holder pids (one entry per fd, as the summaries count them)."""
+    return {inode: [pid for pid, _ in held] for inode, held in snap.socket_holders.items()}
 
 
 def _unique_by(items: list[Any], keyfn: Callable[[Any], Any]) -> dict[Any, Any]:

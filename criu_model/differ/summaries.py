@@ -13,6 +13,7 @@ from criu_model.render.json import (
     socket_family_name,
     text,
     unix_name,
+    vma_kind_name,
 )
 from criu_model.snapshot import Snapshot
 
@@ -44,7 +45,7 @@ def fd_summary(fd: files_pb2.Fd) -> dict[str, Any]:
 
 def vma_summary(vma: mm_pb2.Vma) -> dict[str, Any]:
     return {"end": vma.end, "prot": prot_text(vma), "offset": vma.offset,
-            "kind": mm_pb2.VmaKind.Name(vma.kind).removeprefix("VMA_").lower(),
+            "kind": vma_kind_name(vma.kind),
             "path": text(vma.path) + (" (deleted)" if vma.deleted else "") if vma.path else None}
 
 

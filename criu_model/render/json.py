@@ -73,11 +73,16 @@ def message_to_json(msg: Message) -> dict[str, Any]:
     return out
 
 
+def vma_kind_name(kind: int) -> str:
+    """'file', 'anon', 'heap', ... (the VmaKind name without its prefix)."""
+    return mm_pb2.VmaKind.Name(kind).removeprefix("VMA_").lower()
+
+
 def vma_to_json(vma: mm_pb2.Vma) -> dict[str, Any]:
     out = message_to_json(vma)
     out["prot"] = prot_text(vma)
     out["path"] = text(vma.path) if vma.path else None
-    out["kind"] = mm_pb2.VmaKind.Name(vma.kind).removeprefix("VMA_").lower()
+    out["kind"] = vma_kind_name(vma.kind)
     return out
 
 

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from criu_model.errors import UsageError
 from criu_model.features import Feature
-from criu_model.images.pb import files_pb2, mm_pb2, sockets_pb2
+from criu_model.images.pb import files_pb2, sockets_pb2
 from criu_model.kernel.flags import open_flags_text
 from criu_model.render.json import (
     SOCKET_STATES,
@@ -20,10 +20,9 @@ from criu_model.render.json import (
     socket_family_name,
     text,
     unix_name,
+    vma_kind_name,
 )
 from criu_model.snapshot import Snapshot
-
-_VMA_KIND = {v: k.removeprefix("VMA_").lower() for k, v in mm_pb2.VmaKind.items()}
 
 
 def _table(*columns: str, right: Iterable[str] = ()) -> Table:
@@ -107,7 +106,7 @@ def show_mems(snap: Snapshot, pid: int, console: Console) -> None:
         path = text(vma.path) + (" (deleted)" if vma.deleted else "")
         table.add_row(f"{vma.start:x}", f"{vma.end:x}", prot_text(vma), f"{vma.offset:x}",
                       f"{vma.dev_major:02x}:{vma.dev_minor:02x}", str(vma.inode),
-                      _VMA_KIND.get(vma.kind, "?"),
+                      vma_kind_name(vma.kind),
                       *(str(n) if has_pages else "?" for n in
                         (vma.pages.resident, vma.pages.swapped, vma.pages.exclusive)),
                       path)
@@ -213,13 +212,12 @@ def _endpoints(sock: sockets_pb2.Socket) -> tuple[str, str]:
 
 def show_sockets(snap: Snapshot, console: Console) -> None:
     """Like `ss -xtuanp`, from the snapshot: every socket with its owning pids and fds."""
-    owners: dict[int, list[str]] = {}
-    for table in snap.fds:
-        comm = _comm(snap.by_pid[table.pid].comm) if table.pid in snap.by_pid else "?"
-        for fd in table.fds:
-            if fd.HasField("socket"):
-                owners.setdefault(fd.socket.inode, []).append(
-                    f'("{comm}",pid={table.pid},fd={fd.fd})')
+    def owner(pid: int, fd: int) -> str:
+        comm = _comm(snap.by_pid[pid].comm) if pid in snap.by_pid else "?"
+        return f'("{comm}",pid={pid},fd={fd})'
+
+    owners = {inode: [owner(pid, fd) for pid, fd in held]
+              for inode, held in snap.socket_holders.items()}
     out = _table("NETID", "STATE", "RECV-Q", "SEND-Q", "LOCAL", "PEER", "PROCESS",
                  right=("RECV-Q", "SEND-Q"))
     for sock in snap.sockets:
