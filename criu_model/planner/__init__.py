@@ -21,6 +21,7 @@ from criu_model.planner.model import (
     Severity,
     Step,
 )
+from criu_model.planner.nsorder import NsOrder
 from criu_model.planner.pids import Namespaces
 from criu_model.planner.sessions import NEW_NS_INIT, Builder
 from criu_model.snapshot import Snapshot
@@ -60,6 +61,7 @@ def plan(snapshot: Snapshot, *, live: bool = True, pid_ns: str = "same",
     first.build()
     files = FilePlan(snapshot, result, first.creator)
     builder = Builder(snapshot, result, Namespaces(snapshot, result), last_pid=not set_tid)
+    NsOrder(snapshot, result).attach(builder)
     files.attach(builder)
     builder.build()
     files.transfers()

@@ -135,7 +135,35 @@ def compare(snap: Snapshot, sim: Simulator, base: int, level_offset: int) -> lis
             got_groups = sorted(map(sorted, _partitions(simulated)))
             want_groups = sorted(map(sorted, _partitions(dumped)))
             diffs.append(f"{kind} sharing differs: simulated {got_groups}, dumped {want_groups}")
+    diffs.extend(_namespace_diffs(snap, sim, live))
     return diffs
+
+
+def _namespace_diffs(snap: Snapshot, sim: Simulator, live: set[int]) -> list[str]:
+    """Processes that share a namespace in the dump share it after the restore, and only they.
+
+    Singletons count too: a process alone in its namespace must not end in another's.
+    """
+    diffs = []
+    simulated = sim.namespaces()
+    for ns_type, ids in simulated.items():
+        dumped = {p.pid: ns.inode for p in snap.processes if p.pid in live
+                  for ns in p.namespaces if ns.type == ns_type and ns.inode}
+        if not dumped:
+            continue
+        want = _all_groups(dumped)
+        got = _all_groups({pid: v for pid, v in ids.items() if pid in dumped})
+        if want != got:
+            diffs.append(f"{ns_type} namespaces differ: simulated "
+                         f"{sorted(map(sorted, got))}, dumped {sorted(map(sorted, want))}")
+    return diffs
+
+
+def _all_groups(values: dict[int, int]) -> set[frozenset[int]]:
+    groups: dict[int, set[int]] = defaultdict(set)
+    for pid, value in values.items():
+        groups[value].add(pid)
+    return {frozenset(g) for g in groups.values()}
 
 
 def _cut(value: object) -> str:

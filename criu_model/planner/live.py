@@ -14,7 +14,7 @@ from pathlib import Path
 from criu_model.collect.stat import StatParseError, parse_stat
 from criu_model.features import probe_clone3_set_tid
 from criu_model.images.pb import files_pb2, sockets_pb2
-from criu_model.planner.model import Action, Plan, Severity
+from criu_model.planner.model import NS_FLAG, Action, CloneFlag, Plan, Severity
 from criu_model.planner.simulate import PID_MAX
 from criu_model.snapshot import Snapshot
 
@@ -178,6 +178,21 @@ def _caps() -> int:
     return 0
 
 
+def _created_ns_types(plan: Plan) -> set[str]:
+    """Namespace types the plan creates (CLONE_NEW*) or joins (setns)."""
+    flags = 0
+    types: set[str] = set()
+    for step in plan.steps:
+        if step.action in (Action.CLONE, Action.LAST_PID_CLONE):
+            flags |= step.args.get("flags_value", 0)
+        elif step.action is Action.SETNS:
+            types.add(step.args["ns"])
+    types.update(t for t, flag in NS_FLAG.items() if flags & flag)
+    if flags & CloneFlag.NEWPID:
+        types.add("pid")
+    return types
+
+
 def _check_kernel(snap: Snapshot, plan: Plan) -> None:
     caps = _caps()
     if not caps & (1 << CAP_CHECKPOINT_RESTORE | 1 << CAP_SYS_ADMIN):
@@ -188,9 +203,8 @@ def _check_kernel(snap: Snapshot, plan: Plan) -> None:
     if tcp and not caps & (1 << CAP_NET_ADMIN):
         plan.problem(Severity.BLOCKER, "capability", "TCP_REPAIR needs CAP_NET_ADMIN",
                      fix="run the restore as root")
-    used = {ns.type for p in snap.processes for ns in p.namespaces}
-    for ns_type in _NS_TYPES:
-        if ns_type in used and not os.path.exists(f"/proc/self/ns/{ns_type}"):
+    for ns_type in sorted(_created_ns_types(plan), key=_NS_TYPES.index):
+        if not os.path.exists(f"/proc/self/ns/{ns_type}"):
             plan.problem(Severity.BLOCKER, "kernel-feature",
                          f"this kernel has no {ns_type} namespaces (/proc/self/ns/{ns_type})",
                          fix=f"enable CONFIG_{ns_type.upper()}_NS")

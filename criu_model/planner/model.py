@@ -25,6 +25,7 @@ class Action(enum.StrEnum):
 
     SUBREAPER = "prctl_set_child_subreaper"
     SETNS_PID = "setns_pid"        # pid_ns_for_children := the namespace of `ns_init`
+    SETNS = "setns"                # args: ns (type), holder (actor already in it)
     CLONE = "clone3"               # args: child, set_tid (innermost first), flags
     LAST_PID_CLONE = "ns_last_pid_clone"  # racy fallback: write ns_last_pid then clone
     SETSID = "setsid"
@@ -49,7 +50,24 @@ class CloneFlag(enum.IntFlag):
     FILES = 0x00000400
     SIGHAND = 0x00000800
     THREAD = 0x00010000
+    NEWTIME = 0x00000080           # clone3 only (the low byte is the exit signal in clone)
+    NEWNS = 0x00020000
+    NEWCGROUP = 0x02000000
+    NEWUTS = 0x04000000
+    NEWIPC = 0x08000000
+    NEWUSER = 0x10000000
     NEWPID = 0x20000000
+    NEWNET = 0x40000000
+
+
+# Namespace types other than pid, in creation order: the user namespace first, so
+# the others are owned by it (pid namespaces are planned with set_tid, see pids.py).
+NS_TYPES: tuple[str, ...] = ("user", "mnt", "uts", "ipc", "net", "cgroup", "time")
+NS_FLAG: dict[str, CloneFlag] = {
+    "user": CloneFlag.NEWUSER, "mnt": CloneFlag.NEWNS, "uts": CloneFlag.NEWUTS,
+    "ipc": CloneFlag.NEWIPC, "net": CloneFlag.NEWNET, "cgroup": CloneFlag.NEWCGROUP,
+    "time": CloneFlag.NEWTIME,
+}
 
 
 def flag_names(flags: int) -> list[str]:

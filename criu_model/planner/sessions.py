@@ -64,6 +64,7 @@ class Builder:
         self._next_helper = -2
         self.on_created: list[Callable[[int], None]] = []
         self.on_clone: list[Callable[[int, int, int], None]] = []
+        self.ns_flags: Callable[[int, int], int] | None = None   # nsorder.py: CLONE_NEW*
 
     # ------------------------------------------------------------ basics
 
@@ -147,7 +148,8 @@ class Builder:
         self.pending.discard(pid)
         chain = self.ns.chain[pid]
         self._clone(creator, pid, kernel_order(proc.ns_pids), chain, new_ns=is_ns_init(proc),
-                    flags=self._share_flags(proc, creator))
+                    flags=self._share_flags(proc, creator)
+                    | (self.ns_flags(pid, creator) if self.ns_flags is not None else 0))
         if proc.state == "Z":
             self.plan.processes[pid].zombie = True
         for hook in self.on_created:

@@ -14,6 +14,12 @@ Rules modelled (kernel/fork.c, kernel/pid.c, kernel/sys.c, kernel/exit.c):
 * setpgid(): only on self or a child that has not exec'd (EACCES), only
   within one session (EPERM), never on a session leader (EPERM), and the
   target group must exist in the same session (EPERM).
+* namespaces other than pid: a child inherits its creator's, a CLONE_NEW*
+  flag gives it a fresh one, setns() joins another task's; CLONE_NEWUSER
+  with CLONE_FS is EINVAL; joining a user namespace needs CAP_SYS_ADMIN
+  there (the caller's user namespace is it or an ancestor); a set_tid number
+  needs CAP_CHECKPOINT_RESTORE in the user namespace owning that pid
+  namespace level (EPERM), which a process in a child user namespace lacks.
 * exit: children go to the nearest child-subreaper ancestor in the same pid
   namespace, else to the namespace init; a zombie keeps its pid, pgid and sid
   until reaped. The root namespace init reaps its zombies at once.
@@ -26,7 +32,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from criu_model.planner.model import RESTORER, Action, CloneFlag, Step
+from criu_model.planner.model import NS_FLAG, NS_TYPES, RESTORER, Action, CloneFlag, Step
 
 WORLD_INIT = -(10**9)           # key of pid 1 of the root namespace (systemd)
 PID_MAX = 4_194_304
@@ -44,9 +50,11 @@ class KernelError(Exception):
 class PidNs:
     _ids = itertools.count(1)
 
-    def __init__(self, parent: PidNs | None, first_free: int = _FIRST_FREE) -> None:
+    def __init__(self, parent: PidNs | None, first_free: int = _FIRST_FREE,
+                 owner: int = 0) -> None:
         self.id = next(self._ids)
         self.parent = parent
+        self.owner = owner                # the user namespace that owns it
         self.level: int = 0 if parent is None else parent.level + 1
         self.used: dict[int, Pid] = {}
         self.last = first_free if parent is None else 1
@@ -121,6 +129,7 @@ class Task:
     exit_code: int = 0
     subreaper: bool = False
     execed: bool = False
+    nsset: dict[str, int] = field(default_factory=lambda: dict.fromkeys(NS_TYPES, 0))
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,8 @@ class Simulator:
     def __init__(self, first_free: int = _FIRST_FREE) -> None:
         self.root_ns = PidNs(None, first_free)
         self.tasks: dict[int, Task] = {}
+        self.userns_parent: dict[int, int] = {}     # child user namespace -> its parent
+        self._ns_ids = itertools.count(1)          # 0: every initial namespace
         init = self._new_task(WORLD_INIT, None, self.root_ns, [1], files={})
         self.root_ns.reaper = init
         init.pgrp = init.session = init.pid.get().get()
@@ -155,7 +166,16 @@ class Simulator:
 
     # ------------------------------------------------------------ helpers
 
-    def _alloc(self, ns: PidNs, set_tid: list[int]) -> Pid:
+    def _userns_covers(self, mine: int, owner: int) -> bool:
+        """Is `mine` the user namespace `owner` or an ancestor of it (root there has caps)?"""
+        cur: int | None = owner
+        while cur is not None:
+            if cur == mine:
+                return True
+            cur = self.userns_parent.get(cur)
+        return False
+
+    def _alloc(self, ns: PidNs, set_tid: list[int], userns: int = 0) -> Pid:
         chain = ns.chain()
         if len(set_tid) > len(chain):
             raise KernelError(errno.EINVAL, f"set_tid has {len(set_tid)} entries for "
@@ -169,6 +189,10 @@ class Simulator:
                 if wanted != 1 and level_ns.reaper is None:
                     raise KernelError(errno.EINVAL, f"set_tid {wanted}: namespace level "
                                                     f"{level_ns.level} has no init yet")
+                if not self._userns_covers(userns, level_ns.owner):
+                    raise KernelError(errno.EPERM, f"set_tid {wanted}: no "
+                                                   "CAP_CHECKPOINT_RESTORE in the user "
+                                                   "namespace owning that pid namespace")
                 if wanted in level_ns.used:
                     raise KernelError(errno.EEXIST, f"pid {wanted} is in use at level "
                                                     f"{level_ns.level}")
@@ -186,20 +210,34 @@ class Simulator:
         return pid
 
     def _new_task(self, key: int, parent: Task | None, ns: PidNs, set_tid: list[int],
-                  files: dict[int, FileObj]) -> Task:
+                  files: dict[int, FileObj], userns: int = 0) -> Task:
+        """`userns`: the caller's user namespace (set_tid needs capabilities there)."""
         if key in self.tasks:
             raise KernelError(errno.EEXIST, f"actor {key} already exists (planner bug)")
-        pid = self._alloc(ns, set_tid).get()
+        pid = self._alloc(ns, set_tid, userns).get()
         task = Task(key, pid, ns, ns, parent, pid, pid, files, object(), object(), object())
         self.tasks[key] = task
         return task
 
+    def _new_nsset(self, parent: Task, flags: int) -> dict[str, int]:
+        nsset = dict(parent.nsset)
+        for ns_type, flag in NS_FLAG.items():
+            if flags & flag:
+                nsset[ns_type] = next(self._ns_ids)
+        if flags & CloneFlag.NEWUSER:
+            self.userns_parent[nsset["user"]] = parent.nsset["user"]
+        return nsset
+
     def _spawn(self, parent: Task, key: int, set_tid: list[int], flags: int) -> Task:
         ns = parent.ns_children
+        if flags & CloneFlag.NEWUSER and flags & CloneFlag.FS:
+            raise KernelError(errno.EINVAL, "CLONE_NEWUSER with CLONE_FS")
+        nsset = self._new_nsset(parent, flags)
         if flags & CloneFlag.NEWPID:
-            ns = PidNs(ns)
+            ns = PidNs(ns, owner=nsset["user"])
         files = parent.files if flags & CloneFlag.FILES else dict(parent.files)
-        task = self._new_task(key, parent, ns, set_tid, files)
+        task = self._new_task(key, parent, ns, set_tid, files, parent.nsset["user"])
+        task.nsset = nsset
         if flags & CloneFlag.NEWPID:
             ns.reaper = task
         task.fs = parent.fs if flags & CloneFlag.FS else object()
@@ -237,10 +275,12 @@ class Simulator:
             if parent.ns_children is not parent.ns:
                 raise KernelError(errno.EINVAL, "CLONE_THREAD after setns(CLONE_NEWPID)")
             leader = parent.leader or parent
-            thread = self._new_task(child, leader.parent, leader.ns, set_tid, leader.files)
+            thread = self._new_task(child, leader.parent, leader.ns, set_tid, leader.files,
+                                    parent.nsset["user"])
             thread.leader, thread.fs, thread.sighand, thread.vm = (
                 leader, leader.fs, leader.sighand, leader.vm)
             thread.pgrp, thread.session = leader.pgrp.get(), leader.session.get()
+            thread.nsset = leader.nsset
             leader.threads.append(thread)
             return
         if flags & CloneFlag.SIGHAND and not flags & CloneFlag.VM:
@@ -261,6 +301,16 @@ class Simulator:
             raise KernelError(errno.EINVAL, "setns into a pid namespace that is not ours "
                                             "or a descendant")
         task.ns_children = target
+
+    def setns(self, actor: int, ns_type: str, holder: int) -> None:
+        task = self.task(actor)
+        target = self.task(holder).nsset[ns_type]
+        if ns_type == "user" and not self._userns_covers(task.nsset["user"], target):
+            raise KernelError(errno.EPERM, f"setns user by {actor}: no CAP_SYS_ADMIN in "
+                                           f"{holder}'s user namespace")
+        if ns_type == "user" and task.threads:
+            raise KernelError(errno.EINVAL, f"setns user by {actor}: it is multithreaded")
+        task.nsset[ns_type] = target
 
     def setsid(self, actor: int) -> None:
         task = self.task(actor)
@@ -377,6 +427,8 @@ class Simulator:
             self.setsid(step.actor)
         elif act is Action.SETPGID:
             self.setpgid(step.actor, a.get("target", step.actor), a["pgid"])
+        elif act is Action.SETNS:
+            self.setns(step.actor, a["ns"], a["holder"])
         elif act is Action.SETNS_PID:
             self.setns_pid(step.actor, a["ns_init"])
         elif act is Action.SUBREAPER:
@@ -444,6 +496,16 @@ class Simulator:
                 out["fs"][task.key] = id(task.fs)
                 out["sighand"][task.key] = id(task.sighand)
                 out["vm"][task.key] = id(task.vm)
+        return out
+
+
+    def namespaces(self) -> dict[str, dict[int, int]]:
+        """ns type -> live leader key -> namespace id (ids only mean identity)."""
+        out: dict[str, dict[int, int]] = {t: {} for t in NS_TYPES}
+        for task in self.tasks.values():
+            if task.leader is None and not task.zombie:
+                for ns_type in NS_TYPES:
+                    out[ns_type][task.key] = task.nsset[ns_type]
         return out
 
 

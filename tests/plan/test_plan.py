@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
@@ -16,10 +17,13 @@ from criu_model.errors import InconsistentImage
 from criu_model.images.pb import files_pb2, inventory_pb2, process_pb2
 from criu_model.planner import NEW_NS_INIT, RESTORER, Action, Severity, plan
 from criu_model.planner.check import compare
+from criu_model.planner.model import CloneFlag
 from criu_model.planner.simulate import KernelError, Simulator, simulate
+from criu_model.render.plan import plan_to_json
 from criu_model.snapshot import Snapshot
 from tests.plan.simtrees import random_world, to_snapshot
 from tests.plan.trees import planner_tree
+from tests.test_sharing import clone_helper
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="unshare(CLONE_NEWPID) needs root")
 
@@ -66,6 +70,49 @@ def test_real_tree_round_trip(real_tree) -> None:  # type: ignore[no-untyped-def
     # Independently re-simulate and compare: the end state is the dump.
     sim = simulate(p.steps)
     assert compare(snap, sim, RESTORER, 0) == []
+
+
+@pytest.fixture
+def clone_files_tree(tmp_path: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """The real tree plus a clone(CLONE_FILES|SIGCHLD) pair (skipped without gcc)."""
+    helper: Path = request.getfixturevalue(clone_helper.__name__)
+    kept = tmp_path / "kept file"
+    kept.write_bytes(b"contents")
+    with planner_tree(str(kept), str(helper)) as built:
+        yield built, criu_model.dump([built.pids["root"]])
+
+
+@needs_root
+def test_real_clone_files_child_round_trip(clone_files_tree) -> None:  # type: ignore[no-untyped-def]
+    built, snap = clone_files_tree
+    parent, child = built.pids["cfparent"], built.pids["cfchild"]
+    by_pid = snap.by_pid
+    # The dump really saw one fd table shared by two processes that share nothing else.
+    assert by_pid[child].ppid == parent and by_pid[parent].ppid == built.pids["root"]
+    assert by_pid[child].shares.files == by_pid[parent].shares.files != 0
+    assert by_pid[child].shares.vm != by_pid[parent].shares.vm
+    tables = snap.fds_by_pid
+    assert [f.fd for f in tables[child].fds] == [f.fd for f in tables[parent].fds]
+    p = plan(snap, live=False)
+    assert p.feasible, p.problems
+    assert not [x for x in p.problems if x.kind == "plan-verification-failed"]
+    planned = p.processes[child]
+    assert planned.parent == parent and planned.flags & CloneFlag.FILES
+    assert not planned.flags & (CloneFlag.VM | CloneFlag.SIGHAND)
+    doc = json.loads(json.dumps(plan_to_json(p)))   # what `plan --json` prints
+    clone = next(s for s in doc["steps"] if s.get("child") == child)
+    assert clone["action"] == "clone3" and clone["actor"] == parent
+    assert "CLONE_FILES" in clone["flags"] and "CLONE_VM" not in clone["flags"]
+    # The child opens nothing itself: its table is its parent's.
+    assert not [s for s in p.steps if s.actor == child and s.action is not Action.EXIT]
+    sim = simulate(p.steps)
+    assert compare(snap, sim, RESTORER, 0) == []
+    shared = sim.sharing()
+    assert shared["files"][child] == shared["files"][parent]
+    assert shared["vm"][child] != shared["vm"][parent]
+    state = sim.state()
+    assert state[child].fds == state[parent].fds == tuple(
+        sorted((f.fd, f.file_id) for f in tables[parent].fds))
 
 
 @needs_root

@@ -9,7 +9,10 @@ Roles (all sleep until killed):
   `orph` is reparented to root while its session leader is alive elsewhere;
 - zombie: exits with status 5, never reaped;
 - ns1: unshare(CLONE_NEWPID) by `nsparent` then fork: pid 1 of a namespace;
-  ns1 unshares again and forks ns2 (pid 1 two levels deep) which forks ns3.
+  ns1 unshares again and forks ns2 (pid 1 two levels deep) which forks ns3;
+- with `clone_helper` (the compiled C program of tests/test_sharing.py): root
+  runs it with "files": `cfparent` clone(CLONE_FILES|SIGCHLD)s `cfchild`, so
+  both share one fd table, whose stdout is a pipe whose read end root holds.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ CLONE_NEWPID = 0x20000000
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
 ROLES = ("root", "member", "sess", "orph", "zombie", "nsparent", "ns1", "ns2", "ns3")
+CLONE_FILES_ROLES = ("cfparent", "cfchild")
 
 
 @dataclass
@@ -54,21 +58,29 @@ def _asleep(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def planner_tree(path: str) -> Iterator[Built]:
-    """Build the tree (root only: it unshares pid namespaces); always SIGKILL it all."""
+def planner_tree(path: str, clone_helper: str | None = None) -> Iterator[Built]:
+    """Build the tree (root only: it unshares pid namespaces); always SIGKILL it all.
+
+    clone_helper: path of the compiled clone() helper; adds the CLONE_FILES pair.
+    """
     import psutil
 
     rfd, wfd = os.pipe()
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(wfd), path],
-                            pass_fds=(wfd,), stdin=subprocess.DEVNULL, start_new_session=True)
+    argv = [sys.executable, os.path.abspath(__file__), str(wfd), path]
+    roles = set(ROLES)
+    if clone_helper is not None:
+        argv.append(clone_helper)
+        roles.update(CLONE_FILES_ROLES)
+    proc = subprocess.Popen(argv, pass_fds=(wfd,), stdin=subprocess.DEVNULL,
+                            start_new_session=True)
     os.close(wfd)
     built = Built(proc, {}, {})
     try:
         buf = b""
         deadline = time.monotonic() + 10
-        while set(ROLES) - set(built.pids):
+        while roles - set(built.pids):
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"tree not built: {sorted(set(ROLES) - set(built.pids))}")
+                raise RuntimeError(f"tree not built: {sorted(roles - set(built.pids))}")
             chunk = os.read(rfd, 4096)
             buf += chunk
             *lines, buf = buf.split(b"\n")
@@ -120,7 +132,22 @@ def _fork(body: Any) -> int:
     return pid
 
 
-def _main(fd: int, path: str) -> None:
+def _clone_files_pair(fd: int, helper: str) -> subprocess.Popen[bytes]:
+    """Run the C helper: it clone(CLONE_FILES|SIGCHLD)s a child and prints both pids."""
+    pair = subprocess.Popen([helper, "files"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE)
+    assert pair.stdout is not None
+    line = pair.stdout.readline()
+    if not line:
+        raise RuntimeError(f"clone helper failed: exit {pair.wait()}")
+    parent, child = map(int, line.split())
+    for role, pid in (("cfparent", parent), ("cfchild", child)):
+        rec = {"role": role, "pid": pid, "info": {}}
+        os.write(fd, (json.dumps(rec) + "\n").encode())
+    return pair
+
+
+def _main(fd: int, path: str, clone_helper: str | None = None) -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     kept = open(path, "rb")  # noqa: SIM115 - held open by the tree on purpose
@@ -179,11 +206,13 @@ def _main(fd: int, path: str) -> None:
     _fork(sess)
     _fork(zombie)
     _fork(nsparent)
+    pair = _clone_files_pair(fd, clone_helper) if clone_helper else None
     os.waitpid(lead_pid, 0)  # lead exited: group without leader, member is ours now
     time.sleep(0.3)
-    _report(fd, "root", port=port, r=r, w=w, kept=kept.fileno(), lfd=listener.fileno())
+    _report(fd, "root", port=port, r=r, w=w, kept=kept.fileno(), lfd=listener.fileno(),
+            cf_pipe=pair.stdout.fileno() if pair is not None and pair.stdout else None)
     _forever()
 
 
 if __name__ == "__main__":
-    _main(int(sys.argv[1]), sys.argv[2])
+    _main(int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
