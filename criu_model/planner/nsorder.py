@@ -12,6 +12,7 @@ as inherited.
 from __future__ import annotations
 
 from criu_model.planner.model import NS_FLAG, NS_TYPES, Action, Plan
+from criu_model.planner.pids import Chain
 from criu_model.planner.sessions import Builder
 from criu_model.snapshot import Snapshot
 
@@ -36,6 +37,8 @@ class NsOrder:
         self.current: dict[int, NsSet] = {}
         self.holder: dict[tuple[str, int], int] = {}
         self.base = 0
+        self.user_parent: dict[int, int] = {}         # user ns inode -> its parent's
+        self.pidns_owner: dict[Chain, int | None] = {}  # pid ns chain -> owning user ns
 
     def attach(self, builder: Builder) -> None:
         self.base = builder.base
@@ -43,6 +46,9 @@ class NsOrder:
         for ns_type, inode in self.host.items():
             self.holder[(ns_type, inode)] = self.base
         builder.ns_flags = self.clone_flags
+        builder.set_tid_denied = self.set_tid_denied
+        builder.on_new_pid_ns.append(self._on_new_pid_ns)
+        self.pidns_owner[()] = self.host.get("user")
         builder.on_clone.append(self._on_clone)
         builder.on_created.insert(0, self._on_created)   # before any file is opened
 
@@ -56,12 +62,42 @@ class NsOrder:
         return flags
 
     def _on_clone(self, creator: int, child: int, flags: int) -> None:
+        parent_user = self.current.get(creator, {}).get("user")
         mine = dict(self.current.get(creator, {}))
         for ns_type, inode in self.wanted.get(child, {}).items():
             if flags & NS_FLAG[ns_type]:
                 mine[ns_type] = inode
                 self.holder[(ns_type, inode)] = child
+                if ns_type == "user" and parent_user is not None:
+                    self.user_parent[inode] = parent_user
         self.current[child] = mine
+
+    def _on_new_pid_ns(self, init: int, chain: Chain) -> None:
+        """A pid namespace is owned by its init's user namespace at clone time."""
+        self.pidns_owner[chain] = self.current.get(init, {}).get("user")
+
+    def _covers(self, mine: int | None, owner: int | None) -> bool:
+        """Is `mine` the user namespace `owner` or an ancestor of it? (Unknown: yes.)"""
+        if mine is None or owner is None:
+            return True
+        seen: set[int] = set()
+        cur: int | None = owner
+        while cur is not None and cur not in seen:
+            if cur == mine:
+                return True
+            seen.add(cur)
+            cur = self.user_parent.get(cur)
+        return False
+
+    def set_tid_denied(self, creator: int, child: int, levels: list[Chain]) -> str | None:
+        """Why `creator` lacks CAP_CHECKPOINT_RESTORE over one of `levels`, or None."""
+        mine = self.current.get(creator, {}).get("user")
+        for chain in levels:
+            owner = self.pidns_owner.get(chain)
+            if not self._covers(mine, owner):
+                return (f"{creator} is in user namespace {mine}, which is not the user "
+                        f"namespace {owner} owning that pid namespace nor an ancestor of it")
+        return None
 
     def _on_created(self, pid: int) -> None:
         """setns() into namespaces an earlier process created, the user namespace first."""

@@ -64,7 +64,11 @@ class Builder:
         self._next_helper = -2
         self.on_created: list[Callable[[int], None]] = []
         self.on_clone: list[Callable[[int, int, int], None]] = []
+        self.on_new_pid_ns: list[Callable[[int, Chain], None]] = []   # (init, its chain)
         self.ns_flags: Callable[[int, int], int] | None = None   # nsorder.py: CLONE_NEW*
+        # nsorder.py: (creator, child, levels) -> why creator may not set_tid there, or None
+        self.set_tid_denied: Callable[[int, int, list[Chain]], str | None] | None = None
+        self.failed = False          # a creation blocker was reported: the plan is partial
 
     # ------------------------------------------------------------ basics
 
@@ -105,6 +109,22 @@ class Builder:
                 raise _Unplannable(f"{key}: its creator {creator} is in another pid namespace")
             self.plan.add(creator, Action.SETNS_PID, ns_init=target[-1],
                           reason="so the child lands in the nested pid namespace")
+        if self.set_tid_denied is not None:
+            # set_tid[i] needs CAP_CHECKPOINT_RESTORE in the user namespace owning level i.
+            # A new namespace's own level (set_tid[0] = 1) is owned by a user namespace
+            # the creator made or is in; the levels that already exist are checked.
+            existing = [target[:depth] for depth in range(len(target), -1, -1)]
+            why = self.set_tid_denied(creator, key,
+                                      existing[:max(len(set_tid) - (1 if new_ns else 0), 0)])
+            if why is not None:
+                raise _Unplannable(
+                    f"pid {key} must be created by {creator} with set_tid {set_tid}, but "
+                    f"{why}: the kernel refuses set_tid (EPERM)", "set-tid-in-child-userns",
+                    pid=creator if creator in self.snap.by_pid else key,
+                    fix=f"not supported yet: {creator} would have to be created in its parent's "
+                        "user namespace, fork its children with set_tid, and only then "
+                        "unshare(CLONE_NEWUSER); or dump/restore from inside that user "
+                        "namespace")
         if new_ns:
             flags |= CloneFlag.NEWPID
         method = Action.CLONE
@@ -124,6 +144,9 @@ class Builder:
         self.creator[key] = creator
         for hook in self.on_clone:
             hook(creator, key, int(flags))
+        if new_ns:
+            for hook in self.on_new_pid_ns:
+                hook(key, chain)
         self.sid[key] = self.sid[creator]
         self.pgid[key] = self.pgid[creator]
         if self.pgid[key] is not None:
@@ -161,8 +184,10 @@ class Builder:
             new_session = proc.sid == pid
             for kid in list(self.kids[pid]):
                 if kid in self.pending and self._direct(self._proc(kid), pid) and \
+                        self._inherited_group(kid) in (None, inherited_pgid) and \
                         self._needs_old(kid, inherited_sid, inherited_pgid, new_session):
                     self.place(kid, pid)
+        self._visit_groups(pid)
         if proc.sid == pid:
             self.plan.add(pid, Action.SETSID, reason="session leader")
             self._set_sid(pid, pid)
@@ -181,6 +206,80 @@ class Builder:
         for kid in list(self.kids[pid]):
             if kid in self.pending and self._direct(self._proc(kid), pid):
                 self.place(kid, pid)
+
+    def _inherit_leaf(self, pid: int, depth: int = 0) -> process_pb2.Process | None:
+        """The process whose group `pid` must be born in (it can only be inherited), or None.
+
+        `pid` itself when its group is invisible from its pid namespace; else a
+        pending descendant with such a group that `pid` cannot join either (the
+        group is invisible from `pid`'s namespace too, e.g. `pid` is the init of
+        a nested namespace that forked it before leaving the group).
+        """
+        proc = self._proc(pid)
+        if len(proc.ns_pgids) > 1 and proc.ns_pgids[-1] == 0:
+            return proc
+        if depth > 32:
+            return None
+        level = len(proc.ns_pids) - 1
+        for kid in self.kids[pid]:
+            if kid not in self.pending:
+                continue
+            leaf = self._inherit_leaf(kid, depth + 1)
+            if leaf is not None and leaf.pgid != pid and level < len(leaf.ns_pgids) \
+                    and leaf.ns_pgids[level] == 0 and leaf.sid == self._proc(kid).sid:
+                return leaf
+        return None
+
+    def _inherited_group(self, pid: int) -> int | None:
+        """The group `pid` can only inherit from its creator, or None."""
+        leaf = self._inherit_leaf(pid)
+        return leaf.pgid if leaf is not None else None
+
+    def _group_number(self, pid: int, kid: int) -> int:
+        """The number, as `pid` (the creator) sees it, of the group `kid` must inherit."""
+        leaf = self._inherit_leaf(kid)
+        if leaf is None:
+            return 0
+        depth = len(self.where[pid])
+        return leaf.ns_pgids[depth] if depth < len(leaf.ns_pgids) else 0
+
+    def _visit_groups(self, pid: int) -> None:
+        """Fork the children that can only inherit a group from inside that group.
+
+        A child in a nested pid namespace whose group was made outside it cannot
+        setpgid() into it: `pid` joins each such group of its session in turn
+        (setpgid is allowed within one session) and forks those children there;
+        it moves to its own group afterwards (_join / setsid).
+        """
+        wanted: dict[int, list[int]] = defaultdict(list)
+        for kid in self.kids[pid]:
+            group = self._inherited_group(kid)
+            if kid in self.pending and group is not None and group != self.pgid[pid] \
+                    and self._direct(self._proc(kid), pid):
+                wanted[group].append(kid)
+        for group, kids in wanted.items():
+            number = self._group_number(pid, kids[0])
+            own = group == pid   # it made the group, forked them, then left it
+            if (not number or (self.group_size.get(group, 0) <= 0 and not own)
+                    or self.sid[pid] == pid
+                    or self._inherit_leaf(kids[0]).sid != self.sid[pid]):  # type: ignore[union-attr]
+                continue  # not joinable now: _join reports the child as unplannable
+            self.plan.add(pid, Action.SETPGID, pgid=0 if own else number,
+                          reason=f"{'lead' if own else 'visit'} process group {group}: its "
+                                 f"children {', '.join(map(str, kids))} can only inherit it")
+            self._set_pgid(pid, group)
+            for kid in kids:
+                if kid in self.pending:
+                    self.place(kid, pid)
+
+    def _waits_for_group(self, pid: int) -> bool:
+        """Does a child of `pid` need to inherit a group that does not exist yet?"""
+        for kid in self.kids[pid]:
+            group = self._inherited_group(kid)
+            if kid in self.pending and group is not None and group != pid \
+                    and self.group_size.get(group, 0) <= 0:
+                return True
+        return False
 
     def _needs_old(self, pid: int, sid: int | None, pgid: int | None, new_session: bool,
                    depth: int = 0) -> bool:
@@ -223,9 +322,8 @@ class Builder:
         if proc.sid != proc.pid:
             return proc
         parent = self.snap.by_pid.get(proc.ppid)
-        for kid in self.kids[proc.pid]:
-            k = self._proc(kid)
-            if k.sid in (proc.pid, kid) or self._below(k.sid, proc.pid):
+        for k in self._old_session_holders(proc.pid):
+            if k.sid == proc.pid or self._below(k.sid, proc.pid):
                 continue  # a session made later inside its own subtree: k is an orphan
             # Otherwise k kept the old session, or is an orphan reparented to this
             # reaper: the old session is most likely the parent's.
@@ -234,6 +332,22 @@ class Builder:
             if parent is None and not is_ns_init(proc):
                 return k
         return None
+
+    def _old_session_holders(self, pid: int, depth: int = 0) -> list[process_pb2.Process]:
+        """`pid`'s children, looking through children that are session leaders.
+
+        A child session leader forked before `pid`'s setsid() passes the old
+        session on to its own children forked before *its* setsid(): those
+        descendants also tell in which session `pid` was born.
+        """
+        out: list[process_pb2.Process] = []
+        for kid in self.kids[pid]:
+            k = self._proc(kid)
+            if k.sid != kid:
+                out.append(k)
+            elif depth < 64 and k.ns_pids and len(k.ns_pids) == len(self._proc(pid).ns_pids):
+                out.extend(self._old_session_holders(kid, depth + 1))
+        return out
 
     def _below(self, pid: int, ancestor: int) -> bool:
         """Is `pid` a descendant of `ancestor` in the dumped tree?"""
@@ -314,7 +428,7 @@ class Builder:
             reaper_why = "child subreaper"
         birth = self._birth(proc) or proc
         # A group invisible from the process's namespace can only be inherited.
-        pgid = proc.pgid if proc.ns_pgids and proc.ns_pgids[-1] == 0 else None
+        pgid = self._inherited_group(pid)
         candidates = self._candidates(birth.sid, chain, under, pgid)
         if not candidates:
             if self._session_helper(birth, chain, under):
@@ -375,10 +489,11 @@ class Builder:
         order = [p.pid for p in self.snap.processes]
         try:
             progress = True
+            strict = True  # first place processes whose children's groups already exist
             while self.pending and progress:
                 progress = False
                 for pid in order:
-                    if pid not in self.pending:
+                    if pid not in self.pending or (strict and self._waits_for_group(pid)):
                         continue
                     proc = self._proc(pid)
                     parent = self.expected_parent(proc)
@@ -390,11 +505,17 @@ class Builder:
                         progress = True
                     elif self._orphan(pid):
                         progress = True
+                if not progress and strict:
+                    strict, progress = False, True
+                elif progress:
+                    strict = True
             self._finish_groups()
         except _Unplannable as err:
-            self.plan.problem(Severity.BLOCKER, "unplannable", str(err))
+            self.failed = True
+            self.plan.problem(Severity.BLOCKER, err.kind, str(err), pid=err.pid, fix=err.fix)
             return
         if self.pending:
+            self.failed = True
             self.plan.problem(Severity.BLOCKER, "unplannable",
                               "no creation order found for pids "
                               + ", ".join(str(p) for p in sorted(self.pending)),
@@ -417,7 +538,7 @@ class Builder:
             self.plan.add(pid, Action.SETPGID, pgid=proc.ns_pgids[-1] if proc.ns_pgids
                           else pgid, reason=f"join process group {pgid}")
             self._set_pgid(pid, pgid)
-        for pid, pgid in self.late:
+        for pid, pgid in reversed(self.late):  # the last made group still has its leader
             proc = self._proc(pid)
             self.plan.add(pid, Action.SETPGID, pgid=proc.ns_pgids[-1] if proc.ns_pgids
                           else pgid, reason=f"join process group {pgid}")
@@ -446,4 +567,9 @@ class Builder:
 class _Unplannable(Exception):
     """Internal: no creation order for some process; becomes a blocker, never escapes."""
 
-    pass
+    def __init__(self, message: str, kind: str = "unplannable", pid: int | None = None,
+                 fix: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.pid = pid
+        self.fix = fix

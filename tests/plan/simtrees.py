@@ -11,14 +11,16 @@ from criu_model.planner.simulate import WORLD_INIT, KernelError, Simulator, Task
 from criu_model.snapshot import Snapshot
 
 
-def random_world(rng: random.Random, steps: int, *, change_after_fork: bool = True
-                 ) -> Simulator:
+def random_world(rng: random.Random, steps: int, *, change_after_fork: bool = True,
+                 init_setsid: bool | None = None) -> Simulator:
     """`steps` random syscalls from random processes (failures, as the kernel's, ignored).
 
     change_after_fork=False: a process changes session or group only before it
-    forks, and a namespace init starts its own session, as container inits do
-    (the shapes the planner is proven on; the README lists the rest).
+    forks. init_setsid (default: not change_after_fork): a namespace init starts
+    its own session at once, as container inits do. Both off is every shape.
     """
+    if init_setsid is None:
+        init_setsid = not change_after_fork
     sim = Simulator(first_free=1000)
     keys = iter(range(1, 10**6))
     alive: list[int] = [RESTORER]
@@ -35,7 +37,7 @@ def random_world(rng: random.Random, steps: int, *, change_after_fork: bool = Tr
                 flags = CloneFlag.NEWPID if op == "newpid" else 0
                 sim.clone(actor, key, [], int(flags))
                 alive.append(key)
-                if flags and not change_after_fork:
+                if flags and init_setsid:
                     sim.setsid(key)  # as container inits do
             elif actor == RESTORER or (op in ("setsid", "pgrp", "join")
                                        and not change_after_fork and task.children):

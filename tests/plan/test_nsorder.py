@@ -118,3 +118,29 @@ def test_real_mount_and_uts_namespace(mountns_proc: Tree) -> None:
     assert not [s for s in p.steps if s.action is Action.SETNS]
     sim = simulate(p.steps)
     assert compare(snap, sim, RESTORER, 0) == []
+
+
+def test_set_tid_in_child_user_namespace_is_an_explained_blocker() -> None:
+    # 101 lives in a user namespace of its own but in the outer pid namespace: it
+    # lacks CAP_CHECKPOINT_RESTORE over that pid namespace, so it cannot give its
+    # child 102 its pid (the simulator refuses it with EPERM, as the kernel does).
+    snap = _snap(_proc(100, 1), _proc(101, 100, user=20), _proc(102, 101, user=20))
+    p = plan(snap, live=False)
+    kinds = [x.kind for x in p.problems]
+    assert "set-tid-in-child-userns" in kinds
+    assert "plan-verification-failed" not in kinds
+    blocker = next(x for x in p.problems if x.kind == "set-tid-in-child-userns")
+    assert blocker.pid == 101 and "102" in blocker.message and "unshare" in blocker.fix
+    assert not p.feasible
+    # Its creator, in the parent user namespace, may set its pids, also when it is the
+    # init of a new pid namespace its new user namespace owns.
+    snap = _snap(_proc(100, 1), _proc(101, 100, user=20))
+    init = snap.by_pid[101]
+    init.ns_pids[:] = [101, 1]
+    init.ns_pgids[:] = [100, 0]
+    init.ns_sids[:] = [100, 0]
+    init.namespaces.add(type="pid", inode=77)
+    p = plan(snap, live=False)
+    assert p.feasible, p.problems
+    assert p.processes[101].set_tid == [1, 101]
+    assert compare(snap, simulate(p.steps), RESTORER, 0) == []
