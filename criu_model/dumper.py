@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -205,6 +206,9 @@ def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeM
                 continue  # the tree grew before it was frozen: freeze the new members too
             hold = float(os.environ.get(HOLD_ENV, "0") or 0)
             if hold > 0:
+                # Tests wait for this line: the tree is discovered (and frozen) now.
+                print(f"criu-model: test hook: holding for {hold} s", file=sys.stderr,
+                      flush=True)
                 time.sleep(hold)
             collected = _collect_all(pids, set(roots), proc_root, pages, ghost_limit)
             _restore_states(collected.processes, report.states_before)

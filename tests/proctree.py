@@ -28,6 +28,10 @@ Scenarios (roles in brackets):
   [nsinit] (pid 1 of the new namespace, setsid()) which forks [nschild].
 - ``mountns`` (root only): [main] in new mount + uts namespaces with a tmpfs
   mounted at ``args["mount_dir"]`` and hostname ``args["hostname"]``.
+- ``tty``: [ttyroot] opens a pty (master and slave) and forks [lead], which
+  calls setsid() and TIOCSCTTY on the slave, forks [fg] (its own group, made
+  the tty's foreground group with tcsetpgrp) and [notty] (TIOCNOTTY: it
+  leaves the controlling tty it inherited).
 - ``rich``: [main] one process carrying lots of state: comm with space, ``(``,
   ``)`` and newline; umask 027; RLIMIT_NOFILE (123, 456); nice 7; SCHED_BATCH;
   personality ADDR_NO_RANDOMIZE; SIGUSR2 ignored, SIGHUP caught, SIGUSR1 and
@@ -58,6 +62,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "pidns": ("unsharer", "nsinit", "nschild"),
     "mountns": ("main",),
     "rich": ("main",),
+    "tty": ("ttyroot", "lead", "fg", "notty"),
 }
 COMMS: dict[str, bytes] = {
     "root": b"cm-root",
@@ -73,6 +78,10 @@ COMMS: dict[str, bytes] = {
     "nschild": b"cm-nschild",
     "mountns": b"cm-mountns",
     "threads": b"cm-threads",
+    "ttyroot": b"cm-ttyroot",
+    "lead": b"cm-lead",
+    "fg": b"cm-fg",
+    "notty": b"cm-notty",
 }
 THREAD_NAMES = (b"cm-worker-0", b"cm-worker-1", b"cm ( odd) t")
 BLOCKING_THREAD = 1  # index in THREAD_NAMES of the thread that blocks SIGUSR1
@@ -427,12 +436,41 @@ def _rich(fd: int, args: dict[str, Any]) -> None:
     _report(fd, "main", comm=RICH_COMM.hex(), timer_ids=timer_ids)
 
 
+def _tty(fd: int, args: dict[str, Any]) -> None:
+    import fcntl
+    import termios
+
+    _set_comm(COMMS["ttyroot"])
+    master, slave = os.openpty()
+
+    def lead_body() -> None:
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        fg = _fork(fd, "fg", _member(fd, "fg", lambda: os.setpgid(0, 0)))
+        with contextlib.suppress(PermissionError):
+            os.setpgid(fg, fg)   # both sides set it: whichever runs first wins
+        os.tcsetpgrp(slave, fg)
+
+        def drop() -> None:
+            tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+            fcntl.ioctl(tty, termios.TIOCNOTTY)
+            os.close(tty)
+
+        _fork(fd, "notty", _member(fd, "notty", drop))
+        _member(fd, "lead", tty=os.ttyname(slave), fg=fg)()
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)   # TIOCNOTTY may hang up nothing here
+    _fork(fd, "lead", lead_body)
+    _report(fd, "ttyroot", comm=COMMS["ttyroot"].hex(), master=master, slave=slave)
+
+
 _BUILDERS: dict[str, Callable[[int, dict[str, Any]], None]] = {
     "family": _family,
     "threads": _threads,
     "pidns": _pidns,
     "mountns": _mountns,
     "rich": _rich,
+    "tty": _tty,
 }
 
 

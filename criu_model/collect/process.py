@@ -221,6 +221,7 @@ def collect_process(pid: int, proc_root: str = PROC_ROOT) -> process_pb2.Process
         rt_priority=st.rt_priority,
         flags=st.flags,
         tty_nr=st.tty_nr,
+        tpgid=st.tpgid,
         exit_signal=st.exit_signal,
         utime_ticks=st.utime,
         stime_ticks=st.stime,

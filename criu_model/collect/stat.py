@@ -22,6 +22,7 @@ _PPID = 1
 _PGRP = 2
 _SESSION = 3
 _TTY_NR = 4
+_TPGID = 5
 _FLAGS = 6
 _UTIME = 11
 _STIME = 12
@@ -58,6 +59,7 @@ class StatFields(NamedTuple):
     pgid: int
     sid: int
     tty_nr: int
+    tpgid: int
     flags: int
     utime: int
     stime: int
@@ -102,6 +104,7 @@ def parse_stat(data: bytes) -> StatFields:
             pgid=int(f[_PGRP]),
             sid=int(f[_SESSION]),
             tty_nr=int(f[_TTY_NR]),
+            tpgid=int(f[_TPGID]),
             flags=int(f[_FLAGS]),
             utime=int(f[_UTIME]),
             stime=int(f[_STIME]),

@@ -39,7 +39,7 @@ from criu_model.snapshot import Snapshot, namespace_inode
 
 _PROCESS_AREAS = {
     "ppid": "tree", "pgid": "tree", "sid": "tree", "ns_pids": "tree", "ns_pgids": "tree",
-    "ns_sids": "tree", "start_time": "tree", "state": "tree", "tty_nr": "tree",
+    "ns_sids": "tree", "start_time": "tree", "state": "tree", "tty_nr": "tree", "tpgid": "tree",
     "exit_code": "tree", "exit_signal": "tree", "is_kthread": "tree",
     "creds": "creds", "rlimits": "limits",
     "sig_ignored": "signals", "sig_caught": "signals", "sig_shared_pending": "signals",

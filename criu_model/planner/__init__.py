@@ -24,6 +24,7 @@ from criu_model.planner.model import (
 from criu_model.planner.nsorder import NsOrder
 from criu_model.planner.pids import Namespaces
 from criu_model.planner.sessions import NEW_NS_INIT, Builder
+from criu_model.planner.ttys import CttyPlan
 from criu_model.snapshot import Snapshot
 
 PID_NS_MODES = ("same", "new")
@@ -63,11 +64,14 @@ def plan(snapshot: Snapshot, *, live: bool = True, pid_ns: str = "same",
     builder = Builder(snapshot, result, Namespaces(snapshot, result), last_pid=not set_tid)
     NsOrder(snapshot, result).attach(builder)
     files.attach(builder)
+    ctty = CttyPlan(snapshot, result, files.tty_source)
+    builder.on_settled.append(ctty.on_settled)
     builder.build()
     files.transfers()
     files.install()
+    ctty.finish()
     builder.finish()
-    if not builder.failed:
+    if not builder.failed and not ctty.failed:
         # A creation blocker leaves the plan partial: its end state differs by design.
         verify(snapshot, result, builder.base)
     if live:

@@ -22,6 +22,7 @@ from typing import Any
 from criu_model.images.pb import files_pb2, sockets_pb2
 from criu_model.planner.model import RESTORER, Action, CloneFlag, Plan, Severity
 from criu_model.planner.sessions import NEW_NS_INIT, Builder
+from criu_model.planner.ttys import decode_dev, is_pty, tty_device, tty_name
 from criu_model.render.json import fd_kind_name
 from criu_model.snapshot import Snapshot
 
@@ -59,6 +60,10 @@ class FilePlan:
         self.opens: dict[int, list[int]] = defaultdict(list)  # opener -> file/group keys
         self.owner_of: dict[int, int] = {}
         self._groups: dict[int, list[int]] = {}
+        self._ptys: set[int] = set()        # group keys of ptys (the master first)
+        self.pty_devices: set[int] = set()  # slave devices of the ptys with a master here
+        self.created_ttys: set[int] = set()
+        self.host_ttys: dict[int, str] = {}  # device -> path, for ttys the restore opens
         self.private: set[int] = set()
         self._collect()
         self._choose_openers(creators)
@@ -114,9 +119,40 @@ class FilePlan:
                     by_pipe[-hash(pair) & ((1 << 62) - 1) | (1 << 62)].append(key)
         for keys in by_pipe.values():
             if len(keys) == 2:
-                self._groups[keys[0]] = keys
-                for key in keys:
-                    self.files[key].group = keys[0]
+                self._group(keys)
+        self._group_ptys()
+
+    def _group(self, keys: list[int]) -> None:
+        self._groups[keys[0]] = keys
+        for key in keys:
+            self.files[key].group = keys[0]
+
+    def _group_ptys(self) -> None:
+        """A pty's master and slave files are made together (the master first)."""
+        by_index: dict[int, list[int]] = defaultdict(list)
+        for key, entry in self.files.items():
+            if entry.fd.WhichOneof("state") != "tty":
+                continue
+            tty = entry.fd.tty
+            if is_pty(tty):
+                by_index[tty.index].insert(0 if tty.is_master else len(by_index[tty.index]),
+                                           key)
+            elif tty_device(tty):
+                self.host_ttys[tty_device(tty)] = entry.fd.path.decode(errors="replace")
+        for index, keys in by_index.items():
+            if self.files[keys[0]].fd.tty.is_master:
+                self._group(keys)
+                self._ptys.add(keys[0])
+                self.pty_devices.add(tty_device(self.files[keys[0]].fd.tty))
+                continue
+            self.plan.problem(Severity.WARNING, "pty-master-outside",
+                              f"/dev/pts/{index} is open in the snapshot but its master is "
+                              "not (a terminal outside the dumped tree): the restore opens "
+                              "the existing /dev/pts/" + str(index),
+                              fix="run the restore from that terminal, or dump its owner too",
+                              path=f"/dev/pts/{index}")
+            pts = tty_device(self.files[keys[0]].fd.tty)
+            self.host_ttys[pts] = tty_name(pts)
 
     def _problems(self, pid: int, fd: files_pb2.Fd) -> None:
         state = fd.WhichOneof("state")
@@ -184,7 +220,9 @@ class FilePlan:
         for key in self.opens.get(pid, []):
             keys = self._groups.get(key, [key])
             entry = self.files[key]
-            if len(keys) == 2:
+            if key in self._ptys:
+                self._open_pty(pid, keys, [self.service[k] for k in keys])
+            elif len(keys) == 2:
                 action = Action.PIPE if entry.fd.WhichOneof("state") == "pipe" else \
                     Action.SOCKETPAIR
                 self.plan.add(pid, action, files=keys, fds=[self.service[k] for k in keys],
@@ -215,7 +253,38 @@ class FilePlan:
                 action, reason = self._socket(sock, args)
         elif state == "epoll":
             reason = "epoll_create1; targets are added once they exist"
+        elif state == "tty":
+            if entry.key in self._ptys:
+                self._open_pty(pid, [entry.key], [args["fd"]])
+                return
+            if tty_device(fd.tty):
+                args["tty"] = tty_device(fd.tty)
+            reason = "opened by path, O_NOCTTY (the controlling tty is set apart)"
         self.plan.add(pid, action, reason=reason, **args)
+
+    def _open_pty(self, pid: int, keys: list[int], fds: list[int]) -> None:
+        master = self.files[keys[0]].fd
+        dev = tty_device(master.tty)
+        self.created_ttys.add(dev)
+        self.plan.add(pid, Action.OPEN_PTY, index=master.tty.index, tty=dev,
+                      files=keys, fds=fds, flags=[self.files[k].fd.flags for k in keys],
+                      reason=f"open /dev/ptmx until TIOCGPTN gives {master.tty.index} (the "
+                             "others closed), TIOCSPTLCK 0, then "
+                             f"{tty_name(dev)} O_NOCTTY for each slave file")
+
+    def tty_source(self, pid: int, dev: int) -> dict[str, object] | None:
+        """How `pid` reaches tty `dev` now: a held slave fd, a path, or None (not yet made)."""
+        for key in self.held[pid]:
+            entry = self.files.get(key)
+            if entry is not None and entry.fd.WhichOneof("state") == "tty" \
+                    and not entry.fd.tty.is_master and tty_device(entry.fd.tty) == dev:
+                return {"fd": self.service[key]}
+        if dev in self.created_ttys:
+            return {"path": tty_name(dev), "host": False}
+        if dev in self.pty_devices:
+            return None
+        major, minor = decode_dev(dev)
+        return {"path": self.host_ttys.get(dev, f"/dev/char/{major}:{minor}"), "host": True}
 
     def _socket(self, sock: sockets_pb2.Socket, args: dict[str, Any]) -> tuple[Action, str]:
         kind = sock.WhichOneof("kind")

@@ -41,8 +41,11 @@ def _pid_max() -> int:
         return PID_MAX
 
 
-def _pids_in_use() -> set[int]:
-    """Every pid number alive here, as a task, a thread, a group or a session id."""
+def _pids_in_use(cttys: dict[int, int] | None = None) -> set[int]:
+    """Every pid number alive here, as a task, a thread, a group or a session id.
+
+    cttys: filled with each controlled tty's device (stat tty_nr) -> its session.
+    """
     used: set[int] = set()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -53,14 +56,15 @@ def _pids_in_use() -> set[int]:
                 data = f.read()
             fields = parse_stat(data)
             used.update((fields.pgid, fields.sid))
+            if cttys is not None and fields.tty_nr and fields.sid == fields.pid:
+                cttys[fields.tty_nr] = fields.sid
             used.update(int(t) for t in os.listdir(f"/proc/{entry.name}/task"))
         except (OSError, StatParseError):
             continue
     return used
 
 
-def _check_pids(plan: Plan) -> None:
-    used = _pids_in_use()
+def _check_pids(plan: Plan, used: set[int]) -> None:
     pid_max = _pid_max()
     for step in plan.steps:
         if step.action not in (Action.CLONE, Action.LAST_PID_CLONE):
@@ -171,6 +175,34 @@ def _check_sockets(snap: Snapshot, plan: Plan) -> None:
                          fix="remove it if nothing listens there", path=name)
 
 
+def _check_ttys(plan: Plan, controlled: dict[int, int]) -> None:
+    """pty indexes the plan needs, and this machine's ttys it opens or takes."""
+    for step in plan.steps:
+        a = step.args
+        if step.action is Action.OPEN_PTY:
+            path = f"/dev/pts/{a['index']}"
+            if os.path.lexists(path):
+                plan.problem(Severity.BLOCKER, "pty-in-use",
+                             f"pty {a['index']} ({path}) exists here: opening /dev/ptmx "
+                             "cannot give that index again",
+                             fix="close the terminal using it (is the dumped tree still "
+                                 "running?)", pid=step.actor, path=path)
+        elif (step.action is Action.OPEN and a.get("tty") and a.get("path")) or \
+                (step.action is Action.SET_CTTY and a.get("host")):
+            path = a["path"]
+            if not os.path.exists(path):
+                plan.problem(Severity.BLOCKER, "tty-missing",
+                             f"{path} (a tty of the snapshot not made by the restore) does "
+                             "not exist here", fix="restore where that terminal exists",
+                             pid=step.actor, path=path)
+            elif step.action is Action.SET_CTTY and a["tty"] in controlled:
+                plan.problem(Severity.BLOCKER, "tty-busy",
+                             f"{path} is the controlling tty of session "
+                             f"{controlled[a['tty']]} here: TIOCSCTTY would fail (EPERM)",
+                             fix="end that session, or restore from another terminal",
+                             pid=step.actor, path=path)
+
+
 def _caps() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("CapEff:"):
@@ -212,8 +244,10 @@ def _check_kernel(snap: Snapshot, plan: Plan) -> None:
 
 def dry_run(snap: Snapshot, plan: Plan) -> None:
     """Add every problem this machine would cause to `plan.problems`."""
-    _check_pids(plan)
+    controlled: dict[int, int] = {}    # tty -> the session it controls here
+    _check_pids(plan, _pids_in_use(controlled))
     _check_files(snap, plan)
     _check_mounts(snap, plan)
     _check_sockets(snap, plan)
+    _check_ttys(plan, controlled)
     _check_kernel(snap, plan)

@@ -40,6 +40,10 @@ class Action(enum.StrEnum):
     CLOSE = "close"                # args: fd
     EPOLL_ADD = "epoll_ctl_add"    # args: epfd, tfd
     TCP_REPAIR = "tcp_repair"      # restore an established TCP connection
+    OPEN_PTY = "open_pty"          # args: index, tty, files/fds (the master first)
+    SET_CTTY = "ioctl_tiocsctty"   # args: tty, and fd (held) or path (opened O_NOCTTY)
+    DROP_CTTY = "ioctl_tiocnotty"  # a non-leader leaves the controlling tty it inherited
+    SET_FG = "tcsetpgrp"           # args: tty, pgid (in the actor's pid namespace)
 
 
 class CloneFlag(enum.IntFlag):

@@ -64,6 +64,7 @@ class Builder:
         self._next_helper = -2
         self.on_created: list[Callable[[int], None]] = []
         self.on_clone: list[Callable[[int, int, int], None]] = []
+        self.on_settled: list[Callable[[int], None]] = []   # in its session and group
         self.on_new_pid_ns: list[Callable[[int, Chain], None]] = []   # (init, its chain)
         self.ns_flags: Callable[[int, int], int] | None = None   # nsorder.py: CLONE_NEW*
         # nsorder.py: (creator, child, levels) -> why creator may not set_tid there, or None
@@ -195,6 +196,8 @@ class Builder:
         else:
             self.members[self.sid[pid] or 0].append(pid)
             self._join(pid, proc)
+        for hook in self.on_settled:
+            hook(pid)
         for thread in proc.threads[1:]:
             self.plan.add(pid, Action.CLONE, child=thread.tid,
                           set_tid=kernel_order(thread.ns_tids),

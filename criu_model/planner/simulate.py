@@ -23,6 +23,11 @@ Rules modelled (kernel/fork.c, kernel/pid.c, kernel/sys.c, kernel/exit.c):
 * exit: children go to the nearest child-subreaper ancestor in the same pid
   namespace, else to the namespace init; a zombie keeps its pid, pgid and sid
   until reaped. The root namespace init reaps its zombies at once.
+* ttys (drivers/tty/tty_jobctrl.c): the controlling tty is inherited by fork
+  and dropped by setsid(); TIOCSCTTY works only for a session leader without
+  one, on a tty no other session controls (EPERM); a session leader's exit
+  (or TIOCNOTTY) frees it for the whole session; tcsetpgrp() needs a group of
+  the tty's session; a pty index exists once (EBUSY).
 """
 
 from __future__ import annotations
@@ -107,6 +112,16 @@ class Pid:
 class FileObj:
     key: int
     targets: set[int] = field(default_factory=set)   # epoll: target file keys
+    tty: int = 0                                      # a tty's device (stat tty_nr coding)
+
+
+@dataclass(eq=False)
+class TtyObj:
+    """A tty: the session it controls (its leader's pid) and its foreground group."""
+
+    dev: int
+    session: Pid | None = None
+    fg: Pid | None = None
 
 
 @dataclass(eq=False)
@@ -130,6 +145,7 @@ class Task:
     subreaper: bool = False
     execed: bool = False
     nsset: dict[str, int] = field(default_factory=lambda: dict.fromkeys(NS_TYPES, 0))
+    ctty: TtyObj | None = None           # signal->tty: inherited by fork, cleared by setsid
 
 
 @dataclass(frozen=True)
@@ -145,6 +161,8 @@ class ProcState:
     threads: tuple[tuple[int, ...], ...]
     fds: tuple[tuple[int, int], ...]
     epoll: tuple[tuple[int, tuple[int, ...]], ...]
+    ctty: int = 0                        # device of the controlling tty, 0 for none
+    tpgid: int | None = -1               # its foreground group (outermost level); None: any
 
 
 class Simulator:
@@ -154,6 +172,7 @@ class Simulator:
         self.root_ns = PidNs(None, first_free)
         self.tasks: dict[int, Task] = {}
         self.userns_parent: dict[int, int] = {}     # child user namespace -> its parent
+        self.ttys: dict[int, TtyObj] = {}           # device -> tty
         self._ns_ids = itertools.count(1)          # 0: every initial namespace
         init = self._new_task(WORLD_INIT, None, self.root_ns, [1], files={})
         self.root_ns.reaper = init
@@ -245,6 +264,7 @@ class Simulator:
         task.vm = parent.vm if flags & CloneFlag.VM else object()
         task.pgrp = parent.pgrp.get()
         task.session = parent.session.get()
+        task.ctty = parent.ctty
         parent.children.append(task)
         return task
 
@@ -321,6 +341,7 @@ class Simulator:
         task.pgrp.put()
         task.session = own.get()
         task.pgrp = own.get()
+        task.ctty = None    # setsid() leaves the controlling tty (proc_clear_tty)
 
     def setpgid(self, actor: int, target_key: int, pgid: int) -> None:
         caller = self.task(actor)
@@ -378,6 +399,8 @@ class Simulator:
             if reaper.key == WORLD_INIT:
                 for child in [c for c in reaper.children if c.zombie]:
                     self._reap(reaper, child)
+        if task.session is task.pid and task.ctty is not None:
+            self._disassociate(task)   # a session leader's exit frees its tty
         task.zombie = True
         task.exit_code = code
         task.files = {}
@@ -414,6 +437,79 @@ class Simulator:
             raise KernelError(errno.EBADF, f"fd {fd} is not open in {task.key}")
         return obj
 
+    # ------------------------------------------------------------ ttys
+
+    def open_pty(self, actor: int, dev: int, keys: list[int], fds: list[int]) -> None:
+        """open /dev/ptmx until it yields the index, then open the slave files.
+
+        keys[0] is the master: TIOCSCTTY on it would take the master side, not
+        this tty, so only the slave files count as this tty.
+        """
+        task = self.task(actor)
+        if dev in self.ttys:
+            raise KernelError(errno.EBUSY, f"pty {dev:#x} already exists: its index is taken")
+        self.ttys[dev] = TtyObj(dev)
+        for i, (key, fd) in enumerate(zip(keys, fds, strict=True)):
+            self._install(task, fd, FileObj(key, tty=dev if i else 0))
+
+    def _tty_fd(self, task: Task, fd: int | None, path_dev: int, host: bool) -> TtyObj:
+        if fd is not None:
+            dev = self._fd(task, fd).tty
+            if not dev:
+                raise KernelError(errno.ENOTTY, f"fd {fd} of {task.key} is not a tty")
+        else:
+            dev = path_dev
+            if host and dev not in self.ttys:
+                self.ttys[dev] = TtyObj(dev)   # a tty of this machine, opened by path
+        tty = self.ttys.get(dev)
+        if tty is None:
+            raise KernelError(errno.ENOENT, f"tty {dev:#x} does not exist yet")
+        return tty
+
+    def set_ctty(self, actor: int, fd: int | None, dev: int, host: bool = False) -> None:
+        """ioctl(TIOCSCTTY, 0): only a session leader without one, on a free tty."""
+        task = self.task(actor)
+        tty = self._tty_fd(task, fd, dev, host)
+        if task.session is not task.pid:
+            raise KernelError(errno.EPERM, f"TIOCSCTTY by {actor}: not a session leader")
+        if task.ctty is not None:
+            raise KernelError(errno.EPERM, f"TIOCSCTTY by {actor}: it has a controlling tty")
+        if tty.session is not None:
+            raise KernelError(errno.EPERM, f"TIOCSCTTY by {actor}: tty {dev:#x} controls "
+                                           "another session")
+        task.ctty, tty.session, tty.fg = tty, task.session, task.pgrp
+
+    def drop_ctty(self, actor: int) -> None:
+        """ioctl(TIOCNOTTY) on /dev/tty: a leader would free it for its whole session."""
+        task = self.task(actor)
+        if task.ctty is None:
+            raise KernelError(errno.ENOTTY, f"TIOCNOTTY by {actor}: no controlling tty")
+        if task.session is task.pid:
+            self._disassociate(task)
+        task.ctty = None
+
+    def _disassociate(self, leader: Task) -> None:
+        tty = leader.ctty
+        for t in self.tasks.values():
+            if t.session is leader.session and t.ctty is tty:
+                t.ctty = None
+        if tty is not None:
+            tty.session = tty.fg = None
+
+    def set_fg(self, actor: int, pgid: int) -> None:
+        """tcsetpgrp on the controlling tty: the group must be in the tty's session."""
+        task = self.task(actor)
+        tty = task.ctty
+        if tty is None or tty.session is not task.session:
+            raise KernelError(errno.ENOTTY, f"tcsetpgrp by {actor}: no controlling tty")
+        group = self._group_exists(pgid, task.ns)
+        if group is None:
+            raise KernelError(errno.ESRCH, f"tcsetpgrp by {actor}: no process group {pgid}")
+        owner = next(t for t in self.tasks.values() if t.pgrp is group)
+        if owner.session is not task.session:
+            raise KernelError(errno.EPERM, f"tcsetpgrp: group {pgid} is in another session")
+        tty.fg = group
+
     def run(self, step: Step) -> None:
         """Execute one step; KernelError when the kernel would refuse it."""
         a = step.args
@@ -438,7 +534,18 @@ class Simulator:
         elif act is Action.WAIT:
             self.wait(step.actor, a["child"])
         elif act in (Action.OPEN, Action.TCP_REPAIR):
-            self._install(self.task(step.actor), a["fd"], FileObj(a["file"]))
+            dev = int(a.get("tty", 0))
+            if dev and dev not in self.ttys:
+                self.ttys[dev] = TtyObj(dev)     # a tty that exists on the host
+            self._install(self.task(step.actor), a["fd"], FileObj(a["file"], tty=dev))
+        elif act is Action.OPEN_PTY:
+            self.open_pty(step.actor, int(a["tty"]), list(a["files"]), list(a["fds"]))
+        elif act is Action.SET_CTTY:
+            self.set_ctty(step.actor, a.get("fd"), int(a["tty"]), bool(a.get("host")))
+        elif act is Action.DROP_CTTY:
+            self.drop_ctty(step.actor)
+        elif act is Action.SET_FG:
+            self.set_fg(step.actor, a["pgid"])
         elif act in (Action.PIPE, Action.SOCKETPAIR):
             task = self.task(step.actor)
             for key, fd in zip(a["files"], a["fds"], strict=True):
@@ -484,8 +591,17 @@ class Simulator:
                 fds=tuple(sorted((fd, obj.key) for fd, obj in task.files.items())),
                 epoll=tuple(sorted((obj.key, tuple(sorted(obj.targets)))
                                    for obj in task.files.values() if obj.targets)),
+                ctty=task.ctty.dev if task.ctty is not None and not task.zombie else 0,
+                tpgid=self._tpgid(task, chain[0] if chain else None),
             )
         return out
+
+    @staticmethod
+    def _tpgid(task: Task, ns: PidNs | None) -> int:
+        """stat field 8: the foreground group as the outermost level sees it, -1 without."""
+        if task.zombie or task.ctty is None or ns is None:
+            return -1
+        return task.ctty.fg.nr_in(ns) if task.ctty.fg is not None else 0
 
     def sharing(self) -> dict[str, dict[int, int]]:
         """kind -> key -> identity of the shared object (id()), for leaders only."""

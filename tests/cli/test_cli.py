@@ -111,7 +111,7 @@ def test_dump_show_round_trip(tree: Tree, tmp_path: Path) -> None:
     res = run("show", str(out), "--json")
     assert res.returncode == 0
     doc = json.loads(res.stdout)
-    assert doc["format_version"] == "1.0"
+    assert doc["format_version"] == "1.1"
     assert doc["root_pids"] == [tree.pid]
     procs = {p["pid"]: p for p in doc["processes"]}
     assert set(procs) == {tree.pid, *tree.children}
@@ -214,7 +214,7 @@ def test_target_exits_during_dump(tree: Tree, tmp_path: Path, freeze: str) -> No
     proc = subprocess.Popen([sys.executable, "-m", "criu_model", "dump", str(tree.pid), "-D",
                              str(out), "--freeze", freeze], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, HOLD_ENV: "1"})
-    time.sleep(0.5)
+    assert "holding" in proc.stderr.readline()   # the tree is discovered: kill one now
     victim = tree.children[0]
     os.kill(victim, signal.SIGKILL)
     _, err = proc.communicate(timeout=30)

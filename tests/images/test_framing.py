@@ -49,7 +49,7 @@ def test_wrong_kind_and_version() -> None:
     with pytest.raises(BadMagic, match="image kind"):
         framing.decode(framing.encode(KIND + 1, []), "f.img", KIND)
     with pytest.raises(BadMagic, match=r"format version 9\.0") as info:
-        framing.decode(framing.encode(KIND, [], major=9), "f.img", KIND)
+        framing.decode(framing.encode(KIND, [], major=9, minor=0), "f.img", KIND)
     assert info.value.offset == 8
 
 
