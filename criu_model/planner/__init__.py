@@ -69,6 +69,7 @@ def plan(snapshot: Snapshot, *, live: bool = True, pid_ns: str = "same",
     builder.build()
     files.transfers()
     files.install()
+    files.check_pidfds()
     ctty.finish()
     builder.finish()
     if not builder.failed and not ctty.failed:

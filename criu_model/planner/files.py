@@ -21,6 +21,7 @@ from typing import Any
 
 from criu_model.images.pb import files_pb2, sockets_pb2
 from criu_model.planner.model import RESTORER, Action, CloneFlag, Plan, Severity
+from criu_model.planner.recipes import common_state, fd_recipe
 from criu_model.planner.sessions import NEW_NS_INIT, Builder
 from criu_model.planner.ttys import decode_dev, is_pty, tty_device, tty_name
 from criu_model.render.json import fd_kind_name
@@ -260,6 +261,10 @@ class FilePlan:
             if tty_device(fd.tty):
                 args["tty"] = tty_device(fd.tty)
             reason = "opened by path, O_NOCTTY (the controlling tty is set apart)"
+        elif (recipe := fd_recipe(fd)) is not None:
+            args.update(recipe[0])
+            reason = recipe[1]
+        args.update(common_state(fd))
         self.plan.add(pid, action, reason=reason, **args)
 
     def _open_pty(self, pid: int, keys: list[int], fds: list[int]) -> None:
@@ -334,6 +339,29 @@ class FilePlan:
                 have.add(key)
                 self.plan.transfers += 1
         self.plan.inherited = sum(len(n) for n in self.needs.values()) - self.plan.transfers
+
+    def check_pidfds(self) -> None:
+        """A pidfd is opened after the process it refers to is created (or says why not)."""
+        created: dict[int, int] = {}
+        for index, step in enumerate(self.plan.steps):
+            if step.action in (Action.CLONE, Action.LAST_PID_CLONE):
+                created.setdefault(step.args["child"], index)
+            elif step.action is Action.OPEN and step.args.get("kind") == "pidfd":
+                target = step.args.get("target", -1)
+                if target < 0:
+                    continue
+                if target not in self.snap.by_pid:
+                    self.plan.problem(Severity.WARNING, "pidfd-target-outside",
+                                      f"a pidfd of pid {step.actor} refers to pid {target}, "
+                                      "which is not in the snapshot: after the restore it "
+                                      "refers to whatever process has that pid, if any",
+                                      pid=step.actor)
+                elif created.get(target, len(self.plan.steps)) > index:
+                    self.plan.problem(Severity.BLOCKER, "pidfd-order",
+                                      f"pid {step.actor} opens a pidfd of {target} before "
+                                      f"{target} is created", pid=step.actor,
+                                      fix="not supported yet: the pidfd would have to be "
+                                          "sent once its target exists")
 
     def install(self) -> None:
         """dup2 to the dumped numbers, add epoll targets, close every service fd."""

@@ -11,9 +11,11 @@ import os
 import socket
 from pathlib import Path
 
+from criu_model.collect.mountinfo import MountinfoParseError, parse_mountinfo
 from criu_model.collect.stat import StatParseError, parse_stat
 from criu_model.features import probe_clone3_set_tid
 from criu_model.images.pb import files_pb2, sockets_pb2
+from criu_model.kernel.fhandle import open_by_handle
 from criu_model.planner.model import NS_FLAG, Action, CloneFlag, Plan, Severity
 from criu_model.planner.simulate import PID_MAX
 from criu_model.snapshot import Snapshot
@@ -203,6 +205,78 @@ def _check_ttys(plan: Plan, controlled: dict[int, int]) -> None:
                              pid=step.actor, path=path)
 
 
+def _mount_points() -> dict[int, bytes]:
+    """st_dev -> a mount point of that filesystem in our mount namespace."""
+    try:
+        mounts = parse_mountinfo(Path("/proc/self/mountinfo").read_bytes())
+    except (OSError, MountinfoParseError):
+        return {}
+    out: dict[int, bytes] = {}
+    for m in mounts:
+        out.setdefault(os.makedev(m.dev_major, m.dev_minor), m.mount_point)
+    return out
+
+
+def _watch_target(mount: bytes, watch: files_pb2.InotifyWatch | files_pb2.FanotifyMark
+                  ) -> str | None:
+    """Why the watch's target cannot be reached here (None: it exists, or we cannot tell)."""
+    try:
+        mount_fd = os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # not O_PATH: EBADF
+    except OSError:
+        return None
+    try:
+        fd = open_by_handle(mount_fd, watch.fhandle_type, watch.f_handle)
+    except OSError as err:
+        if err.errno in (errno.ESTALE, errno.ENOENT):
+            return "it was deleted"
+        return None   # EPERM (no CAP_DAC_READ_SEARCH), EINVAL, ...: cannot tell
+    finally:
+        os.close(mount_fd)
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if st.st_nlink == 0:
+        return "it was deleted (the inode lingers only until the last reference goes)"
+    return None if not watch.ino or st.st_ino == watch.ino else \
+        f"its handle now names inode {st.st_ino}"
+
+
+def _check_watches(snap: Snapshot, plan: Plan) -> None:
+    """inotify watches and fanotify inode marks: is each target still there?"""
+    mounts = _mount_points()
+    seen: set[tuple[int, bytes]] = set()
+    for table in snap.fds:
+        for fd in table.fds:
+            state = fd.WhichOneof("state")
+            if state == "inotify":
+                watches: list[files_pb2.InotifyWatch | files_pb2.FanotifyMark] = \
+                    list(fd.inotify.watches)
+            elif state == "fanotify":
+                watches = [m for m in fd.fanotify.marks
+                           if m.type == files_pb2.FANOTIFY_MARK_INODE]
+            else:
+                continue
+            for watch in watches:
+                if not watch.f_handle or (watch.sdev, watch.f_handle) in seen:
+                    continue
+                seen.add((watch.sdev, watch.f_handle))
+                what = f"{state} watch on inode {watch.ino} (fd {fd.fd} of pid {table.pid})"
+                mount = mounts.get(watch.sdev)
+                if mount is None:
+                    plan.problem(Severity.BLOCKER, "watch-target-missing",
+                                 f"{what}: its filesystem (device "
+                                 f"{os.major(watch.sdev)}:{os.minor(watch.sdev)}) is not "
+                                 "mounted here", fix="mount it before restoring",
+                                 pid=table.pid, fd=fd.fd)
+                    continue
+                why = _watch_target(mount, watch)
+                if why is not None:
+                    plan.problem(Severity.BLOCKER, "watch-target-missing", f"{what}: {why}",
+                                 fix="recreate the watched file, or close the watch before "
+                                     "dumping", pid=table.pid, fd=fd.fd)
+
+
 def _caps() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("CapEff:"):
@@ -250,4 +324,5 @@ def dry_run(snap: Snapshot, plan: Plan) -> None:
     _check_mounts(snap, plan)
     _check_sockets(snap, plan)
     _check_ttys(plan, controlled)
+    _check_watches(snap, plan)
     _check_kernel(snap, plan)

@@ -254,6 +254,13 @@ def build_owner(tmp: str) -> dict[str, Any]:
     return {"file": fd, "pipe": r, "plain": plain, "pid": os.getpid(), "pgrp": os.getpgrp()}
 
 
+def build_plannable(tmp: str) -> dict[str, Any]:
+    """One process holding a fd of every kind whose state the restore plan carries."""
+    return {"eventfd": build_eventfd(tmp), "inotify": build_inotify(tmp),
+            "timerfd": build_timerfd(tmp), "signalfd": build_signalfd(tmp),
+            "memfd": build_memfd(tmp), "locks": build_locks(tmp), "pidfd": build_pidfd(tmp)}
+
+
 def build_many(tmp: str, count: str = "4000") -> dict[str, Any]:
     """``count`` fds of four kinds in a fixed rotation; expectation per fd number."""
     total = int(count)
