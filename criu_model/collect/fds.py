@@ -42,6 +42,13 @@ from criu_model.collect.locks import waiting_locks
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all, task_state
 from criu_model.errors import PTRACE_HINT, AccessDenied, CriuModelError, ProcessGone
 from criu_model.images.pb import files_pb2
+from criu_model.kernel.devnum import (
+    TTY_MAJOR,
+    UNIX98_PTY_MAJOR_COUNT,
+    UNIX98_PTY_MINORS,
+    UNIX98_PTY_SLAVE_MAJOR,
+    VT_MINORS,
+)
 from criu_model.kernel.flags import ACCMODE, OpenFlag
 from criu_model.kernel.libc import libc, syscall
 
@@ -70,13 +77,8 @@ _STATFS_SIZE = 120  # struct statfs on 64-bit: f_type is the first long
 # include/uapi/linux/major.h
 PTY_MASTER_MAJOR = 2          # legacy BSD ptys
 PTY_SLAVE_MAJOR = 3
-TTY_MAJOR = 4                 # minors 0-63 virtual consoles, 64+ serial
 TTYAUX_MAJOR = 5              # 0 /dev/tty, 1 /dev/console, 2 /dev/ptmx
 UNIX98_PTY_MASTER_MAJOR = 128  # 128..135
-UNIX98_PTY_SLAVE_MAJOR = 136   # 136..143
-UNIX98_PTY_MAJOR_COUNT = 8
-UNIX98_PTY_MINORS = 256
-_VT_MINORS = 64
 _TTYAUX_CTTY, _TTYAUX_CONSOLE, _TTYAUX_PTMX = 0, 1, 2
 
 _DELETED = b" (deleted)"
@@ -184,10 +186,10 @@ def _tty(rdev: int) -> files_pb2.Tty | None:
     elif major == TTYAUX_MAJOR and minor == _TTYAUX_CONSOLE:
         tty.driver = "console"
     elif major == TTY_MAJOR:
-        if minor < _VT_MINORS:
+        if minor < VT_MINORS:
             tty.driver, tty.index = "vt", minor
         else:
-            tty.driver, tty.index = "serial", minor - _VT_MINORS
+            tty.driver, tty.index = "serial", minor - VT_MINORS
     elif major == PTY_MASTER_MAJOR:
         tty.driver, tty.is_master, tty.index = "pty_legacy", True, minor
     elif major == PTY_SLAVE_MAJOR:

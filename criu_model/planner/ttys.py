@@ -18,27 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from criu_model.collect.fds import UNIX98_PTY_MINORS, UNIX98_PTY_SLAVE_MAJOR
 from criu_model.images.pb import files_pb2
+from criu_model.kernel.devnum import encode_dev, pts_device
+from criu_model.kernel.devnum import tty_name as short_tty_name
 from criu_model.planner.model import Action, CloneFlag, Plan, Severity
 from criu_model.snapshot import Snapshot
 
 NO_TPGID = -1
-
-
-def encode_dev(major: int, minor: int) -> int:
-    """new_encode_dev(): the numbering of stat's tty_nr."""
-    return (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)
-
-
-def decode_dev(nr: int) -> tuple[int, int]:
-    return (nr >> 8) & 0xFFF, (nr & 0xFF) | ((nr >> 12) & 0xFFF00)
-
-
-def pts_device(index: int) -> int:
-    """Device of /dev/pts/INDEX."""
-    return encode_dev(UNIX98_PTY_SLAVE_MAJOR + index // UNIX98_PTY_MINORS,
-                      index % UNIX98_PTY_MINORS)
 
 
 def is_pty(tty: files_pb2.Tty) -> bool:
@@ -58,10 +44,9 @@ def tty_device(tty: files_pb2.Tty) -> int:
 
 
 def tty_name(dev: int) -> str:
-    major, minor = decode_dev(dev)
-    if UNIX98_PTY_SLAVE_MAJOR <= major < UNIX98_PTY_SLAVE_MAJOR + 8:
-        return f"/dev/pts/{(major - UNIX98_PTY_SLAVE_MAJOR) * UNIX98_PTY_MINORS + minor}"
-    return f"tty {major}:{minor}"
+    """A tty's path when it has a well-known one (/dev/pts/N, /dev/tty1), else MAJOR:MINOR."""
+    name = short_tty_name(dev)
+    return name if ":" in name else f"/dev/{name}"
 
 
 def planned_cttys(snap: Snapshot) -> dict[int, tuple[int, int | None]]:

@@ -11,6 +11,7 @@ from rich.text import Text
 from criu_model.errors import UsageError
 from criu_model.features import Feature
 from criu_model.images.pb import files_pb2, sockets_pb2
+from criu_model.kernel.devnum import tty_name
 from criu_model.kernel.flags import open_flags_text
 from criu_model.render.json import (
     SOCKET_STATES,
@@ -80,15 +81,18 @@ def show_tree(snap: Snapshot, console: Console) -> None:
 
 def show_procs(snap: Snapshot, console: Console) -> None:
     """One row per process with its main attributes."""
-    table = _table("PID", "PPID", "PGID", "SID", "NSPID", "S", "THR", "UID", "VMAS", "COMM",
-                   "CMDLINE", right=("PID", "PPID", "PGID", "SID", "THR", "UID", "VMAS"))
+    table = _table("PID", "PPID", "PGID", "SID", "NSPID", "TTY", "TPGID", "S", "THR", "UID",
+                   "VMAS", "COMM", "CMDLINE",
+                   right=("PID", "PPID", "PGID", "SID", "TPGID", "THR", "UID", "VMAS"))
     mm = snap.memory_by_pid
     for proc in snap.processes:
         uid = str(proc.creds.uids[0]) if proc.creds.uids else "?"
         vmas = str(len(mm[proc.pid].vmas)) if proc.pid in mm else "-"
         cmd = " ".join(text(a) for a in proc.cmdline)
+        tpgid = str(proc.tpgid) if proc.HasField("tpgid") else "?"   # "?": format 1.0
         table.add_row(str(proc.pid), str(proc.ppid), str(proc.pgid), str(proc.sid),
-                      _ns(proc.ns_pids), proc.state, str(len(proc.threads)), uid, vmas,
+                      _ns(proc.ns_pids), tty_name(proc.tty_nr) if proc.tty_nr else "?", tpgid,
+                      proc.state, str(len(proc.threads)), uid, vmas,
                       _comm(proc.comm), cmd[:60] + ("…" if len(cmd) > 60 else ""))
     emit(console, table)
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 
 import pytest
+from rich.console import Console
 
 import criu_model
 from criu_model.images.pb import files_pb2, inventory_pb2, process_pb2
+from criu_model.kernel.devnum import decode_dev, encode_dev, pts_device, tty_name
 from criu_model.planner import RESTORER, Action, Severity, plan
 from criu_model.planner.check import compare
 from criu_model.planner.simulate import KernelError, Simulator, simulate
-from criu_model.planner.ttys import decode_dev, encode_dev, pts_device
+from criu_model.render.text import show_procs
 from criu_model.snapshot import Snapshot
 from tests.proctree import Tree, spawn
 
@@ -54,6 +57,13 @@ def test_real_pty_session_round_trip(tty_tree: tuple[Tree, Snapshot]) -> None:
     assert (fgset.actor, fgset.args["pgid"]) == (lead, fg)
     assert compare(snap, simulate(p.steps), RESTORER, 0) == []
 
+    # `show procs` names the tty and the foreground group, as ps -j does.
+    out = io.StringIO()
+    show_procs(snap, Console(file=out, width=300))
+    rows = {int(line.split()[0]): line.split() for line in out.getvalue().splitlines()[1:]}
+    assert rows[lead][5:7] == [f"pts/{index}", str(fg)]
+    assert rows[notty][5:7] == ["?", "-1"]
+
     # Live, with the original still running: its pty index is taken.
     live = plan(snap)
     taken = [x for x in live.problems if x.kind == "pty-in-use"]
@@ -66,6 +76,8 @@ def test_tty_device_numbers_match_stat() -> None:
     assert decode_dev(pts_device(300)) == (137, 44)
     assert decode_dev(encode_dev(4, 1)) == (4, 1)
     assert decode_dev(encode_dev(136, 1 << 12)) == (136, 1 << 12)
+    assert [tty_name(x) for x in (pts_device(300), encode_dev(4, 1), encode_dev(4, 65))] == \
+        ["pts/300", "tty1", "ttyS1"]
 
 
 def test_simulator_tty_rules() -> None:
