@@ -13,13 +13,14 @@ from pathlib import Path
 
 from criu_model.collect.mountinfo import MountinfoParseError, parse_mountinfo
 from criu_model.collect.stat import StatParseError, parse_stat
-from criu_model.features import probe_clone3_set_tid
+from criu_model.features import probe_clone3_set_tid, probe_kcmp, probe_pidfd
 from criu_model.images.pb import files_pb2, sockets_pb2
 from criu_model.kernel.fhandle import open_by_handle
 from criu_model.planner.model import NS_FLAG, Action, CloneFlag, Plan, Severity
 from criu_model.planner.simulate import PID_MAX
 from criu_model.snapshot import Snapshot
 
+CAP_DAC_READ_SEARCH = 2
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 CAP_CHECKPOINT_RESTORE = 40  # Linux 5.9
@@ -309,6 +310,26 @@ def _check_kernel(snap: Snapshot, plan: Plan) -> None:
     if tcp and not caps & (1 << CAP_NET_ADMIN):
         plan.problem(Severity.BLOCKER, "capability", "TCP_REPAIR needs CAP_NET_ADMIN",
                      fix="run the restore as root")
+    opens = {s.args.get("kind") for s in plan.steps if s.action is Action.OPEN}
+    kcmp = probe_kcmp()
+    if not kcmp.available:
+        plan.problem(Severity.WARNING, "kernel-feature",
+                     f"kcmp is missing ({kcmp.detail}): the restored tree's shared files, "
+                     "fd tables and address spaces cannot be checked against the plan",
+                     fix="enable CONFIG_KCMP (CONFIG_CHECKPOINT_RESTORE before 5.12)")
+    if "pidfd" in opens and not probe_pidfd().available:
+        plan.problem(Severity.BLOCKER, "kernel-feature",
+                     f"the snapshot holds pidfds but pidfd_open is missing "
+                     f"({probe_pidfd().detail})", fix="use Linux 5.3 or later")
+    if opens & {"inotify", "fanotify"} and not caps & (1 << CAP_DAC_READ_SEARCH):
+        plan.problem(Severity.BLOCKER, "capability",
+                     "re-adding inotify/fanotify watches by file handle (open_by_handle_at) "
+                     "needs CAP_DAC_READ_SEARCH", fix="run the restore as root")
+    if any(s.action is Action.OPEN_PTY for s in plan.steps) and \
+            not os.path.exists("/dev/ptmx"):
+        plan.problem(Severity.BLOCKER, "kernel-feature",
+                     "the snapshot has ptys but /dev/ptmx does not exist here",
+                     fix="mount devpts (CONFIG_UNIX98_PTYS)", path="/dev/ptmx")
     for ns_type in sorted(_created_ns_types(plan), key=_NS_TYPES.index):
         if not os.path.exists(f"/proc/self/ns/{ns_type}"):
             plan.problem(Severity.BLOCKER, "kernel-feature",

@@ -76,3 +76,22 @@ def test_dry_run_reports_a_deleted_watch_target(
     ino_b = next(w[2] for w in child.info["inotify"]["watches"] if w[1] != 0x100)
     assert len(missing) == 1 and missing[0].severity is Severity.BLOCKER
     assert f"inode {ino_b}" in missing[0].message and "deleted" in missing[0].message
+
+
+def test_dry_run_names_missing_features_and_capabilities(
+        plannable: tuple[Child, Snapshot, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    # This machine has every feature: pretend it lacks kcmp and pidfd_open, and that the
+    # restorer runs without capabilities, to check each is reported with what needs it.
+    _, snap, _ = plannable
+    from criu_model.features import Feature
+    from criu_model.planner import live
+
+    monkeypatch.setattr(live, "probe_kcmp", lambda: Feature("kcmp", False, "ENOSYS"))
+    monkeypatch.setattr(live, "probe_pidfd", lambda: Feature("pidfd", False, "ENOSYS"))
+    monkeypatch.setattr(live, "_caps", lambda: 0)
+    problems = [(x.severity, x.kind, x.message) for x in plan(snap).problems]
+    kinds = {(sev, kind) for sev, kind, _ in problems}
+    assert (Severity.WARNING, "kernel-feature") in kinds
+    messages = " | ".join(m for _, _, m in problems)
+    assert "kcmp is missing" in messages and "pidfd_open is missing" in messages
+    assert "CAP_DAC_READ_SEARCH" in messages and "CAP_CHECKPOINT_RESTORE" in messages
