@@ -35,6 +35,10 @@ from criu_model.planner.pids import Chain, Namespaces, is_ns_init, kernel_order,
 from criu_model.snapshot import Snapshot
 
 NEW_NS_INIT = -1  # helper: pid 1 of the fresh namespace with --pid-ns new
+# Session/group id 0: its leader was outside the dumper's pid namespace (NSsid shows
+# 0). The restore cannot recreate it; such processes stay in the restorer's own
+# session and group, which are outside the restored tree in the same way.
+OUTSIDE = 0
 
 
 class Builder:
@@ -50,8 +54,8 @@ class Builder:
         self.kids: dict[int, list[int]] = snap.children()
         self.pending: set[int] = {p.pid for p in snap.processes if p.pid in ns.chain}
         # Per placed actor: current session and group (outermost ids), chain, creator.
-        self.sid: dict[int, int | None] = {self.base: None}
-        self.pgid: dict[int, int | None] = {self.base: None}
+        self.sid: dict[int, int] = {self.base: OUTSIDE}
+        self.pgid: dict[int, int] = {self.base: OUTSIDE}
         self.where: dict[int, Chain] = {self.base: ()}
         self.creator: dict[int, int] = {}
         self.group_size: dict[int, int] = defaultdict(int)
@@ -150,13 +154,10 @@ class Builder:
                 hook(key, chain)
         self.sid[key] = self.sid[creator]
         self.pgid[key] = self.pgid[creator]
-        if self.pgid[key] is not None:
-            self.group_size[self.pgid[key]] += 1   # type: ignore[index]
+        self.group_size[self.pgid[key]] += 1
 
     def _set_pgid(self, key: int, pgid: int) -> None:
-        old = self.pgid[key]
-        if old is not None:
-            self.group_size[old] -= 1
+        self.group_size[self.pgid[key]] -= 1
         self.pgid[key] = pgid
         self.group_size[pgid] += 1
 
@@ -194,7 +195,7 @@ class Builder:
             self._set_sid(pid, pid)
             self._set_pgid(pid, pid)
         else:
-            self.members[self.sid[pid] or 0].append(pid)
+            self.members[self.sid[pid]].append(pid)
             self._join(pid, proc)
         for hook in self.on_settled:
             hook(pid)
@@ -394,7 +395,7 @@ class Builder:
                         under: int | None = None) -> bool:
         """Create the helper for a dead session leader if that unblocks `proc`."""
         sid = proc.sid
-        if sid in self.snap.by_pid or sid in self.sid:
+        if sid == OUTSIDE or sid in self.snap.by_pid or sid in self.sid:
             return False
         numbers = visible_prefix(proc.ns_sids) or [sid]
         chain = where[:len(numbers) - 1]
@@ -490,6 +491,17 @@ class Builder:
                           reason="processes whose parent is outside the snapshot end as its "
                                  "children")
         order = [p.pid for p in self.snap.processes]
+        hidden = sorted(p.pid for p in self.snap.processes
+                        if p.pid in self.pending and p.sid == OUTSIDE)
+        if hidden:
+            self.plan.problem(
+                Severity.WARNING, "session-outside",
+                f"{_few(hidden)} {'is' if len(hidden) == 1 else 'are'} in a session whose "
+                "leader was outside the dumper's pid namespace (NSsid 0): the restore "
+                "cannot recreate it and leaves them in the restorer's own session",
+                pid=hidden[0],
+                fix="restore from a process of that session (e.g. the same shell or "
+                    "container) if job control or SIGHUP delivery matters")
         try:
             progress = True
             strict = True  # first place processes whose children's groups already exist
@@ -502,7 +514,7 @@ class Builder:
                     parent = self.expected_parent(proc)
                     free = self._birth(proc) is None and (parent == self.base
                                                           or parent in self.where)
-                    if free or (parent != self.base and parent in self.where
+                    if free or ((parent == self.base or parent in self.where)
                                 and self._direct(proc, parent)):
                         self.place(pid, parent)
                         progress = True
@@ -529,6 +541,11 @@ class Builder:
             if self.group_size.get(pgid, 0) <= 0:
                 leader = self.snap.by_pid.get(pgid)
                 if leader is not None:
+                    if leader.pgid == OUTSIDE:
+                        raise _Unplannable(
+                            f"{pgid} led process group {pgid}, then moved to a group whose "
+                            "leader was outside the dumper's pid namespace: setpgid() "
+                            "cannot name that group from inside", pid=pgid)
                     # The leader left its group later: it leads it now, moves at the end.
                     self.plan.add(pgid, Action.SETPGID, pgid=0,
                                   reason=f"recreate group {pgid} before it moves to "
@@ -565,6 +582,12 @@ class Builder:
                     args["code"] = os.WEXITSTATUS(status)
                 self.plan.add(pid, Action.EXIT, reason="zombie: exits with its recorded "
                                                        "status, never reaped", **args)
+
+
+def _few(pids: list[int], limit: int = 5) -> str:
+    text = ", ".join(map(str, pids[:limit]))
+    more = f" and {len(pids) - limit} more" if len(pids) > limit else ""
+    return f"pid{'s' if len(pids) > 1 else ''} {text}{more}"
 
 
 class _Unplannable(Exception):

@@ -181,6 +181,9 @@ class Simulator:
         restorer.pgrp.put()
         restorer.session.put()
         restorer.pgrp = restorer.session = restorer.pid.get().get()
+        # The restorer's own session and group are outside the restored tree: the end
+        # state shows them as 0, as a dump shows a session whose leader it cannot see.
+        self._outside = restorer.pid
         self.steps_run = 0
 
     # ------------------------------------------------------------ helpers
@@ -583,8 +586,8 @@ class Simulator:
             out[task.key] = ProcState(
                 ns_pids=pids,
                 parent=task.parent.key if task.parent is not None else WORLD_INIT,
-                ns_pgids=tuple(task.pgrp.nr_in(ns) for ns in chain),
-                ns_sids=tuple(task.session.nr_in(ns) for ns in chain),
+                ns_pgids=tuple(self._nr(task.pgrp, ns) for ns in chain),
+                ns_sids=tuple(self._nr(task.session, ns) for ns in chain),
                 zombie=task.zombie,
                 exit_code=task.exit_code,
                 threads=tuple(tuple(t.pid.numbers[level_offset:]) for t in task.threads),
@@ -595,6 +598,9 @@ class Simulator:
                 tpgid=self._tpgid(task, chain[0] if chain else None),
             )
         return out
+
+    def _nr(self, pid: Pid, ns: PidNs) -> int:
+        return 0 if pid is self._outside else pid.nr_in(ns)
 
     @staticmethod
     def _tpgid(task: Task, ns: PidNs | None) -> int:

@@ -7,7 +7,7 @@ import random
 
 from criu_model.images.pb import inventory_pb2, process_pb2
 from criu_model.planner.model import RESTORER, CloneFlag
-from criu_model.planner.simulate import WORLD_INIT, KernelError, Simulator, Task
+from criu_model.planner.simulate import WORLD_INIT, KernelError, Pid, PidNs, Simulator, Task
 from criu_model.snapshot import Snapshot
 
 
@@ -68,8 +68,13 @@ def random_world(rng: random.Random, steps: int, *, change_after_fork: bool = Tr
     return sim
 
 
-def to_snapshot(sim: Simulator) -> Snapshot:
+def to_snapshot(sim: Simulator, *, hide_outside: bool = False) -> Snapshot:
+    """hide_outside: the restorer's session and group read as 0 (NSsid/NSpgid), as a
+    dump taken inside a pid namespace sees its launcher's session."""
     restorer = sim.tasks[RESTORER]
+
+    def nr(pid: Pid, ns: PidNs) -> int:
+        return 0 if hide_outside and pid is restorer.pid else pid.nr_in(ns)
     procs: list[process_pb2.Process] = []
     roots: list[int] = []
 
@@ -78,10 +83,10 @@ def to_snapshot(sim: Simulator) -> Snapshot:
         proc = process_pb2.Process(
             pid=task.pid.numbers[0],
             ppid=task.parent.pid.numbers[0] if task.parent is not None else 0,
-            pgid=task.pgrp.numbers[0], sid=task.session.numbers[0],
+            pgid=nr(task.pgrp, chain[0]), sid=nr(task.session, chain[0]),
             ns_pids=task.pid.numbers,
-            ns_pgids=[task.pgrp.nr_in(ns) for ns in chain],
-            ns_sids=[task.session.nr_in(ns) for ns in chain],
+            ns_pgids=[nr(task.pgrp, ns) for ns in chain],
+            ns_sids=[nr(task.session, ns) for ns in chain],
             state="Z" if task.zombie else "S", exit_code=task.exit_code if task.zombie else 0)
         proc.namespaces.add(type="pid", inode=task.ns.id)
         proc.threads.add(tid=proc.pid, ns_tids=task.pid.numbers)

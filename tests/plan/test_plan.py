@@ -262,6 +262,33 @@ def test_unrestricted_trees_plan_or_say_why() -> None:
     assert planned >= 190
 
 
+def test_sessions_outside_the_dump_namespace_stay_with_the_restorer() -> None:
+    """Dumped inside a pid namespace, the launcher's session and group read as 0: they
+    are inherited from the restorer, never recreated by a helper numbered 0."""
+    hidden = unplannable = 0
+    for seed in range(120):
+        rng = random.Random(seed)
+        snap = to_snapshot(random_world(rng, rng.randint(5, 40), init_setsid=True),
+                           hide_outside=True)
+        if not snap.processes:
+            continue
+        outside = [x.pid for x in snap.processes if x.sid == 0]
+        hidden += bool(outside)
+        p = plan(snap, live=False)
+        blockers = [x for x in p.problems if x.severity is Severity.BLOCKER]
+        if blockers:   # a group leader that went back to the hidden group: no setpgid names it
+            assert [x.kind for x in blockers] == ["unplannable"], (seed, blockers)
+            assert "outside the dumper's pid namespace" in blockers[0].message, seed
+            unplannable += 1
+            continue
+        assert 0 not in p.processes, seed   # key 0 is the restorer, never a helper
+        assert all(0 not in x.set_tid for x in p.processes.values()), seed
+        assert compare(snap, simulate(p.steps), RESTORER, 0) == [], seed
+        warned = [x for x in p.problems if x.kind == "session-outside"]
+        assert bool(warned) == bool(outside), seed
+    assert hidden >= 60 and unplannable <= 6
+
+
 def test_port_conflict_detected_offline_free() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
