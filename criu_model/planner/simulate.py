@@ -361,13 +361,8 @@ class Simulator:
         if pgid == 0 or caller.ns.used.get(pgid) is target.pid:
             group = target.pid
         else:
-            group_pid = self._group_exists(pgid, caller.ns)
-            if group_pid is None:
-                raise KernelError(errno.EPERM, f"setpgid: no process group {pgid}")
-            owner = next(t for t in self.tasks.values() if t.pgrp is group_pid)
-            if owner.session is not target.session:
-                raise KernelError(errno.EPERM, f"setpgid: group {pgid} is in another session")
-            group = group_pid
+            group = self._group_in_session(pgid, caller.ns, target.session, "setpgid",
+                                           errno.EPERM)
         target.pgrp.put()
         target.pgrp = group.get()
 
@@ -505,13 +500,19 @@ class Simulator:
         tty = task.ctty
         if tty is None or tty.session is not task.session:
             raise KernelError(errno.ENOTTY, f"tcsetpgrp by {actor}: no controlling tty")
-        group = self._group_exists(pgid, task.ns)
+        tty.fg = self._group_in_session(pgid, task.ns, task.session, "tcsetpgrp", errno.ESRCH)
+
+    def _group_in_session(self, pgid: int, ns: PidNs, session: Pid, call: str,
+                          missing: int) -> Pid:
+        """Group `pgid` as `ns` numbers it; setpgid and tcsetpgrp both refuse (EPERM) a
+        group of another session, and differ only in the errno for a missing one."""
+        group = self._group_exists(pgid, ns)
         if group is None:
-            raise KernelError(errno.ESRCH, f"tcsetpgrp by {actor}: no process group {pgid}")
+            raise KernelError(missing, f"{call}: no process group {pgid}")
         owner = next(t for t in self.tasks.values() if t.pgrp is group)
-        if owner.session is not task.session:
-            raise KernelError(errno.EPERM, f"tcsetpgrp: group {pgid} is in another session")
-        tty.fg = group
+        if owner.session is not session:
+            raise KernelError(errno.EPERM, f"{call}: group {pgid} is in another session")
+        return group
 
     def run(self, step: Step) -> None:
         """Execute one step; KernelError when the kernel would refuse it."""
