@@ -72,8 +72,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="inspect a snapshot directory")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("view", nargs="?", default="tree",
-                   choices=["tree", "procs", "mems", "fds", "sockets", "shared"],
-                   help="tree (default), procs, mems PID, fds [PID], sockets, shared")
+                   choices=["tree", "procs", "mems", "fds", "sockets", "shared", "ns"],
+                   help="tree (default), procs, mems PID, fds [PID], sockets, shared, ns")
     p.add_argument("pid", nargs="?", help="pid for the mems and fds views")
     p.add_argument("--json", action="store_true", help="the whole snapshot as JSON")
 
@@ -112,6 +112,8 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
         render.show_sockets(snap, console)
     elif args.view == "shared":
         render.show_shared(snap, console)
+    elif args.view == "ns":
+        render.show_namespaces(snap, console)
     elif args.view == "fds":
         render.show_fds(snap, None if args.pid is None else parse_pid(args.pid), console)
     else:

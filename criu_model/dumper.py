@@ -21,6 +21,7 @@ from criu_model.collect.locks import read_proc_locks
 from criu_model.collect.maps import LineCache
 from criu_model.collect.memory import FileIds, collect_memory
 from criu_model.collect.mountinfo import collect_mountinfo
+from criu_model.collect.nsowner import fill_ownership
 from criu_model.collect.process import collect_process
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all
 from criu_model.collect.shares import fill_sharing
@@ -100,6 +101,7 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, pages: bool,
             skipped.append((pid, "exited during the dump"))
             continue
         processes[pid], memory[pid], fds[pid] = proc, mm, table
+    fill_ownership(processes.values(), proc_root)
     sockets = _collect_sockets(list(fds.values()))
     stats = fill_sharing(list(processes.values()), list(fds.values()))
     for pid in stats.gone_pids:

@@ -62,7 +62,8 @@ def plan(snapshot: Snapshot, *, live: bool = True, pid_ns: str = "same",
     first.build()
     files = FilePlan(snapshot, result, first.creator)
     builder = Builder(snapshot, result, Namespaces(snapshot, result), last_pid=not set_tid)
-    NsOrder(snapshot, result).attach(builder)
+    nsorder = NsOrder(snapshot, result)
+    nsorder.attach(builder)
     files.attach(builder)
     ctty = CttyPlan(snapshot, result, files.tty_source)
     builder.on_settled.append(ctty.on_settled)
@@ -72,7 +73,7 @@ def plan(snapshot: Snapshot, *, live: bool = True, pid_ns: str = "same",
     files.check_pidfds()
     ctty.finish()
     builder.finish()
-    if not builder.failed and not ctty.failed:
+    if not builder.failed and not ctty.failed and not nsorder.failed:
         # A creation blocker leaves the plan partial: its end state differs by design.
         verify(snapshot, result, builder.base)
     if live:

@@ -160,6 +160,35 @@ def _namespace_diffs(snap: Snapshot, sim: Simulator, live: set[int]) -> list[str
         if want != got:
             diffs.append(f"{ns_type} namespaces differ: simulated "
                          f"{sorted(map(sorted, got))}, dumped {sorted(map(sorted, want))}")
+    return diffs + _owner_diffs(snap, sim, live)
+
+
+def _owner_diffs(snap: Snapshot, sim: Simulator, live: set[int]) -> list[str]:
+    """Each namespace's owning user namespace (and a user namespace's parent) as dumped.
+
+    Only where the dump knows the owner and some dumped process holds it: the
+    restorer's own user namespace stands for the one outside the tree.
+    """
+    simulated = sim.namespaces()
+    sim_id: dict[tuple[str, int], int] = {}   # dumped (type, inode) -> simulated id
+    for proc in snap.processes:
+        if proc.pid in live:
+            for ns in proc.namespaces:
+                if ns.type in simulated and proc.pid in simulated[ns.type]:
+                    sim_id.setdefault((ns.type, ns.inode), simulated[ns.type][proc.pid])
+    diffs: list[str] = []
+    seen: set[tuple[str, int]] = set()
+    for proc in snap.processes:
+        for ns in proc.namespaces:
+            key = (ns.type, ns.inode)
+            owner = sim_id.get(("user", ns.owner_user))
+            if key in seen or key not in sim_id or not ns.owner_user or owner is None:
+                continue
+            seen.add(key)
+            got = sim.owner_of(ns.type, sim_id[key])
+            if got != owner:
+                diffs.append(f"{ns.type} namespace {ns.inode}: owned by user namespace "
+                             f"{ns.owner_user} when dumped, not after the restore")
     return diffs
 
 

@@ -16,8 +16,9 @@ Rules modelled (kernel/fork.c, kernel/pid.c, kernel/sys.c, kernel/exit.c):
   target group must exist in the same session (EPERM).
 * namespaces other than pid: a child inherits its creator's, a CLONE_NEW*
   flag gives it a fresh one, setns() joins another task's; CLONE_NEWUSER
-  with CLONE_FS is EINVAL; joining a user namespace needs CAP_SYS_ADMIN
-  there (the caller's user namespace is it or an ancestor); a set_tid number
+  with CLONE_FS is EINVAL; the other namespaces a clone creates are owned by
+  its (possibly new) user namespace; joining any namespace needs CAP_SYS_ADMIN
+  in its owning user namespace (the caller's is it or an ancestor); a set_tid number
   needs CAP_CHECKPOINT_RESTORE in the user namespace owning that pid
   namespace level (EPERM), which a process in a child user namespace lacks.
 * exit: children go to the nearest child-subreaper ancestor in the same pid
@@ -172,6 +173,7 @@ class Simulator:
         self.root_ns = PidNs(None, first_free)
         self.tasks: dict[int, Task] = {}
         self.userns_parent: dict[int, int] = {}     # child user namespace -> its parent
+        self.ns_owner: dict[int, int] = {}          # other namespace -> owning user namespace
         self.ttys: dict[int, TtyObj] = {}           # device -> tty
         self._ns_ids = itertools.count(1)          # 0: every initial namespace
         init = self._new_task(WORLD_INIT, None, self.root_ns, [1], files={})
@@ -248,7 +250,17 @@ class Simulator:
                 nsset[ns_type] = next(self._ns_ids)
         if flags & CloneFlag.NEWUSER:
             self.userns_parent[nsset["user"]] = parent.nsset["user"]
+        for ns_type, flag in NS_FLAG.items():
+            if flags & flag and ns_type != "user":
+                # clone creates the user namespace first: the others are owned by it
+                self.ns_owner[nsset[ns_type]] = nsset["user"]
         return nsset
+
+    def owner_of(self, ns_type: str, ns_id: int) -> int | None:
+        """The user namespace owning a namespace (a user namespace: its parent)."""
+        if ns_type == "user":
+            return self.userns_parent.get(ns_id)
+        return self.ns_owner.get(ns_id, 0)   # 0: the initial namespaces' owner
 
     def _spawn(self, parent: Task, key: int, set_tid: list[int], flags: int) -> Task:
         ns = parent.ns_children
@@ -333,7 +345,24 @@ class Simulator:
                                            f"{holder}'s user namespace")
         if ns_type == "user" and task.threads:
             raise KernelError(errno.EINVAL, f"setns user by {actor}: it is multithreaded")
+        if ns_type != "user" and not self._userns_covers(task.nsset["user"],
+                                                         self.ns_owner.get(target, 0)):
+            raise KernelError(errno.EPERM, f"setns {ns_type} by {actor}: no CAP_SYS_ADMIN in "
+                                           f"the user namespace owning {holder}'s {ns_type} "
+                                           "namespace")
         task.nsset[ns_type] = target
+
+    def unshare(self, actor: int, flags: int) -> None:
+        """unshare(CLONE_NEW*): fresh namespaces for the caller, the user one first."""
+        task = self.task(actor)
+        if flags & CloneFlag.NEWUSER:
+            if task.threads:
+                raise KernelError(errno.EINVAL, f"unshare user by {actor}: it is multithreaded")
+            if any(t is not task and t.fs is task.fs for t in self.tasks.values()):
+                raise KernelError(errno.EINVAL, f"unshare user by {actor}: its fs is shared")
+        if flags & ~sum(NS_FLAG.values()):
+            raise KernelError(errno.EINVAL, f"unshare by {actor}: flags {flags:#x}")
+        task.nsset = self._new_nsset(task, flags)
 
     def setsid(self, actor: int) -> None:
         task = self.task(actor)
@@ -529,6 +558,8 @@ class Simulator:
             self.setpgid(step.actor, a.get("target", step.actor), a["pgid"])
         elif act is Action.SETNS:
             self.setns(step.actor, a["ns"], a["holder"])
+        elif act is Action.UNSHARE:
+            self.unshare(step.actor, a["flags_value"])
         elif act is Action.SETNS_PID:
             self.setns_pid(step.actor, a["ns_init"])
         elif act is Action.SUBREAPER:

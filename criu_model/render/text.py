@@ -10,7 +10,7 @@ from rich.text import Text
 
 from criu_model.errors import UsageError
 from criu_model.features import Feature
-from criu_model.images.pb import files_pb2, sockets_pb2
+from criu_model.images.pb import files_pb2, process_pb2, sockets_pb2
 from criu_model.kernel.devnum import tty_name
 from criu_model.kernel.flags import open_flags_text
 from criu_model.render.json import (
@@ -23,7 +23,7 @@ from criu_model.render.json import (
     unix_name,
     vma_kind_name,
 )
-from criu_model.snapshot import Snapshot
+from criu_model.snapshot import Snapshot, namespace_inode
 
 
 def _table(*columns: str, right: Iterable[str] = ()) -> Table:
@@ -266,6 +266,33 @@ def show_shared(snap: Snapshot, console: Console) -> None:
                 tasks.add_row(kind, str(ident), " ".join(map(str, pids)))
     console.print("[bold]task objects shared between processes[/]")
     emit(console, tasks, empty="(none)")
+
+
+def show_namespaces(snap: Snapshot, console: Console) -> None:
+    """One row per namespace, like lsns(8), plus its owning user namespace and parent."""
+    rows: dict[tuple[str, int], tuple[process_pb2.Namespace, list[int]]] = {}
+    for proc in snap.processes:
+        for ns in proc.namespaces:
+            if ns.type.endswith("_for_children"):
+                continue   # shown where it differs from the process's own, below
+            rows.setdefault((ns.type, ns.inode), (ns, []))[1].append(proc.pid)
+    table = _table("TYPE", "NS", "OWNER", "PARENT", "NPROCS", "PIDS",
+                   right=("NS", "OWNER", "PARENT", "NPROCS"))
+    for (ns_type, inode), (ns, pids) in sorted(rows.items()):
+        table.add_row(ns_type, str(inode), str(ns.owner_user or "-"), str(ns.parent or "-"),
+                      str(len(pids)), _pid_list(pids))
+    emit(console, table, empty="(no namespaces recorded)")
+    pending = [(proc.pid, ns) for proc in snap.processes for ns in proc.namespaces
+               if ns.type.endswith("_for_children")
+               and ns.inode != namespace_inode(proc, ns.type.removesuffix("_for_children"))]
+    for pid, ns in pending:
+        console.print(f"pid {pid}: {ns.type} is {ns.inode} (owner {ns.owner_user or '-'}): "
+                      "its next children are born there", highlight=False)
+
+
+def _pid_list(pids: list[int], limit: int = 12) -> str:
+    more = f" (+{len(pids) - limit})" if len(pids) > limit else ""
+    return " ".join(map(str, pids[:limit])) + more
 
 
 def show_check(features: list[Feature], console: Console) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -54,11 +59,14 @@ def test_siblings_share_a_net_namespace_their_parent_lacks() -> None:
     p = plan(snap, live=False)
     assert p.feasible, p.problems
     assert _clone(p, 101).args["flags_value"] == CloneFlag.NEWNET
-    # 102 gets its own user namespace by clone, then joins 101's net namespace.
-    assert _clone(p, 102).args["flags_value"] == CloneFlag.NEWUSER
+    # 102 joins 101's net namespace (owned by the outer user namespace) while it can,
+    # and only then makes its own user namespace: from inside it, setns would be EPERM.
+    assert _clone(p, 102).args["flags_value"] == 0
     joins = [s for s in p.steps if s.action is Action.SETNS]
     assert [(s.actor, s.args["ns"], s.args["holder"]) for s in joins] == [(102, "net", 101)]
-    assert p.steps.index(_clone(p, 102)) < p.steps.index(joins[0])
+    unshare = next(s for s in p.steps if s.action is Action.UNSHARE)
+    assert (unshare.actor, unshare.args["flags"]) == (102, ["CLONE_NEWUSER"])
+    assert p.steps.index(_clone(p, 102)) < p.steps.index(joins[0]) < p.steps.index(unshare)
     assert _clone(p, 103).args["flags_value"] == 0
     sim = simulate(p.steps)
     assert compare(snap, sim, RESTORER, 0) == []
@@ -74,6 +82,47 @@ def test_user_namespace_joined_first() -> None:
     joins = [s.args["ns"] for s in p.steps if s.action is Action.SETNS and s.actor == 102]
     assert joins == ["user", "uts"]
     assert compare(snap, simulate(p.steps), RESTORER, 0) == []
+
+
+def _owned(proc: process_pb2.Process, ns_type: str, owner: int) -> process_pb2.Process:
+    next(ns for ns in proc.namespaces if ns.type == ns_type).owner_user = owner
+    return proc
+
+
+def test_dumped_owner_orders_the_user_namespace_after_what_the_outer_one_owns() -> None:
+    # 101: net 21 made first (owned by the host's user namespace 10), then user 20 with
+    # uts 22 (owned by 20): clone with CLONE_NEWNET, then unshare(USER|UTS).
+    kid = _owned(_owned(_proc(101, 100, user=20, net=21, uts=22), "net", 10), "uts", 20)
+    kid.namespaces[0].owner_user = 10     # the user namespace's parent
+    snap = _snap(_owned(_proc(100, 1), "net", 10), kid)
+    p = plan(snap, live=False)
+    assert p.feasible, p.problems
+    assert _clone(p, 101).args["flags"] == ["CLONE_NEWNET"]
+    unshare = [s for s in p.steps if s.action is Action.UNSHARE]
+    assert [(s.actor, sorted(s.args["flags"])) for s in unshare] == \
+        [(101, ["CLONE_NEWUSER", "CLONE_NEWUTS"])]
+    sim = simulate(p.steps)
+    assert compare(snap, sim, RESTORER, 0) == []
+    ns = sim.namespaces()
+    assert sim.owner_of("net", ns["net"][101]) == ns["user"][100]
+    assert sim.owner_of("uts", ns["uts"][101]) == ns["user"][101]
+    # Without the recorded owner the user namespace comes first, and the check sees
+    # that this ends with the wrong owner.
+    plain = _snap(_proc(100, 1), _proc(101, 100, user=20, net=21, uts=22))
+    default = plan(plain, live=False)
+    assert _clone(default, 101).args["flags_value"] == \
+        CloneFlag.NEWUSER | CloneFlag.NEWNET | CloneFlag.NEWUTS
+    diffs = compare(snap, simulate(default.steps), RESTORER, 0)
+    assert diffs == ["net namespace 21: owned by user namespace 10 when dumped, not after "
+                     "the restore"]
+
+
+def test_a_third_owner_is_an_explained_blocker() -> None:
+    kid = _owned(_proc(101, 100, user=20, net=21), "net", 99)   # 99: held by nobody
+    p = plan(_snap(_proc(100, 1), kid), live=False)
+    blocker = [x for x in p.problems if x.severity.value == "blocker"]
+    assert [(x.kind, x.pid) for x in blocker] == [("ns-owner", 101)]
+    assert "owned by user namespace 99" in blocker[0].message
 
 
 def test_compare_catches_a_wrong_namespace_partition() -> None:
@@ -98,6 +147,18 @@ def test_simulator_namespace_rules() -> None:
         sim.setns(1, "user", RESTORER)  # ...but not the other way round
     with pytest.raises(KernelError, match="EINVAL"):
         sim.clone(RESTORER, 7, [700], int(CloneFlag.NEWUSER | CloneFlag.FS))
+    sim.clone(RESTORER, 8, [800], int(CloneFlag.NEWNET))
+    with pytest.raises(KernelError, match="EPERM"):
+        sim.setns(1, "net", 8)          # owned by the outer user namespace
+    sim.clone(RESTORER, 9, [900], 0)
+    sim.setns(9, "net", 8)
+    sim.unshare(9, int(CloneFlag.NEWUSER | CloneFlag.NEWUTS))
+    mine = sim.tasks[9].nsset
+    assert sim.owner_of("uts", mine["uts"]) == mine["user"]
+    assert sim.owner_of("user", mine["user"]) == sim.tasks[RESTORER].nsset["user"]
+    sim.clone(9, 10, [], int(CloneFlag.THREAD | CloneFlag.SIGHAND | CloneFlag.VM))
+    with pytest.raises(KernelError, match="EINVAL"):
+        sim.unshare(9, int(CloneFlag.NEWUSER))   # multithreaded
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
@@ -143,4 +204,47 @@ def test_set_tid_in_child_user_namespace_is_an_explained_blocker() -> None:
     p = plan(snap, live=False)
     assert p.feasible, p.problems
     assert p.processes[101].set_tid == [1, 101]
+    assert compare(snap, simulate(p.steps), RESTORER, 0) == []
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
+def test_real_ownership_net_before_user_and_user_first() -> None:
+    # a: unshare -n, then unshare -U (its net namespace is owned by our user namespace);
+    # b: both at once (the kernel makes the user namespace first: it owns the net one).
+    script = ("unshare -n unshare -U --map-root-user sleep 60 & "
+              "unshare -U -n --map-root-user sleep 60 & wait")
+    root = subprocess.Popen(["sh", "-c", script])
+    try:
+        deadline = time.monotonic() + 10
+        kids: list[int] = []
+        while time.monotonic() < deadline:
+            kids = [int(k) for k in Path(f"/proc/{root.pid}/task/{root.pid}/children")
+                    .read_text().split()]
+            if len(kids) == 2 and all(Path(f"/proc/{k}/comm").read_text() == "sleep\n"
+                                      for k in kids):
+                break
+            time.sleep(0.02)
+        snap = criu_model.dump([root.pid])
+    finally:
+        root.kill()
+        for kid in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(kid, 9)
+        root.wait()
+    host_user = os.stat("/proc/self/ns/user").st_ino
+
+    def ns_of(pid: int) -> dict[str, process_pb2.Namespace]:
+        return {ns.type: ns for ns in snap.by_pid[pid].namespaces}
+
+    a, b = sorted(kids, key=lambda k: ns_of(k)["net"].owner_user != host_user)
+    assert ns_of(a)["net"].owner_user == host_user == ns_of(a)["user"].parent
+    assert ns_of(b)["net"].owner_user == ns_of(b)["user"].inode
+    assert ns_of(a)["user"].owner_user == host_user     # a user namespace's owner: parent
+    p = plan(snap, live=False)
+    assert p.feasible, p.problems
+    assert _clone(p, a).args["flags"] == ["CLONE_NEWNET"]
+    assert [s.args["flags"] for s in p.steps if s.action is Action.UNSHARE and
+            s.actor == a] == [["CLONE_NEWUSER"]]
+    assert set(_clone(p, b).args["flags"]) == {"CLONE_NEWUSER", "CLONE_NEWNET"}
     assert compare(snap, simulate(p.steps), RESTORER, 0) == []

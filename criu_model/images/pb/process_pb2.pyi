@@ -88,14 +88,18 @@ class PosixTimer(_message.Message):
     def __init__(self, id: _Optional[int] = ..., signal: _Optional[int] = ..., sigval: _Optional[int] = ..., notify: _Optional[str] = ..., notify_tid: _Optional[int] = ..., clock_id: _Optional[int] = ...) -> None: ...
 
 class Namespace(_message.Message):
-    __slots__ = ("type", "inode", "dev")
+    __slots__ = ("type", "inode", "dev", "owner_user", "parent")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     INODE_FIELD_NUMBER: _ClassVar[int]
     DEV_FIELD_NUMBER: _ClassVar[int]
+    OWNER_USER_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
     type: str
     inode: int
     dev: int
-    def __init__(self, type: _Optional[str] = ..., inode: _Optional[int] = ..., dev: _Optional[int] = ...) -> None: ...
+    owner_user: int
+    parent: int
+    def __init__(self, type: _Optional[str] = ..., inode: _Optional[int] = ..., dev: _Optional[int] = ..., owner_user: _Optional[int] = ..., parent: _Optional[int] = ...) -> None: ...
 
 class CgroupMembership(_message.Message):
     __slots__ = ("hierarchy_id", "controllers", "path")
