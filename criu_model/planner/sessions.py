@@ -53,6 +53,9 @@ class Builder:
         self.base = RESTORER if plan.pid_ns == "same" else NEW_NS_INIT
         self.kids: dict[int, list[int]] = snap.children()
         self.pending: set[int] = {p.pid for p in snap.processes if p.pid in ns.chain}
+        # Processes whose group their own pid namespace cannot see: they can only inherit it.
+        self.inheritors = [p for p in snap.processes if len(p.ns_pgids) > 1
+                           and _hidden_at(p.ns_pgids, len(p.ns_pgids) - 1)]
         # Per placed actor: current session and group (outermost ids), chain, creator.
         self.sid: dict[int, int] = {self.base: OUTSIDE}
         self.pgid: dict[int, int] = {self.base: OUTSIDE}
@@ -60,7 +63,8 @@ class Builder:
         self.creator: dict[int, int] = {}
         self.group_size: dict[int, int] = defaultdict(int)
         self.members: dict[int, list[int]] = defaultdict(list)   # sid -> placed actors
-        self.subreapers: set[int] = set()
+        self.subreapers: dict[int, int] = {}          # assumed subreaper -> first orphan
+        self.reaper_of: dict[int, int] = {}           # orphan maker -> its orphan's reaper
         self.deferred: list[tuple[int, int]] = []     # (pid, pgid) joins
         self.late: list[tuple[int, int]] = []         # leaders that left their own group
         self.helpers: list[int] = []
@@ -189,6 +193,7 @@ class Builder:
                         self._inherited_group(kid) in (None, inherited_pgid) and \
                         self._needs_old(kid, inherited_sid, inherited_pgid, new_session):
                     self.place(kid, pid)
+        self._lead_groups_first(pid)
         self._visit_groups(pid)
         if proc.sid == pid:
             self.plan.add(pid, Action.SETSID, reason="session leader")
@@ -207,9 +212,36 @@ class Builder:
                           flags_value=int(CloneFlag.THREAD | CloneFlag.SIGHAND | CloneFlag.VM
                                           | CloneFlag.FS | CloneFlag.FILES),
                           reason="thread")
-        for kid in list(self.kids[pid]):
-            if kid in self.pending and self._direct(self._proc(kid), pid):
+        # Children waiting for a group a sibling's subtree makes go last.
+        waiting = {kid for kid in self.kids[pid] if self._waits_for_group(kid)}
+        for kid in sorted(self.kids[pid], key=lambda kid: kid in waiting):
+            if kid in self.pending and self._direct(self._proc(kid), pid) \
+                    and self._inherits_from(kid, pid):
                 self.place(kid, pid)
+
+    def _inherits_from(self, kid: int, creator: int) -> bool:
+        """Can `kid` get the group it can only inherit from `creator` as it is now?
+
+        If not, it waits: it may still be forked inside that group by an orphan maker.
+        """
+        return self._inherited_group(kid) in (None, self.pgid[creator])
+
+    def _lead_groups_first(self, pid: int) -> None:
+        """Fork first the children whose subtree makes a group other children inherit.
+
+        `pid` joined that group (made by a descendant) before forking them: the
+        group must exist before `pid` can visit it.
+        """
+        missing = {group for kid in self.kids[pid] if kid in self.pending
+                   and (group := self._inherited_group(kid)) is not None
+                   and group != self.pgid[pid] and self.group_size.get(group, 0) <= 0
+                   and group in self.pending}
+        for group in missing:
+            for kid in list(self.kids[pid]):
+                if kid in self.pending and (kid == group or self._below(group, kid)) \
+                        and self._direct(self._proc(kid), pid) \
+                        and self._inherited_group(kid) in (None, self.pgid[pid]):
+                    self.place(kid, pid)
 
     def _inherit_leaf(self, pid: int, depth: int = 0) -> process_pb2.Process | None:
         """The process whose group `pid` must be born in (it can only be inherited), or None.
@@ -230,12 +262,15 @@ class Builder:
                 continue
             leaf = self._inherit_leaf(kid, depth + 1)
             if leaf is not None and leaf.pgid != pid and level < len(leaf.ns_pgids) \
-                    and leaf.ns_pgids[level] == 0 and leaf.sid == self._proc(kid).sid:
+                    and leaf.ns_pgids[level] == 0 \
+                    and self._proc(kid).sid in (leaf.sid, kid):  # kid: forked it, then setsid
                 return leaf
         return None
 
     def _inherited_group(self, pid: int) -> int | None:
         """The group `pid` can only inherit from its creator, or None."""
+        if not self.inheritors:
+            return None   # the usual tree: every group is visible where it is used
         leaf = self._inherit_leaf(pid)
         return leaf.pgid if leaf is not None else None
 
@@ -261,11 +296,16 @@ class Builder:
             if kid in self.pending and group is not None and group != self.pgid[pid] \
                     and self._direct(self._proc(kid), pid):
                 wanted[group].append(kid)
+        # A group it can only inherit: once it leaves it, there is no way back.
+        stuck = _hidden_at(self._proc(pid).ns_pgids, len(self._proc(pid).ns_pgids) - 1)
         for group, kids in wanted.items():
             number = self._group_number(pid, kids[0])
+            leaf = self._inherit_leaf(kids[0])
+            if number and leaf is not None and leaf.sid == self.sid[pid] != pid:
+                self._recreate_group(leaf, leaf.sid)
             own = group == pid   # it made the group, forked them, then left it
             if (not number or (self.group_size.get(group, 0) <= 0 and not own)
-                    or self.sid[pid] == pid
+                    or self.sid[pid] == pid or stuck
                     or self._inherit_leaf(kids[0]).sid != self.sid[pid]):  # type: ignore[union-attr]
                 continue  # not joinable now: _join reports the child as unplannable
             self.plan.add(pid, Action.SETPGID, pgid=0 if own else number,
@@ -277,13 +317,16 @@ class Builder:
                     self.place(kid, pid)
 
     def _waits_for_group(self, pid: int) -> bool:
-        """Does a child of `pid` need to inherit a group that does not exist yet?"""
+        """Does a child of `pid`, or a process below it that can only inherit its group,
+        need a group that does not exist yet (and that `pid` does not make)?"""
         for kid in self.kids[pid]:
             group = self._inherited_group(kid)
             if kid in self.pending and group is not None and group != pid \
                     and self.group_size.get(group, 0) <= 0:
                 return True
-        return False
+        return any(proc.pid in self.pending and proc.pgid not in (pid, OUTSIDE)
+                   and self.group_size.get(proc.pgid, 0) <= 0 and self._below(proc.pid, pid)
+                   for proc in self.inheritors)
 
     def _needs_old(self, pid: int, sid: int | None, pgid: int | None, new_session: bool,
                    depth: int = 0) -> bool:
@@ -329,8 +372,13 @@ class Builder:
         for k in self._old_session_holders(proc.pid):
             if k.sid == proc.pid or self._below(k.sid, proc.pid):
                 continue  # a session made later inside its own subtree: k is an orphan
+            if _hidden_at(k.ns_sids, len(proc.ns_pids) - 1) or k.sid in self.snap.by_pid:
+                # A session its namespace cannot see, or whose leader is not below it,
+                # can only have come through it: it was born there.
+                return k
             # Otherwise k kept the old session, or is an orphan reparented to this
-            # reaper: the old session is most likely the parent's.
+            # reaper (from a session whose gone leader was below): most likely the
+            # parent's.
             if parent is not None and parent.sid == k.sid:
                 return k
             if parent is None and not is_ns_init(proc):
@@ -351,6 +399,12 @@ class Builder:
                 out.append(k)
             elif depth < 64 and k.ns_pids and len(k.ns_pids) == len(self._proc(pid).ns_pids):
                 out.extend(self._old_session_holders(kid, depth + 1))
+            elif depth < 64 and is_ns_init(k):
+                # Its orphans' sessions may be any of its namespace: only one that
+                # namespace cannot see came in through it.
+                level = len(k.ns_pids) - 1
+                out.extend(h for h in self._old_session_holders(kid, depth + 1)
+                           if _hidden_at(h.ns_sids, level))
         return out
 
     def _below(self, pid: int, ancestor: int) -> bool:
@@ -435,14 +489,16 @@ class Builder:
         pgid = self._inherited_group(pid)
         candidates = self._candidates(birth.sid, chain, under, pgid)
         if not candidates:
-            if self._session_helper(birth, chain, under):
+            made = self._session_helper(birth, chain, under)
+            leaf = self._inherit_leaf(pid)
+            if leaf is not None:
+                made = self._recreate_group(leaf, birth.sid, under) or made
+            if made:
                 candidates = self._candidates(birth.sid, chain, under, pgid)
             if not candidates:
                 return False
         if under is not None and parent not in self.subreapers:
-            self.subreapers.add(parent)
-            self.plan.add(parent, Action.SUBREAPER,
-                          reason=f"{pid} was reparented to it, so it was a child subreaper")
+            self.subreapers[parent] = pid   # the flag is set in finish(), just in time
             self.plan.problem(Severity.WARNING, "subreaper-assumed",
                               f"pid {parent} is made a child subreaper: {pid} was reparented "
                               "to it (the snapshot does not record the flag)", pid=parent)
@@ -456,25 +512,61 @@ class Builder:
                            f"({reaper_why}) when this helper exits")
         self.helpers.append(maker)
         self.orphan_makers[maker] = pid
+        self.reaper_of[maker] = parent
         self.members[birth.sid].append(maker)
         self.place(pid, maker)
         return True
 
     def _group_helper(self, pid: int, pgid: int) -> None:
         proc = self._proc(pid)
-        numbers = visible_prefix(proc.ns_pgids) or [pgid]
-        chain = self.ns.chain[pid][:len(numbers) - 1]
-        candidates = self._candidates(proc.sid, chain, None)
-        if not candidates:
+        if not self._make_group(proc, pgid, proc.sid):
             raise _Unplannable(f"no process of session {proc.sid} can create group {pgid}")
+
+    def _recreate_group(self, leaf: process_pb2.Process, sid: int,
+                        under: int | None = None) -> bool:
+        """Make the group `leaf` can only inherit exist now, in session `sid`, if it can.
+
+        Its leader gone: a helper leads it. Its leader moved on to another group:
+        the leader leads it again now and moves at the end (`late`).
+        """
+        pgid = leaf.pgid
+        if pgid == OUTSIDE or self.group_size.get(pgid, 0) > 0:
+            return False
+        if pgid not in self.snap.by_pid:
+            return pgid not in self.where and self._make_group(leaf, pgid, sid, under)
+        leader = self._proc(pgid)
+        if pgid not in self.where or self.sid[pgid] != sid or sid == pgid \
+                or not leader.ns_pgids or leader.ns_pgids[-1] == 0 \
+                or (under is not None and not self._descends(pgid, under)):
+            return False
+        self.plan.add(pgid, Action.SETPGID, pgid=0,
+                      reason=f"recreate group {pgid} now: {leaf.pid} can only inherit it; "
+                             f"moves to group {leader.pgid} at the end")
+        self._set_pgid(pgid, pgid)
+        self.late.append((pgid, leader.pgid))
+        return True
+
+    def _make_group(self, member: process_pb2.Process, pgid: int, sid: int,
+                    under: int | None = None) -> bool:
+        """A helper with pid `pgid` (numbered as `member` sees the group) leads it now.
+
+        Made early when a process can only inherit the group, so must be forked
+        inside it; `under`: the helper must descend from that subreaper.
+        """
+        numbers = visible_prefix(member.ns_pgids) or [pgid]
+        chain = self.ns.chain[member.pid][:len(numbers) - 1]
+        candidates = self._candidates(sid, chain, under)
+        if not candidates:
+            return False
         self._clone(candidates[0], pgid, kernel_order(numbers), chain, new_ns=False,
                     helper=True,
                     reason=f"process group leader {pgid} is gone: a helper with its pid "
                            "recreates the group")
         self.helpers.append(pgid)
-        self.members[proc.sid].append(pgid)
+        self.members[sid].append(pgid)
         self.plan.add(pgid, Action.SETPGID, pgid=0, reason="recreate process group")
         self._set_pgid(pgid, pgid)
+        return True
 
     # ------------------------------------------------------------ the whole tree
 
@@ -514,8 +606,9 @@ class Builder:
                     parent = self.expected_parent(proc)
                     free = self._birth(proc) is None and (parent == self.base
                                                           or parent in self.where)
-                    if free or ((parent == self.base or parent in self.where)
-                                and self._direct(proc, parent)):
+                    if (free or ((parent == self.base or parent in self.where)
+                                 and self._direct(proc, parent))) \
+                            and self._inherits_from(pid, parent):
                         self.place(pid, parent)
                         progress = True
                     elif self._orphan(pid):
@@ -567,11 +660,22 @@ class Builder:
     def finish(self) -> None:
         """Helpers exit (reverse creation order), then zombies: the last steps."""
         parents = dict(self.creator)
-        for helper in reversed(self.helpers):
+        flagged: set[int] = set()
+        for helper in self._exit_order():
+            reaper = self.reaper_of.get(helper)
+            for sub in self._subreapers_up_to(reaper):
+                if sub not in flagged:
+                    flagged.add(sub)
+                    self.plan.add(sub, Action.SUBREAPER,
+                                  reason=f"{self.subreapers[sub]} was reparented to it, so it "
+                                         "was a child subreaper")
             self.plan.add(helper, Action.EXIT, status=0,
                           reason="helper done: its children are reparented")
             parent = parents[helper]
             self.plan.add(parent, Action.WAIT, child=helper)
+        for sub in self.subreapers:
+            if sub not in flagged:
+                self.plan.add(sub, Action.SUBREAPER, reason="child subreaper")
         for pid, planned in self.plan.processes.items():
             if planned.zombie:
                 status = self._proc(pid).exit_code
@@ -582,6 +686,41 @@ class Builder:
                     args["code"] = os.WEXITSTATUS(status)
                 self.plan.add(pid, Action.EXIT, reason="zombie: exits with its recorded "
                                                        "status, never reaped", **args)
+
+    def _subreapers_up_to(self, reaper: int | None) -> list[int]:
+        """The assumed subreapers at or above `reaper` (outermost first; None: all)."""
+        if reaper is None:
+            return list(self.subreapers)
+        out = []
+        key: int | None = reaper
+        while key is not None:
+            if key in self.subreapers:
+                out.append(key)
+            key = self.creator.get(key)
+        return out[::-1]
+
+    def _exit_order(self) -> list[int]:
+        """Helpers, each after its children (they are reaped by their creator).
+
+        An orphan maker exits once the subreapers at or above its orphan's
+        reaper are set, and before any below it: those would catch the orphan.
+        So makers go by how many assumed subreapers their reaper has above it;
+        other helpers last. Reverse creation order otherwise.
+        """
+        index = {helper: i for i, helper in enumerate(self.helpers)}
+        depth = {helper: (len(self._subreapers_up_to(self.reaper_of[helper]))
+                          if helper in self.reaper_of else len(self.subreapers) + 1)
+                 for helper in self.helpers}
+        for helper in reversed(self.helpers):   # children were created later
+            parent = self.creator[helper]
+            if parent in depth:
+                depth[parent] = max(depth[parent], depth[helper])
+        return sorted(self.helpers, key=lambda h: (depth[h], -index[h]))
+
+
+def _hidden_at(numbers: list[int] | tuple[int, ...], level: int) -> bool:
+    """Is the pid these NSsid/NSpgid numbers name invisible from namespace `level`?"""
+    return level < len(numbers) and numbers[level] == 0
 
 
 def _few(pids: list[int], limit: int = 5) -> str:
