@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from criu_model.planner.model import RESTORER, Action, Plan, Severity, Step
+from criu_model.planner.model import RESTORER, Action, CloneFlag, Plan, Severity, Step, flag_names
 
 _HIDDEN_ARGS = {"flags_value", "child"}
 
@@ -44,6 +44,9 @@ def show_plan(plan: Plan, console: Console) -> None:
             head += f"  set_tid={list(planned.set_tid)}"
             if planned.new_pid_ns:
                 head += "  new pid namespace"
+            shown = planned.flags & ~CloneFlag.NEWPID
+            if shown:
+                head += "  " + ",".join(flag_names(shown))
             if planned.helper:
                 head += f"  [helper: {planned.reason}]"
         lines.append(pad + head)

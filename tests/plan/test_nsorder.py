@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 import criu_model
 from criu_model.images.pb import inventory_pb2, process_pb2
@@ -17,6 +19,7 @@ from criu_model.planner import RESTORER, Action, plan
 from criu_model.planner.check import compare
 from criu_model.planner.model import CloneFlag, Step
 from criu_model.planner.simulate import KernelError, Simulator, simulate
+from criu_model.render.plan import show_plan
 from criu_model.snapshot import Snapshot
 from tests.proctree import Tree
 
@@ -103,6 +106,12 @@ def test_dumped_owner_orders_the_user_namespace_after_what_the_outer_one_owns() 
         [(101, ["CLONE_NEWUSER", "CLONE_NEWUTS"])]
     sim = simulate(p.steps)
     assert compare(snap, sim, RESTORER, 0) == []
+    out = io.StringIO()
+    show_plan(p, Console(file=out, width=200))
+    text = out.getvalue().splitlines()
+    line = next(i for i, x in enumerate(text) if x.strip().startswith("101 "))
+    assert text[line].endswith("set_tid=[101]  CLONE_NEWNET")
+    assert "unshare flags=CLONE_NEWUTS,CLONE_NEWUSER" in text[line + 1]
     ns = sim.namespaces()
     assert sim.owner_of("net", ns["net"][101]) == ns["user"][100]
     assert sim.owner_of("uts", ns["uts"][101]) == ns["user"][101]
