@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import functools
 import os
 import socket
@@ -284,6 +285,22 @@ def probe_pidfd() -> Feature:
     return Feature("pidfd", True, "pidfd_open works (Linux 5.3+)")
 
 
+@functools.cache
+def probe_ns_owner() -> Feature:
+    # ioctl_ns NS_GET_USERNS / NS_GET_PARENT: Linux 4.9.
+    from criu_model.collect.nsowner import NS_GET_USERNS
+    fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        owner = fcntl.ioctl(fd, NS_GET_USERNS)
+    except OSError as err:
+        why = "kernel < 4.9" if err.errno in (errno.ENOTTY, errno.EINVAL) else err.strerror
+        return Feature("ns_owner", False, f"{_errname(err)}: {why}")
+    finally:
+        os.close(fd)
+    os.close(owner)
+    return Feature("ns_owner", True, "ioctl NS_GET_USERNS works (Linux 4.9+)")
+
+
 _PROBES: tuple[Callable[[], Feature | tuple[Feature, ...]], ...] = (
     probe_kcmp,
     probe_map_files,
@@ -294,6 +311,7 @@ _PROBES: tuple[Callable[[], Feature | tuple[Feature, ...]], ...] = (
     probe_ptrace_seize,
     probe_cgroup_freezer,
     probe_pidfd,
+    probe_ns_owner,
 )
 
 FEATURE_NAMES = (
@@ -301,7 +319,7 @@ FEATURE_NAMES = (
     "sock_diag:unix", "sock_diag:inet_tcp", "sock_diag:inet_udp", "sock_diag:inet6_tcp",
     "sock_diag:inet6_udp", "sock_diag:inet_raw", "sock_diag:netlink", "sock_diag:packet",
     "clone3", "clone3_set_tid", "pagemap_scan", "soft-dirty", "ptrace_seize",
-    "cgroup2_freezer", "pidfd",
+    "cgroup2_freezer", "pidfd", "ns_owner",
 )
 
 

@@ -71,6 +71,22 @@ def test_pidfd_matches_the_kernel(table: dict[str, Feature]) -> None:
         assert table["pidfd"].available
 
 
+def test_ns_owner_matches_the_kernel(table: dict[str, Feature]) -> None:
+    # Independently: the owner of our own user namespace's net namespace is a user
+    # namespace, so the returned fd links to "user:[...]".
+    fd = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        owner = fcntl.ioctl(fd, 0xB701)   # NS_GET_USERNS = _IO(0xb7, 0x1)
+    except OSError:
+        owner = -1
+    finally:
+        os.close(fd)
+    assert table["ns_owner"].available == (owner >= 0)
+    if owner >= 0:
+        assert os.readlink(f"/proc/self/fd/{owner}").startswith("user:[")
+        os.close(owner)
+
+
 def _pagemap_scan_independent() -> bool:
     """PAGEMAP_SCAN on an empty range with fcntl.ioctl: ENOTTY before Linux 6.7."""
     arg = struct.pack("=12Q", 96, *([0] * 11))  # struct pm_scan_arg, only .size set
