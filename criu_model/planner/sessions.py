@@ -184,15 +184,11 @@ class Builder:
         for hook in self.on_created:
             hook(pid)
         inherited_sid, inherited_pgid = self.sid[pid], self.pgid[pid]
+        self._lead_groups_first(pid)
         if proc.sid == pid or proc.pgid != inherited_pgid:
             # Children that kept what this process had before it changed session or
             # group were forked before the change: fork them first.
-            new_session = proc.sid == pid
-            for kid in list(self.kids[pid]):
-                if kid in self.pending and self._direct(self._proc(kid), pid) and \
-                        self._inherited_group(kid) in (None, inherited_pgid) and \
-                        self._needs_old(kid, inherited_sid, inherited_pgid, new_session):
-                    self.place(kid, pid)
+            self._fork_keepers(pid, inherited_sid, inherited_pgid, proc.sid == pid)
         self._lead_groups_first(pid)
         self._visit_groups(pid)
         if proc.sid == pid:
@@ -219,6 +215,16 @@ class Builder:
                     and self._inherits_from(kid, pid):
                 self.place(kid, pid)
 
+    def _fork_keepers(self, pid: int, sid: int, pgid: int, new_session: bool) -> None:
+        """Fork the children that keep what `pid` has now (session `sid`, group `pgid`),
+        before it changes them."""
+        for kid in list(self.kids[pid]):
+            if kid in self.pending and self.pgid[pid] == pgid \
+                    and self._direct(self._proc(kid), pid) \
+                    and self._inherited_group(kid) in (None, pgid) \
+                    and self._needs_old(kid, sid, pgid, new_session):
+                self.place(kid, pid)
+
     def _inherits_from(self, kid: int, creator: int) -> bool:
         """Can `kid` get the group it can only inherit from `creator` as it is now?
 
@@ -227,21 +233,55 @@ class Builder:
         return self._inherited_group(kid) in (None, self.pgid[creator])
 
     def _lead_groups_first(self, pid: int) -> None:
-        """Fork first the children whose subtree makes a group other children inherit.
+        """Make first the groups that processes below `pid` can only inherit.
 
-        `pid` joined that group (made by a descendant) before forking them: the
-        group must exist before `pid` can visit it.
+        Their creators join such a group (made by a descendant of a sibling, or
+        by an orphan) before forking them: it must exist by then. Called before
+        `pid` changes session or group too, while the makers' session is its own.
         """
-        missing = {group for kid in self.kids[pid] if kid in self.pending
-                   and (group := self._inherited_group(kid)) is not None
-                   and group != self.pgid[pid] and self.group_size.get(group, 0) <= 0
-                   and group in self.pending}
-        for group in missing:
+        for group in self._missing_groups(pid):
             for kid in list(self.kids[pid]):
                 if kid in self.pending and (kid == group or self._below(group, kid)) \
                         and self._direct(self._proc(kid), pid) \
                         and self._inherited_group(kid) in (None, self.pgid[pid]):
                     self.place(kid, pid)
+            if group in self.pending and not self._below(group, pid):
+                self._place_elsewhere(group)
+
+    def _missing_groups(self, pid: int) -> set[int]:
+        """Groups not made yet, with a pending leader, that a pending child of `pid`
+        or a pending process below it can only inherit."""
+        if not self.inheritors:
+            return set()
+        wanted = {self._inherited_group(kid) for kid in self.kids[pid] if kid in self.pending}
+        # Below: only a group made in another child's subtree (or outside) orders them.
+        wanted.update(proc.pgid for proc in self.inheritors if proc.pid in self.pending
+                      and (branch := self._branch(proc.pid, pid)) is not None
+                      and self._branch(proc.pgid, pid) != branch)
+        return {group for group in wanted if group is not None and group != self.pgid[pid]
+                and group in self.pending and self.group_size.get(group, 0) <= 0}
+
+    def _branch(self, pid: int, ancestor: int) -> int | None:
+        """The child of `ancestor` whose subtree holds `pid` (itself if a child), or None."""
+        seen: set[int] = set()
+        proc = self.snap.by_pid.get(pid)
+        while proc is not None and proc.pid not in seen:
+            if proc.ppid == ancestor:
+                return proc.pid
+            seen.add(proc.pid)
+            proc = self.snap.by_pid.get(proc.ppid)
+        return None
+
+    def _place_elsewhere(self, pid: int) -> None:
+        """Create `pid` now, outside the subtree being placed: by its parent, else
+        through an orphan maker (nothing if neither is possible yet)."""
+        proc = self._proc(pid)
+        parent = self.expected_parent(proc)
+        if (parent == self.base or parent in self.where) and self._direct(proc, parent) \
+                and self._inherits_from(pid, parent):
+            self.place(pid, parent)
+        else:
+            self._orphan(pid)
 
     def _inherit_leaf(self, pid: int, depth: int = 0) -> process_pb2.Process | None:
         """The process whose group `pid` must be born in (it can only be inherited), or None.
@@ -409,14 +449,7 @@ class Builder:
 
     def _below(self, pid: int, ancestor: int) -> bool:
         """Is `pid` a descendant of `ancestor` in the dumped tree?"""
-        seen: set[int] = set()
-        proc = self.snap.by_pid.get(pid)
-        while proc is not None and proc.pid not in seen:
-            if proc.ppid == ancestor:
-                return True
-            seen.add(proc.pid)
-            proc = self.snap.by_pid.get(proc.ppid)
-        return False
+        return self._branch(pid, ancestor) is not None
 
     def _direct(self, kid: process_pb2.Process, parent: int) -> bool:
         birth = self._birth(kid)
@@ -488,6 +521,8 @@ class Builder:
         # A group invisible from the process's namespace can only be inherited.
         pgid = self._inherited_group(pid)
         candidates = self._candidates(birth.sid, chain, under, pgid)
+        if not candidates and pgid is not None and self._join_early(pgid):
+            candidates = self._candidates(birth.sid, chain, under, pgid)
         if not candidates:
             made = self._session_helper(birth, chain, under)
             leaf = self._inherit_leaf(pid)
@@ -495,6 +530,8 @@ class Builder:
                 made = self._recreate_group(leaf, birth.sid, under) or made
             if made:
                 candidates = self._candidates(birth.sid, chain, under, pgid)
+            if not candidates and under is not None and pgid is not None:
+                candidates = self._group_visitor(under, self._inherit_leaf(pid), chain)
             if not candidates:
                 return False
         if under is not None and parent not in self.subreapers:
@@ -516,6 +553,31 @@ class Builder:
         self.members[birth.sid].append(maker)
         self.place(pid, maker)
         return True
+
+    def _group_visitor(self, parent: int, leaf: process_pb2.Process | None,
+                       chain: Chain) -> list[int]:
+        """A helper `parent` forks that joins `leaf`'s group (as [it]), or [] if it cannot.
+
+        `parent` left that group (or never was in it) yet a process that can only
+        inherit it must descend from `parent`: it is forked inside it below this
+        helper and reparented to `parent` (a subreaper) when the helpers exit.
+        """
+        if leaf is None:
+            return []
+        pgid, level = leaf.pgid, len(chain)
+        if self.group_size.get(pgid, 0) <= 0 or self.where.get(parent) != chain \
+                or self.sid.get(pgid, self.sid[parent]) != self.sid[parent] \
+                or _hidden_at(leaf.ns_pgids, level) or level >= len(leaf.ns_pgids):
+            return []
+        visitor = self._helper_key()
+        self._clone(parent, visitor, self.ns.spare_set_tid(chain), chain, new_ns=False,
+                    helper=True, reason=f"visits process group {pgid} for a child of {parent}")
+        self.helpers.append(visitor)
+        self.members[self.sid[parent]].append(visitor)
+        self.plan.add(visitor, Action.SETPGID, pgid=leaf.ns_pgids[level],
+                      reason=f"join process group {pgid}: the orphan it forks must inherit it")
+        self._set_pgid(visitor, pgid)
+        return [visitor]
 
     def _group_helper(self, pid: int, pgid: int) -> None:
         proc = self._proc(pid)
@@ -539,6 +601,9 @@ class Builder:
                 or not leader.ns_pgids or leader.ns_pgids[-1] == 0 \
                 or (under is not None and not self._descends(pgid, under)):
             return False
+        self._fork_keepers(pgid, sid, self.pgid[pgid], False)   # before it leaves its group
+        if self.group_size.get(pgid, 0) > 0:
+            return True   # made meanwhile, by one of them
         self.plan.add(pgid, Action.SETPGID, pgid=0,
                       reason=f"recreate group {pgid} now: {leaf.pid} can only inherit it; "
                              f"moves to group {leader.pgid} at the end")
@@ -595,6 +660,7 @@ class Builder:
                 fix="restore from a process of that session (e.g. the same shell or "
                     "container) if job control or SIGHUP delivery matters")
         try:
+            self._check_no_return_outside()
             progress = True
             strict = True  # first place processes whose children's groups already exist
             while self.pending and progress:
@@ -608,7 +674,8 @@ class Builder:
                                                           or parent in self.where)
                     if (free or ((parent == self.base or parent in self.where)
                                  and self._direct(proc, parent))) \
-                            and self._inherits_from(pid, parent):
+                            and (self._inherits_from(pid, parent)
+                                 or self._join_early(self._inherited_group(pid), parent)):
                         self.place(pid, parent)
                         progress = True
                     elif self._orphan(pid):
@@ -629,16 +696,45 @@ class Builder:
                               + ", ".join(str(p) for p in sorted(self.pending)),
                               pid=min(self.pending))
 
+    def _join_early(self, pgid: int | None, pid: int | None = None) -> bool:
+        """Do now the deferred joins of group `pgid` (only `pid`'s if given); any done?
+
+        A process whose group did not exist when it was placed joins it at the
+        end; a process that can only inherit that group needs a creator inside it
+        now that it exists.
+        """
+        done = False
+        for item in list(self.deferred):
+            joiner, group = item
+            if group != pgid or (pid is not None and joiner != pid) \
+                    or self.group_size.get(group, 0) <= 0 \
+                    or self.sid.get(group, self.sid[joiner]) != self.sid[joiner]:
+                continue
+            self.deferred.remove(item)
+            proc = self._proc(joiner)
+            self.plan.add(joiner, Action.SETPGID, pgid=proc.ns_pgids[-1] if proc.ns_pgids
+                          else group, reason=f"join process group {group}")
+            self._set_pgid(joiner, group)
+            done = True
+        return done
+
+    def _check_no_return_outside(self) -> None:
+        """Refuse a group whose leader moved on to a group made outside the dumper's
+        pid namespace: only the leader can make the group, and from inside no
+        setpgid() can name that outer group to go back to it."""
+        for proc in self.snap.processes:
+            leader = self.snap.by_pid.get(proc.pgid)
+            if leader is not None and leader.pid != proc.pid and leader.pgid == OUTSIDE:
+                raise _Unplannable(
+                    f"{leader.pid} led process group {leader.pid}, then moved to a group whose "
+                    "leader was outside the dumper's pid namespace: setpgid() "
+                    "cannot name that group from inside", pid=leader.pid)
+
     def _finish_groups(self) -> None:
         for pid, pgid in self.deferred:
             if self.group_size.get(pgid, 0) <= 0:
                 leader = self.snap.by_pid.get(pgid)
                 if leader is not None:
-                    if leader.pgid == OUTSIDE:
-                        raise _Unplannable(
-                            f"{pgid} led process group {pgid}, then moved to a group whose "
-                            "leader was outside the dumper's pid namespace: setpgid() "
-                            "cannot name that group from inside", pid=pgid)
                     # The leader left its group later: it leads it now, moves at the end.
                     self.plan.add(pgid, Action.SETPGID, pgid=0,
                                   reason=f"recreate group {pgid} before it moves to "
