@@ -63,6 +63,7 @@ class Builder:
         self.creator: dict[int, int] = {}
         self.group_size: dict[int, int] = defaultdict(int)
         self.members: dict[int, list[int]] = defaultdict(list)   # sid -> placed actors
+        self.members[OUTSIDE].append(self.base)   # the restorer is in the hidden session
         self.subreapers: dict[int, int] = {}          # assumed subreaper -> first orphan
         self.reaper_of: dict[int, int] = {}           # orphan maker -> its orphan's reaper
         self.deferred: list[tuple[int, int]] = []     # (pid, pgid) joins
@@ -732,6 +733,9 @@ class Builder:
 
     def _finish_groups(self) -> None:
         for pid, pgid in self.deferred:
+            if any(pid == leader for leader, _ in self.late) \
+                    and any(pid == target for _, target in self.late):
+                continue   # another leader moves into its group later: it moves with them
             if self.group_size.get(pgid, 0) <= 0:
                 leader = self.snap.by_pid.get(pgid)
                 if leader is not None:
@@ -747,11 +751,29 @@ class Builder:
             self.plan.add(pid, Action.SETPGID, pgid=proc.ns_pgids[-1] if proc.ns_pgids
                           else pgid, reason=f"join process group {pgid}")
             self._set_pgid(pid, pgid)
-        for pid, pgid in reversed(self.late):  # the last made group still has its leader
+        moves = list(reversed(self.late))   # the last made group still has its leader
+        while moves:
+            pid, pgid = self._next_leader_move(moves)
+            moves.remove((pid, pgid))
             proc = self._proc(pid)
             self.plan.add(pid, Action.SETPGID, pgid=proc.ns_pgids[-1] if proc.ns_pgids
                           else pgid, reason=f"join process group {pgid}")
             self._set_pgid(pid, pgid)
+
+    def _next_leader_move(self, moves: list[tuple[int, int]]) -> tuple[int, int]:
+        """A leader whose target group still exists, best one whose own group outlives it.
+
+        Leaders may end in each other's groups (a cycle): each must move while its
+        target still has a member, and a group another leader still moves into
+        must not be emptied first.
+        """
+        ready = [m for m in moves if self.group_size.get(m[1], 0) > 0]
+        if not ready:
+            raise _Unplannable("process group leaders " + ", ".join(str(m[0]) for m in moves)
+                               + " each end in a group that no longer exists when they move")
+        needed = {target for _, target in moves}
+        safe = [m for m in ready if self.group_size.get(m[0], 0) > 1 or m[0] not in needed]
+        return (safe or ready)[0]
 
     def finish(self) -> None:
         """Helpers exit (reverse creation order), then zombies: the last steps."""

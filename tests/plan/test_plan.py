@@ -254,11 +254,12 @@ def test_inherited_outer_groups_are_planned(seed: int) -> None:
 # or made by a descendant of the process that must hand it on; an orphan that can only
 # inherit its group; an orphan maker under a subreaper set too early. Then (17480..58321):
 # such a group made in a sibling's subtree or by an orphan (made first), joined late by
-# the creator (joins early).
+# the creator (joins early); 44635 (a wrong plan): two leaders that end in each other's
+# groups, moved while each target group still has a member.
 _ONCE_UNPLANNABLE = (30, 191, 253, 273, 275, 291, 294, 738, 932, 985, 988, 1084, 1496, 1510,
                      1658, 1659, 1843, 1848, 1871, 1904, 1926, 1967, 1998, 2172, 2253, 2530,
                      2534, 2707, 2762, 2838, 2992, 4975, 17480, 20297, 20744, 20943, 30809,
-                     34176, 43525, 43948, 58321)
+                     34176, 43525, 43948, 44635, 58321)
 
 
 @pytest.mark.parametrize("seed", _ONCE_UNPLANNABLE)
@@ -290,10 +291,9 @@ def test_sessions_outside_the_dump_namespace_stay_with_the_restorer() -> None:
     """Dumped inside a pid namespace, the launcher's session and group read as 0: they
     are inherited from the restorer, never recreated by a helper numbered 0."""
     hidden = unplannable = 0
-    for seed in range(120):
+    for seed in (*range(120), 19022):   # 19022: a group helper made by the restorer
         rng = random.Random(seed)
-        snap = to_snapshot(random_world(rng, rng.randint(5, 40), init_setsid=True),
-                           hide_outside=True)
+        snap = to_snapshot(random_world(rng, rng.randint(5, 60)), hide_outside=True)
         if not snap.processes:
             continue
         outside = [x.pid for x in snap.processes if x.sid == 0]
@@ -310,7 +310,7 @@ def test_sessions_outside_the_dump_namespace_stay_with_the_restorer() -> None:
         assert compare(snap, simulate(p.steps), RESTORER, 0) == [], seed
         warned = [x for x in p.problems if x.kind == "session-outside"]
         assert bool(warned) == bool(outside), seed
-    assert hidden >= 60 and unplannable <= 6
+    assert hidden >= 60 and unplannable <= 12
 
 
 def test_port_conflict_detected_offline_free() -> None:
