@@ -92,3 +92,16 @@ def unused_pid() -> int:
     while Path(f"/proc/{pid}").exists():
         pid -= 1
     return pid
+
+
+def kthreadd_or_skip() -> int:
+    """Pid 2 when it is kthreadd; inside a pid namespace no kernel thread is visible."""
+    from criu_model.collect.stat import TaskFlag
+    try:
+        data = Path("/proc/2/stat").read_bytes()
+    except FileNotFoundError:
+        pytest.skip("no pid 2 here: kernel threads are not visible (a pid namespace?)")
+    flags = int(data[data.rindex(b")") + 2 :].split()[6])
+    if not flags & TaskFlag.KTHREAD or b"(kthreadd)" not in data:
+        pytest.skip("pid 2 is not kthreadd here (a pid namespace?)")
+    return 2

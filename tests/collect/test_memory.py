@@ -21,6 +21,7 @@ from criu_model.errors import ProcessGone, UsageError
 from criu_model.images.pb import mm_pb2
 from criu_model.kernel.pagemap import pagemap_scan_supported
 from tests.collect.test_pages import PAGE, spawn_mapper
+from tests.conftest import kthreadd_or_skip
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -143,11 +144,7 @@ def test_zombie_has_no_vmas() -> None:
 
 
 def test_kernel_thread_has_no_vmas() -> None:
-    kthreadd = 2
-    with open(f"/proc/{kthreadd}/stat", "rb") as f:
-        if b"(kthreadd)" not in f.read():
-            pytest.skip("pid 2 is not kthreadd (pid namespace?)")
-    mm = collect_memory(kthreadd)
+    mm = collect_memory(kthreadd_or_skip())
     assert len(mm.vmas) == 0 and list(mm.unreadable) == []
 
 

@@ -22,7 +22,7 @@ from criu_model.collect.stat import TaskFlag
 from criu_model.collect.tree import discover
 from criu_model.errors import ProcessGone
 from criu_model.images.pb import process_pb2
-from tests.conftest import RICH_ENV_VALUE, RICH_ENV_VAR, needs_root
+from tests.conftest import RICH_ENV_VALUE, RICH_ENV_VAR, kthreadd_or_skip, needs_root
 from tests.proctree import (
     ADDR_NO_RANDOMIZE,
     BLOCKING_THREAD,
@@ -272,12 +272,7 @@ def test_cgroup_membership(cgroup2_dir: Path, rich_proc: Tree) -> None:
 
 
 def test_kernel_thread() -> None:
-    with open("/proc/2/stat", "rb") as f:
-        data = f.read()
-    flags = int(data[data.rindex(b")") + 2 :].split()[6])
-    if not flags & TaskFlag.KTHREAD:
-        pytest.skip("pid 2 is not kthreadd here")
-    proc = collect_process(2)
+    proc = collect_process(kthreadd_or_skip())
     assert proc.is_kthread and proc.ppid == 0
     assert list(proc.cmdline) == []
     assert "exe" in unreadable(proc)
