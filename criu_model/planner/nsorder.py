@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from criu_model.images.pb import process_pb2
 from criu_model.planner.model import NS_FLAG, NS_TYPES, Action, Plan, Severity, flag_names
-from criu_model.planner.pids import Chain
+from criu_model.planner.pids import Chain, is_ns_init
 from criu_model.planner.sessions import Builder
 from criu_model.snapshot import Snapshot
 
@@ -78,6 +79,12 @@ class NsOrder:
         outer, inner = have.get("user"), want.get("user", have.get("user"))
         entry = _Entry()
         self.after[pid] = entry
+        for ns_type, inode in new.items():
+            owner = self.dumped_owner.get((ns_type, inode))
+            if ns_type != "user" and owner not in (None, outer, inner):
+                self._refuse(pid, f"its {ns_type} namespace {inode} is owned by user "
+                                  f"namespace {owner}, neither its own ({inner}) nor its "
+                                  f"creator's ({outer})")
         if inner == outer:
             entry.late_joins = joins
             return self._flags(new)
@@ -87,20 +94,26 @@ class NsOrder:
                      if t != "user" and self.dumped_owner.get((t, i)) == outer}
         early_joins = {t: i for t, i in joins.items() if t != "user"
                        and ("user" in new or not self._covers(inner, self.owner.get((t, i))))}
-        for ns_type, inode in new.items():
-            owner = self.dumped_owner.get((ns_type, inode))
-            if ns_type != "user" and owner not in (None, outer, inner):
-                self._refuse(pid, f"its {ns_type} namespace {inode} is owned by user "
-                                  f"namespace {owner}, neither its own ({inner}) nor its "
-                                  f"creator's ({outer})")
         if not early_new and not early_joins:
             entry.late_joins = joins
             return self._flags(new)
+        proc = self.snap.by_pid[pid]
+        if is_ns_init(proc) and self._pid_owner(proc) in (None, inner):
+            # Its clone makes the pid namespace too, owned by the user namespace it is in.
+            self._refuse(pid, f"its new pid namespace is owned by its user namespace "
+                              f"{inner}, but it must first make or join namespaces its "
+                              f"creator's user namespace {outer} owns")
         entry.early_joins = early_joins
         entry.user = "create" if "user" in new else "join"
         entry.late_new = {t: i for t, i in new.items() if t != "user" and t not in early_new}
         entry.late_joins = {t: i for t, i in joins.items() if t not in early_joins}
         return self._flags(early_new)
+
+    @staticmethod
+    def _pid_owner(proc: process_pb2.Process) -> int | None:
+        """The recorded owner of the pid namespace `proc` is in, None if unknown."""
+        return next((ns.owner_user for ns in proc.namespaces
+                     if ns.type == "pid" and ns.owner_user), None)
 
     @staticmethod
     def _flags(types: dict[str, int]) -> int:

@@ -134,6 +134,29 @@ def test_a_third_owner_is_an_explained_blocker() -> None:
     assert "owned by user namespace 99" in blocker[0].message
 
 
+def test_a_pid_namespace_init_that_must_leave_its_user_namespace_late() -> None:
+    # 101 starts a pid namespace, is in user namespace 20 and in net 21, which the host's
+    # user namespace 10 owns: the net namespace must come first, so the clone that makes
+    # the pid namespace happens before user 20 exists. Fine if 10 owns the pid namespace.
+    def init(pid_owner: int) -> Snapshot:
+        kid = _owned(_proc(101, 100, user=20, net=21), "net", 10)
+        kid.namespaces.add(type="pid", inode=30, owner_user=pid_owner)
+        kid.ns_pids[:] = [101, 1]
+        kid.ns_pgids[:] = [100, 0]
+        kid.ns_sids[:] = [100, 0]
+        return _snap(_proc(100, 1), kid)
+
+    p = plan(init(10), live=False)
+    assert p.feasible, p.problems
+    assert set(_clone(p, 101).args["flags"]) == {"CLONE_NEWNET", "CLONE_NEWPID"}
+    assert compare(init(10), simulate(p.steps), RESTORER, 0) == []
+    # Owned by its own user namespace 20: no order makes both; said, not mis-planned.
+    p = plan(init(20), live=False)
+    blockers = [(x.kind, x.pid) for x in p.problems if x.severity.value == "blocker"]
+    assert blockers == [("ns-owner", 101)]
+    assert "new pid namespace" in p.problems[0].message
+
+
 def test_compare_catches_a_wrong_namespace_partition() -> None:
     snap = _snap(_proc(100, 1), _proc(101, 100, net=30), _proc(102, 100, net=30))
     p = plan(snap, live=False)
