@@ -64,25 +64,17 @@ def query(path: str, ns_type: str, inode: int) -> tuple[int, int] | None:
         os.close(fd)
 
 
-def fill_ownership(processes: Iterable[process_pb2.Process], proc_root: str) -> int:
-    """Set owner_user/parent on every namespace entry; returns the ioctl queries made."""
-    holders: dict[tuple[int, int], list[process_pb2.Namespace]] = {}
-    first: dict[tuple[int, int], list[tuple[int, str]]] = {}
+def fill_ownership(processes: Iterable[process_pb2.Process], proc_root: str) -> None:
+    """Set owner_user/parent on every namespace entry, asking once per namespace."""
+    holders: dict[tuple[int, int], list[tuple[int, process_pb2.Namespace]]] = {}
     for proc in processes:
         for ns in proc.namespaces:
-            key = (ns.dev, ns.inode)
-            holders.setdefault(key, []).append(ns)
-            first.setdefault(key, []).append((proc.pid, ns.type))
-    queries = 0
-    for key, entries in holders.items():
-        found = None
-        for pid, ns_type in first[key]:   # the first holder may have exited meanwhile
-            queries += 1
-            found = query(f"{proc_root}/{pid}/ns/{ns_type}", ns_type, key[1])
-            if found is not None:
-                break
-        if found is None:
-            continue
-        for ns in entries:
-            ns.owner_user, ns.parent = found
-    return queries
+            holders.setdefault((ns.dev, ns.inode), []).append((proc.pid, ns))
+    for (_, inode), entries in holders.items():
+        # The first holder may have exited meanwhile: ask the next one.
+        found = next((got for pid, ns in entries
+                      if (got := query(f"{proc_root}/{pid}/ns/{ns.type}", ns.type, inode))
+                      is not None), None)
+        if found is not None:
+            for _, ns in entries:
+                ns.owner_user, ns.parent = found
