@@ -166,6 +166,13 @@ class Builder:
         self.pgid[key] = pgid
         self.group_size[pgid] += 1
 
+    def _enter_group(self, pid: int, pgid: int) -> None:
+        """setpgid(0, its dumped group), numbered as its own pid namespace sees it."""
+        proc = self._proc(pid)
+        self.plan.add(pid, Action.SETPGID, pgid=proc.ns_pgids[-1] if proc.ns_pgids else pgid,
+                      reason=f"join process group {pgid}")
+        self._set_pgid(pid, pgid)
+
     def _set_sid(self, key: int, sid: int) -> None:
         self.sid[key] = sid
         self.members[sid].append(key)
@@ -394,9 +401,7 @@ class Builder:
                                "pid namespace, so it can only be inherited, and its creator "
                                "is in another group")
         if self.group_size.get(proc.pgid, 0) > 0:
-            self.plan.add(pid, Action.SETPGID, pgid=proc.ns_pgids[-1] if proc.ns_pgids
-                          else proc.pgid, reason=f"join process group {proc.pgid}")
-            self._set_pgid(pid, proc.pgid)
+            self._enter_group(pid, proc.pgid)
             return
         self.deferred.append((pid, proc.pgid))
 
@@ -712,10 +717,7 @@ class Builder:
                     or self.sid.get(group, self.sid[joiner]) != self.sid[joiner]:
                 continue
             self.deferred.remove(item)
-            proc = self._proc(joiner)
-            self.plan.add(joiner, Action.SETPGID, pgid=proc.ns_pgids[-1] if proc.ns_pgids
-                          else group, reason=f"join process group {group}")
-            self._set_pgid(joiner, group)
+            self._enter_group(joiner, group)
             done = True
         return done
 
@@ -747,18 +749,12 @@ class Builder:
                     self.late.append((pgid, leader.pgid))
                 else:
                     self._group_helper(pid, pgid)
-            proc = self._proc(pid)
-            self.plan.add(pid, Action.SETPGID, pgid=proc.ns_pgids[-1] if proc.ns_pgids
-                          else pgid, reason=f"join process group {pgid}")
-            self._set_pgid(pid, pgid)
+            self._enter_group(pid, pgid)
         moves = list(reversed(self.late))   # the last made group still has its leader
         while moves:
             pid, pgid = self._next_leader_move(moves)
             moves.remove((pid, pgid))
-            proc = self._proc(pid)
-            self.plan.add(pid, Action.SETPGID, pgid=proc.ns_pgids[-1] if proc.ns_pgids
-                          else pgid, reason=f"join process group {pgid}")
-            self._set_pgid(pid, pgid)
+            self._enter_group(pid, pgid)
 
     def _next_leader_move(self, moves: list[tuple[int, int]]) -> tuple[int, int]:
         """A leader whose target group still exists, best one whose own group outlives it.
