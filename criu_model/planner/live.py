@@ -17,6 +17,7 @@ from criu_model.features import probe_clone3_set_tid, probe_kcmp, probe_pidfd
 from criu_model.images.pb import files_pb2, sockets_pb2
 from criu_model.kernel.fhandle import open_by_handle
 from criu_model.planner.model import NS_FLAG, Action, CloneFlag, Plan, Severity
+from criu_model.planner.nsorder import host_namespaces
 from criu_model.planner.simulate import PID_MAX
 from criu_model.snapshot import Snapshot
 
@@ -294,6 +295,8 @@ def _created_ns_types(plan: Plan) -> set[str]:
             flags |= step.args.get("flags_value", 0)
         elif step.action is Action.SETNS:
             types.add(step.args["ns"])
+        elif step.action is Action.UNSHARE:
+            flags |= step.args["flags_value"]
     types.update(t for t, flag in NS_FLAG.items() if flags & flag)
     if flags & CloneFlag.NEWPID:
         types.add("pid")
@@ -337,6 +340,24 @@ def _check_kernel(snap: Snapshot, plan: Plan) -> None:
                          fix=f"enable CONFIG_{ns_type.upper()}_NS")
 
 
+def _check_host_namespaces(snap: Snapshot, plan: Plan) -> None:
+    """The roots are restored into the restorer's namespaces: are they the dumped ones?"""
+    differ = []
+    for ns_type, inode in sorted(host_namespaces(snap).items()):
+        try:
+            mine = os.stat(f"/proc/self/ns/{ns_type}").st_ino
+        except OSError:
+            continue   # no such namespace type here: _check_kernel says so if it matters
+        if mine != inode:
+            differ.append(f"{ns_type} {inode} (here {mine})")
+    if differ:
+        plan.problem(Severity.WARNING, "host-namespaces",
+                     "the tree's roots were dumped in other namespaces than this restore "
+                     "runs in, and are restored into this one's: " + ", ".join(differ),
+                     fix="run the restore inside the dumped namespaces (nsenter --target "
+                         "a process still in them), or accept the new ones")
+
+
 def dry_run(snap: Snapshot, plan: Plan) -> None:
     """Add every problem this machine would cause to `plan.problems`."""
     controlled: dict[int, int] = {}    # tty -> the session it controls here
@@ -347,3 +368,4 @@ def dry_run(snap: Snapshot, plan: Plan) -> None:
     _check_ttys(plan, controlled)
     _check_watches(snap, plan)
     _check_kernel(snap, plan)
+    _check_host_namespaces(snap, plan)

@@ -29,6 +29,17 @@ from criu_model.snapshot import Snapshot
 NsSet = dict[str, int]   # type -> inode
 
 
+def host_namespaces(snap: Snapshot) -> NsSet:
+    """The namespaces the restore runs in: the dumped roots' (the first one's with any)."""
+    for proc in snap.processes:
+        if proc.ppid not in snap.by_pid:
+            recorded = {ns.type: ns.inode for ns in proc.namespaces
+                        if ns.type in NS_FLAG and ns.inode}
+            if recorded:
+                return recorded
+    return {}
+
+
 class NsOrder:
     """Decides, per process, which namespaces its clone3 creates and which it joins."""
 
@@ -41,9 +52,7 @@ class NsOrder:
                         if ns.type in NS_FLAG and ns.inode}
             if recorded:
                 self.wanted[proc.pid] = recorded
-        roots = [p.pid for p in snap.processes if p.ppid not in snap.by_pid]
-        # The restore runs in the namespaces of the dumped roots (the first one's).
-        self.host: NsSet = next((self.wanted[p] for p in roots if p in self.wanted), {})
+        self.host: NsSet = host_namespaces(snap)
         self.current: dict[int, NsSet] = {}
         self.holder: dict[tuple[str, int], int] = {}
         self.base = 0

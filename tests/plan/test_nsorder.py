@@ -280,3 +280,31 @@ def test_real_ownership_net_before_user_and_user_first() -> None:
             s.actor == a] == [["CLONE_NEWUSER"]]
     assert set(_clone(p, b).args["flags"]) == {"CLONE_NEWUSER", "CLONE_NEWNET"}
     assert compare(snap, simulate(p.steps), RESTORER, 0) == []
+
+
+def _sleeping(argv: list[str]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(argv)
+    for _ in range(500):
+        if Path(f"/proc/{proc.pid}/comm").read_text() == "sleep\n":
+            return proc
+        time.sleep(0.01)
+    proc.kill()
+    raise AssertionError(f"{argv} did not start")
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
+def test_dry_run_warns_when_the_roots_namespaces_are_not_ours() -> None:
+    inside, plain = _sleeping(["unshare", "-n", "sleep", "60"]), _sleeping(["sleep", "60"])
+    try:
+        away, here = criu_model.dump([inside.pid]), criu_model.dump([plain.pid])
+    finally:
+        for proc in (inside, plain):
+            proc.kill()
+            proc.wait()
+    warned = [x for x in plan(away).problems if x.kind == "host-namespaces"]
+    net = next(ns.inode for ns in away.by_pid[inside.pid].namespaces if ns.type == "net")
+    assert len(warned) == 1 and warned[0].severity.value == "warning"
+    assert f"net {net} (here {os.stat('/proc/self/ns/net').st_ino})" in warned[0].message
+    assert "mnt" not in warned[0].message
+    assert not [x for x in plan(here).problems if x.kind == "host-namespaces"]
