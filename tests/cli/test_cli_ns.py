@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -18,8 +20,8 @@ from tests.cli.test_cli import ROOT_ONLY, run
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
 def test_show_ns_lists_each_namespace_with_owner_and_holders(tmp_path: Path) -> None:
     root = subprocess.Popen(["sh", "-c", "unshare -U -n --map-root-user sleep 60 & wait"])
+    kid = 0
     try:
-        kid = 0
         for _ in range(500):
             kids = Path(f"/proc/{root.pid}/task/{root.pid}/children").read_text().split()
             if kids and Path(f"/proc/{kids[0]}/comm").read_text() == "sleep\n":
@@ -31,7 +33,9 @@ def test_show_ns_lists_each_namespace_with_owner_and_holders(tmp_path: Path) -> 
         dumped = run("dump", str(root.pid), "-D", str(out))
         assert dumped.returncode == 0, dumped.stderr
     finally:
-        subprocess.run(["pkill", "-KILL", "-P", str(root.pid)], check=False)
+        if kid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(kid, signal.SIGKILL)
         root.kill()
         root.wait()
     user = os.stat("/proc/self/ns/user").st_ino
