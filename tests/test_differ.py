@@ -490,6 +490,18 @@ def test_process_fields_generic() -> None:
     }
 
 
+def test_namespace_owner_recorded_on_one_side_only_is_no_change() -> None:
+    # Format 1.2 records each namespace's owner; 1.1 has 0 there. A namespace's owner
+    # never changes, so the same namespace (inode) is the same, with or without it.
+    a = _snap()
+    b = _copy(a)
+    for ns in b.processes[0].namespaces:
+        ns.owner_user = 4026531837
+    assert diff(a, b).identical
+    b.processes[0].namespaces[1].inode = 4026532000    # another namespace: a change
+    assert [(c.what, c.field) for c in diff(a, b).changes] == [("namespace", "net")]
+
+
 def test_namespace_and_thread_changes() -> None:
     a = _snap()
     b = _copy(a)
