@@ -25,12 +25,16 @@ from criu_model.planner.model import RESTORER, Action, CloneFlag, Plan, Severity
 from criu_model.planner.recipes import common_state, fd_recipe
 from criu_model.planner.sessions import NEW_NS_INIT, Builder
 from criu_model.planner.ttys import is_pty, tty_device, tty_name
-from criu_model.render.json import fd_kind_name
+from criu_model.render.json import SOCKET_STATES, fd_kind_name
 from criu_model.snapshot import Snapshot
 
 SERVICE_FD_BASE = 1 << 20   # above every dumped fd number (checked), below NR_OPEN
 TCP_ESTABLISHED = 1
+TCP_SYN_SENT = 2
 TCP_LISTEN = 10
+# After a FIN was sent or received (FIN-WAIT-1/2, CLOSE-WAIT, LAST-ACK, CLOSING): a
+# repaired connection, then shutdown() replays the FIN(s), as CRIU restores them.
+TCP_HALF_CLOSED = frozenset({4, 5, 8, 9, 11})
 AF_UNIX_STREAM = 1
 
 
@@ -297,9 +301,21 @@ class FilePlan:
         if kind == "inet":
             args.update(src=sock.inet.src, sport=sock.inet.sport, dst=sock.inet.dst,
                         dport=sock.inet.dport, protocol=sock.inet.protocol)
-            if sock.inet.protocol == 6 and sock.state == TCP_ESTABLISHED:
+            tcp = sock.inet.protocol == 6
+            if tcp and sock.state == TCP_ESTABLISHED:
                 return Action.TCP_REPAIR, "established TCP: TCP_REPAIR, sequence numbers " \
                                           "and queues restored, then repair off"
+            if tcp and sock.state in TCP_HALF_CLOSED:
+                state = SOCKET_STATES[sock.state]
+                args["state"] = state
+                return Action.TCP_REPAIR, f"half-closed TCP ({state}): TCP_REPAIR as " \
+                                          "established, then shutdown() replays the FIN(s)"
+            if tcp and sock.state == TCP_SYN_SENT:
+                self.plan.problem(Severity.WARNING, "tcp-handshake-restarts",
+                                  f"TCP socket {sock.inode} was connecting to {sock.inet.dst}:"
+                                  f"{sock.inet.dport} (SYN-SENT): the restore connects again",
+                                  port=sock.inet.sport, fix="none needed if the peer is up")
+                return Action.OPEN, "socket, bind, connect() again (non-blocking)"
             if sock.state == TCP_LISTEN:
                 return Action.OPEN, "socket, bind, listen"
             return Action.OPEN, "socket, bind"

@@ -40,7 +40,7 @@ class Action(enum.StrEnum):
     DUP2 = "dup2"                  # args: old, new
     CLOSE = "close"                # args: fd
     EPOLL_ADD = "epoll_ctl_add"    # args: epfd, tfd
-    TCP_REPAIR = "tcp_repair"      # restore an established TCP connection
+    TCP_REPAIR = "tcp_repair"      # restore an established (or half-closed) TCP connection
     OPEN_PTY = "open_pty"          # args: index, tty, files/fds (the master first)
     SET_CTTY = "ioctl_tiocsctty"   # args: tty, and fd (held) or path (opened O_NOCTTY)
     DROP_CTTY = "ioctl_tiocnotty"  # a non-leader leaves the controlling tty it inherited
