@@ -190,7 +190,7 @@ class Simulator:
 
     # ------------------------------------------------------------ helpers
 
-    def _userns_covers(self, mine: int, owner: int) -> bool:
+    def _userns_covers(self, mine: int, owner: int | None) -> bool:
         """Is `mine` the user namespace `owner` or an ancestor of it (root there has caps)?"""
         cur: int | None = owner
         while cur is not None:
@@ -245,15 +245,13 @@ class Simulator:
 
     def _new_nsset(self, parent: Task, flags: int) -> dict[str, int]:
         nsset = dict(parent.nsset)
-        for ns_type, flag in NS_FLAG.items():
+        for ns_type, flag in NS_FLAG.items():   # the user namespace first: it owns the rest
             if flags & flag:
                 nsset[ns_type] = next(self._ns_ids)
-        if flags & CloneFlag.NEWUSER:
-            self.userns_parent[nsset["user"]] = parent.nsset["user"]
-        for ns_type, flag in NS_FLAG.items():
-            if flags & flag and ns_type != "user":
-                # clone creates the user namespace first: the others are owned by it
-                self.ns_owner[nsset[ns_type]] = nsset["user"]
+                if ns_type == "user":
+                    self.userns_parent[nsset["user"]] = parent.nsset["user"]
+                else:
+                    self.ns_owner[nsset[ns_type]] = nsset["user"]
         return nsset
 
     def owner_of(self, ns_type: str, ns_id: int) -> int | None:
@@ -346,7 +344,7 @@ class Simulator:
         if ns_type == "user" and task.threads:
             raise KernelError(errno.EINVAL, f"setns user by {actor}: it is multithreaded")
         if ns_type != "user" and not self._userns_covers(task.nsset["user"],
-                                                         self.ns_owner.get(target, 0)):
+                                                         self.owner_of(ns_type, target)):
             raise KernelError(errno.EPERM, f"setns {ns_type} by {actor}: no CAP_SYS_ADMIN in "
                                            f"the user namespace owning {holder}'s {ns_type} "
                                            "namespace")
