@@ -40,6 +40,11 @@ def hidden_at(numbers: list[int] | tuple[int, ...], level: int) -> bool:
     return level < len(numbers) and numbers[level] == 0
 
 
+def group_hidden_inside(proc: process_pb2.Process) -> bool:
+    """Is the process's group made outside its (nested) pid namespace, so unseen there?"""
+    return len(proc.ns_pgids) > 1 and proc.ns_pgids[-1] == 0
+
+
 class BuilderBase:
     """The builder's state and primitives; files.py hooks `on_created` to open files."""
 
@@ -53,8 +58,7 @@ class BuilderBase:
         self.kids: dict[int, list[int]] = snap.children()
         self.pending: set[int] = {p.pid for p in snap.processes if p.pid in ns.chain}
         # Processes whose group their own pid namespace cannot see: they can only inherit it.
-        self.inheritors = [p for p in snap.processes if len(p.ns_pgids) > 1
-                           and hidden_at(p.ns_pgids, len(p.ns_pgids) - 1)]
+        self.inheritors = [p for p in snap.processes if group_hidden_inside(p)]
         # Per placed actor: current session and group (outermost ids), chain, creator.
         self.sid: dict[int, int] = {self.base: OUTSIDE}
         self.pgid: dict[int, int] = {self.base: OUTSIDE}

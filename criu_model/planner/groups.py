@@ -14,7 +14,13 @@ from __future__ import annotations
 from collections import defaultdict
 
 from criu_model.images.pb import process_pb2
-from criu_model.planner.builder_base import OUTSIDE, BuilderBase, Unplannable, hidden_at
+from criu_model.planner.builder_base import (
+    OUTSIDE,
+    BuilderBase,
+    Unplannable,
+    group_hidden_inside,
+    hidden_at,
+)
 from criu_model.planner.model import Action
 from criu_model.planner.pids import Chain, kernel_order, visible_prefix
 
@@ -77,7 +83,7 @@ class GroupRules(BuilderBase):
         a nested namespace that forked it before leaving the group).
         """
         proc = self._proc(pid)
-        if len(proc.ns_pgids) > 1 and proc.ns_pgids[-1] == 0:
+        if group_hidden_inside(proc):
             return proc
         if depth > 32:
             return None
@@ -162,8 +168,8 @@ class GroupRules(BuilderBase):
             return
         if proc.ns_pgids and proc.ns_pgids[-1] == 0:
             raise Unplannable(f"{pid}: its process group {proc.pgid} is not visible in its "
-                               "pid namespace, so it can only be inherited, and its creator "
-                               "is in another group")
+                              "pid namespace, so it can only be inherited, and its creator "
+                              "is in another group")
         if self.group_size.get(proc.pgid, 0) > 0:
             self._enter_group(pid, proc.pgid)
             return
@@ -219,12 +225,15 @@ class GroupRules(BuilderBase):
         self._fork_keepers(pgid, sid, self.pgid[pgid], False)   # before it leaves its group
         if self.group_size.get(pgid, 0) > 0:
             return True   # made meanwhile, by one of them
-        self.plan.add(pgid, Action.SETPGID, pgid=0,
-                      reason=f"recreate group {pgid} now: {leaf.pid} can only inherit it; "
-                             f"moves to group {leader.pgid} at the end")
-        self._set_pgid(pgid, pgid)
-        self.late.append((pgid, leader.pgid))
+        self._lead_again(leader, f"recreate group {pgid} now: {leaf.pid} can only inherit "
+                                 f"it; moves to group {leader.pgid} at the end")
         return True
+
+    def _lead_again(self, leader: process_pb2.Process, reason: str) -> None:
+        """The leader that left its group later leads it now; it moves at the end (`late`)."""
+        self.plan.add(leader.pid, Action.SETPGID, pgid=0, reason=reason)
+        self._set_pgid(leader.pid, leader.pid)
+        self.late.append((leader.pid, leader.pgid))
 
     def _make_group(self, member: process_pb2.Process, pgid: int, sid: int,
                     under: int | None = None) -> bool:
@@ -287,12 +296,8 @@ class GroupRules(BuilderBase):
             if self.group_size.get(pgid, 0) <= 0:
                 leader = self.snap.by_pid.get(pgid)
                 if leader is not None:
-                    # The leader left its group later: it leads it now, moves at the end.
-                    self.plan.add(pgid, Action.SETPGID, pgid=0,
-                                  reason=f"recreate group {pgid} before it moves to "
-                                         f"group {leader.pgid}")
-                    self._set_pgid(pgid, pgid)
-                    self.late.append((pgid, leader.pgid))
+                    self._lead_again(leader, f"recreate group {pgid} before it moves to "
+                                             f"group {leader.pgid}")
                 else:
                     self._group_helper(pid, pgid)
             self._enter_group(pid, pgid)
@@ -312,7 +317,7 @@ class GroupRules(BuilderBase):
         ready = [m for m in moves if self.group_size.get(m[1], 0) > 0]
         if not ready:
             raise Unplannable("process group leaders " + ", ".join(str(m[0]) for m in moves)
-                               + " each end in a group that no longer exists when they move")
+                              + " each end in a group that no longer exists when they move")
         needed = {target for _, target in moves}
         safe = [m for m in ready if self.group_size.get(m[0], 0) > 1 or m[0] not in needed]
         return (safe or ready)[0]
