@@ -47,6 +47,8 @@ class Builder(GroupRules):
         for hook in self.on_created:
             hook(pid)
         inherited_sid, inherited_pgid = self.sid[pid], self.pgid[pid]
+        # Groups below that only inherit can exist: once while its session is still the
+        # makers', and again after the keepers, whose subtrees may need more of them.
         self._lead_groups_first(pid)
         if proc.sid == pid or proc.pgid != inherited_pgid:
             # Children that kept what this process had before it changed session or
