@@ -15,6 +15,7 @@ from criu_model.images.pb import (
     mm_pb2,
     mount_pb2,
     process_pb2,
+    regs_pb2,
     sockets_pb2,
 )
 
@@ -28,6 +29,7 @@ class Snapshot:
     fds: list[files_pb2.FdTable] = field(default_factory=list)
     ghosts: list[files_pb2.GhostFile] = field(default_factory=list)
     sockets: list[sockets_pb2.Socket] = field(default_factory=list)  # by inode, ascending
+    registers: list[regs_pb2.ProcessRegs] = field(default_factory=list)  # regs.img
 
     @cached_property
     def by_pid(self) -> dict[int, process_pb2.Process]:
@@ -58,6 +60,10 @@ class Snapshot:
                 if fd.HasField("socket"):
                     out.setdefault(fd.socket.inode, []).append((table.pid, fd.fd))
         return out
+
+    @cached_property
+    def registers_by_pid(self) -> dict[int, regs_pb2.ProcessRegs]:
+        return {r.pid: r for r in self.registers}
 
     @cached_property
     def mounts_by_ns(self) -> dict[int, mount_pb2.MountNamespace]:

@@ -16,6 +16,7 @@ from criu_model.images.pb import (
     mm_pb2,
     mount_pb2,
     process_pb2,
+    regs_pb2,
     sockets_pb2,
 )
 
@@ -43,6 +44,7 @@ IMAGES: tuple[ImageKind, ...] = (
     ImageKind("fds.img", _kind(b"FDST"), files_pb2.FdTable, "fds"),
     ImageKind("ghosts.img", _kind(b"GHST"), files_pb2.GhostFile, "ghosts"),
     ImageKind("sockets.img", _kind(b"SOCK"), sockets_pb2.Socket, "sockets"),
+    ImageKind("regs.img", _kind(b"REGS"), regs_pb2.ProcessRegs, "registers"),
 )
 
 BY_NAME: dict[str, ImageKind] = {k.name: k for k in (INVENTORY, *IMAGES)}
