@@ -16,10 +16,10 @@ from types import FrameType
 
 from rich.console import Console
 
-from criu_model import __version__, cli_diff, cli_plan
+from criu_model import __version__, cli_diff, cli_memory, cli_plan, cli_thaw
 from criu_model.collect.fds import DEFAULT_GHOST_LIMIT
 from criu_model.dumper import dump, parse_pid
-from criu_model.errors import CriuModelError
+from criu_model.errors import CriuModelError, UsageError
 from criu_model.features import check
 from criu_model.freeze import FreezeMethod
 from criu_model.images import load, write
@@ -62,8 +62,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze", choices=[m.value for m in FreezeMethod],
                    default=FreezeMethod.PTRACE.value,
                    help="how to keep the tree still while reading it (default: ptrace)")
-    p.add_argument("--no-pages", action="store_true",
-                   help="skip per-VMA page counts (pagemap)")
+    p.add_argument("--pages", action="store_true",
+                   help="also capture page contents (memory), and registers with ptrace")
+    p.add_argument("--parent", metavar="PREV",
+                   help="with --pages: an incremental dump, storing only pages changed "
+                        "since snapshot PREV (of the same tree)")
+    p.add_argument("--no-page-counts", action="store_true",
+                   help="skip the per-VMA page counts (resident, swapped, ...) of pagemap")
+    p.add_argument("--no-pages", action="store_true", dest="no_pages_old",
+                   help=argparse.SUPPRESS)  # the old name of --no-page-counts
     p.add_argument("--ghost-limit", type=_size, default=DEFAULT_GHOST_LIMIT, metavar="SIZE",
                    help="capture deleted files and memfds up to SIZE bytes each "
                         "(K/M/G suffixes; default 1M)")
@@ -72,13 +79,21 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="inspect a snapshot directory")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("view", nargs="?", default="tree",
-                   choices=["tree", "procs", "mems", "fds", "sockets", "shared", "ns"],
-                   help="tree (default), procs, mems PID, fds [PID], sockets, shared, ns")
-    p.add_argument("pid", nargs="?", help="pid for the mems and fds views")
+                   choices=["tree", "procs", "mems", "fds", "sockets", "shared", "ns",
+                            "threads", "memory"],
+                   help="tree (default), procs, mems PID, fds [PID], sockets, shared, ns, "
+                        "threads PID (registers), memory PID ADDR [LEN] (hexdump)")
+    p.add_argument("pid", nargs="?", help="pid for the mems, fds, threads and memory views")
+    p.add_argument("more", nargs="*", metavar="ADDR [LEN]",
+                   help="memory view: address (hex as pmap prints it, or decimal) and length "
+                        f"(default {cli_memory.DEFAULT_LENGTH})")
+    p.add_argument("--raw", action="store_true", help="memory view: the bytes, unformatted")
     p.add_argument("--json", action="store_true", help="the whole snapshot as JSON")
 
     cli_diff.add_parser(sub)
     cli_plan.add_parser(sub)
+    cli_memory.add_parser(sub)
+    cli_thaw.add_parser(sub)
 
     p = sub.add_parser("check", help="which kernel features this machine offers")
     p.add_argument("--json", action="store_true")
@@ -91,8 +106,14 @@ def _cmd_dump(args: argparse.Namespace, console: Console) -> int:
     if Path(target).exists() and not args.force:
         # Checked before freezing anything: fail fast, touch nothing.
         raise CriuModelError(f"{target} already exists (use --force to replace it)")
-    snap = dump(roots, freeze=args.freeze, pages=not args.no_pages,
-                ghost_limit=args.ghost_limit)
+    if args.no_pages_old:
+        print("criu-model: --no-pages is now --no-page-counts (page counts, not contents)",
+              file=sys.stderr)
+    parent = Path(target).absolute().parent
+    snap = dump(roots, freeze=args.freeze, page_counts=not (args.no_page_counts or
+                                                           args.no_pages_old),
+                pages=args.pages, pages_dir=str(parent) if parent.is_dir() else None,
+                parent=args.parent, ghost_limit=args.ghost_limit)
     path = write(snap, target, force=args.force)
     for item in snap.inventory.skipped:
         print(f"criu-model: skipped pid {item.pid}: {item.reason}", file=sys.stderr)
@@ -101,6 +122,10 @@ def _cmd_dump(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_show(args: argparse.Namespace, console: Console) -> int:
+    if args.view == "memory":
+        return cli_memory.show_memory(args, [a for a in (args.pid, *args.more) if a], console)
+    if args.more:
+        raise UsageError(f"unexpected arguments for the {args.view} view: {' '.join(args.more)}")
     snap = load(args.dir)
     if args.json:
         print_json(snapshot_to_json(snap))
@@ -116,6 +141,12 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
         render.show_namespaces(snap, console)
     elif args.view == "fds":
         render.show_fds(snap, None if args.pid is None else parse_pid(args.pid), console)
+    elif args.view == "threads":
+        from criu_model.render.threads import show_threads
+
+        if args.pid is None:
+            raise UsageError("show DIR threads needs a PID")
+        show_threads(snap, parse_pid(args.pid), console)
     else:
         if args.pid is None:
             raise CriuModelError("show DIR mems needs a PID")
@@ -134,10 +165,11 @@ def _cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 
 _COMMANDS = {"dump": _cmd_dump, "show": _cmd_show, "diff": cli_diff.run, "plan": cli_plan.run,
-             "check": _cmd_check}
+             "grep": cli_memory.run,
+             "check": _cmd_check, "thaw": cli_thaw.run}
 # The exit status for a CriuModelError, where a command's own statuses give 1
 # another meaning: diff follows diff(1) (1 = differences, 2 = trouble).
-_ERROR_EXIT = {"diff": cli_diff.EXIT_TROUBLE}
+_ERROR_EXIT = {"diff": cli_diff.EXIT_TROUBLE, "grep": 2}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -66,7 +66,7 @@ def _live(before: Snapshot, args: argparse.Namespace) -> Snapshot:
     if not roots:
         return _empty_like(before)
     had_pages = any(m.page_counts_method for m in before.memory)
-    return dump(roots, freeze=args.freeze, pages=had_pages and not args.no_pages)
+    return dump(roots, freeze=args.freeze, page_counts=had_pages and not args.no_pages)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:

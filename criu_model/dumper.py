@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from criu_model import __version__
 from criu_model.collect.fds import DEFAULT_GHOST_LIMIT, GhostStore, collect_fds
@@ -24,13 +25,25 @@ from criu_model.collect.mountinfo import collect_mountinfo
 from criu_model.collect.nsowner import fill_ownership
 from criu_model.collect.process import collect_process
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all
+from criu_model.collect.regs import collect_registers, registers_not_captured
 from criu_model.collect.shares import fill_sharing
 from criu_model.collect.sockets import SocketDump, collect_sockets
+from criu_model.collect.stat import parse_stat
 from criu_model.collect.tree import discover
 from criu_model.errors import AccessDenied, ProcessGone, UsageError
 from criu_model.freeze import FreezeMethod, frozen
 from criu_model.images import framing
-from criu_model.images.pb import files_pb2, inventory_pb2, mm_pb2, mount_pb2, process_pb2
+from criu_model.images.pb import (
+    files_pb2,
+    inventory_pb2,
+    mm_pb2,
+    mount_pb2,
+    process_pb2,
+    regs_pb2,
+)
+from criu_model.pages.capture import PageCapture
+from criu_model.pages.sink import PageSink
+from criu_model.pages.store import PageStore
 from criu_model.snapshot import Snapshot, namespace_inode
 
 _FREEZE_PB = {
@@ -76,8 +89,8 @@ def _boot_time_ns(proc_root: str) -> int:
     return 0
 
 
-def _collect_all(pids: list[int], roots: set[int], proc_root: str, pages: bool,
-                 ghost_limit: int) -> _Collected:
+def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: bool,
+                 ghost_limit: int, capture: PageCapture | None = None) -> _Collected:
     processes: dict[int, process_pb2.Process] = {}
     memory: dict[int, mm_pb2.MemoryMap] = {}
     fds: dict[int, files_pb2.FdTable] = {}
@@ -93,10 +106,14 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, pages: bool,
             continue
         try:
             proc = collect_process(pid, proc_root)
-            mm = collect_memory(pid, proc_root, pages=pages, file_ids=file_ids,
+            mm = collect_memory(pid, proc_root, pages=page_counts, file_ids=file_ids,
                                 line_cache=line_cache)
             table = collect_fds(pid, proc_root, ghost_limit=ghost_limit, ghosts=ghosts,
                                 proc_locks=proc_locks)
+            if capture is not None and proc.state not in "ZX":
+                for name, reason in capture.capture_process(pid, proc.start_time, mm.vmas,
+                                                            f"{proc_root}/{pid}"):
+                    mm.unreadable.add(field=name, reason=reason)
         except ProcessGone:
             skipped.append((pid, "exited during the dump"))
             continue
@@ -140,6 +157,17 @@ def _collect_sockets(tables: list[files_pb2.FdTable]) -> SocketDump:
     return dump
 
 
+def _collect_registers(processes: list[process_pb2.Process], method: FreezeMethod,
+                       proc_root: str) -> list[regs_pb2.ProcessRegs]:
+    """CPU state of every thread: readable only from threads we hold in a ptrace-stop."""
+    if method is FreezeMethod.PTRACE:
+        return [collect_registers(p.pid, [t.tid for t in p.threads], proc_root)
+                for p in processes if p.state not in "ZX"]
+    why = (f"--freeze {method.value}: registers are read only through ptrace, from "
+           "threads the dump holds stopped")
+    return [registers_not_captured(p.pid, why) for p in processes if p.state not in "ZX"]
+
+
 def _restore_states(processes: list[process_pb2.Process], before: dict[int, str]) -> None:
     """Record each task's state as it was before we froze it.
 
@@ -181,14 +209,45 @@ def _collect_mounts(processes: list[process_pb2.Process], proc_root: str
     return result
 
 
+def _open_parent(parent: str | os.PathLike[str], roots: list[int], proc_root: str
+                 ) -> Snapshot:
+    """The parent of an incremental page dump: a --pages snapshot of this same tree."""
+    from criu_model.images import load
+
+    snap = load(parent)
+    where = os.fspath(parent)
+    if not snap.inventory.pages_captured:
+        raise UsageError(f"--parent {where} was dumped without --pages: it has no page "
+                         "contents to compare with")
+    if list(snap.inventory.root_pids) != roots:
+        raise UsageError(f"--parent {where} is a snapshot of another tree (root pids "
+                         f"{list(snap.inventory.root_pids)}, here {roots})")
+    for pid in roots:
+        before = snap.by_pid.get(pid)
+        try:
+            now = parse_stat(ProcDir(pid, proc_root).read("stat")).start_time
+        except ProcessGone:
+            continue
+        if before is not None and before.start_time != now:
+            raise UsageError(f"--parent {where} is a snapshot of another tree: pid {pid} there "
+                             "is another process (its start time differs)")
+    return snap
+
+
 def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeMethod.PTRACE,
-         pages: bool = True, ghost_limit: int = DEFAULT_GHOST_LIMIT,
-         proc_root: str = PROC_ROOT) -> Snapshot:
+         page_counts: bool = True, pages: bool = False, pages_dir: str | None = None,
+         parent: str | os.PathLike[str] | None = None,
+         ghost_limit: int = DEFAULT_GHOST_LIMIT, proc_root: str = PROC_ROOT) -> Snapshot:
     """Dump the trees under `root_pids` into an in-memory Snapshot.
 
     Targets are frozen with `freeze` while their state is read and always
     thawed/detached before this returns or raises. Contents of deleted files
-    and memfds up to `ghost_limit` bytes each are captured.
+    and memfds up to `ghost_limit` bytes each are captured. ``page_counts``
+    fills the per-VMA page counts; ``pages`` also captures page contents,
+    streamed into an unnamed file in ``pages_dir`` (default: the temporary
+    directory; give the snapshot's parent directory so writing it links the
+    file instead of copying it). ``parent`` (a --pages snapshot of the same
+    tree) makes the dump incremental: pages unchanged since then are not stored.
     """
     started_wall = time.time_ns()
     started = time.perf_counter_ns()
@@ -199,7 +258,48 @@ def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeM
     for pid in roots:
         if not ProcDir(pid, proc_root).exists():
             raise ProcessGone(pid, "no such process")
+    if parent is not None and not pages:
+        raise UsageError("--parent needs --pages (an incremental dump of page contents)")
+    parent_snap = _open_parent(parent, roots, proc_root) if parent is not None else None
+    capture: PageCapture | None = None
+    if pages:
+        capture = PageCapture(PageSink(pages_dir), parent=(
+            parent_snap.page_store.parent_owner
+            if parent_snap is not None and parent_snap.page_store is not None else None))
+    try:
+        snap = _dump(roots, method, page_counts, ghost_limit, proc_root, capture,
+                     started_wall, started)
+    except BaseException:
+        if capture is not None:
+            capture.sink.close()
+        if parent_snap is not None and parent_snap.page_store is not None:
+            parent_snap.page_store.close()
+        raise
+    if capture is not None:
+        inv = snap.inventory
+        inv.pages_captured = True
+        inv.page_stats.CopyFrom(inventory_pb2.PageStats(
+            **capture.stats.fields(capture.sink.bytes_written)))
+        inv.collectors.add(name="pages_data", ran=True,
+                           reason=f"{capture.stats.stored} pages stored")
+        snap.pagemap = capture.messages()
+        snap.page_sink = capture.sink
+        snap.page_store = PageStore(snap.pagemap, capture.sink.fd, capture.sink.bytes_written,
+                                    f"{capture.sink.directory}/(pages of the dump)",
+                                    owns_fd=False)
+        if parent_snap is not None:
+            snap.parent_dir = Path(os.fspath(parent)).absolute()
+            record = next(r for r in parent_snap.inventory.images if r.name == "pagemap.img")
+            inv.parent_snapshot = str(snap.parent_dir)
+            inv.parent_pagemap_sha256 = record.sha256
+            inv.parent_time_ns = parent_snap.inventory.time_ns
+            snap.page_store.parent = parent_snap.page_store  # reads inherited pages
+    return snap
 
+
+def _dump(roots: list[int], method: FreezeMethod, page_counts: bool, ghost_limit: int,
+          proc_root: str, capture: PageCapture | None, started_wall: int,
+          started: int) -> Snapshot:
     for attempt in range(_MAX_FREEZE_ROUNDS):
         pids = discover(roots, proc_root)
         with frozen(pids, method, proc_root) as report:
@@ -212,8 +312,11 @@ def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeM
                 print(f"criu-model: test hook: holding for {hold} s", file=sys.stderr,
                       flush=True)
                 time.sleep(hold)
-            collected = _collect_all(pids, set(roots), proc_root, pages, ghost_limit)
+            collected = _collect_all(pids, set(roots), proc_root, page_counts, ghost_limit,
+                                     capture)
             _restore_states(collected.processes, report.states_before)
+            registers = (_collect_registers(collected.processes, method, proc_root)
+                         if capture is not None else [])
             mounts = _collect_mounts(collected.processes, proc_root)
         break
     if not collected.processes:
@@ -246,9 +349,17 @@ def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeM
     inv.collectors.add(name=f"freeze:{method.value}", ran=True)
     inv.collectors.add(name="process", ran=True)
     inv.collectors.add(name="memory", ran=True)
-    inv.collectors.add(name="pages", ran=pages and bool(methods),
+    inv.collectors.add(name="pages", ran=page_counts and bool(methods),
                        reason=("method: " + ", ".join(methods)) if methods else
-                       ("disabled (--no-pages)" if not pages else "pagemap unreadable"))
+                       ("disabled (--no-page-counts)" if not page_counts
+                        else "pagemap unreadable"))
+    if capture is None:
+        inv.collectors.add(name="registers", ran=False,
+                           reason="a state-only dump: registers are captured with --pages")
+    else:
+        inv.collectors.add(name="registers", ran=method is FreezeMethod.PTRACE,
+                           reason="" if method is FreezeMethod.PTRACE else
+                           f"--freeze {method.value}: registers need the ptrace freeze")
     inv.collectors.add(name="mountinfo", ran=True)
     inv.collectors.add(name="fds", ran=True, reason=f"ghost limit {ghost_limit} bytes")
     for run in collected.sockets.families:
@@ -258,4 +369,5 @@ def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeM
     inv.dump_duration_ns = time.perf_counter_ns() - started
     return Snapshot(inventory=inv, processes=collected.processes, memory=collected.memory,
                     mounts=mounts, fds=collected.fds, ghosts=collected.ghosts,
-                    sockets=sorted(collected.sockets.sockets.values(), key=lambda s: s.inode))
+                    sockets=sorted(collected.sockets.sockets.values(), key=lambda s: s.inode),
+                    registers=registers)

@@ -47,6 +47,22 @@ class UsageError(CriuModelError):
     """The caller asked for something that cannot be done (bad pid text, existing dir)."""
 
 
+class TargetBusy(CriuModelError):
+    """Someone else holds the target (another tracer, another dumper's cgroup lock)."""
+
+    def __init__(self, message: str, holder: int | None = None) -> None:
+        self.holder = holder  # the other holder's pid, when known
+        super().__init__(message)
+
+
+class AlreadyFrozen(TargetBusy):
+    """The tree's cgroup was frozen before us: not ours to thaw behind the owner's back."""
+
+    def __init__(self, message: str, cgroup: str, holder: int | None = None) -> None:
+        self.cgroup = cgroup
+        super().__init__(message, holder)
+
+
 class ImageError(CriuModelError):
     """A snapshot image is unreadable; always names the file and byte offset."""
 
@@ -99,3 +115,7 @@ def translate_oserror(pid: int, what: str) -> Iterator[None]:
         yield
     except OSError as err:
         raise from_oserror(err, pid, what) from err
+
+
+class NotCaptured(CriuModelError):
+    """Memory asked for that the snapshot does not hold (outside every VMA, or not stored)."""

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from criu_model.images.pb import (
     files_pb2,
     inventory_pb2,
     mm_pb2,
     mount_pb2,
+    pages_pb2,
     process_pb2,
     regs_pb2,
     sockets_pb2,
 )
+
+if TYPE_CHECKING:
+    from criu_model.pages.sink import PageSink
+    from criu_model.pages.store import PageStore
 
 
 @dataclass
@@ -30,6 +37,12 @@ class Snapshot:
     ghosts: list[files_pb2.GhostFile] = field(default_factory=list)
     sockets: list[sockets_pb2.Socket] = field(default_factory=list)  # by inode, ascending
     registers: list[regs_pb2.ProcessRegs] = field(default_factory=list)  # regs.img
+    pagemap: list[pages_pb2.PageRuns] = field(default_factory=list)  # pagemap.img
+    # Page contents (dump --pages): read through page_store; a fresh dump's
+    # data is still in page_sink (an unnamed file) until images.write links it.
+    page_store: PageStore | None = None
+    page_sink: PageSink | None = None
+    parent_dir: Path | None = None  # the parent snapshot (incremental page dumps), absolute
 
     @cached_property
     def by_pid(self) -> dict[int, process_pb2.Process]:
@@ -64,6 +77,17 @@ class Snapshot:
     @cached_property
     def registers_by_pid(self) -> dict[int, regs_pb2.ProcessRegs]:
         return {r.pid: r for r in self.registers}
+
+    @property
+    def has_pages(self) -> bool:
+        """Whether page contents were captured (dump --pages)."""
+        return self.page_store is not None
+
+    def read_memory(self, pid: int, addr: int, length: int) -> bytes:
+        """The dumped bytes of ``pid`` at [addr, addr + length); NotCaptured where none."""
+        from criu_model.pages.memory import read_memory
+
+        return read_memory(self, pid, addr, length)
 
     @cached_property
     def mounts_by_ns(self) -> dict[int, mount_pb2.MountNamespace]:

@@ -517,9 +517,10 @@ def test_cgroup_with_outsiders_is_refused(cgroup_dir: str, target: Target,
 
 
 def test_cgroup_frozen_by_someone_else_stays_frozen(cgroup_dir: str, target: Target) -> None:
+    """Refused by default (tests/test_freeze_guard.py); read as it is with frozen_ok."""
     _write(f"{cgroup_dir}/cgroup.procs", str(target.pid))
     _write(f"{cgroup_dir}/cgroup.freeze", "1")
-    with frozen([target.pid], FreezeMethod.CGROUP) as report:
+    with frozen([target.pid], FreezeMethod.CGROUP, frozen_ok=True) as report:
         assert _events(cgroup_dir)["frozen"] == "1"
     assert report.already_frozen
     assert _events(cgroup_dir)["frozen"] == "1"  # not ours to thaw

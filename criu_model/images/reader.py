@@ -12,43 +12,17 @@ import hashlib
 import os
 from pathlib import Path
 
-from google.protobuf.message import DecodeError, Message
-
 from criu_model.errors import ImageError, InconsistentImage, TruncatedImage
 from criu_model.images import framing
+from criu_model.images.files import exists, read_file, read_image
 from criu_model.images.pb import inventory_pb2
-from criu_model.images.registry import IMAGES, INVENTORY, ImageKind
+from criu_model.images.registry import IMAGES, INVENTORY
 from criu_model.images.validate import validate
 from criu_model.snapshot import Snapshot
 
 
 def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as err:
-        raise TruncatedImage(str(path), None, "image file is missing") from err
-    except OSError as err:
-        raise ImageError(str(path), None, f"cannot read: {err.strerror}") from err
-
-
-def read_image(path: Path, image: ImageKind, data: bytes | None = None
-               ) -> tuple[framing.Header, list[Message], list[int]]:
-    """Parse one image file into messages, with the byte offset of each entry."""
-    if data is None:
-        data = _read(path)
-    header, raw = framing.decode(data, str(path), image.kind)
-    messages: list[Message] = []
-    offsets: list[int] = []
-    for off, payload in raw:
-        msg = image.message()
-        try:
-            msg.ParseFromString(payload)
-        except DecodeError as err:
-            raise ImageError(str(path), off, f"entry is not a valid {image.message.__name__} "
-                             f"message: {err}") from err
-        messages.append(msg)
-        offsets.append(off)
-    return header, messages, offsets
+    return read_file(path)
 
 
 def load(directory: str | os.PathLike[str]) -> Snapshot:
@@ -57,7 +31,7 @@ def load(directory: str | os.PathLike[str]) -> Snapshot:
     if not root.is_dir():
         raise ImageError(str(root), None, "no such snapshot directory")
     inv_path = root / INVENTORY.name
-    if not inv_path.exists():
+    if not exists(inv_path):
         raise TruncatedImage(str(inv_path), None, "missing: not a complete snapshot "
                              "(an interrupted dump never has an inventory)")
     _, inv_entries, _ = read_image(inv_path, INVENTORY)
@@ -88,4 +62,14 @@ def load(directory: str | os.PathLike[str]) -> Snapshot:
         setattr(snap, image.attr, messages)
         offsets[image.name] = offs
     validate(snap, root, offsets)
+    if inventory.parent_snapshot:
+        where = Path(inventory.parent_snapshot)
+        snap.parent_dir = (where if where.is_absolute() else root.absolute() / where).resolve()
+    if inventory.pages_captured:
+        from criu_model.pages.store import open_pages
+
+        snap.page_store = open_pages(root, inventory, snap.pagemap, offsets.get("pagemap.img"))
+    elif snap.pagemap:
+        raise InconsistentImage(str(root / "pagemap.img"), None, "holds page runs, but the "
+                                "inventory says no page contents were captured")
     return snap

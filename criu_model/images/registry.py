@@ -15,6 +15,7 @@ from criu_model.images.pb import (
     inventory_pb2,
     mm_pb2,
     mount_pb2,
+    pages_pb2,
     process_pb2,
     regs_pb2,
     sockets_pb2,
@@ -44,7 +45,9 @@ IMAGES: tuple[ImageKind, ...] = (
     ImageKind("fds.img", _kind(b"FDST"), files_pb2.FdTable, "fds"),
     ImageKind("ghosts.img", _kind(b"GHST"), files_pb2.GhostFile, "ghosts"),
     ImageKind("sockets.img", _kind(b"SOCK"), sockets_pb2.Socket, "sockets"),
+    ImageKind("pagemap.img", _kind(b"PMAP"), pages_pb2.PageRuns, "pagemap"),
     ImageKind("regs.img", _kind(b"REGS"), regs_pb2.ProcessRegs, "registers"),
 )
 
+PAGEMAP = next(k for k in IMAGES if k.attr == "pagemap")
 BY_NAME: dict[str, ImageKind] = {k.name: k for k in (INVENTORY, *IMAGES)}

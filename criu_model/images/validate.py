@@ -11,6 +11,7 @@ from pathlib import Path
 
 from criu_model.errors import InconsistentImage
 from criu_model.images.pb import files_pb2
+from criu_model.images.validate_regs import validate_registers
 from criu_model.snapshot import Snapshot, namespace_inode
 
 
@@ -21,6 +22,12 @@ def _at(offsets: dict[str, list[int]], name: str, index: int) -> int | None:
 
 def validate(snap: Snapshot, root: Path, offsets: dict[str, list[int]]) -> None:
     """Raise InconsistentImage on the first broken cross-reference."""
+    _validate(snap, root, offsets)
+    validate_pagemap(snap, root, offsets)
+    validate_registers(snap, root, offsets)
+
+
+def _validate(snap: Snapshot, root: Path, offsets: dict[str, list[int]]) -> None:
     inv = snap.inventory
     proc_img = str(root / "processes.img")
     seen: set[int] = set()
@@ -102,3 +109,18 @@ def _ghost_ref(fd: files_pb2.Fd) -> files_pb2.GhostRef | None:
     if fd.HasField("memfd") and fd.memfd.HasField("ghost"):
         return fd.memfd.ghost
     return None
+
+
+def validate_pagemap(snap: Snapshot, root: Path, offsets: dict[str, list[int]]) -> None:
+    """Every process owner of pagemap.img is a dumped process (one start time each)."""
+    path = str(root / "pagemap.img")
+    for i, runs in enumerate(snap.pagemap):
+        if runs.pid and runs.pid not in snap.by_pid:
+            raise InconsistentImage(path, _at(offsets, "pagemap.img", i),
+                                    f"page runs of pid {runs.pid}, which is not a dumped process")
+        if runs.pid and runs.start_time != snap.by_pid[runs.pid].start_time:
+            raise InconsistentImage(path, _at(offsets, "pagemap.img", i),
+                                    f"page runs of pid {runs.pid} carry another start time")
+        if not runs.pid and not runs.object_ino:
+            raise InconsistentImage(path, _at(offsets, "pagemap.img", i),
+                                    "page runs with neither a pid nor a shared object")

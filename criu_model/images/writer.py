@@ -1,27 +1,39 @@
 """Write a Snapshot to a directory atomically.
 
 Everything goes to a hidden temporary sibling (mode 0700, files 0600: images
-may later hold memory contents) which is renamed into place only once every
-image and finally the inventory are written and fsynced. A crash or Ctrl-C
-leaves at most a ``.NAME.tmp-*`` directory, which ``load`` refuses because it
-is not the requested path, never a directory that loads as complete.
+may hold memory contents) which is renamed into place only once every image
+and finally the inventory are written and fsynced. A crash or Ctrl-C leaves
+at most a ``.NAME.tmp-*`` directory, which ``load`` refuses because it is not
+the requested path, never a directory that loads as complete.
+
+Every file is created relative to directory file descriptors with
+``O_CREAT | O_EXCL | O_NOFOLLOW`` and the directory is renamed with
+``renameat``: a path is never followed twice, so whoever else can write to
+the parent directory cannot swap our temporary directory for a symlink and
+make us write somewhere else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
-import tempfile
+import stat
+import uuid
 from pathlib import Path
 
 from google.protobuf.message import Message
 
 from criu_model.errors import CriuModelError, UsageError
 from criu_model.images import framing
+from criu_model.images.files import exists
 from criu_model.images.pb import inventory_pb2
 from criu_model.images.registry import IMAGES, INVENTORY
 from criu_model.snapshot import Snapshot
+
+PAGES_IMG = "pages.img"  # raw page data (criu_model.pages.layout), not framed entries
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def serialize(kind: int, entries: list[Message]) -> bytes:
@@ -29,8 +41,9 @@ def serialize(kind: int, entries: list[Message]) -> bytes:
     return framing.encode(kind, (e.SerializeToString(deterministic=True) for e in entries))
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+def _write_file(dir_fd: int, name: str, data: bytes) -> None:
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 0o600, dir_fd=dir_fd)
     try:
         view = memoryview(data)
         while view:
@@ -40,16 +53,20 @@ def _write_file(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _page_data_fd(snap: Snapshot) -> int | None:
+    """The open page data file of the snapshot: a fresh dump's sink, or a loaded store."""
+    if snap.page_sink is not None:
+        return snap.page_sink.fd
+    if snap.page_store is not None:
+        return snap.page_store.fd
+    return None
 
 
-def render_images(snap: Snapshot) -> dict[str, bytes]:
-    """File name -> bytes for every image, the inventory (with its image records) last."""
+def render_images(snap: Snapshot, target: Path | None = None) -> dict[str, bytes]:
+    """File name -> bytes for every image, the inventory (with its image records) last.
+
+    ``target`` (the final directory) makes the parent path relative to it.
+    """
     files: dict[str, bytes] = {}
     inv = inventory_pb2.Inventory()
     inv.CopyFrom(snap.inventory)
@@ -61,39 +78,120 @@ def render_images(snap: Snapshot) -> dict[str, bytes]:
         data = serialize(image.kind, entries)
         files[image.name] = data
         inv.images.add(name=image.name, entries=len(entries),
-                       sha256=hashlib.sha256(data).digest())
+                       sha256=hashlib.sha256(data).digest(), size=len(data))
+    data_fd = _page_data_fd(snap)
+    if data_fd is not None:
+        size = os.fstat(data_fd).st_size
+        page = os.sysconf("SC_PAGE_SIZE")
+        inv.images.add(name=PAGES_IMG, entries=max(0, size // page - 1), size=size)
+        inv.page_stats.bytes_written = size
+    if snap.parent_dir is not None and target is not None:
+        inv.parent_snapshot = os.path.relpath(snap.parent_dir, target)
     files[INVENTORY.name] = serialize(INVENTORY.kind, [inv])
     return files
 
 
+def _fsync(fd: int) -> None:
+    os.fsync(fd)
+
+
+def _is_snapshot(parent_fd: int, name: str) -> bool:
+    """Whether ``name`` is a real directory holding a snapshot inventory (not a link)."""
+    try:
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    try:
+        os.stat(f"{name}/{INVENTORY.name}", dir_fd=parent_fd, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
+def _copy_pages(src_fd: int, dir_fd: int) -> None:
+    out = os.open(PAGES_IMG, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                  | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+    try:
+        size = os.fstat(src_fd).st_size
+        offset = 0
+        while offset < size:
+            n = os.copy_file_range(src_fd, out, size - offset, offset, offset)
+            if n <= 0:
+                raise OSError(5, "copy_file_range made no progress")
+            offset += n
+        os.fsync(out)
+    finally:
+        os.close(out)
+
+
 def write(snap: Snapshot, directory: str | os.PathLike[str], *, force: bool = False) -> Path:
-    """Write the snapshot to `directory`, atomically; refuse an existing one unless force."""
+    """Write the snapshot to `directory`, atomically.
+
+    An existing path is refused unless ``force``, and even then only a
+    directory that is a criu-model snapshot is replaced (never any file or
+    directory that happens to be there).
+    """
     target = Path(directory).absolute()
-    if target.exists() and not force:
-        raise UsageError(f"{target} already exists (use --force to replace it)")
     parent = target.parent
-    if not parent.is_dir():
-        raise UsageError(f"{parent} is not a directory")
+    name = target.name
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
-    except PermissionError as err:
-        raise CriuModelError(f"cannot create a directory in {parent}: {err.strerror}") from err
-    try:
-        for name, data in render_images(snap).items():
-            _write_file(tmp / name, data)
-        _fsync_dir(tmp)
-        if target.exists():  # force: move the old one aside, then swap
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
-            os.rename(target, old / "old")
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
-        _fsync_dir(parent)
+        parent_fd = os.open(parent, _DIR_FLAGS)
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise UsageError(f"{parent} is not a directory") from err
     except OSError as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise CriuModelError(f"writing snapshot {target}: {err.strerror or err}") from err
-    except BaseException:  # Ctrl-C, SIGTERM: never leave the temporary directory
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        raise CriuModelError(f"cannot open {parent}: {err.strerror}") from err
+    try:
+        if exists(target):
+            if not force:
+                raise UsageError(f"{target} already exists (use --force to replace it)")
+            if not _is_snapshot(parent_fd, name):
+                raise UsageError(f"{target} exists and is not a criu-model snapshot directory: "
+                                 "--force replaces only a snapshot")
+        files = render_images(snap, target)
+        tmp_name = f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.mkdir(tmp_name, 0o700, dir_fd=parent_fd)
+        except PermissionError as err:
+            raise CriuModelError(f"cannot create a directory in {parent}: "
+                                 f"{err.strerror}") from err
+        try:
+            _write_all(snap, files, parent_fd, tmp_name)
+            if force and exists(target):  # move the old snapshot aside, then swap
+                old_name = f".{name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                os.rename(name, old_name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+                os.rename(tmp_name, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+                shutil.rmtree(old_name, dir_fd=parent_fd, ignore_errors=True)
+            else:
+                os.rename(tmp_name, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+            _fsync(parent_fd)
+        except OSError as err:
+            shutil.rmtree(tmp_name, dir_fd=parent_fd, ignore_errors=True)
+            raise CriuModelError(f"writing snapshot {target}: {err.strerror or err}") from err
+        except BaseException:  # Ctrl-C, SIGTERM: never leave the temporary directory
+            shutil.rmtree(tmp_name, dir_fd=parent_fd, ignore_errors=True)
+            raise
+    finally:
+        os.close(parent_fd)
     return target
+
+
+def _write_all(snap: Snapshot, files: dict[str, bytes], parent_fd: int, tmp_name: str) -> None:
+    """Every image into the temporary directory, page data first, the inventory last."""
+    dir_fd = os.open(tmp_name, _DIR_FLAGS, dir_fd=parent_fd)
+    try:
+        st = os.fstat(dir_fd)
+        if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+            raise CriuModelError(f"temporary directory {tmp_name} was tampered with")
+        if snap.page_sink is not None:
+            snap.page_sink.finish()
+            snap.page_sink.link(dir_fd, PAGES_IMG)
+        elif snap.page_store is not None:
+            _copy_pages(snap.page_store.fd, dir_fd)
+        for name, data in files.items():
+            _write_file(dir_fd, name, data)
+        _fsync(dir_fd)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(dir_fd)

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from criu_model.errors import UsageError
 from criu_model.features import Feature
-from criu_model.images.pb import files_pb2, process_pb2, sockets_pb2
+from criu_model.images.pb import files_pb2, mm_pb2, process_pb2, sockets_pb2
 from criu_model.kernel.devnum import tty_name
 from criu_model.kernel.flags import open_flags_text
 from criu_model.render.json import (
@@ -103,22 +103,46 @@ def show_mems(snap: Snapshot, pid: int, console: Console) -> None:
     if mm is None:
         raise UsageError(f"pid {pid} is not in this snapshot "
                          f"(it holds {', '.join(str(p) for p in snap.by_pid)})")
+    counted = snap.has_pages
+    page_cols = ("STORED", "ZERO", "INHERIT", "SHARED") if counted else ()
     table = _table("START", "END", "PERM", "OFFSET", "DEV", "INODE", "KIND", "RSS", "SWAP",
-                   "EXCL", "PATH", right=("OFFSET", "INODE", "RSS", "SWAP", "EXCL"))
+                   "EXCL", *page_cols, "PATH",
+                   right=("OFFSET", "INODE", "RSS", "SWAP", "EXCL", *page_cols))
     for vma in mm.vmas:
         has_pages = vma.HasField("pages")
         path = text(vma.path) + (" (deleted)" if vma.deleted else "")
+        cells: list[str] = []
+        if counted:
+            cells = _stored_cells(snap, pid, vma)
         table.add_row(f"{vma.start:x}", f"{vma.end:x}", prot_text(vma), f"{vma.offset:x}",
                       f"{vma.dev_major:02x}:{vma.dev_minor:02x}", str(vma.inode),
                       vma_kind_name(vma.kind),
                       *(str(n) if has_pages else "?" for n in
                         (vma.pages.resident, vma.pages.swapped, vma.pages.exclusive)),
-                      path)
+                      *cells, path)
     emit(console, table)
     for item in mm.unreadable:
         console.print(f"[yellow]not read:[/] {item.field}: {item.reason}")
     method = mm.page_counts_method or "not read"
     console.print(f"{len(mm.vmas)} VMAs; page counts (pages) via {method}")
+    if counted:
+        console.print("STORED: in pages.img; ZERO: the zero page; INHERIT: unchanged since the "
+                      "parent snapshot; SHARED: the VMA maps a shared object stored once "
+                      "(its pages counted in STORED/ZERO/INHERIT); '-': not stored (file or "
+                      "kernel pages)")
+
+
+def _stored_cells(snap: Snapshot, pid: int, vma: mm_pb2.Vma) -> list[str]:
+    """STORED, ZERO, INHERIT, SHARED cells of one VMA of a --pages snapshot."""
+    from criu_model.pages.layout import PARENT, STORED, ZERO
+    from criu_model.pages.memory import vma_owner, vma_page_counts
+
+    key, _base, _why = vma_owner(pid, vma)
+    if key is None:
+        return ["-", "-", "-", "-"]
+    counts = vma_page_counts(snap, pid, vma) or {}
+    return [str(counts.get(STORED, 0)), str(counts.get(ZERO, 0)), str(counts.get(PARENT, 0)),
+            "" if key[0] else "yes"]
 
 
 def _fd_target(fd: files_pb2.Fd, sockets: dict[int, sockets_pb2.Socket]) -> str:

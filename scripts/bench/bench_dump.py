@@ -73,7 +73,7 @@ def main() -> None:
             ours.append(time.perf_counter() - t)
             frozen.append(snap.inventory.frozen_for_ns / 1e9)
             t = time.perf_counter()
-            lean = criu_model.dump([root], pages=False)
+            lean = criu_model.dump([root], page_counts=False)
             ours_np.append(time.perf_counter() - t)
             frozen_np.append(lean.inventory.frozen_for_ns / 1e9)
             t = time.perf_counter()

@@ -170,6 +170,12 @@ def test_existing_dir_needs_force(tree: Tree, tmp_path: Path) -> None:
     res = run("dump", str(tree.pid), "-D", str(out))
     assert res.returncode == 1 and "--force" in res.stderr
     res = run("dump", str(tree.pid), "-D", str(out), "--force")
+    # --force replaces a snapshot, never a directory that is something else
+    assert res.returncode == 1 and "not a criu-model snapshot" in res.stderr
+    assert out.is_dir() and list(out.iterdir()) == []
+    out.rmdir()
+    assert run("dump", str(tree.pid), "-D", str(out)).returncode == 0
+    res = run("dump", str(tree.pid), "-D", str(out), "--force")
     assert res.returncode == 0, res.stderr
     assert run("show", str(out), "procs").returncode == 0
 

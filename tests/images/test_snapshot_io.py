@@ -45,7 +45,21 @@ def test_existing_directory_refused_unless_force(tmp_path: Path) -> None:
     (target / "keep").write_text("x")
     with pytest.raises(UsageError, match="already exists"):
         write(sample_snapshot(), target)
+    # --force replaces only a snapshot: any other directory or file stays
+    with pytest.raises(UsageError, match="not a criu-model snapshot"):
+        write(sample_snapshot(), target, force=True)
     assert (target / "keep").exists()
+    (tmp_path / "afile").write_text("y")
+    with pytest.raises(UsageError, match="not a criu-model snapshot"):
+        write(sample_snapshot(), tmp_path / "afile", force=True)
+    assert (tmp_path / "afile").read_text() == "y"
+    (tmp_path / "afile").unlink()
+    (target / "keep").unlink()
+    write(sample_snapshot(), target / "inner")  # a snapshot inside, to be replaced
+    (target / "inner").rename(tmp_path / "inner")
+    target.rmdir()
+    (tmp_path / "inner").rename(target)
+    (target / "keep").write_text("x")  # extra file inside a real snapshot goes with it
     write(sample_snapshot(), target, force=True)
     assert not (target / "keep").exists()
     assert load(target).processes
@@ -58,12 +72,12 @@ def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     calls = 0
     real = writer._write_file
 
-    def interrupted(path: Path, data: bytes) -> None:
+    def interrupted(dir_fd: int, name: str, data: bytes) -> None:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise KeyboardInterrupt
-        real(path, data)
+        real(dir_fd, name, data)
 
     monkeypatch.setattr(writer, "_write_file", interrupted)
     with pytest.raises(KeyboardInterrupt):

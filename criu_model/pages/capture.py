@@ -1,0 +1,553 @@
+"""Capture page contents of a frozen process tree into a PageSink.
+
+What is stored, per VMA (what a restore needs and cannot get elsewhere):
+
+* private mappings (anonymous, heap, stack, and private file mappings): pages
+  present or swapped that are anonymous, i.e. written copies. Clean pages of
+  a private file mapping are still the file's pages (pagemap's "file" bit):
+  not stored, the VMA records the file's identity. Pages mapping the shared
+  zero page are recorded as zero, never stored.
+* shared anonymous memory, memfd and SysV shm mappings, and shared mappings
+  of deleted files: once per shared object (its map_files st_dev/st_ino),
+  read through ``/proc/PID/map_files`` with SEEK_DATA/SEEK_HOLE, so holes are
+  skipped and nothing is faulted in. MAP_SHARED mappings of files that exist
+  are in the file; [vdso], [vvar] and [vsyscall] belong to the kernel.
+
+Finding the pages: ``PAGEMAP_SCAN`` (Linux 6.7) returns the present or
+swapped runs of the whole address space in one walk (zero-page runs are
+recognised there), then the classic 64-bit pagemap entries of those runs give
+"exclusively mapped" (bit 56) and the page frame number (readable with
+CAP_SYS_ADMIN). Without the ioctl, the classic entries of every private VMA.
+
+Copy-on-write sharing: a page mapped exclusively is read and stored. A page
+that is not (shared after fork with another process of the tree, or KSM) is
+looked up by its frame number: stored once, referenced by every later
+mapping. CRIU with --leave-running stores such pages once per process.
+
+Incremental (a parent snapshot): each page read is hashed (xxh3-64); a page
+whose hash equals the parent's for the same process (same pid and start time)
+and address is recorded as inherited, not stored. The hash is also the
+stored page's checksum.
+
+Reading is batched: up to 1 MiB in one ``process_vm_readv`` with up to
+IOV_MAX remote ranges into one reused buffer, written with one ``write``.
+Nothing here writes to a target.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import mmap
+import os
+import re
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import xxhash
+
+from criu_model.errors import CriuModelError, ProcessGone
+from criu_model.images.pb import mm_pb2, pages_pb2
+from criu_model.kernel.pagemap import (
+    PAGEMAP_ENTRY_SIZE,
+    PFN_MASK,
+    PageCategory,
+    entry_flag_bytes,
+    pagemap_scan,
+    pagemap_scan_supported,
+    read_entries,
+)
+from criu_model.kernel.vmread import IOV_MAX, RemoteReader
+from criu_model.pages.index import OwnerIndex
+from criu_model.pages.layout import PAGE_SIZE, PARENT, STORED, ZERO, OwnerKey, RunBuilder
+from criu_model.pages.sink import PageSink
+
+BATCH_BYTES = 1 << 20
+_BATCH_PAGES = BATCH_BYTES // PAGE_SIZE
+_hash: Callable[[memoryview], int] = xxhash.xxh3_64_intdigest
+
+# Page codes from the top byte of a classic pagemap entry (bits 56-63).
+_HOLE, _FILE, _EXCL, _SHARED, _SWAP = 0, 1, 2, 3, 4
+
+
+def _code(top: int) -> int:
+    present, swapped, file, excl = top & 0x80, top & 0x40, top & 0x20, top & 0x01
+    if present:
+        if file:
+            return _FILE
+        return _EXCL if excl else _SHARED
+    return _SWAP if swapped else _HOLE
+
+
+_CODES = bytes(_code(b) for b in range(256))
+_CODE_RUNS = re.compile(rb"\x00+|\x01+|\x02+|[\x03\x04]")
+_SCAN_ANYOF = PageCategory.PRESENT | PageCategory.SWAPPED
+_SCAN_RETURN = _SCAN_ANYOF | PageCategory.FILE | PageCategory.PFNZERO
+_IS_ZERO = int(PageCategory.PFNZERO)
+_IS_FILE = int(PageCategory.FILE)
+_IS_PRESENT = int(PageCategory.PRESENT)
+_SHARED_KINDS = frozenset({mm_pb2.VMA_SHARED_ANON, mm_pb2.VMA_MEMFD, mm_pb2.VMA_SYSV_SHM})
+_KERNEL_KINDS = frozenset({mm_pb2.VMA_VDSO, mm_pb2.VMA_VVAR, mm_pb2.VMA_VSYSCALL})
+
+
+def stores_private(vma: mm_pb2.Vma) -> bool:
+    """Private mappings whose written pages are stored per process."""
+    return not vma.shared and vma.kind not in _KERNEL_KINDS
+
+
+def stores_object(vma: mm_pb2.Vma) -> bool:
+    """Shared mappings whose object is stored once (shmem, memfd, SysV, deleted files)."""
+    return vma.shared and (vma.kind in _SHARED_KINDS or (vma.kind == mm_pb2.VMA_FILE
+                                                         and vma.deleted))
+
+
+_zero_pfn_cache: list[int] = []
+
+
+def zero_pfn() -> int:
+    """Frame number of the shared zero page (0 when PFNs are hidden: no CAP_SYS_ADMIN).
+
+    Learnt once per run from our own memory: a read fault on an untouched
+    private anonymous page maps the zero page.
+    """
+    if _zero_pfn_cache:
+        return _zero_pfn_cache[0]
+    pfn = 0
+    area = mmap.mmap(-1, PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        _ = area[0]  # read fault: maps the zero page
+        anchor = ctypes.c_char.from_buffer(area)
+        addr = ctypes.addressof(anchor)
+        del anchor
+        try:
+            fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                raw = os.pread(fd, PAGEMAP_ENTRY_SIZE, addr // PAGE_SIZE * PAGEMAP_ENTRY_SIZE)
+            finally:
+                os.close(fd)
+            entry = int.from_bytes(raw, "little")
+            if entry >> 63:
+                pfn = entry & PFN_MASK
+        except OSError:
+            pfn = 0
+    finally:
+        area.close()
+    _zero_pfn_cache.append(pfn)
+    return pfn
+
+
+@dataclass
+class CaptureStats:
+    stored: int = 0
+    zero: int = 0
+    deduplicated: int = 0
+    inherited: int = 0
+    file_clean: int = 0
+    read_bytes: int = 0
+    objects: int = 0
+
+    def fields(self, bytes_written: int) -> dict[str, int]:
+        return {"stored": self.stored, "zero": self.zero, "deduplicated": self.deduplicated,
+                "inherited": self.inherited, "file_clean": self.file_clean,
+                "bytes_written": bytes_written, "shared_objects": self.objects,
+                "read_bytes": self.read_bytes}
+
+
+@dataclass
+class _Seg:
+    """A stretch of pages of one owner, in address order; ``runs`` once decided.
+
+    ``keys`` (one per page) marks pages that may be mapped elsewhere: they
+    are read through /proc/PID/mem and entered in the copy-on-write table.
+    """
+
+    addr: int
+    npages: int
+    keys: list[int] | None = None
+    mem: bool = False
+    runs: list[tuple[int, int, int, int, list[int]]] | None = None
+
+
+ParentLookup = Callable[[OwnerKey, int], OwnerIndex | None]
+
+
+@dataclass
+class PageCapture:
+    """One dump's page capture: the sink, the copy-on-write table, the parent, stats."""
+
+    sink: PageSink
+    parent: ParentLookup | None = None
+    stats: CaptureStats = field(default_factory=CaptureStats)
+    owners: dict[OwnerKey, list[pages_pb2.PageRuns]] = field(default_factory=dict)
+    # dedupe key (PFN, or swap entry + 1 << 55) -> (slot, hash); slot -1: inherited
+    shared: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def messages(self) -> list[pages_pb2.PageRuns]:
+        """Every owner's entries: processes in dump order, then shared objects."""
+        procs = [m for k, ms in self.owners.items() if k[0] for m in ms]
+        objs = [m for k, ms in self.owners.items() if not k[0] for m in ms]
+        return procs + objs
+
+    def capture_process(self, pid: int, start_time: int, vmas: Sequence[mm_pb2.Vma],
+                        proc_path: str) -> list[tuple[str, str]]:
+        """Store the pages of one frozen process; returns (field, reason) notes.
+
+        Raises ProcessGone when it died; its runs are then not recorded (pages
+        already written stay in pages.img, unreferenced).
+        """
+        notes: list[tuple[str, str]] = []
+        private = [v for v in vmas if stores_private(v)]
+        with RemoteReader(pid, BATCH_BYTES) as reader:
+            try:
+                if private:
+                    parent = self.parent((pid, 0, 0), start_time) if self.parent else None
+                    builder = _ProcessPass(self, reader, parent, proc_path).run(private)
+                    self.owners[(pid, 0, 0)] = builder.messages(pid=pid, start_time=start_time)
+                for vma in vmas:
+                    if stores_object(vma):
+                        note = self._capture_object(vma, proc_path, reader)
+                        if note:
+                            notes.append(note)
+            except ProcessLookupError as err:
+                self.owners.pop((pid, 0, 0), None)
+                raise ProcessGone(pid, "exited while its memory was read") from err
+            except OSError as err:
+                if not os.path.exists(proc_path):
+                    self.owners.pop((pid, 0, 0), None)
+                    raise ProcessGone(pid, "exited while its memory was read") from err
+                raise CriuModelError(f"process {pid}: reading memory: "
+                                     f"{err.strerror or err}") from err
+        return notes
+
+    # ----------------------------------------------------------- shared objects
+
+    def _capture_object(self, vma: mm_pb2.Vma, proc_path: str,
+                        reader: RemoteReader) -> tuple[str, str] | None:
+        if not vma.map_file_known:
+            return ("pages_data", f"shared memory {vma.start:#x}-{vma.end:#x}: its object has "
+                    "no identity (map_files unreadable): contents not captured")
+        key: OwnerKey = (0, vma.map_file_dev, vma.map_file_ino)
+        if key in self.owners:
+            return None  # stored once, for the first process that maps it
+        try:
+            fd = os.open(f"{proc_path}/map_files/{vma.start:x}-{vma.end:x}",
+                         os.O_RDONLY | os.O_CLOEXEC)
+        except PermissionError:
+            return ("pages_data", f"shared memory {vma.start:#x}-{vma.end:#x}: map_files needs "
+                    "CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE: contents not captured")
+        except FileNotFoundError as err:
+            raise ProcessLookupError(errno.ESRCH, "map_files entry vanished") from err
+        try:
+            size = os.fstat(fd).st_size
+            parent = self.parent(key, 0) if self.parent else None
+            builder = RunBuilder()
+            view = reader.view
+            for lo, hi in _data_extents(fd, size):
+                off = lo
+                while off < hi:
+                    n = min(hi - off, len(view))
+                    got = os.preadv(fd, [view[:n]], off)
+                    if got <= 0:
+                        break
+                    if got % PAGE_SIZE:  # the object ends inside this page: pad it
+                        pad = PAGE_SIZE - got % PAGE_SIZE
+                        view[got:got + pad] = bytes(pad)
+                        got += pad
+                    self.stats.read_bytes += got
+                    _store_pages(self, builder, off, view[:got], parent)
+                    off += got
+            self.owners[key] = builder.messages(object_dev=vma.map_file_dev,
+                                                object_ino=vma.map_file_ino,
+                                                object_path=vma.path, object_size=size)
+            self.stats.objects += 1
+        finally:
+            os.close(fd)
+        return None
+
+
+def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:
+    """Page-aligned [start, end) extents holding data (SEEK_DATA/SEEK_HOLE, Linux 3.1)."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    while pos < size:
+        try:
+            lo = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as err:
+            if err.errno == errno.ENXIO:
+                break  # no data after pos
+            if err.errno == errno.EINVAL:  # no SEEK_DATA here: the whole object
+                return [(0, -(-size // PAGE_SIZE) * PAGE_SIZE)] if size else []
+            raise
+        hi = os.lseek(fd, lo, os.SEEK_HOLE)
+        lo -= lo % PAGE_SIZE
+        hi = min(-(-hi // PAGE_SIZE) * PAGE_SIZE, -(-size // PAGE_SIZE) * PAGE_SIZE)
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        elif hi > lo:
+            out.append((lo, hi))
+        pos = max(hi, pos + PAGE_SIZE)
+    return out
+
+
+def _store_pages(cap: PageCapture, builder: RunBuilder, addr: int, data: memoryview,
+                 parent: OwnerIndex | None) -> None:
+    """Hash whole pages read at ``addr``; store them, or record them as inherited."""
+    n = len(data) // PAGE_SIZE
+    hashes = [_hash(data[i:i + PAGE_SIZE]) for i in range(0, n * PAGE_SIZE, PAGE_SIZE)]
+    if parent is None:
+        slot = cap.sink.append(data[:n * PAGE_SIZE])
+        builder.add(addr, n, STORED, slot, hashes)
+        cap.stats.stored += n
+        return
+    for state, lo, hi in _split_inherited(hashes, parent.hashes_at(addr, n)):
+        if state == PARENT:
+            builder.add(addr + lo * PAGE_SIZE, hi - lo, PARENT, 0, hashes[lo:hi])
+            cap.stats.inherited += hi - lo
+        else:
+            slot = cap.sink.append(data[lo * PAGE_SIZE:hi * PAGE_SIZE])
+            builder.add(addr + lo * PAGE_SIZE, hi - lo, STORED, slot, hashes[lo:hi])
+            cap.stats.stored += hi - lo
+
+
+def _split_inherited(hashes: list[int], before: list[int | None]
+                     ) -> list[tuple[int, int, int]]:
+    """(state, first, end) pieces: PARENT where the hash equals the parent's, else STORED."""
+    if hashes == before:
+        return [(PARENT, 0, len(hashes))]
+    out: list[tuple[int, int, int]] = []
+    for i, (now, then) in enumerate(zip(hashes, before, strict=True)):
+        state = PARENT if now == then else STORED
+        if out and out[-1][0] == state:
+            out[-1] = (state, out[-1][1], i + 1)
+        else:
+            out.append((state, i, i + 1))
+    return out
+
+
+class _ProcessPass:
+    """Find, classify, read and store the private pages of one process."""
+
+    def __init__(self, cap: PageCapture, reader: RemoteReader, parent: OwnerIndex | None,
+                 proc_path: str) -> None:
+        self.cap = cap
+        self.reader = reader
+        self.parent = parent
+        self.proc_path = proc_path
+        self.zero_pfn = zero_pfn()
+        self.builder = RunBuilder()
+        self.queue: deque[_Seg] = deque()
+        self.batch: list[_Seg] = []
+        self.batch_pages = 0
+
+    def run(self, private: Sequence[mm_pb2.Vma]) -> RunBuilder:
+        fd = os.open(f"{self.proc_path}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            for start, end, zero in self._candidates(fd, private):
+                if zero:
+                    self._done(_Seg(start, (end - start) // PAGE_SIZE),
+                               [(start, (end - start) // PAGE_SIZE, ZERO, 0, [])])
+                    self.cap.stats.zero += (end - start) // PAGE_SIZE
+                else:
+                    self._classify(fd, start, end)
+            self._flush()
+        finally:
+            os.close(fd)
+        return self.builder
+
+    def _candidates(self, fd: int, vmas: Sequence[mm_pb2.Vma]
+                    ) -> list[tuple[int, int, bool]]:
+        """[start, end, is_zero) ranges of private VMAs that may hold pages to store."""
+        if not pagemap_scan_supported():
+            return [(v.start, v.end, False) for v in vmas]
+        out: list[tuple[int, int, bool]] = []
+        k = 0
+        for start, end, cats in pagemap_scan(fd, vmas[0].start, vmas[-1].end,
+                                             anyof=_SCAN_ANYOF, returned=_SCAN_RETURN):
+            while k < len(vmas) and vmas[k].end <= start:
+                k += 1
+            j = k
+            while j < len(vmas) and vmas[j].start < end:
+                lo, hi = max(start, vmas[j].start), min(end, vmas[j].end)
+                if cats & _IS_ZERO:
+                    out.append((lo, hi, True))
+                elif cats & _IS_FILE and cats & _IS_PRESENT:
+                    self.cap.stats.file_clean += (hi - lo) // PAGE_SIZE
+                elif out and not out[-1][2] and out[-1][1] == lo:
+                    out[-1] = (out[-1][0], hi, False)
+                else:
+                    out.append((lo, hi, False))
+                j += 1
+        return out
+
+    def _classify(self, fd: int, start: int, end: int) -> None:
+        """Classic entries of [start, end): queue reads, zero pages and shared lookups."""
+        page = start // PAGE_SIZE
+        for data in read_entries(fd, page, (end - start) // PAGE_SIZE):
+            codes = entry_flag_bytes(data).translate(_CODES)
+            base = page * PAGE_SIZE
+            for match in _CODE_RUNS.finditer(codes):
+                lo, hi = match.span()
+                code = codes[lo]
+                if code == _HOLE:
+                    continue
+                if code == _FILE:
+                    self.cap.stats.file_clean += hi - lo
+                elif code == _EXCL:
+                    addr = base + lo * PAGE_SIZE
+                    while lo < hi:
+                        n = min(hi - lo, _BATCH_PAGES)
+                        self._read(_Seg(addr, n))
+                        addr += n * PAGE_SIZE
+                        lo += n
+                else:
+                    entry = int.from_bytes(data[lo * 8:lo * 8 + 8], "little")
+                    self._shared_page(base + lo * PAGE_SIZE, entry, code)
+            page += len(codes)
+
+    def _shared_page(self, addr: int, entry: int, code: int) -> None:
+        """A page that may be mapped elsewhere too: zero page, stored already, or read it."""
+        if code == _SHARED:
+            pfn = entry & PFN_MASK
+            if not pfn:  # frame numbers hidden (no CAP_SYS_ADMIN): no sharing known
+                self._read(_Seg(addr, 1, mem=True))
+                return
+            if pfn == self.zero_pfn:
+                self.cap.stats.zero += 1
+                self._done(_Seg(addr, 1), [(addr, 1, ZERO, 0, [])])
+                return
+            key = pfn
+        else:
+            key = (entry & PFN_MASK) | (1 << 55)  # a swap entry: type and offset
+        known = self.cap.shared.get(key)
+        if known is not None:
+            slot, digest = known
+            if slot >= 0:
+                self.cap.stats.deduplicated += 1
+                self._done(_Seg(addr, 1), [(addr, 1, STORED, slot, [digest])])
+                return
+            if self.parent is not None and self.parent.hashes_at(addr, 1)[0] == digest:
+                self.cap.stats.inherited += 1
+                self._done(_Seg(addr, 1), [(addr, 1, PARENT, 0, [digest])])
+                return
+        last = self.queue[-1] if self.queue else None
+        if (last is not None and last.keys is not None and last.runs is None
+                and last.addr + last.npages * PAGE_SIZE == addr
+                and self.batch_pages < _BATCH_PAGES and last is self.batch[-1]):
+            last.npages += 1  # one /proc/PID/mem read for a stretch of shared pages
+            last.keys.append(key)
+            self.batch_pages += 1
+            return
+        self._read(_Seg(addr, 1, [key], mem=True))
+
+    def _done(self, seg: _Seg, runs: list[tuple[int, int, int, int, list[int]]]) -> None:
+        seg.runs = runs
+        self.queue.append(seg)
+        self._drain()
+
+    def _read(self, seg: _Seg) -> None:
+        if self.batch_pages + seg.npages > _BATCH_PAGES or len(self.batch) == IOV_MAX:
+            self._flush()
+        self.batch.append(seg)
+        self.batch_pages += seg.npages
+        self.queue.append(seg)
+
+    def _drain(self) -> None:
+        while self.queue and self.queue[0].runs is not None:
+            for addr, n, state, slot, hashes in self.queue.popleft().runs or ():
+                self.builder.add(addr, n, state, slot, hashes)
+
+    def _read_batch(self, batch: list[_Seg]) -> int:
+        """Read the batch into the buffer; returns the bytes read (short: a range failed).
+
+        Exclusively mapped pages go through process_vm_readv, many ranges per
+        call. Pages that may be shared go through /proc/PID/mem: process_vm_readv
+        pins what it reads (FOLL_PIN), and a read-only pin of a shared anonymous
+        page makes the kernel give the target its own copy first (Linux 5.19,
+        commit a7f226604170 "trigger FAULT_FLAG_UNSHARE when R/O-pinning a
+        possibly shared anonymous page"): reading would break the tree's
+        copy-on-write sharing and grow its memory. /proc/PID/mem reads with
+        FOLL_GET, which leaves the sharing alone.
+        """
+        offset = 0
+        i = 0
+        while i < len(batch):
+            j = i
+            while j < len(batch) and batch[j].mem == batch[i].mem:
+                j += 1
+            ranges = [(s.addr, s.npages * PAGE_SIZE) for s in batch[i:j]]
+            want = sum(n for _a, n in ranges)
+            if batch[i].mem:
+                got = self.reader.read_mem(ranges, offset)
+            else:
+                got = self.reader.read(ranges, offset)
+            offset += got
+            if got < want:
+                return offset
+            i = j
+        return offset
+
+    def _flush(self) -> None:
+        """Read the batch, hash each page, store what changed."""
+        if not self.batch:
+            return
+        batch, self.batch = self.batch, []
+        total = self.batch_pages * PAGE_SIZE
+        self.batch_pages = 0
+        got = self._read_batch(batch)
+        if got < total:
+            if not os.path.exists(self.proc_path):
+                raise ProcessLookupError(errno.ESRCH, "address space gone")
+            failed = batch[0].addr
+            done = 0
+            for s in batch:
+                if done + s.npages * PAGE_SIZE > got:
+                    failed = s.addr + (got - done)
+                    break
+                done += s.npages * PAGE_SIZE
+            raise OSError(errno.EFAULT, f"memory at {failed:#x} could not be read "
+                          "(unmapped while the dump ran?)")
+        self.cap.stats.read_bytes += total
+        view = self.reader.view
+        hashes = [_hash(view[i:i + PAGE_SIZE]) for i in range(0, total, PAGE_SIZE)]
+        parent = self.parent
+        shared = self.cap.shared
+        if parent is None:
+            first = self.cap.sink.append(view[:total])
+            self.cap.stats.stored += total // PAGE_SIZE
+            k = 0
+            for seg in batch:
+                seg.runs = [(seg.addr, seg.npages, STORED, first + k, hashes[k:k + seg.npages])]
+                if seg.keys is not None:
+                    for i, key in enumerate(seg.keys):
+                        shared[key] = (first + k + i, hashes[k + i])
+                k += seg.npages
+            self._drain()
+            return
+        changed: list[memoryview] = []
+        slot = self.cap.sink.slots
+        k = 0
+        for seg in batch:
+            mine = hashes[k:k + seg.npages]
+            seg.runs = []
+            slots: list[int] = []
+            for state, lo, hi in _split_inherited(mine, parent.hashes_at(seg.addr, seg.npages)):
+                addr = seg.addr + lo * PAGE_SIZE
+                if state == PARENT:
+                    seg.runs.append((addr, hi - lo, PARENT, 0, mine[lo:hi]))
+                    self.cap.stats.inherited += hi - lo
+                    slots.extend([-1] * (hi - lo))
+                else:
+                    seg.runs.append((addr, hi - lo, STORED, slot, mine[lo:hi]))
+                    for p in range(k + lo, k + hi):
+                        changed.append(view[p * PAGE_SIZE:(p + 1) * PAGE_SIZE])
+                    slots.extend(range(slot, slot + hi - lo))
+                    slot += hi - lo
+                    self.cap.stats.stored += hi - lo
+            if seg.keys is not None:
+                for i, key in enumerate(seg.keys):
+                    shared[key] = (slots[i], mine[i])
+            k += seg.npages
+        for i in range(0, len(changed), IOV_MAX):
+            self.cap.sink.append_pages(changed[i:i + IOV_MAX])
+        self._drain()

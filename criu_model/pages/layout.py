@@ -1,0 +1,120 @@
+"""The page storage layout shared by the writer and the reader.
+
+``pages.img`` grammar (all integers little-endian)::
+
+    PAGES   ::= HEADER PAD { SLOT }
+    HEADER  ::= MAGIC KIND MAJOR MINOR     12 bytes, as every image ("CRMI" "PAGE")
+    PAD     ::= zeros up to PAGE_SIZE      so every slot is page-aligned (mmap)
+    SLOT    ::= PAGE_SIZE bytes of one page
+
+Slot ``n`` starts at ``(n + 1) * PAGE_SIZE``. Which page is in which slot,
+and its xxh3-64 checksum, is in ``pagemap.img`` (one ``PageRuns`` per owner:
+a process's private memory, or a shared memory object stored once).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+
+from criu_model.images.pb import pages_pb2
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+PAGES_IMG = "pages.img"
+PAGEMAP_IMG = "pagemap.img"
+PAGES_KIND = int.from_bytes(b"PAGE", "little")
+_HEADER = struct.Struct("<4sIHH")
+
+STORED = pages_pb2.PAGE_STORED
+ZERO = pages_pb2.PAGE_ZERO
+PARENT = pages_pb2.PAGE_PARENT
+
+# One owner entry holds at most this many page hashes (8 bytes each): an entry
+# stays far below the 256 MiB framing limit even for a terabyte of memory.
+MAX_HASHES_PER_ENTRY = 1 << 20
+
+OwnerKey = tuple[int, int, int]  # (pid, 0, 0) for a process, (0, dev, ino) for an object
+
+
+def header(major: int, minor: int) -> bytes:
+    """The first page of pages.img: the common image header, zero padded."""
+    return _HEADER.pack(b"CRMI", PAGES_KIND, major, minor).ljust(PAGE_SIZE, b"\0")
+
+
+def parse_header(data: bytes) -> tuple[bytes, int, int, int]:
+    """(magic, kind, major, minor) of a pages.img header."""
+    return _HEADER.unpack_from(data, 0)
+
+
+def slot_offset(slot: int) -> int:
+    return (slot + 1) * PAGE_SIZE
+
+
+def owner_key(runs: pages_pb2.PageRuns) -> OwnerKey:
+    if runs.pid:
+        return (runs.pid, 0, 0)
+    return (0, runs.object_dev, runs.object_ino)
+
+
+@dataclass
+class RunBuilder:
+    """Accumulates one owner's runs, merging neighbours, as parallel arrays.
+
+    Plain lists, turned into packed protobuf fields once at the end: a 1 GiB
+    process has 262,144 pages, and per-run messages would cost more than the
+    reads.
+    """
+
+    addr: list[int] = field(default_factory=list)
+    npages: list[int] = field(default_factory=list)
+    state: list[int] = field(default_factory=list)
+    slot: list[int] = field(default_factory=list)
+    hashes: list[int] = field(default_factory=list)
+
+    def add(self, addr: int, npages: int, state: int, slot: int = 0,
+            hashes: list[int] | None = None) -> None:
+        """Append a run (ascending addresses), merged into the previous one it continues."""
+        if self.addr:
+            last = len(self.addr) - 1
+            prev_n = self.npages[last]
+            if (self.state[last] == state and self.addr[last] + prev_n * PAGE_SIZE == addr
+                    and (state != STORED or self.slot[last] + prev_n == slot)):
+                self.npages[last] = prev_n + npages
+                if hashes:
+                    self.hashes.extend(hashes)
+                return
+        self.addr.append(addr)
+        self.npages.append(npages)
+        self.state.append(state)
+        self.slot.append(slot if state == STORED else 0)
+        if hashes:
+            self.hashes.extend(hashes)
+
+    def messages(self, **ident: object) -> list[pages_pb2.PageRuns]:
+        """The runs as PageRuns entries carrying ``ident`` (pid or object fields), split by size."""
+        out: list[pages_pb2.PageRuns] = []
+        start = 0
+        hash_pos = 0
+        nruns = len(self.addr)
+        while start < nruns or not out:
+            stop = start
+            count = 0
+            while stop < nruns:
+                more = self.npages[stop] if self.state[stop] != ZERO else 0
+                if count and count + more > MAX_HASHES_PER_ENTRY:
+                    break
+                count += more
+                stop += 1
+            msg = pages_pb2.PageRuns(**ident)  # type: ignore[arg-type]
+            msg.addr.extend(self.addr[start:stop])
+            msg.npages.extend(self.npages[start:stop])
+            msg.state.extend(self.state[start:stop])
+            msg.slot.extend(self.slot[start:stop])
+            msg.hashes.extend(self.hashes[hash_pos:hash_pos + count])
+            out.append(msg)
+            hash_pos += count
+            start = stop
+            if nruns == 0:
+                break
+        return out
