@@ -5,7 +5,11 @@ Three strategies, chosen by the caller:
 * ``PTRACE``: PTRACE_SEIZE + PTRACE_INTERRUPT every thread (Linux 3.4). Works
   anywhere ptrace is allowed; the threads show state ``t`` while frozen.
 * ``CGROUP``: the cgroup v2 freezer (``cgroup.freeze``, Linux 5.2). Needs the
-  whole tree alone in a non-root cgroup; the tasks are never ptraced.
+  whole tree alone in a non-root cgroup (children it forks meanwhile are
+  fine, strangers are refused); the tasks are never ptraced. A freeze
+  outlives its writer, so it is guarded (cgroup_guard): one dumper per
+  cgroup (a flock), and a guardian process thaws it if we are SIGKILLed.
+  A cgroup frozen before us is refused (AlreadyFrozen) unless `frozen_ok`.
 * ``NONE``: read a moving target (fast, may be inconsistent).
 
 :func:`frozen` is a context manager: on *any* exit (normal, exception,
@@ -32,14 +36,18 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from criu_model import cgroup_guard
 from criu_model.collect.mountinfo import parse_mountinfo
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all, task_state
+from criu_model.collect.stat import parse_ppid
 from criu_model.errors import (
     PTRACE_HINT,
     AccessDenied,
+    AlreadyFrozen,
     CriuModelError,
     KernelUnsupported,
     ProcessGone,
+    TargetBusy,
     UsageError,
 )
 from criu_model.kernel import ptrace
@@ -86,7 +94,10 @@ class FreezeReport:
     # tid -> one-letter state read just before freezing: a frozen task shows
     # 't' (ptrace) or 'S'/'D' (cgroup), which is our doing, not its state.
     states_before: dict[int, str] = field(default_factory=dict)
-    already_frozen: bool = False  # CGROUP: frozen before us, so left frozen on exit
+    already_frozen: bool = False  # CGROUP: frozen before us (frozen_ok), left frozen on exit
+    # CGROUP: tree members forked after discovery, frozen too (the caller rediscovers them).
+    joined: list[int] = field(default_factory=list)
+    guardian_pid: int | None = None  # CGROUP: the process that thaws if we die frozen
 
     @property
     def duration_ns(self) -> int:
@@ -413,42 +424,145 @@ def _procs_below(directory: str) -> set[int]:
     return pids
 
 
+def _mount_or_fail() -> tuple[str, str]:
+    mount = cgroup2_mount()
+    if mount is None:
+        raise KernelUnsupported("cgroup v2 freezer", "no cgroup2 filesystem is mounted")
+    return mount[0].rstrip("/") or "/", mount[1]
+
+
+def _cgroup_location(name: str, point: str, mount_root: str) -> str:
+    """The directory under the mount of cgroup `name` (a ``/proc/PID/cgroup`` path)."""
+    root = mount_root.rstrip("/")
+    if root and not (name + "/").startswith(root + "/"):
+        raise UsageError(f"cgroup {name} is not visible under the cgroup2 mount {point}")
+    return point + name[len(root):] if name[len(root):] != "/" else point
+
+
+def cgroup_directory(path: str) -> tuple[str, str]:
+    """(directory under the mount, cgroup name as /proc/PID/cgroup says) of a cgroup.
+
+    `path` is either form: ``/sys/fs/cgroup/unified/x`` or ``/x``.
+    """
+    point, mount_root = _mount_or_fail()
+    given = os.path.normpath(path)
+    if given == point or given.startswith(point + "/"):
+        name = (mount_root.rstrip("/") + given[len(point):]) or "/"
+    else:
+        name = "/" + given.strip("/")
+    if ".." in name.split("/"):
+        raise UsageError(f"{path!r} is not a cgroup path (it leaves the hierarchy)")
+    directory = _cgroup_location(name, point, mount_root)
+    if not os.path.isdir(directory):
+        raise UsageError(f"no cgroup {name} (no directory {directory})")
+    return directory, name
+
+
+def _frozen_ancestor(directory: str, name: str) -> tuple[str, str] | None:
+    """(name, directory) of the nearest ancestor whose cgroup.freeze is 1, if any.
+
+    A frozen ancestor freezes every descendant while theirs still read 0.
+    """
+    point = _mount_or_fail()[0]
+    here, label = directory, name
+    while here != point and label != "/":
+        here, label = os.path.dirname(here), os.path.dirname(label)
+        try:
+            if read_all(f"{here}/cgroup.freeze").strip() == b"1":
+                return label, here
+        except FileNotFoundError:
+            return None  # the hierarchy root: it has no cgroup.freeze
+    return None
+
+
+def _descends_from(pid: int, members: set[int], proc_root: str) -> bool | None:
+    """Is `pid` a descendant of one of `members` (ppid walked through /proc)? None if gone."""
+    seen: set[int] = set()
+    current = pid
+    while current > 1 and current not in seen:
+        seen.add(current)
+        try:
+            current = parse_ppid(read_all(f"{proc_root}/{current}/stat"))
+        except (FileNotFoundError, ProcessLookupError):
+            # It exited; an ancestor exiting reparents it away from the tree.
+            return None if current == pid else False
+        if current in members:
+            return True
+    return False
+
+
 class _CgroupFreezer(_Freezer):
-    """Write 1 to cgroup.freeze of the tree's cgroup, 0 on thaw (if we froze it)."""
+    """Write 1 to cgroup.freeze of the tree's cgroup, 0 on thaw (if we froze it).
+
+    Guarded (see cgroup_guard): a lock per cgroup so one dumper at a time
+    freezes it, a guardian process that thaws it if we die while it is
+    frozen, and a marker naming us on the cgroup while frozen.
+    """
+
+    frozen_ok = False  # leave a cgroup frozen by someone else frozen instead of refusing
 
     def __init__(self, report: FreezeReport, proc_root: str, timeout: float) -> None:
         super().__init__(report, proc_root, timeout)
         self.directory: str | None = None
         self.we_froze = False
+        self.lock: int | None = None
+        self.guardian: cgroup_guard.Guardian | None = None
+        self.marked = False
 
     def freeze(self, pids: list[int]) -> None:
-        directory = self._cgroup_dir(pids)
-        if directory is None:
+        found = self._cgroup_dir(pids)
+        if found is None:
             return
+        directory, name = found
         self.report.cgroup = directory
         freeze_file = f"{directory}/cgroup.freeze"
+        if not os.path.exists(freeze_file):
+            raise KernelUnsupported("cgroup v2 freezer", f"{freeze_file} missing (needs Linux 5.2)")
+        self.lock = cgroup_guard.try_lock(directory)
+        if self.lock is None:
+            raise _busy(directory, name, "is already being dumped")
         try:
             before = read_all(freeze_file).strip()
         except FileNotFoundError as err:
-            raise KernelUnsupported("cgroup v2 freezer",
-                                    f"{freeze_file} missing (needs Linux 5.2)") from err
-        if before == b"1":
+            raise CriuModelError(f"cgroup {name} vanished while freezing") from err
+        ancestor = None if before == b"1" else _frozen_ancestor(directory, name)
+        if before == b"1" or ancestor is not None:
+            if not self.frozen_ok:
+                raise _already_frozen(directory, name, ancestor)
             self.report.already_frozen = True  # someone else froze it: not ours to thaw
         else:
+            self._start_guardian(directory, name)
             self._write(freeze_file, b"1")
             self.we_froze = True
         self.directory = directory
         self._wait_frozen(directory)
+        # Frozen, the tree cannot fork any more: who is in the cgroup now is final.
+        joined, strangers = self._outsiders(directory, pids)
+        if strangers:
+            raise _strangers_error(name, strangers, "moved in while it was being frozen")
+        self.report.joined = sorted(joined)
         skipped = {pid for pid, _why in self.report.skipped}
-        self.report.tids = sorted(t for pid in pids if pid not in skipped
-                                  for t in _list_tids(self.proc_root, pid))
+        members = [pid for pid in pids if pid not in skipped] + self.report.joined
+        self.report.tids = sorted(t for pid in members for t in _list_tids(self.proc_root, pid))
 
-    def _cgroup_dir(self, pids: list[int]) -> str | None:
-        """The one non-root cgroup holding exactly our live processes."""
-        mount = cgroup2_mount()
-        if mount is None:
-            raise KernelUnsupported("cgroup v2 freezer", "no cgroup2 filesystem is mounted")
-        point, mount_root = mount
+    def _start_guardian(self, directory: str, name: str) -> None:
+        """Fork the guardian (outside the cgroup: it is a child of us) and arm it."""
+        assert self.lock is not None
+        self.guardian = cgroup_guard.start_guardian(directory, (self.lock,))
+        self.report.guardian_pid = self.guardian.pid
+        try:
+            where = cgroup_of(self.guardian.pid, self.proc_root)
+        except ProcessGone:
+            where = None  # died already (SIGKILLed by someone): dismiss copes
+        if where is not None and (where + "/").startswith(name.rstrip("/") + "/"):
+            raise UsageError(f"the freeze guardian (pid {self.guardian.pid}) is inside cgroup "
+                             f"{name}: it would be frozen too; use --freeze=ptrace")
+        self.marked = cgroup_guard.set_marker(directory, os.getpid(), self.guardian.pid)
+        self.guardian.arm()
+
+    def _cgroup_dir(self, pids: list[int]) -> tuple[str, str] | None:
+        """(directory, cgroup name) of the one non-root cgroup holding only our tree."""
+        point, mount_root = _mount_or_fail()
         paths: dict[int, str] = {}
         for pid in pids:
             try:
@@ -472,34 +586,35 @@ class _CgroupFreezer(_Freezer):
                 f"the cgroup freezer needs the tree in its own non-root cgroup ({where}); "
                 "the root cgroup cannot be frozen: move the tree into a child cgroup "
                 "or use --freeze=ptrace")
-        if mount_root != "/" and not (common + "/").startswith(mount_root.rstrip("/") + "/"):
-            raise UsageError(f"cgroup {common} is not visible under the cgroup2 mount {point}")
-        relative = common[len(mount_root.rstrip("/")):] if mount_root != "/" else common
-        directory = point.rstrip("/") + relative
-        inside = _procs_below(directory)
-        if os.getpid() in inside:
+        directory = _cgroup_location(common, point, mount_root)
+        if os.getpid() in _procs_below(directory):
             raise UsageError(f"cgroup {common} contains criu-model itself (pid {os.getpid()}): "
                              "freezing it would freeze the dumper; use --freeze=ptrace")
-        others = inside - set(pids)
-        if others:
-            shown = ", ".join(str(p) for p in sorted(others)[:10])
-            raise UsageError(f"cgroup {common} also holds processes outside the tree ({shown}); "
-                             "freezing it would stop them too: use --freeze=ptrace")
-        return directory
+        _joined, strangers = self._outsiders(directory, pids)
+        if strangers:
+            raise _strangers_error(common, strangers)
+        return directory, common
+
+    def _outsiders(self, directory: str, pids: list[int]) -> tuple[set[int], set[int]]:
+        """Processes in the cgroup but not in `pids`: (new tree members, strangers).
+
+        A child the tree forked after discovery is born in its parent's cgroup
+        and descends from a member: it belongs to the tree (the dumper
+        rediscovers it). Anything else would be frozen without being ours.
+        """
+        members = set(pids)
+        joined: set[int] = set()
+        strangers: set[int] = set()
+        for pid in _procs_below(directory) - members:
+            verdict = _descends_from(pid, members, self.proc_root)
+            if verdict:
+                joined.add(pid)
+            elif verdict is not None:
+                strangers.add(pid)
+        return joined, strangers
 
     def _write(self, path: str, value: bytes) -> None:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, value)
-            finally:
-                os.close(fd)
-        except PermissionError as err:
-            raise AccessDenied(None, f"writing {path}",
-                               "needs write access to the cgroup (root, or a delegated "
-                               "subtree)") from err
-        except OSError as err:
-            raise CriuModelError(f"writing {path}: {err.strerror}") from err
+        _write_cgroup_file(path, value)
 
     def _wait_frozen(self, directory: str) -> None:
         """Freezing is asynchronous: cgroup.events says when every task stopped."""
@@ -516,13 +631,122 @@ class _CgroupFreezer(_Freezer):
             delay = min(delay * 2, _POLL_MAX_S)
 
     def thaw(self) -> None:
-        if self.directory is None or not self.we_froze:
-            return
+        """Thaw what we froze, then dismiss the guardian, then drop the lock: in that order,
+        so that no other dumper can freeze the cgroup before our guardian is gone."""
+        if self.directory is not None and self.we_froze:
+            try:
+                self._write(f"{self.directory}/cgroup.freeze", b"0")
+            except CriuModelError as err:
+                self.report.release_errors.append((self.directory, str(err)))
+            self.we_froze = False
+        if self.marked and self.report.cgroup is not None:
+            cgroup_guard.clear_marker(self.report.cgroup)
+            self.marked = False
+        if self.guardian is not None:
+            self.guardian.dismiss()
+            self.guardian = None
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
+
+
+def _write_cgroup_file(path: str, value: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            self._write(f"{self.directory}/cgroup.freeze", b"0")
-        except CriuModelError as err:
-            self.report.release_errors.append((self.directory, str(err)))
-        self.we_froze = False
+            os.write(fd, value)
+        finally:
+            os.close(fd)
+    except PermissionError as err:
+        raise AccessDenied(None, f"writing {path}",
+                           "needs write access to the cgroup (root, or a delegated "
+                           "subtree)") from err
+    except OSError as err:
+        raise CriuModelError(f"writing {path}: {err.strerror}") from err
+
+
+def _busy(directory: str, name: str, doing: str) -> TargetBusy:
+    """The lock is taken: name the other dumper, as ptrace says "already traced by pid N"."""
+    holder = cgroup_guard.lock_holder(directory)
+    if holder is None:
+        return TargetBusy(f"cgroup {name} {doing} by another process (it holds the "
+                          "criu-model lock on the cgroup directory; its pid is not visible)")
+    if os.path.exists(f"/proc/{holder}"):
+        return TargetBusy(f"cgroup {name} {doing} by pid {holder} (criu-model holds its lock); "
+                          "wait for that dump to end", holder)
+    return TargetBusy(f"cgroup {name} {doing} by pid {holder}, which died: its guardian is "
+                      "thawing the cgroup now; try again in a moment", holder)
+
+
+def _already_frozen(directory: str, name: str, ancestor: tuple[str, str] | None
+                    ) -> AlreadyFrozen:
+    if ancestor is not None:
+        above, above_dir = ancestor
+        who = cgroup_guard.describe_marker(cgroup_guard.read_marker(above_dir))
+        return AlreadyFrozen(
+            f"cgroup {name} is frozen: its ancestor {above} is frozen ({who}); criu-model "
+            f"does not thaw a freeze it did not make: thaw it with `criu-model thaw {above}` "
+            "and dump again", name)
+    marker = cgroup_guard.read_marker(directory)
+    return AlreadyFrozen(
+        f"cgroup {name} is already frozen ({cgroup_guard.describe_marker(marker)}); "
+        "criu-model does not thaw a freeze it did not make: thaw it with "
+        f"`criu-model thaw {name}` (or `echo 0 > {directory}/cgroup.freeze`) and dump again",
+        name, (marker or {}).get("pid"))
+
+
+def _strangers_error(name: str, strangers: set[int], when: str = "") -> UsageError:
+    shown = ", ".join(str(p) for p in sorted(strangers)[:10])
+    return UsageError(f"cgroup {name} also holds processes outside the tree ({shown})"
+                      f"{' ' + when if when else ''}; freezing it would stop them too: "
+                      "use --freeze=ptrace")
+
+
+@dataclass
+class ThawResult:
+    """What `thaw_cgroup` found and did."""
+
+    cgroup: str  # the name, as /proc/PID/cgroup shows it
+    directory: str
+    was_frozen: bool
+    frozen_by: str = ""  # describe_marker's words, when it was frozen
+
+
+def thaw_cgroup(path: str, *, timeout: float = STOP_TIMEOUT_S) -> ThawResult:
+    """Thaw a cgroup left frozen (by a dumper that died with its guardian, or anyone).
+
+    Refused while a criu-model dump holds the cgroup's lock: that dump thaws it
+    when it ends, and so does its guardian if it dies.
+    """
+    directory, name = cgroup_directory(path)
+    freeze_file = f"{directory}/cgroup.freeze"
+    if not os.path.exists(freeze_file):
+        if os.path.exists(f"{directory}/cgroup.procs") and name == "/":
+            raise UsageError("the root cgroup cannot be frozen: nothing to thaw")
+        raise KernelUnsupported("cgroup v2 freezer", f"{freeze_file} missing (needs Linux 5.2)")
+    lock = cgroup_guard.try_lock(directory)
+    if lock is None:
+        raise _busy(directory, name, "is being dumped")
+    try:
+        if read_all(freeze_file).strip() != b"1":
+            ancestor = _frozen_ancestor(directory, name)
+            if ancestor is not None:
+                raise UsageError(f"cgroup {name} is not frozen itself, but its ancestor "
+                                 f"{ancestor[0]} is: thaw that one "
+                                 f"(`criu-model thaw {ancestor[0]}`)")
+            return ThawResult(name, directory, False)
+        who = cgroup_guard.describe_marker(cgroup_guard.read_marker(directory))
+        _write_cgroup_file(freeze_file, b"0")
+        cgroup_guard.clear_marker(directory)
+        deadline = time.monotonic() + timeout
+        while b"frozen 1" in read_all(f"{directory}/cgroup.events").split(b"\n"):
+            if time.monotonic() >= deadline:
+                raise CriuModelError(f"cgroup {name} still reports 'frozen 1' {timeout:g}s "
+                                     "after writing 0 to cgroup.freeze")
+            time.sleep(_POLL_MAX_S)
+        return ThawResult(name, directory, True, who)
+    finally:
+        os.close(lock)
 
 
 _FREEZERS: dict[FreezeMethod, type[_Freezer]] = {
@@ -534,12 +758,13 @@ _FREEZERS: dict[FreezeMethod, type[_Freezer]] = {
 
 @contextmanager
 def frozen(pids: list[int], method: FreezeMethod | str, proc_root: str = PROC_ROOT, *,
-           timeout: float = STOP_TIMEOUT_S) -> Iterator[FreezeReport]:
+           timeout: float = STOP_TIMEOUT_S, frozen_ok: bool = False) -> Iterator[FreezeReport]:
     """Hold the processes `pids` (tgids, already discovered) still inside the block.
 
     Processes that vanish, or are zombies, are skipped and listed in
     ``report.skipped``; an EPERM from ptrace raises AccessDenied after
-    releasing what was already seized.
+    releasing what was already seized. A cgroup frozen before us raises
+    AlreadyFrozen, or with `frozen_ok` is read as it is and left frozen.
     """
     method = FreezeMethod(method)
     report = FreezeReport(method)
@@ -549,6 +774,8 @@ def frozen(pids: list[int], method: FreezeMethod | str, proc_root: str = PROC_RO
         targets.remove(os.getpid())
         report.skipped.append((os.getpid(), "the dumping process itself cannot be frozen"))
     freezer = _FREEZERS[method](report, proc_root, timeout)
+    if isinstance(freezer, _CgroupFreezer):
+        freezer.frozen_ok = frozen_ok
     started: int | None = None
     try:
         if method is FreezeMethod.CGROUP:

@@ -1,0 +1,39 @@
+"""`criu-model thaw CGROUP`: undo a cgroup freeze that nobody will undo.
+
+A cgroup dump's guardian thaws the tree when its dumper dies; this is for
+what is left when both die (or another tool froze it and forgot). The thaw
+is refused while a criu-model dump holds the cgroup: that dump thaws it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+
+from criu_model.freeze import thaw_cgroup
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `thaw` on the main parser's subparsers."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "thaw", help="thaw a cgroup v2 group left frozen (cgroup.freeze 1)",
+        description="Write 0 to CGROUP's cgroup.freeze and wait until it reports thawed. "
+                    "Refused while a criu-model dump holds the cgroup (it thaws it itself).")
+    p.add_argument("cgroup", metavar="CGROUP",
+                   help="the cgroup as /proc/PID/cgroup names it (/mygroup) or its "
+                        "directory under the cgroup2 mount")
+    return p
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """Run `criu-model thaw`: 0 once the cgroup is thawed (or was not frozen)."""
+    result = thaw_cgroup(args.cgroup)
+    if result.was_frozen:
+        console.print(f"thawed cgroup {result.cgroup} (it was frozen {result.frozen_by})",
+                      markup=False, highlight=False, soft_wrap=True)
+    else:
+        console.print(f"cgroup {result.cgroup} is not frozen: nothing to do",
+                      markup=False, highlight=False, soft_wrap=True)
+    return 0
