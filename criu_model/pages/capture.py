@@ -213,7 +213,7 @@ class PageCapture:
                 self.owners.pop((pid, 0, 0), None)
                 raise ProcessGone(pid, "exited while its memory was read") from err
             except OSError as err:
-                if not os.path.exists(proc_path):
+                if _gone(proc_path):
                     self.owners.pop((pid, 0, 0), None)
                     raise ProcessGone(pid, "exited while its memory was read") from err
                 raise CriuModelError(f"process {pid}: reading memory: "
@@ -264,6 +264,15 @@ class PageCapture:
         finally:
             os.close(fd)
         return None
+
+
+def _gone(proc_path: str) -> bool:
+    """The process exited (its /proc entry is gone, or it is a zombie without memory)."""
+    try:
+        with open(f"{proc_path}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except OSError:
+        return True
 
 
 def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:
@@ -496,7 +505,7 @@ class _ProcessPass:
         self.batch_pages = 0
         got = self._read_batch(batch)
         if got < total:
-            if not os.path.exists(self.proc_path):
+            if _gone(self.proc_path):
                 raise ProcessLookupError(errno.ESRCH, "address space gone")
             failed = batch[0].addr
             done = 0
