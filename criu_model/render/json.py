@@ -148,6 +148,8 @@ def fd_to_json(fd: files_pb2.Fd, sockets: dict[int, sockets_pb2.Socket]) -> dict
 
 def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
     """The whole snapshot as one JSON-ready object (see the README's contract)."""
+    from criu_model.render.threads import registers_to_json  # threads.py imports this module
+
     inv = snap.inventory
     processes = []
     for proc in snap.processes:
@@ -164,6 +166,8 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
         obj["fds"] = [fd_to_json(fd, snap.sockets_by_inode) for fd in table.fds] if table else []
         obj["fd_table"] = ({k: v for k, v in message_to_json(table).items() if k != "fds"}
                            if table else None)
+        obj["registers"] = registers_to_json(snap.registers_by_pid.get(proc.pid))
+        obj["pages"] = _page_totals(snap, (proc.pid, 0, 0))
         processes.append(obj)
     return {
         "format_version": f"{inv.format_major or framing.FORMAT_MAJOR}."
@@ -175,4 +179,25 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
         "sockets": [socket_to_json(s) for s in snap.sockets],
         "ghost_files": [{k: v for k, v in message_to_json(g).items() if k != "data"}
                         for g in snap.ghosts],
+        "shared_memory": [{"path": text(index.object_path), "dev": index.object_dev,
+                           "ino": index.object_ino, "size": index.object_size,
+                           "pages": _page_totals(snap, key)}
+                          for key, index in (snap.page_store.owners.items()
+                                             if snap.page_store else ()) if not key[0]],
     }
+
+
+_STATE_NAMES = {1: "stored", 2: "zero", 3: "inherited"}
+
+
+def _page_totals(snap: Snapshot, key: tuple[int, int, int]) -> dict[str, int] | None:
+    """Pages of one owner per state (dump --pages), None when contents were not captured."""
+    if snap.page_store is None:
+        return None
+    index = snap.page_store.owner(key)
+    totals = {name: 0 for name in _STATE_NAMES.values()}
+    if index is not None:
+        for state, n in zip(index.state, index.npages, strict=True):
+            name = _STATE_NAMES.get(state, f"unknown({state})")
+            totals[name] = totals.get(name, 0) + n
+    return totals

@@ -187,3 +187,33 @@ def test_corrupt_file_in_snapshot_is_image_error(tmp_path: Path, name: str,
     with pytest.raises(ImageError) as info:
         load(out)
     assert name in str(info.value)
+
+
+def test_format_1_2_snapshot_still_loads(tmp_path: Path) -> None:
+    """A 1.2 writer had no pagemap.img/regs.img and wrote minor 2 in every header."""
+    import hashlib
+
+    from criu_model.images import framing
+    from criu_model.images.pb import inventory_pb2
+    from criu_model.images.registry import INVENTORY
+
+    snap = sample_snapshot()
+    out = tmp_path / "old"
+    out.mkdir()
+    inv = inventory_pb2.Inventory()
+    inv.CopyFrom(snap.inventory)
+    inv.format_major, inv.format_minor = 1, 2
+    del inv.images[:]
+    for image in IMAGES:
+        if image.name in ("pagemap.img", "regs.img"):
+            continue
+        entries = getattr(snap, image.attr)
+        data = framing.encode(image.kind, (e.SerializeToString() for e in entries), minor=2)
+        (out / image.name).write_bytes(data)
+        inv.images.add(name=image.name, entries=len(entries),
+                       sha256=hashlib.sha256(data).digest())
+    (out / INVENTORY.name).write_bytes(framing.encode(INVENTORY.kind,
+                                                      [inv.SerializeToString()], minor=2))
+    old = load(out)
+    assert [p.pid for p in old.processes] == [p.pid for p in snap.processes]
+    assert old.page_store is None and old.registers == [] and old.pagemap == []
