@@ -17,10 +17,9 @@ from types import FrameType
 from rich.console import Console
 
 from criu_model import __version__, cli_diff, cli_memory, cli_plan, cli_thaw
+from criu_model.argtypes import parse_pid
 from criu_model.collect.fds import DEFAULT_GHOST_LIMIT
-from criu_model.dumper import dump, parse_pid
 from criu_model.errors import CriuModelError, UsageError
-from criu_model.features import check
 from criu_model.freeze import FreezeMethod
 from criu_model.images import load, write
 from criu_model.render import text as render
@@ -110,6 +109,8 @@ def _cmd_dump(args: argparse.Namespace, console: Console) -> int:
         print("criu-model: --no-pages is now --no-page-counts (page counts, not contents)",
               file=sys.stderr)
     parent = Path(target).absolute().parent
+    from criu_model.dumper import dump
+
     snap = dump(roots, freeze=args.freeze, page_counts=not (args.no_page_counts or
                                                            args.no_pages_old),
                 pages=args.pages, pages_dir=str(parent) if parent.is_dir() else None,
@@ -155,6 +156,8 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_check(args: argparse.Namespace, console: Console) -> int:
+    from criu_model.features import check
+
     features = check()
     if args.json:
         print_json([{"name": f.name, "available": f.available, "detail": f.detail}

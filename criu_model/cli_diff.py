@@ -14,17 +14,19 @@ from typing import Any
 
 from rich.console import Console
 
-from criu_model.differ import AREAS, diff, parse_areas
-from criu_model.dumper import dump, parse_pid
+from criu_model.argtypes import parse_pid
 from criu_model.errors import UsageError
 from criu_model.freeze import FreezeMethod
 from criu_model.images import framing, load
 from criu_model.images.pb import inventory_pb2
-from criu_model.render.diff import diff_to_json, show_diff
 from criu_model.render.json import print_json
 from criu_model.snapshot import Snapshot
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
+# differ.AREAS, spelled out so `criu-model --help` need not import the differ
+# (tests/cli/test_cli_diff.py checks that they agree).
+AREAS = ("tree", "proc", "threads", "creds", "limits", "signals", "timers", "sched", "ns",
+         "cgroups", "fds", "sockets", "vmas", "mounts", "sharing")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -65,12 +67,17 @@ def _live(before: Snapshot, args: argparse.Namespace) -> Snapshot:
     roots = [pid for pid in before.inventory.root_pids if os.path.exists(f"/proc/{pid}")]
     if not roots:
         return _empty_like(before)
+    from criu_model.dumper import dump
+
     had_pages = any(m.page_counts_method for m in before.memory)
     return dump(roots, freeze=args.freeze, page_counts=had_pages and not args.no_pages)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run `criu-model diff`; returns the exit status (0 same, 1 different, 2 trouble)."""
+    from criu_model.differ import diff, parse_areas
+    from criu_model.render.diff import diff_to_json, show_diff
+
     if args.live == (args.dir_b is not None):
         raise UsageError("give either DIR_B or --live, not both and not neither")
     pids = {parse_pid(p) for p in args.pid} or None

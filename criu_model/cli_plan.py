@@ -12,11 +12,14 @@ from typing import Any
 from rich.console import Console
 
 from criu_model.images import load
-from criu_model.planner import PID_NS_MODES, plan
 from criu_model.render.json import print_json
-from criu_model.render.plan import plan_to_json, show_plan
 
 EXIT_FEASIBLE, EXIT_BLOCKED = 0, 3
+
+
+# planner.PID_NS_MODES, spelled out so `--help` need not import the planner
+# (tests/cli/test_cli_imports.py checks that they agree).
+PID_NS_MODES = ("same", "new")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -37,6 +40,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run `criu-model plan`; returns 0 (feasible), 3 (blocked) or 1 (error)."""
+    from criu_model.planner import plan
+    from criu_model.render.plan import plan_to_json, show_plan
+
     result = plan(load(args.dir), live=not args.offline, pid_ns=args.pid_ns)
     if args.json:
         print_json(plan_to_json(result))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from criu_model import __version__
+from criu_model.argtypes import parse_pid
 from criu_model.collect.fds import DEFAULT_GHOST_LIMIT, GhostStore, collect_fds
 from criu_model.collect.locks import read_proc_locks
 from criu_model.collect.maps import LineCache
@@ -27,7 +28,7 @@ from criu_model.collect.process import collect_process
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all
 from criu_model.collect.regs import collect_registers, registers_not_captured
 from criu_model.collect.shares import fill_sharing
-from criu_model.collect.sockets import SocketDump, collect_sockets
+from criu_model.collect.sockdump import SocketDump
 from criu_model.collect.stat import parse_stat
 from criu_model.collect.tree import discover
 from criu_model.errors import AccessDenied, ProcessGone, UsageError
@@ -57,19 +58,6 @@ _MAX_FREEZE_ROUNDS = 3
 # Test hook: seconds to hold the tree frozen before collecting, so tests can
 # deliver SIGINT/SIGTERM or kill a target at a known point of the dump.
 HOLD_ENV = "CRIU_MODEL_TEST_HOLD_FROZEN"
-
-
-def parse_pid(text: str | int) -> int:
-    """A pid from the command line: a positive decimal integer."""
-    if isinstance(text, int):
-        pid = text
-    else:
-        if not text.strip().isdigit():
-            raise UsageError(f"{text!r} is not a pid (expected a positive integer)")
-        pid = int(text)
-    if pid <= 0:
-        raise UsageError(f"{pid} is not a pid (expected a positive integer)")
-    return pid
 
 
 @dataclass
@@ -148,7 +136,11 @@ def _collect_sockets(tables: list[files_pb2.FdTable]) -> SocketDump:
     a diag handler) is marked unreadable on each fd that holds it.
     """
     inodes = {fd.socket.inode for t in tables for fd in t.fds if fd.HasField("socket")}
-    dump = collect_sockets(inodes) if inodes else SocketDump()
+    if not inodes:
+        return SocketDump()
+    from criu_model.collect.sockets import collect_sockets  # pyroute2: only when needed
+
+    dump = collect_sockets(inodes)
     for table in tables:
         for fd in table.fds:
             if fd.HasField("socket") and fd.socket.inode in dump.missing:

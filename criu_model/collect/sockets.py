@@ -21,13 +21,14 @@ import os
 import socket
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 from pyroute2.netlink import nlmsg
 
 from criu_model.collect import netlink_diag as nd
+from criu_model.collect.sockdump import FamilyResult, SocketDump
 from criu_model.images.pb import common_pb2, sockets_pb2
 
 Socket = sockets_pb2.Socket
@@ -43,37 +44,6 @@ KERNEL_MINORMASK = (1 << KERNEL_MINORBITS) - 1
 def kernel_dev_to_user(kdev: int) -> int:
     """s_dev (major << 20 | minor) as the st_dev userspace sees from stat()."""
     return os.makedev(kdev >> KERNEL_MINORBITS, kdev & KERNEL_MINORMASK)
-
-
-class FamilyResult(NamedTuple):
-    """Outcome of one family's dump."""
-
-    name: str
-    collected: bool
-    reason: str
-
-
-@dataclass
-class SocketDump:
-    """Every socket seen, by inode, and what each family's dump gave."""
-
-    sockets: dict[int, Socket] = field(default_factory=dict)
-    families: list[FamilyResult] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)  # sockets kept per family
-    duplicates: int = 0  # messages for an inode already seen (dropped)
-    missing: set[int] = field(default_factory=set)  # asked-for inodes no dump reported
-
-    def runs(self) -> list[sockets_pb2.SocketFamilyRun]:
-        """The family outcomes as protobuf records (for the inventory or sockets.img)."""
-        return [
-            sockets_pb2.SocketFamilyRun(
-                name=r.name,
-                collected=r.collected,
-                reason=r.reason,
-                count=self.counts.get(r.name, 0),
-            )
-            for r in self.families
-        ]
 
 
 # --- message -> Socket --------------------------------------------------------

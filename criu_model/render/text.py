@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from criu_model.errors import UsageError
-from criu_model.features import Feature
 from criu_model.images.pb import files_pb2, mm_pb2, process_pb2, sockets_pb2
 from criu_model.kernel.devnum import tty_name
 from criu_model.kernel.flags import open_flags_text
@@ -24,6 +24,9 @@ from criu_model.render.json import (
     vma_kind_name,
 )
 from criu_model.snapshot import Snapshot, namespace_inode
+
+if TYPE_CHECKING:
+    from criu_model.features import Feature
 
 
 def _table(*columns: str, right: Iterable[str] = ()) -> Table:

@@ -72,7 +72,9 @@ def test_show_mems_has_stored_counts_and_threads_registers(dumped: tuple[MemTree
         ["STORED", "ZERO", "INHERIT", "SHARED"]
     anon = f"{tree.root.regions['anon'][0]:x}"
     row = next(line.split() for line in res.stdout.splitlines() if line.startswith(anon))
-    assert row[header.index("STORED")] == str(512)  # its own copies and the shared ones
+    # (the kernel may have merged the mapping with a neighbour: compare with RSS)
+    stored, zero = int(row[header.index("STORED")]), int(row[header.index("ZERO")])
+    assert stored >= 512 and stored + zero == int(row[header.index("RSS")])
     res = run("show", str(snap), "threads", str(tree.root.pid))
     assert res.returncode == 0 and "rip" in res.stdout and "sigactions" in res.stdout
 
