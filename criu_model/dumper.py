@@ -261,6 +261,8 @@ def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeM
     try:
         snap = _dump(roots, method, page_counts, ghost_limit, proc_root, capture,
                      started_wall, started)
+        if capture is not None:
+            capture.sink.drain()  # every page written (the targets are thawed already)
     except BaseException:
         if capture is not None:
             capture.sink.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import threading
 from collections.abc import Sequence
 
 from criu_model.kernel.libc import libc
@@ -42,10 +43,18 @@ class RemoteReader:
     that point is gone or unreadable (the caller decides what that means).
     """
 
-    def __init__(self, pid: int, buffer_size: int = 1 << 20) -> None:
+    def __init__(self, pid: int, buffer_size: int = 1 << 20, buffers: int = 1) -> None:
         self.pid = pid
-        self.buffer = (ctypes.c_char * buffer_size)()
-        self.view = memoryview(self.buffer).cast("B")
+        # A ring of buffers: while one is being written out by another thread
+        # (see pages.sink), the next read goes into the next one.
+        self._ring = [(ctypes.c_char * buffer_size)() for _ in range(buffers)]
+        self._views = [memoryview(b).cast("B") for b in self._ring]
+        self._free = [threading.Event() for _ in range(buffers)]
+        for event in self._free:
+            event.set()
+        self._current = 0
+        self.buffer = self._ring[0]
+        self.view = self._views[0]
         self._local = IoVec(ctypes.addressof(self.buffer), buffer_size)
         self._remote = (IoVec * IOV_MAX)()
         self._mem_fd = -1
@@ -54,6 +63,24 @@ class RemoteReader:
     @property
     def size(self) -> int:
         return len(self.view)
+
+    def hand_off(self) -> threading.Event:
+        """Lend the current buffer to a writer: it sets the returned event when done."""
+        event = self._free[self._current]
+        event.clear()
+        return event
+
+    def rotate(self) -> None:
+        """Move to the next buffer of the ring, once its writer has given it back."""
+        self._current = (self._current + 1) % len(self._ring)
+        self._free[self._current].wait()
+        self.buffer = self._ring[self._current]
+        self.view = self._views[self._current]
+
+    def settle(self) -> None:
+        """Wait until every lent buffer is back (before the views may go away)."""
+        for event in self._free:
+            event.wait()
 
     def read(self, ranges: Sequence[tuple[int, int]], offset: int = 0) -> int:
         """Read (address, length) ranges, at most IOV_MAX of them, into the buffer at offset."""

@@ -198,7 +198,7 @@ class PageCapture:
         """
         notes: list[tuple[str, str]] = []
         private = [v for v in vmas if stores_private(v)]
-        with RemoteReader(pid, BATCH_BYTES) as reader:
+        with RemoteReader(pid, BATCH_BYTES, buffers=3) as reader:
             try:
                 if private:
                     parent = self.parent((pid, 0, 0), start_time) if self.parent else None
@@ -218,6 +218,8 @@ class PageCapture:
                     raise ProcessGone(pid, "exited while its memory was read") from err
                 raise CriuModelError(f"process {pid}: reading memory: "
                                      f"{err.strerror or err}") from err
+            finally:
+                reader.settle()  # the writer gives every buffer back before they go
         return notes
 
     # ----------------------------------------------------------- shared objects
@@ -242,10 +244,10 @@ class PageCapture:
             size = os.fstat(fd).st_size
             parent = self.parent(key, 0) if self.parent else None
             builder = RunBuilder()
-            view = reader.view
             for lo, hi in _data_extents(fd, size):
                 off = lo
                 while off < hi:
+                    view = reader.view
                     n = min(hi - off, len(view))
                     got = os.preadv(fd, [view[:n]], off)
                     if got <= 0:
@@ -255,7 +257,7 @@ class PageCapture:
                         view[got:got + pad] = bytes(pad)
                         got += pad
                     self.stats.read_bytes += got
-                    _store_pages(self, builder, off, view[:got], parent)
+                    _store_pages(self, builder, off, view[:got], parent, reader)
                     off += got
             self.owners[key] = builder.messages(object_dev=vma.map_file_dev,
                                                 object_ino=vma.map_file_ino,
@@ -300,23 +302,26 @@ def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:
 
 
 def _store_pages(cap: PageCapture, builder: RunBuilder, addr: int, data: memoryview,
-                 parent: OwnerIndex | None) -> None:
-    """Hash whole pages read at ``addr``; store them, or record them as inherited."""
+                 parent: OwnerIndex | None, reader: RemoteReader) -> None:
+    """Hash whole pages read at ``addr`` (in reader's buffer); store or mark inherited."""
     n = len(data) // PAGE_SIZE
     hashes = [_hash(data[i:i + PAGE_SIZE]) for i in range(0, n * PAGE_SIZE, PAGE_SIZE)]
-    if parent is None:
-        slot = cap.sink.append(data[:n * PAGE_SIZE])
-        builder.add(addr, n, STORED, slot, hashes)
-        cap.stats.stored += n
-        return
-    for state, lo, hi in _split_inherited(hashes, parent.hashes_at(addr, n)):
+    pieces = ([(STORED, 0, n)] if parent is None
+              else _split_inherited(hashes, parent.hashes_at(addr, n)))
+    views: list[memoryview] = []
+    slot = cap.sink.slots
+    for state, lo, hi in pieces:
         if state == PARENT:
             builder.add(addr + lo * PAGE_SIZE, hi - lo, PARENT, 0, hashes[lo:hi])
             cap.stats.inherited += hi - lo
         else:
-            slot = cap.sink.append(data[lo * PAGE_SIZE:hi * PAGE_SIZE])
+            views.append(data[lo * PAGE_SIZE:hi * PAGE_SIZE])
             builder.add(addr + lo * PAGE_SIZE, hi - lo, STORED, slot, hashes[lo:hi])
+            slot += hi - lo
             cap.stats.stored += hi - lo
+    if views:
+        cap.sink.append_pages(views, reader.hand_off())
+        reader.rotate()
 
 
 def _split_inherited(hashes: list[int], before: list[int | None]
@@ -522,7 +527,8 @@ class _ProcessPass:
         parent = self.parent
         shared = self.cap.shared
         if parent is None:
-            first = self.cap.sink.append(view[:total])
+            first = self.cap.sink.append(view[:total], self.reader.hand_off())
+            self.reader.rotate()
             self.cap.stats.stored += total // PAGE_SIZE
             k = 0
             for seg in batch:
@@ -557,6 +563,7 @@ class _ProcessPass:
                 for i, key in enumerate(seg.keys):
                     shared[key] = (slots[i], mine[i])
             k += seg.npages
-        for i in range(0, len(changed), IOV_MAX):
-            self.cap.sink.append_pages(changed[i:i + IOV_MAX])
+        if changed:
+            self.cap.sink.append_pages(changed, self.reader.hand_off())
+            self.reader.rotate()
         self._drain()

@@ -13,17 +13,29 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import queue
 import tempfile
+import threading
 
 from criu_model.errors import CriuModelError
 from criu_model.images import framing
 from criu_model.pages.layout import PAGE_SIZE, header
 
+_Item = tuple[list[memoryview], threading.Event | None]
+
 
 class PageSink:
-    """Append-only page slots, readable back while the dump is still going (pread)."""
+    """Append-only page slots, readable back once ``drain()`` returned (pread).
 
-    def __init__(self, directory: str | None = None) -> None:
+    With ``background=True`` writes go to a writer thread, so reading the
+    next megabyte of the target (process_vm_readv, /proc/PID/mem: both
+    release the GIL) overlaps writing the last one: on tmpfs, allocating the
+    file's pages costs as much as reading them. Slots are numbered when
+    appended; the data lands in that order. A write error is raised by the
+    next append, ``drain()`` or ``finish()``.
+    """
+
+    def __init__(self, directory: str | None = None, *, background: bool = True) -> None:
         self.directory = os.path.abspath(directory or tempfile.gettempdir())
         self.named: str | None = None
         try:
@@ -36,7 +48,80 @@ class PageSink:
             self.fd = fd
         self.slots = 0
         self.bytes_written = 0
+        self._error: CriuModelError | None = None
+        self._queue: queue.SimpleQueue[_Item | None] | None = None
+        self._thread: threading.Thread | None = None
         self._write(header(framing.FORMAT_MAJOR, framing.FORMAT_MINOR))
+        if background:
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._writer, name="criu-model-pages",
+                                            daemon=True)
+            self._thread.start()
+
+    def _writer(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            views, done = item
+            try:
+                if self._error is None:
+                    self._write_views(views)
+            except CriuModelError as err:
+                self._error = err
+            except BaseException as err:  # noqa: BLE001 - reported by the dumping thread
+                # A bug here must not leave the dumper waiting for a buffer forever.
+                self._error = CriuModelError(f"page writer failed: {err!r}")
+            finally:
+                if done is not None:
+                    done.set()
+
+    def _submit(self, views: list[memoryview], done: threading.Event | None) -> None:
+        if self._error is not None:
+            if done is not None:
+                done.set()  # the buffer was never lent
+            raise self._error
+        if self._queue is None:
+            try:
+                self._write_views(views)
+            finally:
+                if done is not None:
+                    done.set()
+        else:
+            self._queue.put((views, done))
+
+    def _write_views(self, views: list[memoryview]) -> None:
+        """One writev per IOV_MAX views (single pages of an incremental dump)."""
+        if len(views) == 1:
+            self._write(views[0])
+            return
+        for i in range(0, len(views), 1024):
+            part = views[i:i + 1024]
+            total = sum(len(v) for v in part)
+            try:
+                done = os.writev(self.fd, part)
+            except OSError as err:
+                raise CriuModelError(f"writing page data in {self.directory}: "
+                                     f"{err.strerror}") from err
+            self.bytes_written += done
+            if done < total:  # a short write (nearly full disk): the rest one by one
+                for view in part:
+                    if done >= len(view):
+                        done -= len(view)
+                        continue
+                    self._write(view[done:])
+                    done = 0
+
+    def drain(self) -> None:
+        """Wait until everything appended is written; raise the writer's error if any."""
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
+            self._thread = None
+        if self._error is not None:
+            raise self._error
 
     def _write(self, data: memoryview | bytes) -> None:
         view = memoryview(data)
@@ -47,34 +132,32 @@ class PageSink:
             raise CriuModelError(f"writing page data in {self.directory}: {err.strerror}") from err
         self.bytes_written += len(data)
 
-    def append(self, data: memoryview | bytes) -> int:
-        """Store whole pages; returns the slot of the first one."""
+    def append(self, data: memoryview, done: threading.Event | None = None) -> int:
+        """Store whole pages; returns the slot of the first one.
+
+        ``data`` must stay untouched until ``done`` is set (the buffer is lent).
+        """
         if len(data) % PAGE_SIZE:
             raise ValueError(f"page data of {len(data)} bytes is not whole pages")
         first = self.slots
-        self._write(data)
+        self._submit([memoryview(data)], done)
         self.slots += len(data) // PAGE_SIZE
         return first
 
-    def append_pages(self, views: list[memoryview]) -> int:
-        """Store several single pages with one writev; returns the slot of the first."""
+    def append_pages(self, views: list[memoryview], done: threading.Event | None = None
+                     ) -> int:
+        """Store several runs of whole pages, in order; returns the slot of the first."""
         first = self.slots
-        total = len(views) * PAGE_SIZE
-        try:
-            done = os.writev(self.fd, views)
-            if done < total:  # short write (a full disk): finish the rest plainly
-                rest = b"".join(bytes(v) for v in views)[done:]
-                self.bytes_written += done
-                self._write(rest)
-                self.bytes_written -= len(rest)
-        except OSError as err:
-            raise CriuModelError(f"writing page data in {self.directory}: {err.strerror}") from err
-        self.bytes_written += total
-        self.slots += len(views)
+        size = sum(len(v) for v in views)
+        if size % PAGE_SIZE:
+            raise ValueError(f"page data of {size} bytes is not whole pages")
+        self._submit(views, done)
+        self.slots += size // PAGE_SIZE
         return first
 
     def finish(self) -> None:
         """Flush to disk: the snapshot writer renames the directory only after this."""
+        self.drain()
         try:
             os.fsync(self.fd)
         except OSError as err:
@@ -108,6 +191,9 @@ class PageSink:
             os.close(out)
 
     def close(self) -> None:
+        if self._queue is not None:
+            with contextlib.suppress(CriuModelError):
+                self.drain()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
