@@ -143,9 +143,14 @@ class Target:
         return self._ack()
 
     def wait_asleep(self) -> None:
-        """Every process of the tree is in S (or Z): a dump now sees a quiet tree."""
+        """Every process of the tree is in S (or Z): a dump now sees a quiet tree.
+
+        The leaver too: until it sleeps in read() it may still hold the write
+        end of its pipe, which it closes first (issue 13: an idle re-dump once
+        saw that fd vanish).
+        """
         deadline = time.monotonic() + 5
-        pids = [self.pid, self.keeper, *self.extra]
+        pids = [self.pid, self.keeper, self.leaver, *self.extra]
         while time.monotonic() < deadline:
             states = [_state(p) for p in pids]
             if all(s in ("S", "Z", None) for s in states):
