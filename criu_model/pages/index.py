@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 
@@ -24,7 +25,7 @@ class OwnerIndex:
         self.state: list[int] = []
         self.slot: list[int] = []
         self.hash_pos: list[int] = []  # index of the run's first hash in self.hashes
-        self.hashes: list[int] = []
+        self.hashes: array[int] = array("Q")  # 8 bytes a page (a list of ints costs 40)
         for entry in entries:
             pos = len(self.hashes)
             for addr, npages, state, slot in zip(entry.addr, entry.npages, entry.state,
@@ -70,6 +71,10 @@ class OwnerIndex:
 
     def hashes_at(self, addr: int, npages: int) -> list[int | None]:
         """The hash of each page from ``addr`` (None where not captured or zero)."""
+        i = self.run_at(addr)
+        if i >= 0 and self.state[i] != ZERO and addr + npages * PAGE_SIZE <= self.ends[i]:
+            first = self.hash_pos[i] + (addr - self.addr[i]) // PAGE_SIZE
+            return self.hashes[first:first + npages].tolist()  # one run: the common case
         out: list[int | None] = [None] * npages
         for lo, n, state, _slot, hash_index in self.pages(addr, addr + npages * PAGE_SIZE):
             if state == ZERO:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import struct
+from array import array
 from dataclasses import dataclass, field
 
 from criu_model.images.pb import pages_pb2
@@ -70,10 +71,10 @@ class RunBuilder:
     npages: list[int] = field(default_factory=list)
     state: list[int] = field(default_factory=list)
     slot: list[int] = field(default_factory=list)
-    hashes: list[int] = field(default_factory=list)
+    hashes: array[int] = field(default_factory=lambda: array("Q"))  # 8 bytes a page
 
     def add(self, addr: int, npages: int, state: int, slot: int = 0,
-            hashes: list[int] | None = None) -> None:
+            hashes: list[int] | array[int] | None = None) -> None:
         """Append a run (ascending addresses), merged into the previous one it continues."""
         if self.addr:
             last = len(self.addr) - 1

@@ -80,6 +80,39 @@ def _owner_hits(snap: Snapshot, key: OwnerKey, start: int, end: int, finder: re.
         yield from scan(final=True)
 
 
+def _literal_hits(snap: Snapshot, key: OwnerKey, start: int, end: int, pattern: bytes,
+                  context: int) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+    """Matches of a literal pattern: ``bytes.find`` on each piece as read (no copies),
+    plus the few bytes around each boundary between two contiguous pieces."""
+    store = snap.page_store
+    assert store is not None
+    n = len(pattern)
+    prev = b""
+    prev_end = -1
+    for addr, data in store.segments(key, start, end):
+        if not data:
+            continue
+        contiguous = addr == prev_end
+        if contiguous and n > 1:
+            # a match that starts in prev's last n-1 bytes and ends in data
+            left = prev[-(n - 1 + context):]
+            joint = left + data[:n - 1 + context]
+            base = addr - len(left)
+            i = joint.find(pattern, max(0, len(left) - (n - 1)))
+            while i != -1 and i < len(left):
+                yield (base + i, pattern, joint[max(0, i - context):i],
+                       joint[i + n:i + n + context])
+                i = joint.find(pattern, i + 1)
+        i = data.find(pattern)
+        while i != -1:
+            before = data[max(0, i - context):i]
+            if i < context and contiguous:
+                before = prev[-(context - i):] + before
+            yield addr + i, pattern, before, data[i + n:i + n + context]
+            i = data.find(pattern, i + n)
+        prev, prev_end = data, addr + len(data)
+
+
 def grep(snap: Snapshot, pattern: bytes, *, regex: bool = False, pid: int | None = None,
          context: int = 16, ignore_case: bool = False) -> Iterator[Hit]:
     """Every occurrence of ``pattern`` in the captured memory, by pid then address."""
@@ -100,7 +133,9 @@ def grep(snap: Snapshot, pattern: bytes, *, regex: bool = False, pid: int | None
     for p in pids:
         for vma, key, base, end in captured_ranges(snap, p):
             if key[0]:
-                hits = _owner_hits(snap, key, base, end, finder, overlap, context, not regex)
+                hits = (_owner_hits(snap, key, base, end, finder, overlap, context, False)
+                        if regex or ignore_case else
+                        _literal_hits(snap, key, base, end, pattern, context))
             else:
                 if key not in object_hits:  # the whole object, once
                     index = snap.page_store.owner(key)

@@ -51,17 +51,29 @@ class PageStore:
         self.slots = max(0, size // PAGE_SIZE - 1)
         self.parent = parent
         self.owns_fd = owns_fd
-        grouped: dict[OwnerKey, list[pages_pb2.PageRuns]] = {}
+        self._entries: dict[OwnerKey, list[pages_pb2.PageRuns]] = {}
         for entry in runs:
-            grouped.setdefault(owner_key(entry), []).append(entry)
-        self.owners: dict[OwnerKey, OwnerIndex] = {k: OwnerIndex(v) for k, v in grouped.items()}
+            self._entries.setdefault(owner_key(entry), []).append(entry)
+        # Built when first asked for: a fresh dump that is only written never
+        # needs one, and an index costs 8 bytes a page.
+        self._indexes: dict[OwnerKey, OwnerIndex] = {}
+
+    def owner_keys(self) -> list[OwnerKey]:
+        """Every owner: processes in dump order, then shared objects."""
+        return list(self._entries)
 
     def owner(self, key: OwnerKey) -> OwnerIndex | None:
-        return self.owners.get(key)
+        index = self._indexes.get(key)
+        if index is None:
+            entries = self._entries.get(key)
+            if entries is None:
+                return None
+            index = self._indexes[key] = OwnerIndex(entries)
+        return index
 
     def parent_owner(self, key: OwnerKey, start_time: int) -> OwnerIndex | None:
         """This snapshot's runs of an owner, for a child dump: same pid *and* start time."""
-        index = self.owners.get(key)
+        index = self.owner(key)
         if index is None or (key[0] and index.start_time != start_time):
             return None
         return index
@@ -96,7 +108,7 @@ class PageStore:
         implicitly: callers compare consecutive addresses. ``data`` is None for
         nothing; zero pages come as zero bytes.
         """
-        index = self.owners.get(key)
+        index = self.owner(key)
         if index is None:
             return
         for lo, n, state, slot, hash_index in index.pages(start, end):

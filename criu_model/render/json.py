@@ -179,12 +179,20 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
         "sockets": [socket_to_json(s) for s in snap.sockets],
         "ghost_files": [{k: v for k, v in message_to_json(g).items() if k != "data"}
                         for g in snap.ghosts],
-        "shared_memory": [{"path": text(index.object_path), "dev": index.object_dev,
-                           "ino": index.object_ino, "size": index.object_size,
-                           "pages": _page_totals(snap, key)}
-                          for key, index in (snap.page_store.owners.items()
-                                             if snap.page_store else ()) if not key[0]],
+        "shared_memory": _shared_memory(snap),
     }
+
+
+def _shared_memory(snap: Snapshot) -> list[dict[str, Any]]:
+    store = snap.page_store
+    out: list[dict[str, Any]] = []
+    for key in store.owner_keys() if store else ():
+        index = store.owner(key) if store and not key[0] else None
+        if index is not None:
+            out.append({"path": text(index.object_path), "dev": index.object_dev,
+                        "ino": index.object_ino, "size": index.object_size,
+                        "pages": _page_totals(snap, key)})
+    return out
 
 
 _STATE_NAMES = {1: "stored", 2: "zero", 3: "inherited"}

@@ -167,3 +167,28 @@ def test_registers_of_every_thread(tree: MemTree, tmp_path: Path) -> None:
     state_only = criu_model.dump([tree.root.pid])
     assert not state_only.registers and not state_only.pagemap
     assert not state_only.inventory.pages_captured
+
+
+def test_grep_across_stored_pieces_equals_a_plain_search(tree: MemTree, tmp_path: Path) -> None:
+    """The kid's anon region is pieces of its own pages among the root's (not contiguous
+    in pages.img): a match across such a boundary is found once, like a plain search."""
+    from criu_model.pages.search import grep
+
+    snap = criu_model.dump([tree.root.pid], pages=True, pages_dir=str(tmp_path))
+    addr, length, _ = tree.kid.regions["anon"]
+    kid = tree.kid.pid
+    across = b"\x04\x00\x00\x00kid!"  # end of the root's page 4, start of the kid's page 5
+    want = addr + 5 * PAGE_SIZE - 4
+    for regex in (False, True):
+        pattern = across if not regex else b"\\x04\\x00\\x00\\x00kid!"
+        hits = [h.addr for h in grep(snap, pattern, regex=regex, pid=kid)
+                if addr <= h.addr < addr + length]
+        assert hits == [want], regex
+    data = snap.read_memory(kid, addr, length)
+    plain: list[int] = []
+    i = data.find(b"kid!")
+    while i != -1:
+        plain.append(addr + i)
+        i = data.find(b"kid!", i + 4)
+    found = [h.addr for h in grep(snap, b"kid!", pid=kid) if addr <= h.addr < addr + length]
+    assert found == plain and len(plain) == len(KID_WRITES) * (PAGE_SIZE // 8)
