@@ -153,6 +153,12 @@ class RemoteReader:
                 length -= n
         return pos - offset
 
+    def retarget(self, pid: int) -> None:
+        """Read another process with the same buffers."""
+        self.close()
+        self.pid = pid
+        self.use_mem = False
+
     def close(self) -> None:
         if self._mem_fd >= 0:
             os.close(self._mem_fd)

@@ -41,6 +41,7 @@ import errno
 import mmap
 import os
 import re
+from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -81,7 +82,8 @@ def _code(top: int) -> int:
 
 
 _CODES = bytes(_code(b) for b in range(256))
-_CODE_RUNS = re.compile(rb"\x00+|\x01+|\x02+|[\x03\x04]")
+_CODE_RUNS = re.compile(rb"\x00+|\x01+|\x02+|[\x03\x04]+")
+_SWAP_KEY = 1 << 55  # dedupe keys of swap entries, apart from frame numbers
 _SCAN_ANYOF = PageCategory.PRESENT | PageCategory.SWAPPED
 _SCAN_RETURN = _SCAN_ANYOF | PageCategory.FILE | PageCategory.PFNZERO
 _IS_ZERO = int(PageCategory.PFNZERO)
@@ -183,6 +185,16 @@ class PageCapture:
     # dedupe key (PFN, or swap entry + 1 << 55) -> (slot, hash); slot -1: inherited
     shared: dict[int, tuple[int, int]] = field(default_factory=dict)
 
+    _ring: RemoteReader | None = None
+
+    def _reader(self, pid: int) -> RemoteReader:
+        """One ring of buffers for the whole dump (3 MiB; allocating it per process costs)."""
+        if self._ring is None:
+            self._ring = RemoteReader(pid, BATCH_BYTES, buffers=3)
+        else:
+            self._ring.retarget(pid)
+        return self._ring
+
     def messages(self) -> list[pages_pb2.PageRuns]:
         """Every owner's entries: processes in dump order, then shared objects."""
         procs = [m for k, ms in self.owners.items() if k[0] for m in ms]
@@ -198,7 +210,8 @@ class PageCapture:
         """
         notes: list[tuple[str, str]] = []
         private = [v for v in vmas if stores_private(v)]
-        with RemoteReader(pid, BATCH_BYTES, buffers=3) as reader:
+        reader = self._reader(pid)
+        with reader:
             try:
                 if private:
                     parent = self.parent((pid, 0, 0), start_time) if self.parent else None
@@ -415,9 +428,31 @@ class _ProcessPass:
                         addr += n * PAGE_SIZE
                         lo += n
                 else:
-                    entry = int.from_bytes(data[lo * 8:lo * 8 + 8], "little")
-                    self._shared_page(base + lo * PAGE_SIZE, entry, code)
+                    self._shared_run(base + lo * PAGE_SIZE, data[lo * 8:hi * 8], codes[lo:hi])
             page += len(codes)
+
+    def _shared_run(self, addr: int, raw: bytes, codes: bytes) -> None:
+        """Pages that may be mapped elsewhere: first, the common case in one step.
+
+        A forked child's untouched pages are the parent's, stored at consecutive
+        slots: when every page of the run is already stored that way, the run is
+        one reference (the lookups run in C through map). Otherwise page by page.
+        """
+        entries = array("Q", raw)
+        keys = [e & PFN_MASK if c == _SHARED else (e & PFN_MASK) | _SWAP_KEY
+                for e, c in zip(entries, codes, strict=True)]
+        known = list(map(self.cap.shared.get, keys))
+        n = len(keys)
+        if None not in known and self.zero_pfn not in keys:
+            first = known[0][0]  # type: ignore[index]
+            if first >= 0 and all(k[0] == first + i  # type: ignore[index]
+                                  for i, k in enumerate(known)):
+                self.cap.stats.deduplicated += n
+                self._done(_Seg(addr, n), [(addr, n, STORED, first,
+                                            [k[1] for k in known])])  # type: ignore[index]
+                return
+        for i in range(n):
+            self._shared_page(addr + i * PAGE_SIZE, entries[i], codes[i])
 
     def _shared_page(self, addr: int, entry: int, code: int) -> None:
         """A page that may be mapped elsewhere too: zero page, stored already, or read it."""
