@@ -26,7 +26,7 @@ EXIT_SAME, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
 # differ.AREAS, spelled out so `criu-model --help` need not import the differ
 # (tests/cli/test_cli_diff.py checks that they agree).
 AREAS = ("tree", "proc", "threads", "creds", "limits", "signals", "timers", "sched", "ns",
-         "cgroups", "fds", "sockets", "vmas", "mounts", "sharing")
+         "cgroups", "fds", "sockets", "vmas", "memory", "mounts", "sharing")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -52,6 +52,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="with --live: how to keep the tree still (default: ptrace)")
     p.add_argument("--no-pages", action="store_true",
                    help="with --live: skip per-VMA page counts")
+    p.add_argument("--pages", action="store_true",
+                   help="with --live: also capture page contents (into a temporary file) "
+                        "and compare them with DIR_A's (a --pages snapshot)")
     return p
 
 
@@ -70,7 +73,11 @@ def _live(before: Snapshot, args: argparse.Namespace) -> Snapshot:
     from criu_model.dumper import dump
 
     had_pages = any(m.page_counts_method for m in before.memory)
-    return dump(roots, freeze=args.freeze, page_counts=had_pages and not args.no_pages)
+    if args.pages and not before.has_pages:
+        raise UsageError(f"{args.dir_a} was dumped without --pages: there are no page "
+                         "contents to compare with")
+    return dump(roots, freeze=args.freeze, page_counts=had_pages and not args.no_pages,
+                pages=args.pages)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:

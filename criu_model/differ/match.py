@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from criu_model.differ.fields import Scope, Walker
+from criu_model.differ.memory import memory_contents
 from criu_model.differ.partition import file_sharing, task_sharing
 from criu_model.differ.result import Diff, Missing, order_key
 from criu_model.differ.summaries import (
@@ -102,6 +103,8 @@ class Differ:
         self._sharing_tasks()
         if self._have("mm.img", "vma"):
             self._memory()
+        if self._have("pagemap.img", "memory"):
+            memory_contents(self.w, self.a, self.b, self.matched)
         if self._have("sockets.img", "socket"):
             self._sockets()
         if self._have("mounts.img", "mount"):

@@ -17,8 +17,8 @@ WHATS = ("process", "namespace", "thread", "fd", "fd_table", "ghost", "socket", 
          "memory", "mount", "sharing")
 # --only categories. Every change belongs to exactly one.
 AREAS = ("tree", "proc", "threads", "creds", "limits", "signals", "timers", "sched", "ns",
-         "cgroups", "fds", "sockets", "vmas", "mounts", "sharing")
-_AREA_ALIASES = {"namespaces": "ns", "tasks": "tree", "files": "fds", "memory": "vmas",
+         "cgroups", "fds", "sockets", "vmas", "memory", "mounts", "sharing")
+_AREA_ALIASES = {"namespaces": "ns", "tasks": "tree", "files": "fds", "pages": "memory",
                  "vma": "vmas", "fd": "fds", "socket": "sockets", "mount": "mounts",
                  "cgroup": "cgroups", "thread": "threads", "timer": "timers",
                  "signal": "signals", "rlimits": "limits", "cred": "creds"}
@@ -91,12 +91,17 @@ class Diff:
             "sockets": dict.fromkeys(("added", "removed", "changed"), 0),
             "mounts": dict.fromkeys(("added", "removed", "changed"), 0),
             "sharing": dict.fromkeys(("added", "removed", "changed"), 0),
+            "memory": dict.fromkeys(("vmas", "changed", "added", "removed"), 0),
             "changes": len(self.changes),
         }
         changed: dict[str, set[Any]] = {k: set() for k in _SUMMARY_BUCKETS.values()}
         whole_process: set[int | None] = set()
         touched: set[int | None] = set()
         for ch in self.changes:
+            if is_page_change(ch):
+                out["memory"]["vmas"] += 1
+                for name in ("changed", "added", "removed"):
+                    out["memory"][name] += ch.after.get(name, 0)
             whole = ch.field is None and ch.op != "changed"
             if ch.what == "process" and whole:
                 out["processes"][ch.op] += 1
@@ -126,6 +131,11 @@ class Diff:
         keep = [ch for ch in self.changes
                 if (pids is None or ch.involves(pids)) and (areas is None or ch.area in areas)]
         return Diff(keep, self.missing, self.versions, self.include_volatile)
+
+
+def is_page_change(ch: Change) -> bool:
+    """A change of memory contents (dump --pages), with its page counts in ``after``."""
+    return ch.what == "memory" and ch.field == "pages" and isinstance(ch.after, dict)
 
 
 def parse_areas(only: Iterable[str] | str) -> frozenset[str]:

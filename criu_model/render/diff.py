@@ -47,8 +47,10 @@ from rich.console import Console
 from rich.text import Text
 
 from criu_model.differ import Change, Diff
+from criu_model.differ.result import is_page_change
 from criu_model.images.pb import process_pb2
 from criu_model.render.json import text
+from criu_model.render.memdiff import page_change_json, page_change_text
 from criu_model.snapshot import Snapshot
 
 _MARK = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow"),
@@ -73,6 +75,8 @@ def diff_to_json(result: Diff) -> dict[str, Any]:
 
 
 def change_to_json(ch: Change) -> dict[str, Any]:
+    if is_page_change(ch):
+        return page_change_json(ch)
     out: dict[str, Any] = {"op": ch.op, "what": ch.what, "area": ch.area, "pid": ch.pid}
     for name in ("fd", "tid", "start", "key"):
         value = getattr(ch, name)
@@ -172,6 +176,9 @@ def change_line(ch: Change) -> Text:
     """'~ fd 3 pos: 0 → 100', '+ fd 7: regular /tmp/x', ... as a styled line."""
     mark, style = _MARK[ch.op]
     line = Text(mark + " ", style=style)
+    if is_page_change(ch):
+        line.append(page_change_text(ch))
+        return line
     subject = _subject(ch)
     if ch.field is not None and ch.what not in ("namespace", "sharing"):
         subject = f"{subject} {ch.field}" if subject else ch.field
@@ -203,6 +210,10 @@ def summary_line(result: Diff) -> str:
              f"fds: {f['opened']} opened, {f['closed']} closed, {f['replaced']} replaced, "
              f"{f['changed']} changed",
              f"VMAs: {v['added']} added, {v['removed']} removed, {v['changed']} changed"]
+    m = s["memory"]
+    if m["vmas"]:
+        parts.append(f"memory: {m['changed']} pages changed, {m['added']} added, "
+                     f"{m['removed']} removed in {m['vmas']} VMAs")
     for name in ("threads", "sockets", "mounts", "sharing"):
         counts = s[name]
         if any(counts.values()):
