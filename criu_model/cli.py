@@ -16,7 +16,7 @@ from types import FrameType
 
 from rich.console import Console
 
-from criu_model import __version__, cli_diff, cli_memory, cli_plan, cli_thaw
+from criu_model import __version__, cli_diff, cli_heat, cli_memory, cli_plan, cli_thaw
 from criu_model.argtypes import parse_pid
 from criu_model.collect.fds import DEFAULT_GHOST_LIMIT
 from criu_model.errors import CriuModelError, UsageError
@@ -92,6 +92,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cli_diff.add_parser(sub)
     cli_plan.add_parser(sub)
     cli_memory.add_parser(sub)
+    cli_heat.add_parser(sub)
     cli_thaw.add_parser(sub)
 
     p = sub.add_parser("check", help="which kernel features this machine offers")
@@ -168,7 +169,7 @@ def _cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 
 _COMMANDS = {"dump": _cmd_dump, "show": _cmd_show, "diff": cli_diff.run, "plan": cli_plan.run,
-             "grep": cli_memory.run,
+             "grep": cli_memory.run, "heat": cli_heat.run,
              "check": _cmd_check, "thaw": cli_thaw.run}
 # The exit status for a CriuModelError, where a command's own statuses give 1
 # another meaning: diff follows diff(1) (1 = differences, 2 = trouble).

@@ -5,6 +5,7 @@ Parent side::
     with spawn_mem_tree(tmp_path) as tree:
         tree.root.pid, tree.kid.pid, tree.root.regions["anon"]   # (addr, length, sha256)
         tree.command("write 5")      # root rewrites 5 pages of "anon", reports again
+        tree.command("touch 40 8")   # a fresh stamp into pages 40..47 of "anon"
 
 Child side (this file run as a script, ``python memchild.py REPORT_FD DIR``):
 the root maps and fills, then forks the kid (which shares everything
@@ -220,11 +221,16 @@ def _child(report: int, directory: Path) -> None:
         while True:
             time.sleep(3600)
     tell("root")
+    stamp = 0
     for line in sys.stdin:
-        cmd, _, arg = line.strip().partition(" ")
+        cmd, *args = line.split()
         if cmd == "write":
-            for i in range(WRITE_BASE, WRITE_BASE + int(arg)):
+            for i in range(WRITE_BASE, WRITE_BASE + int(args[0])):
                 anon[i * PAGE:(i + 1) * PAGE] = _page(i, b"new!")
+        elif cmd == "touch":  # a fresh stamp into pages FIRST..FIRST+N-1 of "anon"
+            stamp += 1
+            for i in range(int(args[0]), int(args[0]) + int(args[1])):
+                anon[i * PAGE:i * PAGE + 8] = stamp.to_bytes(8, "little")
         tell("root")
     os.kill(pid, 9)
 
