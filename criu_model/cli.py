@@ -22,6 +22,7 @@ from criu_model.collect.fds import DEFAULT_GHOST_LIMIT
 from criu_model.errors import CriuModelError, UsageError
 from criu_model.freeze import FreezeMethod
 from criu_model.images import load, write
+from criu_model.names import printable
 from criu_model.render import text as render
 from criu_model.render.json import print_json, snapshot_to_json
 
@@ -118,8 +119,9 @@ def _cmd_dump(args: argparse.Namespace, console: Console) -> int:
                 parent=args.parent, ghost_limit=args.ghost_limit)
     path = write(snap, target, force=args.force)
     for item in snap.inventory.skipped:
-        print(f"criu-model: skipped pid {item.pid}: {item.reason}", file=sys.stderr)
-    console.print(render.dump_summary(snap, str(path)), highlight=False, soft_wrap=True)
+        print(printable(f"criu-model: skipped pid {item.pid}: {item.reason}"), file=sys.stderr)
+    for row in render.dump_summary(snap, str(path)).splitlines():
+        console.print(render.line(row), soft_wrap=True)
     return EXIT_OK
 
 
@@ -186,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CriuModelError as err:
         if args.debug:
             raise
-        print(f"criu-model: error: {err}", file=sys.stderr)
+        print(printable(f"criu-model: error: {err}"), file=sys.stderr)
         return _ERROR_EXIT.get(args.command, EXIT_FAIL)
     except (KeyboardInterrupt, Terminated):
         print("criu-model: interrupted; targets were released, nothing was written",

@@ -28,7 +28,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from criu_model.differ.result import Change
-from criu_model.render.json import message_to_json, text
+from criu_model.names import enum_value, message_to_json, text
 
 _PKG = "criu_model.v1."
 # (message, field) pairs whose value changes from moment to moment in a quiet
@@ -133,8 +133,7 @@ def _plain(desc: FieldDescriptor, value: Any) -> Any:
             return f"<{len(value)} bytes, sha256 {hashlib.sha256(value).hexdigest()[:16]}>"
         return text(value)
     if desc.type == FieldDescriptor.TYPE_ENUM:
-        named = desc.enum_type.values_by_number.get(value)
-        return named.name if named is not None else value
+        return enum_value(desc, value)
     return value
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from criu_model.images.pb import files_pb2, mm_pb2, mount_pb2, process_pb2, sockets_pb2
-from criu_model.render.json import (
-    SOCKET_STATES,
-    SOCKET_TYPES,
+from criu_model.names import (
     fd_kind_name,
     prot_text,
     socket_family_name,
+    socket_state_name,
+    socket_type_name,
     text,
     unix_name,
     vma_kind_name,
@@ -53,7 +53,7 @@ def socket_label(sock: sockets_pb2.Socket) -> str:
     """'unix stream /run/x.sock -> 1234', 'inet stream 127.0.0.1:80 -> 10.0.0.2:5555'."""
     family = socket_family_name(sock.family)
     kind = sock.WhichOneof("kind")
-    head = f"{family} {SOCKET_TYPES.get(sock.type, str(sock.type))}"
+    head = f"{family} {socket_type_name(sock.type)}"
     if kind == "unix":
         peer = f" -> {sock.unix.peer_inode}" if sock.unix.peer_inode else ""
         return f"{head} {unix_name(sock) or '*'}{peer}"
@@ -70,7 +70,7 @@ def socket_label(sock: sockets_pb2.Socket) -> str:
 
 def socket_summary(sock: sockets_pb2.Socket) -> dict[str, Any]:
     return {"inode": sock.inode, "label": socket_label(sock),
-            "state": SOCKET_STATES.get(sock.state) if sock.state else None}
+            "state": socket_state_name(sock.state)}
 
 
 def mount_summary(m: mount_pb2.Mount) -> dict[str, Any]:

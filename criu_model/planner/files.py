@@ -21,11 +21,11 @@ from typing import Any
 
 from criu_model.images.pb import files_pb2, sockets_pb2
 from criu_model.kernel.devnum import decode_dev
+from criu_model.names import SOCKET_STATES, fd_kind_name
 from criu_model.planner.model import RESTORER, Action, CloneFlag, Plan, Severity
 from criu_model.planner.recipes import common_state, fd_recipe
 from criu_model.planner.sessions import NEW_NS_INIT, Builder
 from criu_model.planner.ttys import is_pty, tty_device, tty_name
-from criu_model.render.json import SOCKET_STATES, fd_kind_name
 from criu_model.snapshot import Snapshot
 
 SERVICE_FD_BASE = 1 << 20   # above every dumped fd number (checked), below NR_OPEN

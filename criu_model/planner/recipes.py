@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from criu_model.images.pb import files_pb2
+from criu_model.names import enum_name
 
 Recipe = tuple[dict[str, Any], str]
 
@@ -61,8 +62,8 @@ def _inotify(fd: files_pb2.Fd) -> Recipe:
 
 def _fanotify(fd: files_pb2.Fd) -> Recipe:
     f = fd.fanotify
-    marks = [{"type": files_pb2.FanotifyMarkType.Name(m.type).removeprefix("FANOTIFY_MARK_")
-              .lower(), "mnt_id": m.mnt_id, "mflags": m.mflags,
+    marks = [{"type": enum_name(files_pb2.FanotifyMarkType.DESCRIPTOR, m.type, "FANOTIFY_MARK_"),
+              "mnt_id": m.mnt_id, "mflags": m.mflags,
               "ignored_mask": m.ignored_mask, **_watch_args(m)} for m in f.marks]
     return {"init_flags": f.flags, "event_flags": f.event_flags, "marks": marks}, (
         f"fanotify_init({f.flags:#x}, {f.event_flags:#o}), then fanotify_mark per mark "
@@ -106,12 +107,12 @@ def common_state(fd: files_pb2.Fd) -> dict[str, Any]:
     out: dict[str, Any] = {}
     held = [lock for lock in fd.locks if not lock.blocked]
     if held:
-        out["locks"] = [{"type": files_pb2.LockType.Name(lock.type).removeprefix("LOCK_")
-                         .lower(), "mode": files_pb2.LockMode.Name(lock.mode)
-                         .removeprefix("LOCK_").lower(), "start": lock.start,
+        out["locks"] = [{"type": enum_name(files_pb2.LockType.DESCRIPTOR, lock.type, "LOCK_"),
+                         "mode": enum_name(files_pb2.LockMode.DESCRIPTOR, lock.mode, "LOCK_"),
+                         "start": lock.start,
                          "end": None if lock.to_eof else lock.end, "pid": lock.pid}
                         for lock in held]
     if fd.HasField("owner_pid") and fd.owner_pid:
-        out["owner"] = {"pid": fd.owner_pid, "type": files_pb2.OwnerType.Name(fd.owner_type)
-                        .removeprefix("OWNER_").lower(), "signal": fd.owner_signum}
+        owner = enum_name(files_pb2.OwnerType.DESCRIPTOR, fd.owner_type, "OWNER_")
+        out["owner"] = {"pid": fd.owner_pid, "type": owner, "signal": fd.owner_signum}
     return out

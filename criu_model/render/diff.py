@@ -49,7 +49,7 @@ from rich.text import Text
 from criu_model.differ import Change, Diff
 from criu_model.differ.result import is_page_change
 from criu_model.images.pb import process_pb2
-from criu_model.render.json import text
+from criu_model.names import printable
 from criu_model.render.memdiff import page_change_json, page_change_text
 from criu_model.snapshot import Snapshot
 
@@ -182,13 +182,15 @@ def change_line(ch: Change) -> Text:
     subject = _subject(ch)
     if ch.field is not None and ch.what not in ("namespace", "sharing"):
         subject = f"{subject} {ch.field}" if subject else ch.field
-    line.append(subject)
+    # Subjects, values and summaries carry names and paths: escaped (names.printable).
+    line.append(printable(subject))
     if ch.op == "replaced":
-        line.append(f" replaced: {_summary_text(ch.before)} → {_summary_text(ch.after)}")
+        line.append(printable(f" replaced: {_summary_text(ch.before)} → "
+                              f"{_summary_text(ch.after)}"))
     elif ch.op == "changed" or (ch.field is not None and ch.what in ("namespace", "sharing")):
-        line.append(": " + _before_after(ch))
+        line.append(printable(": " + _before_after(ch)))
     else:
-        line.append(": " + _summary_text(ch.after if ch.op == "added" else ch.before))
+        line.append(printable(": " + _summary_text(ch.after if ch.op == "added" else ch.before)))
     if ch.volatile:
         line.append(" (volatile)", style="dim")
     return line
@@ -199,7 +201,7 @@ def _comm(pid: int, a: Snapshot | None, b: Snapshot | None) -> str:
         if snap is not None:
             proc: process_pb2.Process | None = snap.by_pid.get(pid)
             if proc is not None:
-                return text(proc.comm).replace("\n", "\\n")
+                return printable(proc.comm)
     return ""
 
 
@@ -236,7 +238,7 @@ def show_diff(result: Diff, console: Console, a: Snapshot | None = None,
         if ch.what == "process" and ch.field is None and ch.op in ("added", "removed"):
             mark, style = _MARK[ch.op]
             line = Text(f"{mark} pid {ch.pid} ", style=f"bold {style}")
-            line.append(_summary_text(ch.after if ch.op == "added" else ch.before))
+            line.append(printable(_summary_text(ch.after if ch.op == "added" else ch.before)))
             console.print(line, soft_wrap=True)
             current = ch.pid
             continue
@@ -256,5 +258,5 @@ def show_diff(result: Diff, console: Console, a: Snapshot | None = None,
     for m in result.missing:
         where = f"{m.what} {m.field}" if m.field else m.what
         count = f" ({m.count}x)" if m.count > 1 else ""
-        console.print(Text(f"not compared: {where}: unknown in {m.side.upper()}: "
-                           f"{m.reason}{count}", style="dim"), soft_wrap=True)
+        console.print(Text(printable(f"not compared: {where}: unknown in {m.side.upper()}: "
+                                     f"{m.reason}{count}"), style="dim"), soft_wrap=True)

@@ -13,69 +13,44 @@ import json
 import sys
 from typing import Any
 
-from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
-
 from criu_model.images import framing
 from criu_model.images.pb import files_pb2, mm_pb2, sockets_pb2
+from criu_model.names import (  # re-exported: the vocabulary's home was here before names.py
+    SOCKET_STATES,
+    SOCKET_TYPES,
+    fd_kind_name,
+    message_to_json,
+    prot_text,
+    socket_family_name,
+    socket_state_name,
+    socket_type_name,
+    text,
+    unix_name,
+    vma_kind_name,
+)
 from criu_model.snapshot import Snapshot
 
-_PROT_BITS = ((1, "r"), (2, "w"), (4, "x"))
+__all__ = [
+    "SOCKET_STATES",
+    "SOCKET_TYPES",
+    "fd_kind_name",
+    "message_to_json",
+    "print_json",
+    "prot_text",
+    "snapshot_to_json",
+    "socket_family_name",
+    "socket_state_name",
+    "socket_type_name",
+    "text",
+    "unix_name",
+    "vma_kind_name",
+]
 
 
 def print_json(obj: Any) -> None:
     """The one way every command prints its JSON: indented, newline-terminated."""
     json.dump(obj, sys.stdout, indent=1)
     sys.stdout.write("\n")
-
-
-def text(data: bytes) -> str:
-    """Bytes from the kernel as text that round-trips every odd byte visibly."""
-    return data.decode("utf-8", "backslashreplace")
-
-
-def prot_text(vma: mm_pb2.Vma) -> str:
-    """'rwxp'-style protection, as in /proc/PID/maps."""
-    flags = "".join(ch if vma.prot & bit else "-" for bit, ch in _PROT_BITS)
-    return flags + ("s" if vma.shared else "p")
-
-
-def _value(field: FieldDescriptor, value: Any) -> Any:
-    if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return message_to_json(value)
-    if field.type == FieldDescriptor.TYPE_BYTES:
-        return text(value)
-    if field.type == FieldDescriptor.TYPE_ENUM:
-        return field.enum_type.values_by_number[value].name if value in \
-            field.enum_type.values_by_number else value
-    return value
-
-
-def message_to_json(msg: Message) -> dict[str, Any]:
-    """Every field of a message, by its proto name, defaults included.
-
-    Fields with explicit presence (`optional`, sub-messages) that are unset
-    become null, so "unknown" is never confused with zero.
-    """
-    out: dict[str, Any] = {}
-    for field in msg.DESCRIPTOR.fields:
-        value = getattr(msg, field.name)
-        entry = field.message_type
-        if entry is not None and entry.GetOptions().map_entry:
-            value_field = entry.fields_by_name["value"]
-            out[field.name] = {str(k): _value(value_field, v) for k, v in value.items()}
-        elif field.is_repeated:
-            out[field.name] = [_value(field, v) for v in value]
-        elif field.has_presence and not msg.HasField(field.name):
-            out[field.name] = None
-        else:
-            out[field.name] = _value(field, value)
-    return out
-
-
-def vma_kind_name(kind: int) -> str:
-    """'file', 'anon', 'heap', ... (the VmaKind name without its prefix)."""
-    return mm_pb2.VmaKind.Name(kind).removeprefix("VMA_").lower()
 
 
 def vma_to_json(vma: mm_pb2.Vma) -> dict[str, Any]:
@@ -86,26 +61,6 @@ def vma_to_json(vma: mm_pb2.Vma) -> dict[str, Any]:
     return out
 
 
-SOCKET_TYPES = {1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpacket", 10: "packet"}
-# include/net/tcp_states.h: sock_diag reports every family's state in these terms.
-SOCKET_STATES = {1: "ESTABLISHED", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1",
-                 5: "FIN-WAIT-2", 6: "TIME-WAIT", 7: "UNCONN", 8: "CLOSE-WAIT", 9: "LAST-ACK",
-                 10: "LISTEN", 11: "CLOSING", 12: "NEW-SYN-RECV"}
-
-
-def socket_family_name(family: int) -> str:
-    """'unix', 'inet', 'inet6', 'netlink', 'packet'."""
-    return sockets_pb2.SocketFamily.Name(family).removeprefix("FAMILY_").lower()
-
-
-def unix_name(sock: sockets_pb2.Socket) -> str | None:
-    """A bound path, '@name' for an abstract name (as ss prints it), None if unbound."""
-    name = sock.unix.name
-    if not name:
-        return None
-    return "@" + text(name[1:]) if sock.unix.abstract else text(name)
-
-
 def socket_to_json(sock: sockets_pb2.Socket) -> dict[str, Any]:
     """All of a socket's fields, with the contract's names and readable enums."""
     out = message_to_json(sock)
@@ -114,8 +69,8 @@ def socket_to_json(sock: sockets_pb2.Socket) -> dict[str, Any]:
         if field.name != kind:
             out.pop(field.name, None)
     out["family"] = socket_family_name(sock.family)
-    out["type"] = SOCKET_TYPES.get(sock.type, str(sock.type))
-    out["state"] = SOCKET_STATES.get(sock.state, str(sock.state)) if sock.state else None
+    out["type"] = socket_type_name(sock.type)
+    out["state"] = socket_state_name(sock.state)
     if kind == "unix":
         out["peer_inode"] = sock.unix.peer_inode
         out["name"] = unix_name(sock)
@@ -123,11 +78,6 @@ def socket_to_json(sock: sockets_pb2.Socket) -> dict[str, Any]:
         inet = sock.inet
         out.update(src=inet.src, sport=inet.sport, dst=inet.dst, dport=inet.dport)
     return out
-
-
-def fd_kind_name(kind: int) -> str:
-    """'regular', 'pipe', ... as in the JSON contract."""
-    return files_pb2.FdKind.Name(kind).removeprefix("FD_").lower()
 
 
 def fd_to_json(fd: files_pb2.Fd, sockets: dict[int, sockets_pb2.Socket]) -> dict[str, Any]:

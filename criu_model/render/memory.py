@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from rich.console import Console
 from rich.markup import escape
 
+from criu_model.names import printable, text, vma_kind_name
 from criu_model.pages.search import Hit
-from criu_model.render.json import text, vma_kind_name
 
 _PRINTABLE = bytes(b if 0x20 <= b < 0x7f else ord(".") for b in range(256))
 
@@ -25,7 +25,7 @@ def hexdump_lines(data: bytes, addr: int, width: int = 16) -> Iterable[str]:
 
 def show_hexdump(data: bytes, addr: int, console: Console) -> None:
     for line in hexdump_lines(data, addr):
-        console.print(escape(line), highlight=False, soft_wrap=True)
+        console.print(escape(line), highlight=False, soft_wrap=True, emoji=False)
 
 
 def _shown(data: bytes) -> str:
@@ -43,9 +43,9 @@ def show_hits(hits: Iterable[Hit], console: Console) -> int:
     count = 0
     for hit in hits:
         count += 1
-        console.print(escape(f"{hit.pid} {hit.addr:#x} {vma_label(hit)}: "
+        console.print(escape(f"{hit.pid} {hit.addr:#x} {printable(vma_label(hit))}: "
                              f"{_shown(hit.before)}[{_shown(hit.match)}]{_shown(hit.after)}"),
-                      highlight=False, soft_wrap=True)
+                      highlight=False, soft_wrap=True, emoji=False)
     return count
 
 

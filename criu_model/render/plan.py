@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
+from criu_model.names import printable
 from criu_model.planner.model import RESTORER, Action, CloneFlag, Plan, Severity, Step, flag_names
 
 _HIDDEN_ARGS = {"flags_value", "child"}
@@ -62,15 +63,16 @@ def show_plan(plan: Plan, console: Console) -> None:
             lines.append(text)
 
     walk(RESTORER, 0)
-    console.file.write("\n".join(lines) + "\n")
+    # Steps carry paths, socket and memfd names: each line is escaped as a whole.
+    console.file.write("\n".join(printable(text) for text in lines) + "\n")
     if plan.problems:
         console.file.write("\nproblems:\n")
         for p in plan.problems:
             where = " ".join(f"{k}={v}" for k, v in p.to_json().items()
                              if k in ("pid", "path", "port", "fd"))
             fix = f" -- fix: {p.fix}" if p.fix else ""
-            console.file.write(f"  {p.severity.upper()} {p.kind}: {p.message}"
-                               f"{' [' + where + ']' if where else ''}{fix}\n")
+            console.file.write(printable(f"  {p.severity.upper()} {p.kind}: {p.message}"
+                                         f"{' [' + where + ']' if where else ''}{fix}") + "\n")
     console.file.write("\n" + verdict(plan) + "\n")
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -13,12 +13,13 @@ from criu_model.errors import UsageError
 from criu_model.images.pb import files_pb2, mm_pb2, process_pb2, sockets_pb2
 from criu_model.kernel.devnum import tty_name
 from criu_model.kernel.flags import open_flags_text
-from criu_model.render.json import (
-    SOCKET_STATES,
-    SOCKET_TYPES,
+from criu_model.names import (
     fd_kind_name,
+    printable,
     prot_text,
     socket_family_name,
+    socket_state_name,
+    socket_type_name,
     text,
     unix_name,
     vma_kind_name,
@@ -29,8 +30,22 @@ if TYPE_CHECKING:
     from criu_model.features import Feature
 
 
+class PlainTable(Table):
+    """A table whose str cells are data: escaped (printable), never read as rich markup."""
+
+    def add_row(self, *renderables: RenderableType | None, **kwargs: Any) -> None:
+        super().add_row(*(Text(printable(c)) if isinstance(c, str) else c
+                          for c in renderables), **kwargs)
+
+
+def line(*parts: str | tuple[str, str]) -> Text:
+    """One output line from data (escaped) and (data, style) pairs: no markup, no emoji."""
+    return Text.assemble(*((printable(p[0]), p[1]) if isinstance(p, tuple) else printable(p)
+                           for p in parts))
+
+
 def _table(*columns: str, right: Iterable[str] = ()) -> Table:
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    table = PlainTable(box=None, pad_edge=False, show_edge=False, header_style="bold")
     right_set = set(right)
     for col in columns:
         table.add_column(col, justify="right" if col in right_set else "left", no_wrap=True)
@@ -54,8 +69,8 @@ def emit(console: Console, renderable: Table, *, empty: str | None = None) -> No
 
 
 def _comm(data: bytes) -> str:
-    # Newlines or tabs in a comm would break the one-line-per-process layout.
-    return text(data).replace("\n", "\\n").replace("\t", "\\t")
+    # Control bytes in a comm would move the terminal or break the one-line-per-process layout.
+    return printable(data)
 
 
 def _ns(ids: Iterable[int]) -> str:
@@ -91,7 +106,7 @@ def show_procs(snap: Snapshot, console: Console) -> None:
     for proc in snap.processes:
         uid = str(proc.creds.uids[0]) if proc.creds.uids else "?"
         vmas = str(len(mm[proc.pid].vmas)) if proc.pid in mm else "-"
-        cmd = " ".join(text(a) for a in proc.cmdline)
+        cmd = " ".join(printable(a) for a in proc.cmdline)
         tpgid = str(proc.tpgid) if proc.HasField("tpgid") else "?"   # "?": format 1.0
         table.add_row(str(proc.pid), str(proc.ppid), str(proc.pgid), str(proc.sid),
                       _ns(proc.ns_pids), tty_name(proc.tty_nr) if proc.tty_nr else "?", tpgid,
@@ -125,9 +140,9 @@ def show_mems(snap: Snapshot, pid: int, console: Console) -> None:
                       *cells, path)
     emit(console, table)
     for item in mm.unreadable:
-        console.print(f"[yellow]not read:[/] {item.field}: {item.reason}")
+        console.print(line(("not read:", "yellow"), f" {item.field}: {item.reason}"))
     method = mm.page_counts_method or "not read"
-    console.print(f"{len(mm.vmas)} VMAs; page counts (pages) via {method}")
+    console.print(line(f"{len(mm.vmas)} VMAs; page counts (pages) via {method}"))
     if counted:
         console.print("STORED: in pages.img; ZERO: the zero page; INHERIT: unchanged since the "
                       "parent snapshot; SHARED: the VMA maps a shared object stored once "
@@ -164,9 +179,9 @@ def _fd_target(fd: files_pb2.Fd, sockets: dict[int, sockets_pb2.Socket]) -> str:
         if sock is None:
             return f"{name} (not in sock_diag)"
         local, peer = _endpoints(sock)
-        state_name = SOCKET_STATES.get(sock.state, "-") if sock.state else "-"
+        state_name = socket_state_name(sock.state) or "-"
         return (f"{name} {socket_family_name(sock.family)} "
-                f"{SOCKET_TYPES.get(sock.type, sock.type)} {state_name} {local} -> {peer}")
+                f"{socket_type_name(sock.type)} {state_name} {local} -> {peer}")
     if state == "eventfd":
         return f"{path} count={fd.eventfd.count}"
     if state == "epoll":
@@ -212,9 +227,10 @@ def show_fds(snap: Snapshot, pid: int | None, console: Console) -> None:
         if pid is not None and table.pid != pid:
             continue
         if table.vanished:
-            console.print(f"pid {table.pid}: {table.vanished} fds closed while being read")
+            console.print(line(f"pid {table.pid}: {table.vanished} fds closed while being read"))
         for item in table.unreadable:
-            console.print(f"[yellow]pid {table.pid}: not read:[/] {item.field}: {item.reason}")
+            console.print(line((f"pid {table.pid}: not read:", "yellow"),
+                               f" {item.field}: {item.reason}"))
 
 
 _NETID = {("unix", "stream"): "u_str", ("unix", "dgram"): "u_dgr", ("unix", "seqpacket"): "u_seq",
@@ -253,15 +269,15 @@ def show_sockets(snap: Snapshot, console: Console) -> None:
                  right=("RECV-Q", "SEND-Q"))
     for sock in snap.sockets:
         family = socket_family_name(sock.family)
-        netid = _NETID.get((family, SOCKET_TYPES.get(sock.type, "")), family)
+        netid = _NETID.get((family, socket_type_name(sock.type)), family)
         local, peer = _endpoints(sock)
-        out.add_row(netid, SOCKET_STATES.get(sock.state, "-") if sock.state else "-",
+        out.add_row(netid, socket_state_name(sock.state) or "-",
                     str(sock.rqueue), str(sock.wqueue), local, peer,
                     ",".join(owners.get(sock.inode, [])))
     emit(console, out)
     for run in snap.inventory.collectors:
         if run.name.startswith("sockets.") and not run.ran:
-            console.print(f"[yellow]not collected:[/] {run.name}: {run.reason}")
+            console.print(line(("not collected:", "yellow"), f" {run.name}: {run.reason}"))
 
 
 def show_shared(snap: Snapshot, console: Console) -> None:
@@ -313,8 +329,8 @@ def show_namespaces(snap: Snapshot, console: Console) -> None:
                if ns.type.endswith("_for_children")
                and ns.inode != namespace_inode(proc, ns.type.removesuffix("_for_children"))]
     for pid, ns in pending:
-        console.print(f"pid {pid}: {ns.type} is {ns.inode} (owner {ns.owner_user or '-'}): "
-                      "its next children are born there", highlight=False)
+        console.print(line(f"pid {pid}: {ns.type} is {ns.inode} (owner {ns.owner_user or '-'}): "
+                           "its next children are born there"))
 
 
 def _pid_list(pids: list[int], limit: int = 12) -> str:

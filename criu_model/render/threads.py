@@ -20,7 +20,7 @@ from rich.text import Text
 from criu_model.errors import UsageError
 from criu_model.images.pb import common_pb2, process_pb2, regs_pb2
 from criu_model.kernel.regs import AuditArch, decode_prstatus
-from criu_model.render.json import message_to_json, text
+from criu_model.names import message_to_json, printable
 from criu_model.render.text import emit
 from criu_model.snapshot import Snapshot
 
@@ -65,18 +65,6 @@ def sigmask_text(mask: int) -> str:
     return f"{' '.join(names) or 'none'} ({mask:#x})"
 
 
-def _clean(value: str) -> str:
-    """Every control character escaped: data never moves the terminal."""
-    return "".join(ch if ch.isprintable() else
-                   (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-                   for ch in value)
-
-
-def _printable(data: bytes) -> str:
-    """Kernel bytes as text, escaped (text() alone keeps valid UTF-8 controls such as ESC)."""
-    return _clean(text(data))
-
-
 def _audit_arch(value: int) -> str:
     try:
         return AuditArch(value).name.lower()
@@ -89,7 +77,7 @@ def _unreadable_lines(items: Iterable[common_pb2.Unreadable], label: str) -> lis
     by_reason: dict[str, list[str]] = {}
     for item in items:
         by_reason.setdefault(item.reason, []).append(item.field)
-    return [Text.assemble((f"{label}: ", "yellow"), _clean(f"{', '.join(fields)}: {reason}"))
+    return [Text.assemble((f"{label}: ", "yellow"), printable(f"{', '.join(fields)}: {reason}"))
             for reason, fields in by_reason.items()]
 
 
@@ -118,7 +106,7 @@ def _show_regs(thread: regs_pb2.ThreadRegs, console: Console) -> None:
         try:
             values = decode_prstatus(thread.prstatus, arch)
         except ValueError as err:
-            console.print(Text(_clean(f"  prstatus: {len(thread.prstatus)} bytes, "
+            console.print(Text(printable(f"  prstatus: {len(thread.prstatus)} bytes, "
                                       f"not decoded: {err}")))
         else:
             pairs = max(1, min(4, (console.width - 2) // _PAIR_WIDTH))
@@ -160,11 +148,11 @@ def _indent(grid: Table) -> Table:
 
 
 def _header(tid: int, info: process_pb2.Thread | None, arch: str) -> Text:
-    comm = _printable(info.comm) if info is not None else "?"
+    comm = printable(info.comm) if info is not None else "?"
     state = info.state if info is not None and info.state else "?"
     line = Text.assemble(("thread ", "bold"), (str(tid), "bold"), f"  {comm}  state {state}")
     if arch:
-        line.append(f"  {_clean(arch)}", style="dim")
+        line.append(f"  {printable(arch)}", style="dim")
     return line
 
 
