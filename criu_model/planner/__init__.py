@@ -12,6 +12,7 @@ from __future__ import annotations
 from criu_model.errors import UsageError
 from criu_model.planner.check import check_snapshot, verify
 from criu_model.planner.files import FilePlan
+from criu_model.planner.memory import check_memory_available, plan_memory
 from criu_model.planner.model import (
     RESTORER,
     Action,
@@ -76,9 +77,12 @@ def plan(snapshot: Snapshot, *, live: bool = True, pid_ns: str = "same",
     if not builder.failed and not ctty.failed and not nsorder.failed:
         # A creation blocker leaves the plan partial: its end state differs by design.
         verify(snapshot, result, builder.base)
+    needed = plan_memory(snapshot, result)
     if live:
         from criu_model.planner.live import dry_run
         dry_run(snapshot, result)
+        if needed:
+            check_memory_available(result, needed)
     return result
 
 

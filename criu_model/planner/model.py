@@ -45,6 +45,8 @@ class Action(enum.StrEnum):
     SET_CTTY = "ioctl_tiocsctty"   # args: tty, and fd (held) or path (opened O_NOCTTY)
     DROP_CTTY = "ioctl_tiocnotty"  # a non-leader leaves the controlling tty it inherited
     SET_FG = "tcsetpgrp"           # args: tty, pgid (in the actor's pid namespace)
+    MAP_VMAS = "map_vmas"          # args: count, kinds (the address space, after the skeleton)
+    FILL_PAGES = "fill_pages"      # args: start, end, stored, inherited, zero, bytes
 
 
 class CloneFlag(enum.IntFlag):
@@ -143,6 +145,10 @@ class Plan:
     racy: bool = False                             # ns_last_pid fallback used
     transfers: int = 0                             # SCM_RIGHTS transfers left
     inherited: int = 0                             # fd holders served by fork inheritance
+    # What the verdict covers: "skeleton" (processes, files, address-space layout) or
+    # "skeleton+memory" (pages, and registers when captured), and what is still missing.
+    covers: str = "skeleton"
+    lacks: list[str] = field(default_factory=list)
 
     @property
     def feasible(self) -> bool:

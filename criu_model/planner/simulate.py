@@ -596,6 +596,8 @@ class Simulator:
         elif act is Action.EPOLL_ADD:
             task = self.task(step.actor)
             self._fd(task, a["epfd"]).targets.add(self._fd(task, a["tfd"]).key)
+        elif act in (Action.MAP_VMAS, Action.FILL_PAGES):
+            self.task(step.actor)  # memory is not modeled: the actor must merely exist
         else:
             raise KernelError(errno.ENOSYS, f"unknown action {act}")
 

@@ -73,7 +73,8 @@ def show_plan(plan: Plan, console: Console) -> None:
             fix = f" -- fix: {p.fix}" if p.fix else ""
             console.file.write(printable(f"  {p.severity.upper()} {p.kind}: {p.message}"
                                          f"{' [' + where + ']' if where else ''}{fix}") + "\n")
-    console.file.write("\n" + verdict(plan) + "\n")
+    console.file.write("\n" + coverage(plan) + "\n")
+    console.file.write(verdict(plan) + "\n")
 
 
 def verdict(plan: Plan) -> str:
@@ -87,6 +88,15 @@ def verdict(plan: Plan) -> str:
             + (", racy pid choice (ns_last_pid)" if plan.racy else ""))
 
 
+def coverage(plan: Plan) -> str:
+    """What a feasible verdict means: the skeleton only, or memory too, and what is lacking."""
+    what = ("the skeleton (processes, sessions, files, address-space layout)"
+            if plan.covers == "skeleton" else
+            "the skeleton and the memory (pages, registers)")
+    lacks = ("; lacks: " + "; ".join(plan.lacks)) if plan.lacks else ""
+    return f"covers {what}{lacks}"
+
+
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     steps = []
     for step in plan.steps:
@@ -98,6 +108,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "pid_ns": plan.pid_ns,
         "racy": plan.racy,
         "transfers": plan.transfers,
+        "covers": plan.covers,
+        "lacks": list(plan.lacks),
         "problems": [p.to_json() for p in plan.problems],
         "processes": [{"pid": p.pid, "key": p.key, "set_tid": list(p.set_tid),
                        "parent": p.parent, "helper": p.helper, "new_pid_ns": p.new_pid_ns,
