@@ -26,6 +26,7 @@ from criu_model.planner.nsorder import NsOrder
 from criu_model.planner.pids import Namespaces
 from criu_model.planner.sessions import NEW_NS_INIT, Builder
 from criu_model.planner.ttys import CttyPlan
+from criu_model.planner.unknown import check_unknown_enums
 from criu_model.snapshot import Snapshot
 
 PID_NS_MODES = ("same", "new")
@@ -45,6 +46,7 @@ def plan(snapshot: Snapshot, *, live: bool = True, pid_ns: str = "same",
         raise UsageError(f"pid_ns must be one of {PID_NS_MODES}, not {pid_ns!r}")
     check_snapshot(snapshot)
     result = Plan(pid_ns)
+    check_unknown_enums(snapshot, result)
     if set_tid is None:
         set_tid = True
         if live:
