@@ -74,12 +74,19 @@ def heat_svg(h: Heat, *, top: int = 20, width: int = 800) -> str:
     n = max(1, len(h.intervals))
     rows = h.vmas[:top]
     row_h, label_h, left = 18, 14, 10
-    height = 40 + len(rows) * (row_h + label_h + 8)
+    height = 64 + len(rows) * (row_h + label_h + 8)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width + 2 * left}" '
            f'height="{height}" font-family="monospace" font-size="11">',
            f'<text x="{left}" y="16" font-size="13">criu-model heat: {len(h.snapshots)} '
            f'snapshots, {n} intervals (colour: intervals in which a page changed, of {n})'
            '</text>']
+    # legend: one swatch per count, 0..n
+    lx = left + width - 22 * (n + 1) - 60
+    out.append(f'<text x="{lx}" y="{height - 6}">changed in</text>')
+    for c in range(n + 1):
+        out.append(f'<rect x="{lx + 70 + 22 * c}" y="{height - 18}" width="20" height="12" '
+                   f'fill="{_color(c, n)}"/><text x="{lx + 74 + 22 * c}" y="{height - 20}" '
+                   f'font-size="9">{c}</text>')
     y = 32
     for v in rows:
         pages = max(1, (v.end - v.start) // PAGE_SIZE)
