@@ -85,3 +85,36 @@ def read_image(path: Path, image: ImageKind, data: bytes | None = None
         messages.append(msg)
         offsets.append(off)
     return header, messages, offsets
+
+
+def copy_into(src_fd: int, dir_fd: int, name: str) -> None:
+    """Copy a whole file into a new file ``name`` of directory ``dir_fd`` (0600), fsynced.
+
+    For page data that cannot be linked (another filesystem, or a loaded
+    snapshot being written elsewhere), in the kernel: copy_file_range, or
+    sendfile where it refuses (across filesystems since Linux 5.19: EXDEV).
+    """
+    out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                  0o600, dir_fd=dir_fd)
+    try:
+        size = os.fstat(src_fd).st_size
+        offset = 0
+        same_fs = True
+        while offset < size:
+            if same_fs:
+                try:
+                    n = os.copy_file_range(src_fd, out, size - offset, offset, offset)
+                except OSError as err:
+                    if err.errno not in (errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP):
+                        raise
+                    same_fs = False
+                    continue
+            else:
+                os.lseek(out, offset, os.SEEK_SET)
+                n = os.sendfile(out, src_fd, offset, size - offset)
+            if n <= 0:
+                raise OSError(errno.EIO, "the copy made no progress")
+            offset += n
+        os.fsync(out)
+    finally:
+        os.close(out)

@@ -27,7 +27,7 @@ from google.protobuf.message import Message
 
 from criu_model.errors import CriuModelError, UsageError
 from criu_model.images import framing
-from criu_model.images.files import exists
+from criu_model.images.files import copy_into, exists
 from criu_model.images.pb import inventory_pb2
 from criu_model.images.registry import IMAGES, INVENTORY
 from criu_model.snapshot import Snapshot
@@ -110,22 +110,6 @@ def _is_snapshot(parent_fd: int, name: str) -> bool:
     return True
 
 
-def _copy_pages(src_fd: int, dir_fd: int) -> None:
-    out = os.open(PAGES_IMG, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-                  | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
-    try:
-        size = os.fstat(src_fd).st_size
-        offset = 0
-        while offset < size:
-            n = os.copy_file_range(src_fd, out, size - offset, offset, offset)
-            if n <= 0:
-                raise OSError(5, "copy_file_range made no progress")
-            offset += n
-        os.fsync(out)
-    finally:
-        os.close(out)
-
-
 def write(snap: Snapshot, directory: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Write the snapshot to `directory`, atomically.
 
@@ -188,7 +172,7 @@ def _write_all(snap: Snapshot, files: dict[str, bytes], parent_fd: int, tmp_name
             snap.page_sink.finish()
             snap.page_sink.link(dir_fd, PAGES_IMG)
         elif snap.page_store is not None:
-            _copy_pages(snap.page_store.fd, dir_fd)
+            copy_into(snap.page_store.fd, dir_fd, PAGES_IMG)
         for name, data in files.items():
             _write_file(dir_fd, name, data)
         _fsync(dir_fd)

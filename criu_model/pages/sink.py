@@ -19,6 +19,7 @@ import threading
 
 from criu_model.errors import CriuModelError
 from criu_model.images import framing
+from criu_model.images.files import copy_into
 from criu_model.pages.layout import PAGE_SIZE, header
 
 _Item = tuple[list[memoryview], threading.Event | None]
@@ -176,19 +177,7 @@ class PageSink:
         except OSError as err:
             if err.errno != errno.EXDEV:
                 raise
-        out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
-                      0o600, dir_fd=dir_fd)
-        try:
-            size = os.fstat(self.fd).st_size
-            offset = 0
-            while offset < size:
-                n = os.copy_file_range(self.fd, out, size - offset, offset, offset)
-                if n <= 0:
-                    raise OSError(errno.EIO, "copy_file_range made no progress")
-                offset += n
-            os.fsync(out)
-        finally:
-            os.close(out)
+        copy_into(self.fd, dir_fd, name)
 
     def close(self) -> None:
         if self._queue is not None:

@@ -192,3 +192,19 @@ def test_grep_across_stored_pieces_equals_a_plain_search(tree: MemTree, tmp_path
         i = data.find(b"kid!", i + 4)
     found = [h.addr for h in grep(snap, b"kid!", pid=kid) if addr <= h.addr < addr + length]
     assert found == plain and len(plain) == len(KID_WRITES) * (PAGE_SIZE // 8)
+
+
+def test_page_file_copied_across_filesystems_and_rewritten(tree: MemTree, tmp_path: Path
+                                                           ) -> None:
+    """The unnamed page file is linked in place when it can be, copied when not (another
+    filesystem), and a loaded snapshot written elsewhere keeps its pages byte for byte."""
+    shm = Path("/dev/shm")
+    if os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("/dev/shm and the test directory are one filesystem here")
+    snap = criu_model.dump([tree.root.pid], pages=True, pages_dir=str(shm))
+    out = criu_model.write(snap, tmp_path / "a")  # EXDEV: copied
+    again = criu_model.write(criu_model.load(out), tmp_path / "b")
+    assert (out / "pages.img").read_bytes() == (again / "pages.img").read_bytes()
+    addr, length, digest = tree.root.regions["anon"]
+    assert _sha(criu_model.load(again).read_memory(tree.root.pid, addr, length)) == digest
+    assert not [p for p in shm.iterdir() if p.name.startswith(".criu-model-pages-")]
