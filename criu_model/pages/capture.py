@@ -443,16 +443,25 @@ class _ProcessPass:
                 for e, c in zip(entries, codes, strict=True)]
         known = list(map(self.cap.shared.get, keys))
         n = len(keys)
-        if None not in known and self.zero_pfn not in keys:
-            first = known[0][0]  # type: ignore[index]
-            if first >= 0 and all(k[0] == first + i  # type: ignore[index]
-                                  for i, k in enumerate(known)):
-                self.cap.stats.deduplicated += n
-                self._done(_Seg(addr, n), [(addr, n, STORED, first,
-                                            [k[1] for k in known])])  # type: ignore[index]
-                return
-        for i in range(n):
-            self._shared_page(addr + i * PAGE_SIZE, entries[i], codes[i])
+        zero = self.zero_pfn
+        i = 0
+        while i < n:
+            k = known[i]
+            if k is None or k[0] < 0 or keys[i] == zero:
+                self._shared_page(addr + i * PAGE_SIZE, entries[i], codes[i])
+                i += 1
+                continue
+            first, j = k[0], i + 1
+            while j < n:  # the longest stretch already stored at consecutive slots
+                kj = known[j]
+                if kj is None or kj[0] != first + (j - i) or keys[j] == zero:
+                    break
+                j += 1
+            self.cap.stats.deduplicated += j - i
+            at = addr + i * PAGE_SIZE
+            self._done(_Seg(at, j - i), [(at, j - i, STORED, first,
+                                          [x[1] for x in known[i:j]])])  # type: ignore[index]
+            i = j
 
     def _shared_page(self, addr: int, entry: int, code: int) -> None:
         """A page that may be mapped elsewhere too: zero page, stored already, or read it."""
