@@ -43,6 +43,14 @@ def _validate(snap: Snapshot, root: Path, offsets: dict[str, list[int]]) -> None
         if proc.ns_pids and proc.ns_pids[0] != proc.pid:
             raise InconsistentImage(proc_img, _at(offsets, "processes.img", i),
                                     f"pid {proc.pid}: ns_pids starts with {proc.ns_pids[0]}")
+        # NSpgid/NSsid list the ids outermost first: the first is the pgid/sid itself.
+        for name, levels, value in (("pgid", proc.ns_pgids, proc.pgid),
+                                    ("sid", proc.ns_sids, proc.sid)):
+            if levels and levels[0] != value:
+                raise InconsistentImage(proc_img, _at(offsets, "processes.img", i),
+                                        f"pid {proc.pid}: ns_{name}s starts with {levels[0]}, "
+                                        f"but its {name} is {value}")
+    _validate_threads(snap, proc_img, offsets)
 
     roots = set(inv.root_pids)
     skipped = {s.pid for s in inv.skipped}
@@ -89,7 +97,12 @@ def _validate(snap: Snapshot, root: Path, offsets: dict[str, list[int]]) -> None
             raise InconsistentImage(fds_img, _at(offsets, "fds.img", i),
                                     f"fd table of pid {table.pid}: the pid {what}")
         fd_seen.add(table.pid)
+        numbers: set[int] = set()
         for fd in table.fds:
+            if fd.fd in numbers:
+                raise InconsistentImage(fds_img, _at(offsets, "fds.img", i),
+                                        f"fd table of pid {table.pid}: fd {fd.fd} appears twice")
+            numbers.add(fd.fd)
             if fd.HasField("socket") and fd.socket.inode not in socket_inodes and \
                     not any(u.field == "socket" for u in fd.unreadable):
                 raise InconsistentImage(fds_img, _at(offsets, "fds.img", i),
@@ -100,6 +113,35 @@ def _validate(snap: Snapshot, root: Path, offsets: dict[str, list[int]]) -> None
                 raise InconsistentImage(fds_img, _at(offsets, "fds.img", i),
                                         f"pid {table.pid} fd {fd.fd} refers to ghost file "
                                         f"{ghost.ghost_id}, which ghosts.img does not hold")
+
+    if snap.fds:   # the dumper writes a table for every process (empty for a zombie)
+        for i, mm in enumerate(snap.memory):
+            proc = snap.by_pid[mm.pid]
+            if mm.vmas and proc.state not in "ZX" and mm.pid not in fd_seen:
+                at = _at(offsets, "mm.img", i)
+                where = f"mm.img entry {i}" + ("" if at is None else f" at byte {at}")
+                raise InconsistentImage(fds_img, None,
+                                        f"pid {mm.pid} is a live process with a memory map "
+                                        f"({where}) but has no fd table")
+
+
+def _validate_threads(snap: Snapshot, proc_img: str, offsets: dict[str, list[int]]) -> None:
+    """Every tid names one thread of one process: never another process's pid, never twice."""
+    pids = {proc.pid for proc in snap.processes}
+    owner: dict[int, int] = {}
+    for i, proc in enumerate(snap.processes):
+        for thread in proc.threads:
+            if thread.tid != proc.pid and thread.tid in pids:
+                raise InconsistentImage(proc_img, _at(offsets, "processes.img", i),
+                                        f"pid {proc.pid}: thread {thread.tid} is also the pid "
+                                        "of another process")
+            if thread.tid in owner:
+                other = owner[thread.tid]
+                whose = "its own" if other == proc.pid else f"pid {other}'s"
+                raise InconsistentImage(proc_img, _at(offsets, "processes.img", i),
+                                        f"pid {proc.pid}: thread {thread.tid} is also one of "
+                                        f"{whose} threads")
+            owner[thread.tid] = proc.pid
 
 
 def _ghost_ref(fd: files_pb2.Fd) -> files_pb2.GhostRef | None:
