@@ -1,0 +1,360 @@
+"""The conductor: runs a plan's steps for real, one at a time, inside the sandbox.
+
+Each step goes to the worker of its actor (worker.py) over that worker's
+control socket, in plan order, and the conductor waits for the answer: the
+kernel's rules depend on the order across processes (a group must exist before
+another process joins it, a helper exits before its orphans are reparented).
+A step the kernel refuses is recorded with its errno and the rehearsal goes on,
+so the judge sees everything that followed from it. A step we do not execute
+yet is recorded as not rehearsed with the reason, and so are the fds and
+processes that depend on it: never silently skipped.
+
+What a step omits and a restorer needs (which pipe end a file is, a pipe's
+or socket's flags, a unix socketpair's type) is read from the snapshot by the
+step's file key; see the report for the planner fields this asks for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import posixpath
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from criu_model.images.pb import files_pb2
+from criu_model.planner import NEW_NS_INIT
+from criu_model.planner.model import RESTORER, Action, Plan, Step
+from criu_model.restore.sandbox import Sandbox, await_reply, start
+from criu_model.restore.worker import HARMLESS_DEVICES, O_ACCMODE, SERVICE_FD_BASE
+from criu_model.snapshot import Snapshot
+
+_OPEN_KINDS = frozenset({"regular", "directory", "opath", "pipe", "eventfd"})
+_NOT_YET = {
+    Action.TCP_REPAIR: "TCP_REPAIR is not rehearsed yet",
+    Action.OPEN_PTY: "ptys are not rehearsed yet",
+    Action.SET_CTTY: "controlling ttys are not rehearsed yet",
+    Action.DROP_CTTY: "controlling ttys are not rehearsed yet",
+    Action.SET_FG: "foreground groups are not rehearsed yet",
+    Action.EPOLL_ADD: "epoll targets are not rehearsed yet",
+    Action.LAST_PID_CLONE: "the ns_last_pid fallback is not rehearsed (clone3 set_tid is)",
+    Action.SETNS_PID: "setns into a pid namespace is not rehearsed yet",
+}
+# What the workers execute; any other action (a newer planner's too) is not rehearsed.
+_EXECUTED = frozenset({Action.CLONE, Action.SETSID, Action.SETPGID, Action.SUBREAPER,
+                       Action.EXIT, Action.WAIT, Action.OPEN, Action.PIPE, Action.SOCKETPAIR,
+                       Action.DUP2, Action.CLOSE, Action.UNSHARE, Action.SETNS,
+                       Action.SEND_FD})
+_UNSAFE_SCRATCH = frozenset({"/", "/proc", "/sys", "/dev", "/run", "/etc", "/usr", "/bin",
+                             "/lib", "/sbin", "/boot"})
+
+
+@dataclass
+class StepOutcome:
+    index: int
+    step: Step
+    status: str                 # "done", "failed", "not_rehearsed"
+    detail: str = ""
+    errno: int = 0
+
+
+@dataclass
+class Execution:
+    """What the conductor did: per step, and the objects it could not make."""
+
+    outcomes: list[StepOutcome] = field(default_factory=list)
+    missing_fds: dict[tuple[int, int], str] = field(default_factory=dict)  # (actor, fd)
+    missing_procs: dict[int, str] = field(default_factory=dict)            # actor -> why
+    thread_note: dict[int, str] = field(default_factory=dict)              # actor -> note
+    scratch: list[str] = field(default_factory=list)                        # tmpfs dirs
+
+
+def file_index(snap: Snapshot) -> dict[int, files_pb2.Fd]:
+    """The planner's file key (planner/files.py file_key) -> one snapshot Fd of that file."""
+    out: dict[int, files_pb2.Fd] = {}
+    for table in snap.fds:
+        for fd in table.fds:
+            key = fd.file_id if fd.file_id else -((table.pid << 24) | fd.fd) - 1
+            out.setdefault(key, fd)
+    return out
+
+
+def _floor(snap: Snapshot, plan: Plan) -> int:
+    """First fd above every dumped number: workers keep their own fds from here up."""
+    top = max((fd.fd for t in snap.fds for fd in t.fds), default=2)
+    for step in plan.steps:
+        for name in ("fd", "new"):
+            value = step.args.get(name)
+            if isinstance(value, int) and value < SERVICE_FD_BASE:
+                top = max(top, value)
+    return max(top + 2, 16)
+
+
+def _writes(step: Step) -> bool:
+    flags = int(step.args.get("flags", 0))
+    return bool(flags & O_ACCMODE or flags & (os.O_TRUNC | os.O_CREAT))
+
+
+def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[str, Any]],
+                                                                      dict[int, str]]:
+    """Directories to cover with a tmpfs inside the sandbox (so a file opened for writing is
+    a sparse stand-in there, at its own path), and the open steps refused (index -> why)."""
+    refused: dict[int, str] = {}
+    dirs: set[str] = set()
+    opens = [(i, s) for i, s in enumerate(plan.steps)
+             if s.action is Action.OPEN and s.args.get("kind") == "regular" and "path" in s.args]
+    for index, step in opens:
+        path = str(step.args["path"])
+        if not _writes(step) or path in HARMLESS_DEVICES:
+            continue
+        parent = posixpath.dirname(path)
+        if parent in _UNSAFE_SCRATCH or path.startswith(("/dev/", "/proc/", "/sys/")):
+            refused[index] = f"{path} is opened for writing in {parent}, which the " \
+                             "rehearsal does not cover with a scratch tmpfs"
+            continue
+        dirs.add(parent)
+    # Keep the outermost directories only; everything planned below one is recreated.
+    tops = sorted(d for d in dirs if not any(d.startswith(o + "/") for o in dirs if o != d))
+    entries = []
+    for top in tops:
+        sub: set[str] = set()
+        made: dict[str, int] = {}
+        for index, step in opens:
+            path = str(step.args["path"])
+            if not path.startswith(top + "/") or index in refused:
+                continue
+            rel = path[len(top) + 1:]
+            fd = files.get(int(step.args.get("file", 0)))
+            made[rel] = fd.file.size if fd is not None else 0
+            if "/" in rel:
+                sub.add(posixpath.dirname(rel))
+        entries.append({"dir": top, "subdirs": sorted(sub), "files": sorted(made.items())})
+    return entries, refused
+
+
+class Conductor:
+    """Drives the workers; owns the sandbox only through `sandbox` (closed by the caller)."""
+
+    def __init__(self, snap: Snapshot, plan: Plan) -> None:
+        self.snap = snap
+        self.plan = plan
+        self.files = file_index(snap)
+        self.result = Execution()
+        self.channels: dict[int, socket.socket] = {}
+        self.sandbox: Sandbox | None = None
+        self._gone: dict[int, str] = {}
+
+    # ------------------------------------------------------------ setup
+
+    def create(self) -> Sandbox:
+        steps = self.plan.steps
+        if self.plan.pid_ns != "new" or not steps or steps[0].action is not Action.CLONE \
+                or steps[0].args.get("child") != NEW_NS_INIT:
+            from criu_model.errors import UsageError
+            raise UsageError("a rehearsal needs a plan made with pid_ns='new' (its first step "
+                             "creates the fresh pid namespace's init)")
+        scratch, self._refused = scratch_plan(self.plan, self.files)
+        self.result.scratch = [e["dir"] for e in scratch]
+        extra = int(steps[0].args.get("flags_value", 0))
+        self.sandbox = start(_floor(self.snap, self.plan), extra)
+        socket.send_fds(self.sandbox.ctl, [json.dumps({"scratch": scratch}).encode()], [])
+        reply = await_reply(self.sandbox.ctl, "setting up the sandbox")
+        if not reply.get("ok"):
+            from criu_model.errors import CriuModelError
+            raise CriuModelError(f"rehearsal: sandbox setup failed: {reply.get('error')}")
+        self.channels[NEW_NS_INIT] = self.sandbox.ctl
+        self.result.outcomes.append(StepOutcome(0, steps[0], "done", "the sandbox init"))
+        return self.sandbox
+
+    # ------------------------------------------------------------ steps
+
+    def run(self) -> Execution:
+        for index, step in enumerate(self.plan.steps[1:], start=1):
+            self._one(index, step)
+        return self.result
+
+    def _skip(self, index: int, step: Step, why: str) -> None:
+        self.result.outcomes.append(StepOutcome(index, step, "not_rehearsed", why))
+        args = step.args
+        if step.action in (Action.CLONE, Action.LAST_PID_CLONE):
+            self.result.missing_procs.setdefault(int(args["child"]), why)
+            self._gone.setdefault(int(args["child"]), why)
+        for fd in self._made_fds(step):
+            self.result.missing_fds.setdefault((step.actor, fd), why)
+
+    @staticmethod
+    def _made_fds(step: Step) -> list[int]:
+        a = step.args
+        if step.action in (Action.OPEN, Action.TCP_REPAIR):
+            return [int(a["fd"])]
+        if step.action in (Action.PIPE, Action.SOCKETPAIR, Action.OPEN_PTY):
+            return [int(f) for f in a.get("fds", [])]
+        return []
+
+    def _one(self, index: int, step: Step) -> None:
+        a = step.args
+        actor = step.actor
+        missing = self.result.missing_fds
+        if actor == RESTORER:
+            return self._skip(index, step, "a step of the restorer itself: it would run "
+                                           "outside the sandbox")
+        if actor not in self.channels:
+            why = self._gone.get(actor, "its actor does not exist")
+            return self._skip(index, step, f"actor {actor} is not running: {why}")
+        reason = _NOT_YET.get(step.action) or self._unsupported_open(index, step)
+        if not reason and step.action not in _EXECUTED:
+            reason = f"{step.action} is not rehearsed yet"
+        if reason:
+            return self._skip(index, step, reason)
+        if step.action is Action.DUP2 and (actor, int(a["old"])) in missing:
+            missing[(actor, int(a["new"]))] = missing[(actor, int(a["old"]))]
+            return self._skip(index, step, f"fd {a['old']} was not made")
+        if step.action is Action.CLOSE and (actor, int(a["fd"])) in missing:
+            return self._skip(index, step, f"fd {a['fd']} was not made")
+        if step.action is Action.SEND_FD:
+            return self._send_fd(index, step)
+        if step.action is Action.SETNS:
+            return self._setns(index, step)
+        if step.action is Action.CLONE and int(a.get("flags_value", 0)) & 0x100 \
+                and not int(a.get("flags_value", 0)) & 0x10000:
+            self.result.thread_note[int(a["child"])] = \
+                "CLONE_VM/CLONE_SIGHAND sharing is not rehearsed (a Python fork keeps its own " \
+                "address space)"
+        wire = {"actor": actor, "action": str(step.action), **a}
+        if step.action in (Action.PIPE, Action.SOCKETPAIR):
+            wire["ends"] = [self._end(int(k)) for k in a["files"]]
+        reply, fds = self._ask(actor, {"op": "step", "step": wire}, f"step {index}")
+        if not reply.get("ok"):
+            self.result.outcomes.append(StepOutcome(index, step, "failed",
+                                                    str(reply.get("error")),
+                                                    int(reply.get("errno", 0))))
+            if step.action is Action.CLONE:
+                self._gone[int(a["child"])] = f"its clone3 (step {index}) failed"
+            return None
+        self.result.outcomes.append(StepOutcome(index, step, "done"))
+        if step.action is Action.CLONE:
+            self._adopt(index, step, reply, fds)
+        elif step.action is Action.EXIT:
+            with contextlib.suppress(OSError):
+                self.channels.pop(actor).close()
+            self._gone[actor] = f"it exited (step {index})"
+        return None
+
+    def _adopt(self, index: int, step: Step, reply: dict[str, Any], fds: list[int]) -> None:
+        child = int(step.args["child"])
+        inherit = {k: v for k, v in self.result.missing_fds.items() if k[0] == step.actor}
+        for (_, fd), why in inherit.items():
+            self.result.missing_fds.setdefault((child, fd), why)
+        if reply.get("thread"):
+            self.result.thread_note[step.actor] = \
+                "threads are made with threading.Thread: the count is rehearsed, their " \
+                "tids (set_tid) are not"
+            return
+        sock = socket.socket(fileno=fds[0])
+        self.channels[child] = sock
+        hello = await_reply(sock, f"the birth of {child} (step {index})")
+        if not hello.get("child"):
+            raise RuntimeError(f"unexpected first message from {child}: {hello}")
+
+    def _end(self, key: int) -> dict[str, Any]:
+        fd = self.files.get(key)
+        if fd is None:
+            return {"flags": 0, "read_end": True, "type": socket.SOCK_STREAM}
+        out: dict[str, Any] = {"flags": fd.flags, "read_end": fd.pipe.read_end}
+        if fd.HasField("socket"):
+            sock = self.snap.sockets_by_inode.get(fd.socket.inode)
+            out["type"] = sock.type if sock is not None and sock.type else socket.SOCK_STREAM
+        return out
+
+    def _unsupported_open(self, index: int, step: Step) -> str:
+        if step.action is not Action.OPEN:
+            return ""
+        kind = str(step.args.get("kind"))
+        if index in self._refused:
+            return self._refused[index]
+        if kind not in _OPEN_KINDS:
+            return f"{kind} files are not rehearsed yet"
+        fd = self.files.get(int(step.args.get("file", 0)))
+        if fd is not None and fd.deleted:
+            return "deleted files are not rehearsed yet (their contents are captured)"
+        if kind == "pipe" and fd is not None and fd.kind == files_pb2.FD_FIFO:
+            return "FIFOs are not rehearsed yet"
+        return ""
+
+    def _send_fd(self, index: int, step: Step) -> None:
+        a = step.args
+        to = int(a["to"])
+        if (step.actor, int(a["fd"])) in self.result.missing_fds:
+            self.result.missing_fds[(to, int(a["to_fd"]))] = \
+                self.result.missing_fds[(step.actor, int(a["fd"]))]
+            return self._skip(index, step, f"fd {a['fd']} was not made")
+        if to not in self.channels:
+            return self._skip(index, step, f"receiver {to} is not running")
+        reply, fds = self._ask(step.actor, {"op": "send_fd", "fd": a["fd"]}, f"step {index}")
+        if reply.get("ok") and fds:
+            try:
+                reply, _ = self._ask(to, {"op": "recv_fd", "to_fd": a["to_fd"]},
+                                     f"step {index}", fds[:1])
+            finally:
+                for fd in fds:
+                    os.close(fd)
+        self._record(index, step, reply)
+        return None
+
+    def _setns(self, index: int, step: Step) -> None:
+        holder = self.plan.processes.get(int(step.args["holder"]))
+        if holder is None or int(step.args["holder"]) in self._gone:
+            return self._skip(index, step, f"holder {step.args['holder']} is not running")
+        # The sandbox's /proc numbers processes at the sandbox level: set_tid[-1].
+        wire = {"op": "setns_path", "path": f"/proc/{holder.set_tid[-1]}/ns/{step.args['ns']}"}
+        reply, _ = self._ask(step.actor, wire, f"step {index}")
+        self._record(index, step, reply)
+        return None
+
+    def _record(self, index: int, step: Step, reply: dict[str, Any]) -> None:
+        if reply.get("ok"):
+            self.result.outcomes.append(StepOutcome(index, step, "done"))
+        else:
+            self.result.outcomes.append(StepOutcome(index, step, "failed",
+                                                    str(reply.get("error")),
+                                                    int(reply.get("errno", 0))))
+
+    def _ask(self, actor: int, cmd: dict[str, Any], what: str,
+             fds: list[int] | None = None) -> tuple[dict[str, Any], list[int]]:
+        sock = self.channels[actor]
+        socket.send_fds(sock, [json.dumps(cmd).encode()], fds or [])
+        sock.settimeout(10.0)
+        try:
+            msg, got, _f, _a = socket.recv_fds(sock, 1 << 16, 4)
+        except TimeoutError as err:
+            from criu_model.errors import CriuModelError
+            raise CriuModelError(f"rehearsal: actor {actor} did not answer {what}") from err
+        finally:
+            sock.settimeout(None)
+        if not msg:
+            from criu_model.errors import CriuModelError
+            raise CriuModelError(f"rehearsal: actor {actor} died during {what}")
+        return dict(json.loads(msg)), list(got)
+
+    # ------------------------------------------------------------ parking
+
+    def park(self, keep: bool) -> None:
+        """Every live worker closes its control socket and sleeps; the init last."""
+        order = [k for k in self.channels if k != NEW_NS_INIT] + [NEW_NS_INIT]
+        for actor in order:
+            sock = self.channels.get(actor)
+            if sock is None:
+                continue
+            cmd = {"op": "park", "keep": keep and actor == NEW_NS_INIT}
+            self._ask(actor, cmd, "parking")
+            sock.settimeout(5.0)
+            try:
+                while socket.recv_fds(sock, 1 << 16, 4)[0]:
+                    pass   # EOF: its control socket is closed, the fd table is final
+            finally:
+                sock.settimeout(None)
+            if actor != NEW_NS_INIT:
+                sock.close()
+            del self.channels[actor]

@@ -1,0 +1,341 @@
+"""The judge: the kernel's word on a rehearsal.
+
+The parked sandbox is dumped with criu-model's own collector and held against
+the snapshot, object by object: every process (pids at every level below the
+sandbox's, parent, group, session, zombie and exit status, thread count),
+every fd (number, kind, flags, position, path), every set of fds that share
+one open file description, and every pipe and socketpair link. Each object
+is matched, mismatched (both values given) or not rehearsed (the reason).
+The sandbox's own level is cut off: its ns_pids are [here, sandbox, inner...]
+and the snapshot's are [outermost, inner...], so ``sandbox[1:] == snapshot``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from criu_model.images.pb import files_pb2, process_pb2
+from criu_model.names import fd_kind_name, printable
+from criu_model.restore.executor import Execution
+from criu_model.snapshot import Snapshot
+
+MATCHED, MISMATCHED, NOT_REHEARSED = "matched", "mismatched", "not_rehearsed"
+OUTSIDE = "outside"     # a parent that is not in the snapshot (the sandbox's init or helper)
+# f_flags the judge compares: what a restore must reproduce (O_LARGEFILE is the kernel's).
+FLAG_NAMES: tuple[tuple[int, str], ...] = (
+    (os.O_APPEND, "O_APPEND"), (os.O_NONBLOCK, "O_NONBLOCK"), (0o2000000, "O_CLOEXEC"),
+    (getattr(os, "O_DIRECT", 0o40000), "O_DIRECT"), (getattr(os, "O_NOATIME", 0o1000000),
+                                                      "O_NOATIME"),
+    (getattr(os, "O_PATH", 0o10000000), "O_PATH"), (os.O_SYNC, "O_SYNC"),
+)
+_ACC = {0: "O_RDONLY", 1: "O_WRONLY", 2: "O_RDWR", 3: "O_ACCMODE"}
+_FLAG_MASK = 3
+for _bit, _name in FLAG_NAMES:
+    _FLAG_MASK |= _bit
+
+
+def flags_text(flags: int) -> str:
+    """O_WRONLY|O_APPEND|O_CLOEXEC: only the bits the judge compares."""
+    return "|".join([_ACC[flags & 3]] + [n for b, n in FLAG_NAMES if flags & b == b])
+
+
+@dataclass
+class Entry:
+    """One object of the report."""
+
+    kind: str                     # process, fd, shared_file, pipe, socketpair, step
+    id: str
+    status: str
+    mismatches: list[dict[str, Any]] = field(default_factory=list)  # field, expected, actual
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "id": self.id, "status": self.status}
+        if self.mismatches:
+            out["mismatches"] = self.mismatches
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass
+class RehearsalReport:
+    entries: list[Entry] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)   # phase -> seconds
+    sandbox_pid: int | None = None                              # the init, here
+    sandbox_pidns: int = 0                                      # its pid namespace inode
+    kept: bool = False
+    feasible: bool = True                                       # the plan's verdict
+
+    def count(self, status: str) -> int:
+        return sum(1 for e in self.entries if e.status == status)
+
+    @property
+    def ok(self) -> bool:
+        """Everything rehearsed matched."""
+        return self.count(MISMATCHED) == 0
+
+    def summary(self) -> dict[str, int]:
+        return {MATCHED: self.count(MATCHED), MISMATCHED: self.count(MISMATCHED),
+                NOT_REHEARSED: self.count(NOT_REHEARSED)}
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ok": self.ok, "feasible": self.feasible,
+                               "summary": self.summary(),
+                               "timings_ms": {k: round(v * 1000, 2)
+                                              for k, v in self.timings.items()},
+                               "entries": [e.to_json() for e in self.entries]}
+        if self.kept:
+            out["sandbox_pid"] = self.sandbox_pid
+        return out
+
+
+def _entry(kind: str, ident: str, pairs: list[tuple[str, Any, Any]]) -> Entry:
+    bad = [{"field": f, "expected": e, "actual": a} for f, e, a in pairs if e != a]
+    return Entry(kind, ident, MISMATCHED if bad else MATCHED, bad)
+
+
+class Judge:
+    """Compares the snapshot with the dump of the parked sandbox."""
+
+    def __init__(self, snap: Snapshot, sandbox: Snapshot, execution: Execution) -> None:
+        self.snap = snap
+        self.box = sandbox
+        self.ex = execution
+        self.entries: list[Entry] = []
+        # sandbox pid here -> the snapshot's outermost pid (its key), for processes below
+        # the sandbox init
+        self.key_of: dict[int, int] = {}
+        self.box_by_key: dict[int, process_pb2.Process] = {}
+        for proc in sandbox.processes:
+            if len(proc.ns_pids) > 1:
+                self.key_of[proc.pid] = proc.ns_pids[1]
+        wanted = {tuple(p.ns_pids): p.pid for p in snap.processes}
+        for proc in sandbox.processes:
+            key = wanted.get(tuple(proc.ns_pids[1:]))
+            if key is not None:
+                self.box_by_key[key] = proc
+
+    def judge(self) -> list[Entry]:
+        for proc in self.snap.processes:
+            self._process(proc)
+        self._extra_processes()
+        self._fds()
+        self._groups("shared_file", self._file_group, "fds sharing one open file description")
+        self._groups("pipe", self._pipe_group, "ends of one pipe")
+        self._groups("socketpair", self._pair_group, "connected unix sockets")
+        self._steps()
+        return self.entries
+
+    # ------------------------------------------------------------ processes
+
+    def _parent(self, proc: process_pb2.Process, keys: dict[int, Any]) -> Any:
+        return proc.ppid if proc.ppid in keys else OUTSIDE
+
+    def _process(self, proc: process_pb2.Process) -> None:
+        ident = f"{proc.pid}"
+        box = self.box_by_key.get(proc.pid)
+        if box is None:
+            why = self.ex.missing_procs.get(proc.pid)
+            if why:
+                self.entries.append(Entry("process", ident, NOT_REHEARSED, reason=why))
+            else:
+                self.entries.append(Entry("process", ident, MISMATCHED, [
+                    {"field": "pids", "expected": list(proc.ns_pids), "actual": None}],
+                    reason="no sandbox process has these pids"))
+            return
+        box_parent = self.key_of.get(box.ppid)
+        expected_parent = proc.ppid if proc.ppid in self.snap.by_pid else OUTSIDE
+        actual_parent = box_parent if box_parent in self.snap.by_pid and \
+            self.box_by_key.get(box_parent) is not None and \
+            self.box_by_key[box_parent].pid == box.ppid else OUTSIDE
+        zombie = proc.state == "Z"
+        pairs: list[tuple[str, Any, Any]] = [
+            ("pids", list(proc.ns_pids), list(box.ns_pids[1:])),
+            ("ppid", expected_parent, actual_parent),
+            ("pgid", list(proc.ns_pgids), list(box.ns_pgids[1:])),
+            ("sid", list(proc.ns_sids), list(box.ns_sids[1:])),
+            ("zombie", zombie, box.state == "Z"),
+        ]
+        if zombie:
+            pairs.append(("exit_code", proc.exit_code, box.exit_code))
+        else:
+            pairs.append(("threads", len(proc.threads), len(box.threads)))
+        entry = _entry("process", ident, pairs)
+        note = self.ex.thread_note.get(proc.pid)
+        if note and len(proc.threads) > 1:
+            entry.reason = note
+        self.entries.append(entry)
+
+    def _extra_processes(self) -> None:
+        matched = {p.pid for p in self.box_by_key.values()}
+        for proc in self.box.processes:
+            if proc.pid in matched or list(proc.ns_pids[1:]) == [1]:
+                continue   # the sandbox init (pid 1 there) is the plan's helper -1
+            self.entries.append(Entry("process", f"sandbox:{list(proc.ns_pids[1:])}",
+                                      MISMATCHED, [{"field": "pids", "expected": None,
+                                                    "actual": list(proc.ns_pids[1:])}],
+                                      reason="a process the snapshot does not have (a helper "
+                                             "that never exited?)"))
+
+    # ------------------------------------------------------------ fds
+
+    def _box_fds(self, key: int) -> dict[int, files_pb2.Fd]:
+        box = self.box_by_key.get(key)
+        if box is None:
+            return {}
+        table = self.box.fds_by_pid.get(box.pid)
+        return {fd.fd: fd for fd in table.fds} if table is not None else {}
+
+    def _fds(self) -> None:
+        for table in self.snap.fds:
+            proc = self.snap.by_pid.get(table.pid)
+            if proc is None or proc.state == "Z":
+                continue
+            box_proc = self.box_by_key.get(table.pid)
+            got = self._box_fds(table.pid)
+            for fd in table.fds:
+                ident = f"{table.pid}:{fd.fd}"
+                why = self.ex.missing_fds.get((table.pid, fd.fd))
+                if box_proc is None:
+                    why = why or self.ex.missing_procs.get(table.pid)
+                    if why:
+                        self.entries.append(Entry("fd", ident, NOT_REHEARSED, reason=why))
+                    else:
+                        self.entries.append(Entry("fd", ident, MISMATCHED, [
+                            {"field": "fd", "expected": fd.fd, "actual": None}],
+                            reason="its process is missing from the sandbox"))
+                    continue
+                if why:
+                    self.entries.append(Entry("fd", ident, NOT_REHEARSED, reason=why))
+                    continue
+                self.entries.append(self._fd(ident, fd, got.get(fd.fd)))
+            for number in sorted(set(got) - {fd.fd for fd in table.fds}):
+                self.entries.append(Entry("fd", f"{table.pid}:{number}", MISMATCHED, [
+                    {"field": "fd", "expected": None, "actual": number}],
+                    reason=f"an fd the snapshot does not have ({fd_kind_name(got[number].kind)})"))
+
+    def _fd(self, ident: str, want: files_pb2.Fd, got: files_pb2.Fd | None) -> Entry:
+        if got is None:
+            return Entry("fd", ident, MISMATCHED, [{"field": "fd", "expected": want.fd,
+                                                    "actual": None}])
+        pairs: list[tuple[str, Any, Any]] = [
+            ("kind", fd_kind_name(want.kind), fd_kind_name(got.kind)),
+            ("flags", flags_text(want.flags & _FLAG_MASK), flags_text(got.flags & _FLAG_MASK)),
+        ]
+        state = want.WhichOneof("state")
+        if state == "file" and want.kind == files_pb2.FD_REGULAR:
+            pairs.append(("pos", want.pos, got.pos))
+        if state == "file":
+            pairs.append(("path", printable(want.path), printable(got.path)))
+        if state == "pipe":
+            pairs.append(("pipe_end", _pipe_end(want), _pipe_end(got)))
+        if state == "eventfd":
+            pairs.append(("eventfd_count", want.eventfd.count,
+                          got.eventfd.count if got.HasField("eventfd") else None))
+        return _entry("fd", ident, pairs)
+
+    # ------------------------------------------------------------ links between fds
+
+    def _file_group(self, pid: int, fd: files_pb2.Fd, snap: Snapshot) -> Hashable | None:
+        return fd.file_id or None
+
+    def _pipe_group(self, pid: int, fd: files_pb2.Fd, snap: Snapshot) -> Hashable | None:
+        return fd.pipe.pipe_ino if fd.kind == files_pb2.FD_PIPE else None
+
+    def _pair_group(self, pid: int, fd: files_pb2.Fd, snap: Snapshot) -> Hashable | None:
+        if not fd.HasField("socket"):
+            return None
+        sock = snap.sockets_by_inode.get(fd.socket.inode)
+        if sock is None or sock.WhichOneof("kind") != "unix" or not sock.unix.peer_inode:
+            return None
+        return tuple(sorted((sock.inode, sock.unix.peer_inode)))
+
+    def _partition(self, snap: Snapshot, key_of: Callable[[int], int | None],
+                   group: Callable[[int, files_pb2.Fd, Snapshot], Hashable | None]
+                   ) -> dict[Hashable, set[tuple[int, int]]]:
+        out: dict[Hashable, set[tuple[int, int]]] = defaultdict(set)
+        zombies = {p.pid for p in snap.processes if p.state == "Z"}
+        for table in snap.fds:
+            key = key_of(table.pid)
+            if key is None or table.pid in zombies:
+                continue
+            for fd in table.fds:
+                g = group(table.pid, fd, snap)
+                if g is not None:
+                    out[g].add((key, fd.fd))
+        return out
+
+    def _groups(self, kind: str, group: Callable[[int, files_pb2.Fd, Snapshot],
+                                                   Hashable | None], what: str) -> None:
+        """One entry per group of the snapshot: do the same fds form one group there?"""
+        want = self._partition(self.snap, lambda pid: pid, group)
+        box_keys = {p.pid: k for k, p in self.box_by_key.items()}
+        got = self._partition(self.box, box_keys.get, group)
+        got_of: dict[tuple[int, int], frozenset[tuple[int, int]]] = {}
+        for members in got.values():
+            for m in members:
+                got_of[m] = frozenset(members)
+        for members in want.values():
+            rehearsed = {m for m in members if m not in self.ex.missing_fds
+                         and m[0] not in self.ex.missing_procs}
+            if len(members) < 2 and kind == "shared_file":
+                # A description held once: its only check is that nobody else shares it.
+                only = next(iter(members))
+                if only in rehearsed and len(got_of.get(only, {only})) > 1:
+                    self.entries.append(Entry(kind, _holders(members), MISMATCHED, [
+                        {"field": "holders", "expected": _holders(members),
+                         "actual": _holders(got_of[only])}]))
+                continue
+            ident = f"{_holders(members)}"
+            if len(rehearsed) < (2 if kind != "pipe" else 1):
+                self.entries.append(Entry(kind, ident, NOT_REHEARSED,
+                                          reason=f"too few of its fds were rehearsed ({what})"))
+                continue
+            actual = {got_of.get(m, frozenset({m})) for m in rehearsed}
+            expected_text = _holders(rehearsed)
+            actual_text = " / ".join(sorted(_holders(a) for a in actual))
+            if len(actual) == 1 and next(iter(actual)) == frozenset(rehearsed):
+                self.entries.append(Entry(kind, ident, MATCHED))
+            else:
+                self.entries.append(Entry(kind, ident, MISMATCHED, [
+                    {"field": "holders", "expected": expected_text, "actual": actual_text}],
+                    reason=f"{what}: the sandbox groups them differently"))
+
+    # ------------------------------------------------------------ steps
+
+    def _steps(self) -> None:
+        for out in self.ex.outcomes:
+            step = out.step
+            ident = f"{out.index} ({step.actor}: {step.action})"
+            if out.status == "failed":
+                self.entries.append(Entry("step", ident, MISMATCHED, [
+                    {"field": "result", "expected": "success", "actual": out.detail}],
+                    reason="the kernel refused a planned step"))
+            elif out.status == "not_rehearsed" and _standalone(out.detail, step.args):
+                self.entries.append(Entry("step", ident, NOT_REHEARSED, reason=out.detail))
+
+
+def _standalone(detail: str, args: dict[str, Any]) -> bool:
+    """A skipped step that no process or fd entry already reports."""
+    if ("fd" in args and "kind" in args) or "fds" in args or "child" in args:
+        return False
+    return not detail.startswith(("fd ", "actor ", "receiver "))
+
+
+def _pipe_end(fd: files_pb2.Fd) -> str:
+    return "rw" if fd.pipe.read_end and fd.pipe.write_end else \
+        "read" if fd.pipe.read_end else "write"
+
+
+def _holders(members: set[tuple[int, int]] | frozenset[tuple[int, int]]) -> str:
+    return ",".join(f"{p}:{f}" for p, f in sorted(members))
+
+
+def judge(snap: Snapshot, sandbox: Snapshot, execution: Execution) -> list[Entry]:
+    """Every object of `snap` held against the dump of the parked sandbox."""
+    return Judge(snap, sandbox, execution).judge()

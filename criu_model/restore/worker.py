@@ -1,0 +1,386 @@
+"""The program every sandbox process runs: execute the plan steps addressed to it, then park.
+
+The sandbox init is this module exec'd fresh (``python -m criu_model.restore.worker
+CTL_FD FLOOR``) right after clone3 made it pid 1 of the new namespaces, so
+nothing of criu-model's heap, threads or fds leaks into the sandbox. Every
+other sandbox process is a clone3 copy of its creator's worker, as the plan
+says. Each worker holds one SOCK_SEQPACKET control socket to the conductor
+(criu-model, outside): one JSON command in, one JSON reply out, fds attached
+with SCM_RIGHTS where a step moves one. Steps run one at a time in plan
+order, because the kernel's rules (setpgid, setsid, reparenting) depend on
+the order across processes.
+
+Only the standard library is imported here (plus the ctypes wrappers of
+criu_model.kernel): the init starts in ~30 ms and forks cheaply.
+
+fd numbers: the planner's service fds (1 << 20 and up) cannot exist (fs.nr_open
+is 1 << 20 by default and the rehearsal never raises a host sysctl), so they
+are virtual: each is held at a real fd >= FLOOR (above every dumped fd number)
+and translated in every step. The control socket sits at FLOOR - 1.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import threading
+from typing import Any
+
+from criu_model.kernel.clone3 import CLONE_ARGS_SIZE_VER1, CloneArgs
+from criu_model.kernel.libc import syscall_number
+
+SERVICE_FD_BASE = 1 << 20      # planner/files.py: the planner's service fds start here
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+CLONE_VM, CLONE_SIGHAND, CLONE_THREAD = 0x100, 0x800, 0x10000
+O_ACCMODE = 0o3
+O_CLOEXEC = 0o2000000
+# f_flags a restorer may set again with F_SETFL (fs/fcntl.c SETFL_MASK).
+SETFL_MASK = os.O_APPEND | os.O_NONBLOCK | getattr(os, "O_DIRECT", 0) | getattr(os, "O_NOATIME", 0)
+# Devices that are safe to open for writing: writing them changes nothing on the host.
+HARMLESS_DEVICES = frozenset({"/dev/null", "/dev/zero", "/dev/full", "/dev/random",
+                              "/dev/urandom"})
+
+# PyDLL keeps the GIL held across the call: a fork (clone3) while another
+# thread could take the GIL would leave the child waiting on a lock forever.
+_pylibc = ctypes.PyDLL(None, use_errno=True)
+_pylibc.syscall.restype = ctypes.c_long
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_void_p]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
+
+
+def _check(ret: int, what: str) -> int:
+    if ret == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def clone3(flags: int, set_tid: list[int], exit_signal: int = signal.SIGCHLD) -> int:
+    """Fork with clone3 (Linux 5.3; set_tid 5.5): 0 in the child, its pid in the parent.
+
+    Python's own fork hooks run around it (PyOS_*Fork*), as os.fork() does.
+    """
+    tids = (ctypes.c_int * max(len(set_tid), 1))(*set_tid)
+    args = CloneArgs(flags=flags, exit_signal=exit_signal,
+                     set_tid=ctypes.addressof(tids) if set_tid else 0,
+                     set_tid_size=len(set_tid))
+    ctypes.pythonapi.PyOS_BeforeFork()
+    ret = _pylibc.syscall(ctypes.c_long(syscall_number("clone3")),
+                          ctypes.c_void_p(ctypes.addressof(args)),
+                          ctypes.c_size_t(CLONE_ARGS_SIZE_VER1))
+    err = ctypes.get_errno()
+    if ret == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+        return 0
+    ctypes.pythonapi.PyOS_AfterFork_Parent()
+    if ret < 0:
+        raise OSError(err, f"clone3: {os.strerror(err)}")
+    return int(ret)
+
+
+def setns(fd: int, nstype: int) -> None:
+    """setns(2) (Linux 3.0; os.setns is Python 3.12+)."""
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def set_pdeathsig(sig: int) -> None:
+    _check(_libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+
+
+def loopback_up() -> None:
+    """SIOCSIFFLAGS IFF_UP on lo: no dependency on iproute2."""
+    import fcntl
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sh22x", b"lo", 0)
+        flags = struct.unpack("16sh22x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | IFF_UP))
+
+
+def _mount(src: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    _check(_libc.mount(src.encode(), target.encode(), fstype.encode() if fstype else None,
+                       flags, data.encode() if data else None), f"mount {target}")
+
+
+def setup_mounts(scratch: list[dict[str, Any]]) -> None:
+    """Make every mount private (nothing propagates to the host), a /proc of our
+    pid namespace, and a tmpfs over each directory holding files opened for writing,
+    with those files recreated there (same path, same size, sparse)."""
+    _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    for entry in scratch:   # shallowest directory first
+        _mount("criu-model-rehearsal", entry["dir"], "tmpfs", MS_NOSUID | MS_NODEV,
+               "mode=0755")
+        for sub in entry.get("subdirs", []):
+            os.makedirs(os.path.join(entry["dir"], sub), exist_ok=True)
+        for name, size in entry["files"]:
+            path = os.path.join(entry["dir"], name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.ftruncate(fd, size)
+            finally:
+                os.close(fd)
+
+
+class Worker:
+    """One sandbox process: its control socket and its virtual (service) fds."""
+
+    def __init__(self, ctl_fd: int, floor: int) -> None:
+        self.ctl = socket.socket(fileno=ctl_fd)
+        self.floor = floor
+        self.virtual: dict[int, int] = {}     # service fd -> real fd
+        self.children: dict[int, int] = {}    # actor key -> pid in our namespace
+        self.threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------ fds
+
+    def real(self, fd: int) -> int:
+        if fd >= SERVICE_FD_BASE:
+            real = self.virtual.get(fd)
+            if real is None:
+                raise OSError(errno.EBADF, f"service fd {fd} is not held")
+            return real
+        return fd
+
+    def place(self, tmp: int, fd: int, flags: int) -> None:
+        """Move a freshly made fd to its planned number (virtual or real); close tmp."""
+        cloexec = bool(flags & O_CLOEXEC)
+        if fd >= SERVICE_FD_BASE:
+            import fcntl
+            cmd = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
+            self.virtual[fd] = fcntl.fcntl(tmp, cmd, self.floor)
+            os.close(tmp)
+        elif tmp == fd:
+            os.set_inheritable(fd, not cloexec)
+        else:
+            os.dup2(tmp, fd, inheritable=not cloexec)
+            os.close(tmp)
+
+    def set_status_flags(self, fd: int, flags: int) -> None:
+        import fcntl
+        cur = fcntl.fcntl(fd, fcntl.F_GETFL)
+        want = (cur & ~SETFL_MASK) | (flags & SETFL_MASK)
+        if want != cur:
+            fcntl.fcntl(fd, fcntl.F_SETFL, want)
+
+    # ------------------------------------------------------------ steps
+
+    def do_open(self, a: dict[str, Any]) -> None:
+        kind = a["kind"]
+        flags = int(a["flags"])
+        if kind in ("regular", "directory", "opath"):
+            path = a["path"]
+            oflags = flags & ~(os.O_CREAT | os.O_TRUNC | os.O_EXCL | O_CLOEXEC)
+            if path.startswith("/dev/") and flags & O_ACCMODE and path not in HARMLESS_DEVICES:
+                raise OSError(errno.EPERM, f"{path}: a device opened for writing")
+            tmp = os.open(path, oflags | O_CLOEXEC)
+            if a.get("pos") and kind == "regular":
+                os.lseek(tmp, int(a["pos"]), os.SEEK_SET)
+        elif kind == "pipe":   # the other end is outside: pipe(), keep one end
+            r, w = os.pipe()
+            keep, drop = (w, r) if flags & O_ACCMODE == os.O_WRONLY else (r, w)
+            os.close(drop)
+            tmp = keep
+            self.set_status_flags(tmp, flags)
+        elif kind == "eventfd":
+            efd_flags = os.EFD_SEMAPHORE if a.get("semaphore") else 0
+            tmp = os.eventfd(int(a.get("count", 0)), efd_flags | os.EFD_CLOEXEC)
+            self.set_status_flags(tmp, flags)
+        else:
+            raise OSError(errno.ENOSYS, f"open of kind {kind} is not rehearsed")
+        self.place(tmp, int(a["fd"]), flags)
+
+    def do_pair(self, a: dict[str, Any], kind: str) -> None:
+        """pipe() or socketpair(): `ends` (from the conductor) gives each end's flags."""
+        ends = a["ends"]          # [{"flags", "read_end"?, "type"?}] in files order
+        if kind == "pipe":
+            r, w = os.pipe()
+            made = [r if e["read_end"] else w for e in ends]
+        else:
+            sa, sb = socket.socketpair(socket.AF_UNIX, int(ends[0].get("type", 1)))
+            made = [sa.detach(), sb.detach()]
+        for tmp, end, fd in zip(made, ends, a["fds"], strict=True):
+            self.set_status_flags(tmp, int(end["flags"]))
+            self.place(tmp, int(fd), int(end["flags"]))
+
+    def do_clone(self, a: dict[str, Any]) -> dict[str, Any]:
+        flags = int(a.get("flags_value", 0))
+        if flags & CLONE_THREAD:
+            # threading.Thread cannot choose its tid (set_tid): only the count is rehearsed.
+            t = threading.Thread(target=_park_thread, daemon=True)
+            t.start()
+            self.threads.append(t)
+            return {"thread": True}
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = clone3(flags & ~(CLONE_VM | CLONE_SIGHAND), list(a["set_tid"]))
+        if pid == 0:
+            parent_end.close()
+            os.dup2(child_end.fileno(), self.ctl.fileno(), inheritable=False)
+            child_end.close()
+            self.children = {}
+            self.threads = []
+            raise _Child  # unwinds to the loop, which keeps serving (now as the child)
+        child_end.close()
+        self.children[int(a["child"])] = pid
+        return {"pid": pid, "_fd": parent_end}
+
+    def run_step(self, step: dict[str, Any]) -> dict[str, Any]:
+        act = step["action"]
+        if act == "clone3":
+            return self.do_clone(step)
+        if act == "setsid":
+            os.setsid()
+        elif act == "setpgid":
+            target = step.get("target", step["actor"])
+            pid = 0 if target == step["actor"] else self.children[int(target)]
+            os.setpgid(pid, int(step["pgid"]))
+        elif act == "prctl_set_child_subreaper":
+            _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl")
+        elif act == "exit":
+            return {"exit": True}
+        elif act == "wait":
+            os.waitpid(self.children.pop(int(step["child"])), 0)
+        elif act == "open":
+            self.do_open(step)
+        elif act in ("pipe", "socketpair"):
+            self.do_pair(step, act)
+        elif act == "dup2":
+            os.dup2(self.real(int(step["old"])), int(step["new"]))
+        elif act == "close":
+            fd = int(step["fd"])
+            os.close(self.real(fd))
+            self.virtual.pop(fd, None)
+        elif act == "unshare":
+            _check(_libc.unshare(int(step["flags_value"])), "unshare")
+        else:
+            raise OSError(errno.ENOSYS, f"{act} is not rehearsed")
+        return {}
+
+    # ------------------------------------------------------------ the loop
+
+    def serve(self) -> None:
+        """Answer commands until told to park or exit; EOF (criu-model died) ends us."""
+        while True:
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(self.ctl, 1 << 16, 4)
+            except OSError:
+                os._exit(2)
+            if not msg:
+                os._exit(3)   # the conductor is gone: the sandbox must not outlive it
+            cmd = json.loads(msg)
+            op = cmd["op"]
+            reply: dict[str, Any] = {"ok": True}
+            attach: list[int] = []
+            keep: list[socket.socket] = []
+            try:
+                if op == "step":
+                    out = self.run_step(cmd["step"])
+                    if "_fd" in out:
+                        sock = out.pop("_fd")
+                        keep.append(sock)
+                        attach.append(sock.fileno())
+                    if out.pop("exit", False):
+                        self._exit(cmd["step"], reply)
+                    reply.update(out)
+                elif op == "send_fd":     # SCM_RIGHTS through the conductor
+                    attach.append(self.real(int(cmd["fd"])))
+                elif op == "recv_fd":
+                    self.place(fds.pop(), int(cmd["to_fd"]), 0)
+                elif op == "setns_path":   # /proc/PID/ns/TYPE of the holder
+                    nsfd = os.open(cmd["path"], os.O_RDONLY | O_CLOEXEC)
+                    try:
+                        setns(nsfd, 0)
+                    finally:
+                        os.close(nsfd)
+                elif op == "park":
+                    self._send(reply, [])
+                    self._park(bool(cmd.get("keep")))
+                else:
+                    reply = {"ok": False, "errno": errno.ENOSYS, "error": f"unknown op {op}"}
+            except _Child:
+                self._send({"ok": True, "child": True}, [])
+                continue
+            except OSError as err:
+                reply = {"ok": False, "errno": err.errno or 0, "error": str(err)}
+            except (KeyError, ValueError, TypeError) as err:
+                reply = {"ok": False, "errno": errno.EINVAL, "error": f"bad step: {err!r}"}
+            for fd in fds:
+                os.close(fd)
+            self._send(reply, attach)
+            for sock in keep:
+                sock.close()
+
+    def _send(self, reply: dict[str, Any], fds: list[int]) -> None:
+        try:
+            socket.send_fds(self.ctl, [json.dumps(reply).encode()], fds)
+        except OSError:
+            os._exit(2)
+
+    def _exit(self, step: dict[str, Any], reply: dict[str, Any]) -> None:
+        """Answer, then exit with the planned status (a zombie: nobody reaps it)."""
+        self._send(reply, [])
+        self.ctl.close()
+        sig = step.get("signal")
+        if sig:
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file anywhere
+            signal.signal(int(sig), signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [int(sig)])
+            os.kill(os.getpid(), int(sig))
+        os._exit(int(step.get("code", step.get("status", 0))) & 0xFF)
+
+    def _park(self, keep: bool) -> None:
+        """Close the control socket and sleep until killed, running nothing of the program."""
+        if keep:
+            set_pdeathsig(0)     # --keep: outlive criu-model on purpose
+        self.ctl.close()
+        while True:
+            signal.pause()
+
+
+class _Child(Exception):
+    """Raised in the child right after clone3: it keeps serving as the new process."""
+
+
+def _park_thread() -> None:
+    while True:
+        threading.Event().wait()
+
+
+def main(argv: list[str]) -> None:
+    """The sandbox init: set up the namespaces' insides, then serve as actor -1."""
+    ctl_fd, floor = int(argv[0]), int(argv[1])
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard > floor + 64:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # room for the service fds
+    worker = Worker(ctl_fd, floor)
+    try:
+        msg, _fds, _f, _a = socket.recv_fds(worker.ctl, 1 << 20, 0)
+        setup = json.loads(msg)
+        setup_mounts(setup.get("scratch", []))
+        loopback_up()
+        worker._send({"ok": True}, [])
+    except OSError as err:
+        worker._send({"ok": False, "errno": err.errno or 0, "error": str(err)}, [])
+        os._exit(1)
+    worker.serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
