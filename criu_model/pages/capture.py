@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 
 import xxhash
 
-from criu_model.errors import CriuModelError, ProcessGone
+from criu_model.errors import ProcessGone
 from criu_model.images.pb import mm_pb2, pages_pb2
 from criu_model.kernel.pagemap import (
     PAGEMAP_ENTRY_SIZE,
@@ -65,6 +65,7 @@ from criu_model.pages.layout import PAGE_SIZE, PARENT, STORED, ZERO, OwnerKey, R
 from criu_model.pages.sink import PageSink
 
 BATCH_BYTES = 1 << 20
+NOT_CAPTURED_FIELD = "pages_data"  # MemoryMap.unreadable field when contents are missing
 _BATCH_PAGES = BATCH_BYTES // PAGE_SIZE
 _hash: Callable[[memoryview], int] = xxhash.xxh3_64_intdigest
 
@@ -229,8 +230,12 @@ class PageCapture:
                 if _gone(proc_path):
                     self.owners.pop((pid, 0, 0), None)
                     raise ProcessGone(pid, "exited while its memory was read") from err
-                raise CriuModelError(f"process {pid}: reading memory: "
-                                     f"{err.strerror or err}") from err
+                # Alive, but a range could not be read: its memory changed under
+                # us (--freeze none) or a mapping refuses even /proc/PID/mem.
+                # The process stays in the snapshot, its pages marked not captured.
+                self.owners.pop((pid, 0, 0), None)
+                notes.append((NOT_CAPTURED_FIELD, f"page contents not captured: "
+                              f"{err.strerror or err}"))
             finally:
                 reader.settle()  # the writer gives every buffer back before they go
         return notes
@@ -240,7 +245,7 @@ class PageCapture:
     def _capture_object(self, vma: mm_pb2.Vma, proc_path: str,
                         reader: RemoteReader) -> tuple[str, str] | None:
         if not vma.map_file_known:
-            return ("pages_data", f"shared memory {vma.start:#x}-{vma.end:#x}: its object has "
+            return ("shared_pages", f"shared memory {vma.start:#x}-{vma.end:#x}: its object has "
                     "no identity (map_files unreadable): contents not captured")
         key: OwnerKey = (0, vma.map_file_dev, vma.map_file_ino)
         if key in self.owners:
@@ -249,7 +254,7 @@ class PageCapture:
             fd = os.open(f"{proc_path}/map_files/{vma.start:x}-{vma.end:x}",
                          os.O_RDONLY | os.O_CLOEXEC)
         except PermissionError:
-            return ("pages_data", f"shared memory {vma.start:#x}-{vma.end:#x}: map_files needs "
+            return ("shared_pages", f"shared memory {vma.start:#x}-{vma.end:#x}: map_files needs "
                     "CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE: contents not captured")
         except FileNotFoundError as err:
             raise ProcessLookupError(errno.ESRCH, "map_files entry vanished") from err

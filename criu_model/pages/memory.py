@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from criu_model.errors import NotCaptured, UsageError
 from criu_model.images.pb import mm_pb2
-from criu_model.pages.capture import stores_object, stores_private
+from criu_model.pages.capture import NOT_CAPTURED_FIELD, stores_object, stores_private
 from criu_model.pages.layout import PAGE_SIZE, OwnerKey
 from criu_model.snapshot import Snapshot
 
@@ -92,8 +92,12 @@ def read_memory(snap: Snapshot, pid: int, addr: int, length: int) -> bytes:
     store = snap.page_store
     if store is None:
         raise NotCaptured("the snapshot holds no page contents (dumped without --pages)")
+    mm = snap.memory_by_pid.get(pid)
+    lost = [u.reason for u in mm.unreadable if u.field == NOT_CAPTURED_FIELD] if mm else []
     out = bytearray()
     for piece in pieces(snap, pid, addr, length):
+        if lost and piece.key is not None and piece.key[0]:
+            raise NotCaptured(f"pid {pid}: {lost[0]}")
         if piece.key is None:
             raise NotCaptured(f"pid {pid}: {piece.start:#x}: {piece.why}")
         lo = piece.base - piece.base % PAGE_SIZE

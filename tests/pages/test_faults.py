@@ -167,3 +167,32 @@ def test_corrupt_page_images_give_image_errors(snapdir: Path, tmp_path: Path, wh
             pass
     finally:
         (snapdir / which).write_bytes(original)
+
+
+def test_unreadable_memory_of_a_live_process_is_marked_not_captured(
+        tree: MemTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A range that cannot be read while the process lives (memory changing under
+    --freeze none): the process stays, its pages are marked not captured, with why."""
+    from criu_model.errors import NotCaptured
+    from criu_model.kernel.vmread import RemoteReader
+
+    for name in ("read", "read_mem"):
+        real = getattr(RemoteReader, name)
+
+        def short(self: RemoteReader, ranges: list[tuple[int, int]], offset: int = 0,
+                  real=real) -> int:  # type: ignore[no-untyped-def]
+            if self.pid == tree.kid.pid:
+                return 0  # as if the range had been unmapped
+            return real(self, ranges, offset)
+
+        monkeypatch.setattr(RemoteReader, name, short)
+    snap = criu_model.dump([tree.root.pid], pages=True, pages_dir=str(tmp_path))
+    assert tree.kid.pid in snap.by_pid
+    kid = snap.memory_by_pid[tree.kid.pid]
+    assert any(u.field == "pages_data" and "could not be read" in u.reason
+               for u in kid.unreadable)
+    addr, _length, _ = tree.kid.regions["anon"]
+    with pytest.raises(NotCaptured, match="could not be read"):
+        snap.read_memory(tree.kid.pid, addr, 16)
+    root_addr, _, _ = tree.root.regions["anon"]
+    assert snap.read_memory(tree.root.pid, root_addr, 8)  # the others are whole
