@@ -130,16 +130,23 @@ def await_reply(sock: socket.socket, what: str, timeout: float = 10.0) -> dict[s
 
 
 def pidns_members(pidns: int) -> list[int]:
-    """Pids here of every process in pid namespace `pidns` (or below it, as far as
-    /proc/PID/ns/pid tells: a nested namespace has its own inode, so callers pass each)."""
+    """Pids here of every live (not zombie) process in pid namespace `pidns`.
+
+    A dead init stays a zombie until its new parent (after criu-model's death: a
+    subreaper or the host's init) reaps it; it holds nothing but its exit status.
+    """
     out = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                if os.stat(f"/proc/{name}/ns/pid").st_ino == pidns:
-                    out.append(int(name))
+                if os.stat(f"/proc/{name}/ns/pid").st_ino != pidns:
+                    continue
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    if f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X"):
+                        continue
             except OSError:
                 continue
+            out.append(int(name))
     return out
 
 

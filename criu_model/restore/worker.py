@@ -262,7 +262,9 @@ class Worker:
         elif act in ("pipe", "socketpair"):
             self.do_pair(step, act)
         elif act == "dup2":
-            os.dup2(self.real(int(step["old"])), int(step["new"]))
+            # dup2 clears FD_CLOEXEC; a "cloexec" argument (not planned yet) sets it again.
+            os.dup2(self.real(int(step["old"])), int(step["new"]),
+                    inheritable=not step.get("cloexec", False))
         elif act == "close":
             fd = int(step["fd"])
             os.close(self.real(fd))

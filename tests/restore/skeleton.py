@@ -8,7 +8,7 @@
     │  └─ b1   in b's session and group
     ├─ z   exits with status 3, never reaped (a zombie)
     └─ (NCHILD more plain children when asked: `wide` trees for the benchmark,
-        each with the data file, its own pipe and an eventfd)
+        each with 20 fds: the data file 14 times, its own pipe and an eventfd)
 
 Every fd is inheritable and blocking (flags the planner carries today), and fds
 0-2 are /dev/null. Each member writes one JSON line on the report fd, closes
@@ -200,7 +200,7 @@ def main(report: int, data: str, wide: int) -> None:
                 os.close(fd)
             pr, pw = os.pipe()
             _at([(pr, 20), (pw, 21), (os.eventfd(i), 22)])
-            for n in range(12):     # 12 more fds: the same data file, dup'ed
+            for n in range(13):     # 13 more fds: the same data file, dup'ed
                 os.dup2(5, 30 + n)
             _report(report, f"w{i}")
         _fork(plain)

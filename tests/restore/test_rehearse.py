@@ -238,3 +238,39 @@ def test_rehearser_death_kills_the_sandbox(tmp_path: Path, data_file: str, sig: 
         holder.wait()
     assert wait_gone(pid)
     assert _empty(pidns) == []
+
+
+_CLOEXEC_TREE = """
+import os, signal, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)   # Python's fds are O_CLOEXEC
+if os.fork() == 0:
+    signal.pause()
+print(fd, flush=True)
+signal.pause()
+"""
+
+
+def test_dup2_loses_cloexec(data_file: str) -> None:
+    """Planner gap found by rehearsal: a file inherited by a child travels at a service
+    fd and is moved by dup2, which clears FD_CLOEXEC; the dup2 step does not say to set
+    it again. When the planner adds "cloexec" to dup2 steps (the worker honours it),
+    this test flips to matched."""
+    proc = subprocess.Popen([sys.executable, "-c", _CLOEXEC_TREE, data_file],
+                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        fd = int(proc.stdout.readline())
+        snap = criu_model.dump([proc.pid])
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    child = next(p.pid for p in snap.processes if p.pid != proc.pid)
+    report = rehearse(snap, criu_model.plan(snap, live=False, pid_ns="new"))
+    _gone(report)
+    for pid in (proc.pid, child):
+        entry = _by(report, "fd", f"{pid}:{fd}")
+        assert entry.mismatches == [{"field": "flags", "expected": "O_RDONLY|O_CLOEXEC",
+                                     "actual": "O_RDONLY"}]
+    assert _by(report, "shared_file", f"{min(proc.pid, child)}:{fd},{max(proc.pid, child)}"
+                                      f":{fd}").status == MATCHED
