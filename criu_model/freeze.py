@@ -51,10 +51,14 @@ from criu_model.errors import (
     UsageError,
 )
 from criu_model.kernel import ptrace
+from criu_model.kernel.libc import syscall_number
 
 # How long a thread may take to reach its stop before we give up (a task in
 # uninterruptible sleep, e.g. a vfork parent or NFS, does not stop until it wakes).
 STOP_TIMEOUT_S = 10.0
+# After this long without a stop, look whether a thread is a vfork parent.
+_VFORK_LOOK_S = 0.2
+_CLONE_VFORK = 0x4000
 # On the way out, how long to wait for a seized thread whose stop never arrived.
 RELEASE_GRACE_S = 2.0
 # A process spawning threads faster than we stop them: give up after this many
@@ -102,6 +106,60 @@ class FreezeReport:
     @property
     def duration_ns(self) -> int:
         return self.frozen_for_ns
+
+
+def _vfork_child(proc_root: str, pid: int, tid: int) -> int | None:
+    """The child a thread in vfork() waits for (0 if unknown), None if it is not in vfork.
+
+    A vfork parent sleeps in TASK_UNINTERRUPTIBLE until the child execs or
+    exits, so PTRACE_INTERRUPT cannot stop it. /proc/TID/syscall names the
+    blocked call: vfork, or clone/clone3 with CLONE_VFORK (clone3's flags are
+    the first word of its argument, read through /proc/PID/mem).
+    """
+    if _thread_state(proc_root, pid, tid) != "D":
+        return None
+    task = ProcDir(pid, proc_root, tid)
+    try:
+        fields = task.read("syscall").split()
+        nr = int(fields[0])
+        arg1 = int(fields[1], 16)
+    except (CriuModelError, ValueError, IndexError):
+        return None
+    numbers = {name: _syscall_number(name) for name in ("vfork", "clone", "clone3")}
+    vfork = nr == numbers["vfork"] or (nr == numbers["clone"] and arg1 & _CLONE_VFORK)
+    if not vfork and nr == numbers["clone3"]:
+        try:
+            fd = os.open(f"{proc_root}/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                vfork = bool(int.from_bytes(os.pread(fd, 8, arg1), "little") & _CLONE_VFORK)
+            finally:
+                os.close(fd)
+        except OSError:
+            return None
+    if not vfork:
+        return None
+    try:
+        kids = task.read("children").split()
+        return int(kids[-1]) if kids else 0
+    except (CriuModelError, ValueError):
+        return 0
+
+
+def _refuse_vfork(proc_root: str, pid: int, tid: int) -> None:
+    """Raise, naming the child, when the thread waits in vfork."""
+    child = _vfork_child(proc_root, pid, tid)
+    if child is not None:
+        raise CriuModelError(
+            f"process {pid} is a vfork parent (thread {tid} waits, uninterruptibly, until its "
+            f"child {child or '(unknown)'} calls exec or exits): it cannot be frozen before "
+            "then; dump again once the child has moved on")
+
+
+def _syscall_number(name: str) -> int:
+    try:
+        return syscall_number(name)
+    except KeyError:
+        return -1
 
 
 def _thread_state(proc_root: str, pid: int, tid: int) -> str | None:
@@ -207,7 +265,13 @@ class _PtraceFreezer(_Freezer):
                     if state in _DEAD_STATES:
                         if tid == pid:
                             zombies.add(pid)
-                    elif self._seize(pid, tid):
+                        continue
+                    if state == "D":
+                        # Never seize a vfork parent: it cannot stop before its child
+                        # execs, and a seized thread that never stopped cannot be
+                        # detached (it would stop later, traced by us).
+                        _refuse_vfork(self.proc_root, pid, tid)
+                    if self._seize(pid, tid):
                         seized.append(tid)
             if not grew:
                 break
@@ -277,14 +341,20 @@ class _PtraceFreezer(_Freezer):
         """
         pending = {t for t in tids if t in self.tracees}
         limit = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
+        started = time.monotonic()
+        deadline = started + limit
         delay = _POLL_MIN_S
+        looked = False
         while pending:
             for tid in sorted(pending):
                 if self._poll(self.tracees[tid]):
                     pending.discard(tid)
             if not pending:
                 break
+            if not looked and timeout is None and time.monotonic() - started > _VFORK_LOOK_S:
+                looked = True  # a vfork parent never stops before its child: say so now
+                for tid in sorted(pending):  # one that entered vfork after we looked
+                    _refuse_vfork(self.proc_root, self.tracees[tid].pid, tid)
             if time.monotonic() >= deadline:
                 if timeout is not None:
                     return sorted(pending)

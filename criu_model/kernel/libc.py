@@ -14,9 +14,9 @@ _syscall.restype = ctypes.c_long
 # Syscall numbers we call directly (no glibc wrapper in every glibc we support).
 _SYSCALLS: dict[str, dict[str, int]] = {
     "x86_64": {"kcmp": 312, "clone3": 435, "pidfd_open": 434, "pidfd_send_signal": 424,
-               "pidfd_getfd": 438},
+               "pidfd_getfd": 438, "clone": 56, "vfork": 58},
     "aarch64": {"kcmp": 272, "clone3": 435, "pidfd_open": 434, "pidfd_send_signal": 424,
-                "pidfd_getfd": 438},
+                "pidfd_getfd": 438, "clone": 220},  # no vfork syscall: glibc uses clone
 }
 
 
