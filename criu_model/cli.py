@@ -6,27 +6,36 @@ Exit codes: 0 success, 1 failure (one line on stderr; traceback only with
 
 from __future__ import annotations
 
-import argparse
-import signal
 import sys
-import time
-from collections.abc import Sequence
-from pathlib import Path
-from types import FrameType
-
-from rich.console import Console
-
-from criu_model import __version__, cli_diff, cli_heat, cli_memory, cli_plan, cli_thaw
-from criu_model.argtypes import parse_pid
-from criu_model.collect.fds import DEFAULT_GHOST_LIMIT
-from criu_model.errors import CriuModelError, UsageError
-from criu_model.freeze import FreezeMethod
-from criu_model.images import load, write
-from criu_model.names import printable
-from criu_model.render import text as render
-from criu_model.render.json import print_json, snapshot_to_json
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_INTERRUPTED_EARLY = "criu-model: interrupted (before anything was done)"
+
+# Ctrl-C while the modules below load (~80 ms of a start-up) is an interruption
+# like any other: one line and 130, never a KeyboardInterrupt traceback.
+try:
+    import argparse
+    import os
+    import signal
+    import time
+    from collections.abc import Sequence
+    from pathlib import Path
+    from types import FrameType
+
+    from rich.console import Console
+
+    from criu_model import __version__, cli_diff, cli_heat, cli_memory, cli_plan, cli_thaw
+    from criu_model.argtypes import parse_pid
+    from criu_model.collect.fds import DEFAULT_GHOST_LIMIT
+    from criu_model.errors import AccessDenied, CriuModelError, UsageError
+    from criu_model.freeze import FreezeMethod
+    from criu_model.images import load, write
+    from criu_model.names import printable
+    from criu_model.render import text as render
+    from criu_model.render.json import print_json, snapshot_to_json
+except KeyboardInterrupt:
+    print(_INTERRUPTED_EARLY, file=sys.stderr)
+    raise SystemExit(EXIT_INTERRUPTED) from None
 
 
 class Terminated(BaseException):
@@ -101,12 +110,28 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_writable(parent: Path) -> None:
+    """Refuse a directory the snapshot cannot be written into before freezing anything.
+
+    The writer reports it too (as one line), but only after the tree was frozen and read.
+    """
+    if not parent.is_dir() or os.access(parent, os.W_OK | os.X_OK, effective_ids=True):
+        return   # a missing parent is the writer's message
+    if os.statvfs(parent).f_flag & os.ST_RDONLY:
+        raise CriuModelError(f"cannot write a snapshot into {parent}: read-only file system "
+                             "(nothing was frozen or dumped)")
+    raise AccessDenied(None, f"writing a snapshot into {parent}",
+                       "the directory is not writable by this user (nothing was frozen or "
+                       "dumped)")
+
+
 def _cmd_dump(args: argparse.Namespace, console: Console) -> int:
     roots = [parse_pid(p) for p in args.pids]
     target = args.dir or f"dump-{roots[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
     if Path(target).exists() and not args.force:
         # Checked before freezing anything: fail fast, touch nothing.
         raise CriuModelError(f"{target} already exists (use --force to replace it)")
+    _check_writable(Path(target).absolute().parent)
     if args.no_pages_old:
         print("criu-model: --no-pages is now --no-page-counts (page counts, not contents)",
               file=sys.stderr)
@@ -179,6 +204,15 @@ _ERROR_EXIT = {"diff": cli_diff.EXIT_TROUBLE, "grep": 2}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; Ctrl-C before a command runs (parsing, set-up) exits 130 quietly."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(_INTERRUPTED_EARLY, file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _build_parser().parse_args(argv)
     # Piped output is for grep and scripts: never truncate or wrap it.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 100_000)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
-from criu_model.errors import ImageError, InconsistentImage, TruncatedImage
+from criu_model.errors import AccessDenied, ImageError, InconsistentImage, TruncatedImage
 from criu_model.images import framing
 from criu_model.images.files import exists, read_file, read_image
 from criu_model.images.pb import inventory_pb2
@@ -25,11 +26,28 @@ def _read(path: Path) -> bytes:
     return read_file(path)
 
 
+def _check_access(root: Path) -> None:
+    """A missing directory, or one this user may not read, as one clear line (not EACCES)."""
+    try:
+        st = os.stat(root)
+    except PermissionError as err:
+        raise AccessDenied(None, f"snapshot {root}", "a directory on its path is not "
+                           "searchable by this user") from err
+    except OSError as err:
+        raise ImageError(str(root), None, "no such snapshot directory") from err
+    if not stat.S_ISDIR(st.st_mode):
+        raise ImageError(str(root), None, "no such snapshot directory")
+    if not os.access(root, os.R_OK | os.X_OK, effective_ids=True):
+        raise AccessDenied(None, f"snapshot {root}",
+                           f"the directory is mode {stat.S_IMODE(st.st_mode):04o} and owned by "
+                           f"uid {st.st_uid} (snapshots are private: they may hold memory "
+                           "contents); run as that user or root")
+
+
 def load(directory: str | os.PathLike[str]) -> Snapshot:
     """Load and validate the snapshot in `directory`."""
     root = Path(directory)
-    if not root.is_dir():
-        raise ImageError(str(root), None, "no such snapshot directory")
+    _check_access(root)
     inv_path = root / INVENTORY.name
     if not exists(inv_path):
         raise TruncatedImage(str(inv_path), None, "missing: not a complete snapshot "
@@ -53,8 +71,10 @@ def load(directory: str | os.PathLike[str]) -> Snapshot:
         path = root / image.name
         data = _read(path)
         if hashlib.sha256(data).digest() != rec.sha256:
-            raise ImageError(str(path), None, "does not match the checksum recorded in "
-                             "inventory.img (replaced or corrupted after the dump)")
+            raise ImageError(str(path), None, f"the whole file ({len(data)} bytes) does not "
+                             "match the sha256 recorded in inventory.img (replaced or "
+                             "corrupted after the dump; the checksum covers the whole file, so "
+                             "no byte offset can be named)")
         _, messages, offs = read_image(path, image, data)
         if len(messages) != rec.entries:
             raise InconsistentImage(str(path), None, f"holds {len(messages)} entries, "

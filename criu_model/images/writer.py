@@ -137,7 +137,7 @@ def write(snap: Snapshot, directory: str | os.PathLike[str], *, force: bool = Fa
         tmp_name = f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             os.mkdir(tmp_name, 0o700, dir_fd=parent_fd)
-        except PermissionError as err:
+        except OSError as err:   # EACCES, EROFS, ENOSPC, EDQUOT: one line, not a traceback
             raise CriuModelError(f"cannot create a directory in {parent}: "
                                  f"{err.strerror}") from err
         try:
