@@ -143,13 +143,22 @@ class GhostStore:
     def get(self, dev: int, ino: int) -> files_pb2.GhostFile | None:
         return self._by_key.get((dev, ino))
 
-    def add(self, dev: int, ino: int, *, size: int, path: bytes, data: bytes | None,
+    def add(self, dev: int, ino: int, *, size: int, path: bytes,
+            data: bytes | list[tuple[int, bytes]] | None,
             reason: str = "") -> files_pb2.GhostFile:
-        """Record a file; ``data`` None means not captured and ``reason`` says why."""
+        """Record a file; ``data`` None means not captured and ``reason`` says why.
+
+        ``data`` is the whole file, or (offset, bytes) extents of a sparse one.
+        """
         ghost = files_pb2.GhostFile(id=len(self._by_key) + 1, size=size, path=path,
                                     dev=dev, ino=ino, captured=data is not None)
-        if data is not None:
+        if isinstance(data, bytes):
             ghost.data = data
+            ghost.data_bytes = len(data)
+        elif data is not None:
+            for offset, chunk in data:
+                ghost.extents.add(offset=offset, data=chunk)
+            ghost.data_bytes = sum(len(chunk) for _o, chunk in data)
         else:
             ghost.unreadable.add(field="data", reason=reason)
         self._by_key[(dev, ino)] = ghost
@@ -419,16 +428,19 @@ class _Collector:
         return files_pb2.GhostRef(ghost_id=ghost.id, captured=ghost.captured, size=st.st_size)
 
     def _contents(self, fd: files_pb2.Fd, n: int, st: os.stat_result,
-                  opened: _Reopened | None) -> tuple[bytes | None, str]:
-        if st.st_size > self.ghost_limit:
-            return None, f"size {st.st_size} is above the ghost limit {self.ghost_limit}"
+                  opened: _Reopened | None) -> tuple[bytes | list[tuple[int, bytes]] | None, str]:
+        # A sparse file is held against the limit by the blocks it occupies (its
+        # data), not its apparent size: a 2 GiB file of holes costs nothing.
+        if st.st_size > self.ghost_limit and st.st_blocks * 512 > self.ghost_limit:
+            return None, (f"size {st.st_size} ({st.st_blocks * 512} bytes allocated) is above "
+                          f"the ghost limit {self.ghost_limit}")
         if any(lock.type in (files_pb2.LOCK_LEASE, files_pb2.LOCK_DELEG) for lock in fd.locks):
             return None, "the file has a lease: opening it would start a lease break"
         try:
             if opened is not None:
-                return opened.read(self.ghost_limit), ""
+                return opened.read_data(self.ghost_limit, st.st_size), ""
             with _Reopened(b"%s/%d" % (self.fd_dir, n), st) as copy:
-                return copy.read(self.ghost_limit), ""
+                return copy.read_data(self.ghost_limit, st.st_size), ""
         except _TooBig as err:
             return None, str(err)
         except OSError as err:
@@ -534,6 +546,37 @@ class _Reopened:
 
     def __exit__(self, *exc: object) -> None:
         os.close(self.fd)
+
+    def read_data(self, limit: int, size: int) -> bytes | list[tuple[int, bytes]]:
+        """The whole file, or the (offset, data) extents of a file with holes.
+
+        SEEK_DATA/SEEK_HOLE (Linux 3.1) move only this copy's position (a new
+        open file description), never the target's. At most ``limit`` bytes of data.
+        """
+        extents: list[tuple[int, int]] = []
+        pos = 0
+        try:
+            while pos < size:
+                try:
+                    lo = os.lseek(self.fd, pos, os.SEEK_DATA)
+                except OSError as err:
+                    if err.errno == errno.ENXIO:
+                        break  # only holes after pos
+                    raise
+                hi = min(os.lseek(self.fd, lo, os.SEEK_HOLE), size)
+                if hi > lo:
+                    extents.append((lo, hi))
+                pos = max(hi, lo + 1)
+        except OSError as err:
+            if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            return self.read(limit)  # no SEEK_DATA on this filesystem: read it all
+        if extents == [(0, size)] or not size:
+            return self.read(limit)
+        total = sum(hi - lo for lo, hi in extents)
+        if total > limit:
+            raise _TooBig(f"{total} bytes of data (size {size}) are above the ghost limit {limit}")
+        return [(lo, os.pread(self.fd, hi - lo, lo)) for lo, hi in extents]
 
     def read(self, limit: int) -> bytes:
         """The whole file with pread (no position anywhere is moved), at most ``limit`` bytes."""

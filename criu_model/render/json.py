@@ -127,7 +127,7 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
         "processes": processes,
         "mount_namespaces": [message_to_json(m) for m in snap.mounts],
         "sockets": [socket_to_json(s) for s in snap.sockets],
-        "ghost_files": [{k: v for k, v in message_to_json(g).items() if k != "data"}
+        "ghost_files": [_ghost_to_json(g)
                         for g in snap.ghosts],
         "shared_memory": _shared_memory(snap),
     }
@@ -142,6 +142,13 @@ def _shared_memory(snap: Snapshot) -> list[dict[str, Any]]:
             out.append({"path": text(index.object_path), "dev": index.object_dev,
                         "ino": index.object_ino, "size": index.object_size,
                         "pages": _page_totals(snap, key)})
+    return out
+
+
+def _ghost_to_json(ghost: Any) -> dict[str, Any]:
+    """A captured file without its bytes: extents as offset and length."""
+    out = {k: v for k, v in message_to_json(ghost).items() if k not in ("data", "extents")}
+    out["extents"] = [{"offset": e.offset, "length": len(e.data)} for e in ghost.extents]
     return out
 
 

@@ -451,12 +451,22 @@ class FdTable(_message.Message):
     unreadable: _containers.RepeatedCompositeFieldContainer[_common_pb2.Unreadable]
     def __init__(self, pid: _Optional[int] = ..., fds: _Optional[_Iterable[_Union[Fd, _Mapping]]] = ..., vanished: _Optional[int] = ..., waiting_locks: _Optional[_Iterable[_Union[FileLock, _Mapping]]] = ..., unreadable: _Optional[_Iterable[_Union[_common_pb2.Unreadable, _Mapping]]] = ...) -> None: ...
 
+class GhostExtent(_message.Message):
+    __slots__ = ("offset", "data")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    data: bytes
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class GhostFile(_message.Message):
-    __slots__ = ("id", "size", "captured", "data", "path", "dev", "ino", "unreadable")
+    __slots__ = ("id", "size", "captured", "data", "extents", "data_bytes", "path", "dev", "ino", "unreadable")
     ID_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     CAPTURED_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    EXTENTS_FIELD_NUMBER: _ClassVar[int]
+    DATA_BYTES_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     DEV_FIELD_NUMBER: _ClassVar[int]
     INO_FIELD_NUMBER: _ClassVar[int]
@@ -465,8 +475,10 @@ class GhostFile(_message.Message):
     size: int
     captured: bool
     data: bytes
+    extents: _containers.RepeatedCompositeFieldContainer[GhostExtent]
+    data_bytes: int
     path: bytes
     dev: int
     ino: int
     unreadable: _containers.RepeatedCompositeFieldContainer[_common_pb2.Unreadable]
-    def __init__(self, id: _Optional[int] = ..., size: _Optional[int] = ..., captured: _Optional[bool] = ..., data: _Optional[bytes] = ..., path: _Optional[bytes] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., unreadable: _Optional[_Iterable[_Union[_common_pb2.Unreadable, _Mapping]]] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., size: _Optional[int] = ..., captured: _Optional[bool] = ..., data: _Optional[bytes] = ..., extents: _Optional[_Iterable[_Union[GhostExtent, _Mapping]]] = ..., data_bytes: _Optional[int] = ..., path: _Optional[bytes] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., unreadable: _Optional[_Iterable[_Union[_common_pb2.Unreadable, _Mapping]]] = ...) -> None: ...
