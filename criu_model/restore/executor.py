@@ -21,9 +21,12 @@ import json
 import os
 import posixpath
 import socket
+import struct
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from criu_model.errors import CriuModelError, UsageError
 from criu_model.images.pb import files_pb2
 from criu_model.planner import NEW_NS_INIT
 from criu_model.planner.model import RESTORER, Action, Plan, Step
@@ -144,6 +147,7 @@ class Conductor:
         self.result = Execution()
         self.channels: dict[int, socket.socket] = {}
         self.sandbox: Sandbox | None = None
+        self.host_pid: dict[int, int] = {}      # actor -> its pid in criu-model's namespace
         self._gone: dict[int, str] = {}
 
     # ------------------------------------------------------------ setup
@@ -152,7 +156,6 @@ class Conductor:
         steps = self.plan.steps
         if self.plan.pid_ns != "new" or not steps or steps[0].action is not Action.CLONE \
                 or steps[0].args.get("child") != NEW_NS_INIT:
-            from criu_model.errors import UsageError
             raise UsageError("a rehearsal needs a plan made with pid_ns='new' (its first step "
                              "creates the fresh pid namespace's init)")
         scratch, self._refused = scratch_plan(self.plan, self.files)
@@ -162,9 +165,9 @@ class Conductor:
         socket.send_fds(self.sandbox.ctl, [json.dumps({"scratch": scratch}).encode()], [])
         reply = await_reply(self.sandbox.ctl, "setting up the sandbox")
         if not reply.get("ok"):
-            from criu_model.errors import CriuModelError
             raise CriuModelError(f"rehearsal: sandbox setup failed: {reply.get('error')}")
         self.channels[NEW_NS_INIT] = self.sandbox.ctl
+        self.host_pid[NEW_NS_INIT] = self.sandbox.pid
         self.result.outcomes.append(StepOutcome(0, steps[0], "done", "the sandbox init"))
         return self.sandbox
 
@@ -222,6 +225,10 @@ class Conductor:
             self.result.thread_note[int(a["child"])] = \
                 "CLONE_VM/CLONE_SIGHAND sharing is not rehearsed (a Python fork keeps its own " \
                 "address space)"
+        planned = self.plan.processes.get(actor)
+        if step.action is Action.EXIT and a.get("signal") and planned is not None \
+                and planned.new_pid_ns:
+            return self._kill_init(index, step)
         wire = {"actor": actor, "action": str(step.action), **a}
         if step.action in (Action.PIPE, Action.SOCKETPAIR):
             wire["ends"] = [self._end(int(k)) for k in a["files"]]
@@ -240,6 +247,7 @@ class Conductor:
             with contextlib.suppress(OSError):
                 self.channels.pop(actor).close()
             self._gone[actor] = f"it exited (step {index})"
+            self._await_death(actor)
         return None
 
     def _adopt(self, index: int, step: Step, reply: dict[str, Any], fds: list[int]) -> None:
@@ -248,15 +256,64 @@ class Conductor:
         for (_, fd), why in inherit.items():
             self.result.missing_fds.setdefault((child, fd), why)
         if reply.get("thread"):
-            self.result.thread_note[step.actor] = \
-                "threads are made with threading.Thread: the count is rehearsed, their " \
-                "tids (set_tid) are not"
+            if reply.get("tid") is None:
+                self.result.thread_note[step.actor] = \
+                    "threads are made with threading.Thread here (not x86_64): the count " \
+                    "is rehearsed, their tids (set_tid) are not"
             return
         sock = socket.socket(fileno=fds[0])
         self.channels[child] = sock
-        hello = await_reply(sock, f"the birth of {child} (step {index})")
-        if not hello.get("child"):
-            raise RuntimeError(f"unexpected first message from {child}: {hello}")
+        sock.settimeout(10.0)
+        try:
+            msg, anc, _f, _a = sock.recvmsg(1 << 12, socket.CMSG_SPACE(12))
+        except TimeoutError as err:
+            raise CriuModelError(f"rehearsal: {child} was not born (step {index})") from err
+        finally:
+            sock.settimeout(None)
+        if not msg or not json.loads(msg).get("child"):
+            raise CriuModelError(f"rehearsal: {child} died at birth (step {index})")
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                self.host_pid[child] = struct.unpack("iII", data[:12])[0]
+        # Off again: credentials on every reply would crowd out the fds they carry.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
+
+    def _await_death(self, actor: int, timeout: float = 5.0) -> None:
+        """The worker answers before it exits: wait until the kernel has it dead (a zombie
+        or reaped), so the next step sees what the exit changed (reparented orphans)."""
+        host = self.host_pid.get(actor)
+        if host is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{host}/stat", "rb") as f:
+                    if f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X"):
+                        return
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            time.sleep(0.0002)
+        raise CriuModelError(f"rehearsal: actor {actor} did not exit")
+
+    def _kill_init(self, index: int, step: Step) -> None:
+        """A pid namespace's init ignores a signal sent from inside its namespace, itself
+        included (SIGNAL_UNKILLABLE, kernel/signal.c sig_task_ignored): it can only die of
+        one sent from an ancestor namespace, so the conductor sends it."""
+        actor = step.actor
+        host = self.host_pid.get(actor)
+        if host is None:
+            return self._skip(index, step, "its pid here is unknown: cannot signal it")
+        self._ask(actor, {"op": "step", "step": {"action": "exit_by_parent"}},
+                  f"step {index}")
+        with contextlib.suppress(OSError):
+            self.channels.pop(actor).close()
+        os.kill(host, int(step.args["signal"]))
+        self._gone[actor] = f"it exited (step {index})"
+        self._await_death(actor)
+        self.result.outcomes.append(StepOutcome(
+            index, step, "done", "signal sent from outside its namespace: a namespace init "
+                                 "ignores its own"))
+        return None
 
     def _end(self, key: int) -> dict[str, Any]:
         fd = self.files.get(key)
@@ -329,12 +386,10 @@ class Conductor:
         try:
             msg, got, _f, _a = socket.recv_fds(sock, 1 << 16, 4)
         except TimeoutError as err:
-            from criu_model.errors import CriuModelError
             raise CriuModelError(f"rehearsal: actor {actor} did not answer {what}") from err
         finally:
             sock.settimeout(None)
         if not msg:
-            from criu_model.errors import CriuModelError
             raise CriuModelError(f"rehearsal: actor {actor} died during {what}")
         return dict(json.loads(msg)), list(got)
 

@@ -21,7 +21,9 @@ from typing import Any
 from criu_model.images.pb import files_pb2, process_pb2
 from criu_model.names import fd_kind_name, printable
 from criu_model.restore.executor import Execution
-from criu_model.snapshot import Snapshot
+from criu_model.snapshot import Snapshot, namespace_inode
+
+NS_TYPES = ("user", "mnt", "uts", "ipc", "net", "pid", "cgroup", "time")
 
 MATCHED, MISMATCHED, NOT_REHEARSED = "matched", "mismatched", "not_rehearsed"
 OUTSIDE = "outside"     # a parent that is not in the snapshot (the sandbox's init or helper)
@@ -128,6 +130,7 @@ class Judge:
         self._groups("shared_file", self._file_group, "fds sharing one open file description")
         self._groups("pipe", self._pipe_group, "ends of one pipe")
         self._groups("socketpair", self._pair_group, "connected unix sockets")
+        self._namespaces()
         self._steps()
         return self.entries
 
@@ -165,8 +168,11 @@ class Judge:
             pairs.append(("exit_code", proc.exit_code, box.exit_code))
         else:
             pairs.append(("threads", len(proc.threads), len(box.threads)))
-        entry = _entry("process", ident, pairs)
         note = self.ex.thread_note.get(proc.pid)
+        if not zombie and not note:
+            pairs.append(("thread_tids", sorted(list(t.ns_tids) for t in proc.threads),
+                          sorted(list(t.ns_tids[1:]) for t in box.threads)))
+        entry = _entry("process", ident, pairs)
         if note and len(proc.threads) > 1:
             entry.reason = note
         self.entries.append(entry)
@@ -305,6 +311,43 @@ class Judge:
                 self.entries.append(Entry(kind, ident, MISMATCHED, [
                     {"field": "holders", "expected": expected_text, "actual": actual_text}],
                     reason=f"{what}: the sandbox groups them differently"))
+
+    # ------------------------------------------------------------ namespaces
+
+    def _namespaces(self) -> None:
+        """Per type, which live processes share one namespace: the same sets in both."""
+        box_key = {p.pid: k for k, p in self.box_by_key.items()}
+        for ns_type in NS_TYPES:
+            want: dict[int, set[int]] = defaultdict(set)
+            for proc in self.snap.processes:
+                inode = namespace_inode(proc, ns_type)
+                if inode and proc.state != "Z":
+                    want[inode].add(proc.pid)
+            got_of: dict[int, int] = {}
+            for proc in self.box.processes:
+                inode = namespace_inode(proc, ns_type)
+                if inode and proc.pid in box_key and proc.state != "Z":
+                    got_of[box_key[proc.pid]] = inode
+            for members in want.values():
+                ident = f"{ns_type}:" + ",".join(map(str, sorted(members)))
+                rehearsed = {m for m in members if m not in self.ex.missing_procs}
+                if not rehearsed:
+                    self.entries.append(Entry("namespace", ident, NOT_REHEARSED,
+                                              reason="none of its processes was rehearsed"))
+                    continue
+                inodes = {got_of.get(m) for m in rehearsed}
+                together = {m for m, i in got_of.items() if i in inodes}
+                if len(inodes) == 1 and None not in inodes and together == rehearsed:
+                    self.entries.append(Entry("namespace", ident, MATCHED))
+                else:
+                    split = defaultdict(list)
+                    for m in sorted(together | rehearsed):
+                        split[got_of.get(m)].append(str(m))
+                    actual = " / ".join(",".join(v) for v in split.values())
+                    self.entries.append(Entry("namespace", ident, MISMATCHED, [
+                        {"field": "members", "expected": ",".join(map(str, sorted(rehearsed))),
+                         "actual": actual}], reason=f"processes sharing one {ns_type} "
+                                                    "namespace: the sandbox splits them"))
 
     # ------------------------------------------------------------ steps
 

@@ -99,6 +99,51 @@ def setns(fd: int, nstype: int) -> None:
     _check(_libc.setns(fd, nstype), "setns")
 
 
+# A parked thread made by clone3 (x86_64): glibc's syscall() ends in `ret`, which in the
+# new thread pops the address we put at the top of its stack: this loop, which calls
+# pause(2) forever and touches neither the stack nor the TLS it shares with its creator.
+_PARK_LOOP_X86_64 = bytes([0xB8, 0x22, 0, 0, 0,   # mov eax, 34 (__NR_pause)
+                           0x0F, 0x05,            # syscall
+                           0xEB, 0xF7])           # jmp back 9 bytes
+_THREAD_STACK = 64 * 1024
+_kept: list[object] = []   # code and stacks of raw threads: alive as long as the process
+
+
+def clone_thread(flags: int, set_tid: list[int]) -> int:
+    """A thread with its planned tids (clone3 set_tid, Linux 5.5) that only parks.
+
+    Only on x86_64 (the `ret` trick above); elsewhere the caller falls back to
+    threading.Thread, whose tids the kernel chooses.
+    """
+    import mmap
+    import platform
+    import struct
+
+    if platform.machine() != "x86_64":
+        raise OSError(errno.ENOSYS, "raw threads are only made on x86_64")
+    if not _kept:
+        code = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE
+                         | mmap.PROT_EXEC)
+        code.write(_PARK_LOOP_X86_64)
+        _kept.append(code)
+    code_addr = ctypes.addressof(ctypes.c_char.from_buffer(_kept[0]))  # type: ignore[arg-type]
+    stack = mmap.mmap(-1, _THREAD_STACK)
+    _kept.append(stack)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(stack))
+    struct.pack_into("Q", stack, _THREAD_STACK - 16, code_addr)
+    tids = (ctypes.c_int * max(len(set_tid), 1))(*set_tid)
+    args = CloneArgs(flags=flags, exit_signal=0, stack=base, stack_size=_THREAD_STACK - 16,
+                     set_tid=ctypes.addressof(tids) if set_tid else 0,
+                     set_tid_size=len(set_tid))
+    ret = _pylibc.syscall(ctypes.c_long(syscall_number("clone3")),
+                          ctypes.c_void_p(ctypes.addressof(args)),
+                          ctypes.c_size_t(CLONE_ARGS_SIZE_VER1))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"clone3 (thread): {os.strerror(err)}")
+    return int(ret)
+
+
 def set_pdeathsig(sig: int) -> None:
     _check(_libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
 
@@ -223,12 +268,20 @@ class Worker:
     def do_clone(self, a: dict[str, Any]) -> dict[str, Any]:
         flags = int(a.get("flags_value", 0))
         if flags & CLONE_THREAD:
+            try:
+                return {"thread": True, "tid": clone_thread(flags, list(a["set_tid"]))}
+            except OSError as err:
+                if err.errno != errno.ENOSYS:
+                    raise
             # threading.Thread cannot choose its tid (set_tid): only the count is rehearsed.
             t = threading.Thread(target=_park_thread, daemon=True)
             t.start()
             self.threads.append(t)
-            return {"thread": True}
+            return {"thread": True, "tid": None}
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # The conductor learns the child's pid in its own namespace from the credentials
+        # the kernel attaches to the child's first message (SCM_CREDENTIALS, translated).
+        parent_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         pid = clone3(flags & ~(CLONE_VM | CLONE_SIGHAND), list(a["set_tid"]))
         if pid == 0:
             parent_end.close()
@@ -255,6 +308,9 @@ class Worker:
             _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl")
         elif act == "exit":
             return {"exit": True}
+        elif act == "exit_by_parent":   # a namespace init: the conductor sends the signal
+            self._send({"ok": True}, [])
+            self._park(False)
         elif act == "wait":
             os.waitpid(self.children.pop(int(step["child"])), 0)
         elif act == "open":
@@ -342,8 +398,9 @@ class Worker:
         sig = step.get("signal")
         if sig:
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file anywhere
-            signal.signal(int(sig), signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, [int(sig)])
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):   # those cannot be caught
+                signal.signal(int(sig), signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, [int(sig)])
             os.kill(os.getpid(), int(sig))
         os._exit(int(step.get("code", step.get("status", 0))) & 0xFF)
 
@@ -368,6 +425,11 @@ def _park_thread() -> None:
 def main(argv: list[str]) -> None:
     """The sandbox init: set up the namespaces' insides, then serve as actor -1."""
     ctl_fd, floor = int(argv[0]), int(argv[1])
+    # The init shares criu-model's session and group (the restorer's, outside the sandbox):
+    # a Ctrl-C or hang-up on that terminal must not end parked processes behind the
+    # conductor's back (criu-model tears the sandbox down itself). Inherited by every fork.
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard > floor + 64:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # room for the service fds
