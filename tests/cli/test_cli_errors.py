@@ -77,8 +77,21 @@ def roots_snapshot() -> Iterator[Path]:
         shutil.rmtree(base)
 
 
+def _world_can_import() -> bool:
+    """Whether another user can run this interpreter and import rich (a 0700 virtualenv
+    cannot be read by nobody); tried for real, once."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return False
+    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            sys.executable, "-c", "import rich.console"], cwd="/",
+                           capture_output=True, timeout=60)
+    return probe.returncode == 0
+
+
 @ROOT_ONLY
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+@pytest.mark.skipif(not _world_can_import(), reason="the interpreter or its packages are not "
+                    "readable by another user (a 0700 virtualenv)")
 @pytest.mark.parametrize(("command", "status"), [("show", 1), ("diff", 2), ("plan", 1)])
 def test_other_user_on_roots_snapshot(roots_snapshot: Path, command: str, status: int) -> None:
     args = {"show": ["show", str(roots_snapshot)],
@@ -140,19 +153,32 @@ def _our_frames(err: str) -> list[str]:
             if line.strip().startswith("File ") and "/criu_model/" in line]
 
 
+def _python_start_up() -> float:
+    """Seconds this interpreter takes to start and exit doing nothing (site included)."""
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True, timeout=60)
+        times.append(time.perf_counter() - started)
+    return sorted(times)[1]
+
+
 def test_sigint_during_start_up_never_shows_our_traceback(tmp_path: Path) -> None:
     """Real SIGINTs over the first 0.2 s of `show`: one line and 130 (or done, 0).
 
     A signal inside Python's own start-up (site, the console script's import
-    line: ~15 ms here, before any criu-model code runs) is Python's traceback
-    and tolerated; one with a frame in criu_model/ is not.
+    line: ~15 ms on an idle machine, before any criu-model code runs) is
+    Python's traceback and tolerated; one with a frame in criu_model/ is not.
+    Half the signals land after Python's measured start-up, and most of
+    those must end cleanly.
     """
     snap = write(sample_snapshot(), tmp_path / "snap")
     rng = random.Random(13)
+    python = _python_start_up()
     ours: list[str] = []
-    clean = 0
-    delays = [rng.uniform(0.0, 0.2) for _ in range(24)]
-    for delay in delays:
+    late: list[tuple[float, int, str]] = []
+    for i in range(24):
+        delay = rng.uniform(0.0, 0.2) if i % 2 else python + rng.uniform(0.0, 0.2)
         proc = subprocess.Popen([*CLI, "show", str(snap)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         time.sleep(delay)
@@ -161,7 +187,8 @@ def test_sigint_during_start_up_never_shows_our_traceback(tmp_path: Path) -> Non
         text = err.decode()
         if _our_frames(text):
             ours.append(f"{delay:.3f}s: {text}")
-        elif proc.returncode in (0, 130) and "Traceback" not in text:
-            clean += 1
+        if i % 2 == 0:
+            late.append((delay, proc.returncode, text))
     assert not ours, "\n".join(ours)
-    assert clean >= len(delays) // 2, f"only {clean} of {len(delays)} runs ended cleanly"
+    clean = [d for d, status, text in late if status in (0, 130) and "Traceback" not in text]
+    assert len(clean) >= len(late) * 3 // 4, (python, late)
