@@ -34,14 +34,14 @@ from criu_model.restore.sandbox import Sandbox, await_reply, start
 from criu_model.restore.worker import HARMLESS_DEVICES, O_ACCMODE, SERVICE_FD_BASE
 from criu_model.snapshot import Snapshot
 
-_OPEN_KINDS = frozenset({"regular", "directory", "opath", "pipe", "eventfd"})
+_OPEN_KINDS = frozenset({"regular", "directory", "opath", "pipe", "eventfd", "memfd",
+                         "signalfd", "timerfd", "pidfd", "epoll"})
 _NOT_YET = {
     Action.TCP_REPAIR: "TCP_REPAIR is not rehearsed yet",
     Action.OPEN_PTY: "ptys are not rehearsed yet",
     Action.SET_CTTY: "controlling ttys are not rehearsed yet",
     Action.DROP_CTTY: "controlling ttys are not rehearsed yet",
     Action.SET_FG: "foreground groups are not rehearsed yet",
-    Action.EPOLL_ADD: "epoll targets are not rehearsed yet",
     Action.LAST_PID_CLONE: "the ns_last_pid fallback is not rehearsed (clone3 set_tid is)",
     Action.SETNS_PID: "setns into a pid namespace is not rehearsed yet",
 }
@@ -49,7 +49,7 @@ _NOT_YET = {
 _EXECUTED = frozenset({Action.CLONE, Action.SETSID, Action.SETPGID, Action.SUBREAPER,
                        Action.EXIT, Action.WAIT, Action.OPEN, Action.PIPE, Action.SOCKETPAIR,
                        Action.DUP2, Action.CLOSE, Action.UNSHARE, Action.SETNS,
-                       Action.SEND_FD})
+                       Action.SEND_FD, Action.EPOLL_ADD})
 _UNSAFE_SCRATCH = frozenset({"/", "/proc", "/sys", "/dev", "/run", "/etc", "/usr", "/bin",
                              "/lib", "/sbin", "/boot"})
 
@@ -214,6 +214,9 @@ class Conductor:
         if step.action is Action.DUP2 and (actor, int(a["old"])) in missing:
             missing[(actor, int(a["new"]))] = missing[(actor, int(a["old"]))]
             return self._skip(index, step, f"fd {a['old']} was not made")
+        if step.action is Action.EPOLL_ADD and ((actor, int(a["epfd"])) in missing
+                                                or (actor, int(a["tfd"])) in missing):
+            return self._skip(index, step, "fd its epoll or its target was not made")
         if step.action is Action.CLOSE and (actor, int(a["fd"])) in missing:
             return self._skip(index, step, f"fd {a['fd']} was not made")
         if step.action is Action.SEND_FD:
@@ -334,10 +337,20 @@ class Conductor:
         if kind not in _OPEN_KINDS:
             return f"{kind} files are not rehearsed yet"
         fd = self.files.get(int(step.args.get("file", 0)))
-        if fd is not None and fd.deleted:
+        if fd is not None and fd.deleted and kind != "memfd":
             return "deleted files are not rehearsed yet (their contents are captured)"
         if kind == "pipe" and fd is not None and fd.kind == files_pb2.FD_FIFO:
             return "FIFOs are not rehearsed yet"
+        if kind == "pidfd":
+            target = int(step.args.get("target", -1))
+            me, them = self.plan.processes.get(step.actor), self.plan.processes.get(target)
+            if target < 0 or them is None:
+                return "a pidfd of a process outside the snapshot (or exited) is not " \
+                       "rehearsed yet"
+            if target in self._gone:
+                return f"its target {target} is not running here: {self._gone[target]}"
+            if me is None or len(me.set_tid) != 1:
+                return "a pidfd opened inside a nested pid namespace is not rehearsed yet"
         return ""
 
     def _send_fd(self, index: int, step: Step) -> None:

@@ -240,6 +240,16 @@ class Judge:
             pairs.append(("path", printable(want.path), printable(got.path)))
         if state == "pipe":
             pairs.append(("pipe_end", _pipe_end(want), _pipe_end(got)))
+        if state == "epoll":
+            pairs.append(("epoll_targets", _targets(want), _targets(got)))
+        if state == "signalfd":
+            pairs.append(("sigmask", want.signalfd.sigmask,
+                          got.signalfd.sigmask if got.HasField("signalfd") else None))
+        if state == "timerfd":
+            pairs.append(("clockid", want.timerfd.clockid,
+                          got.timerfd.clockid if got.HasField("timerfd") else None))
+        if state == "memfd":
+            pairs.append(("path", printable(want.path), printable(got.path)))
         if state == "eventfd":
             pairs.append(("eventfd_count", want.eventfd.count,
                           got.eventfd.count if got.HasField("eventfd") else None))
@@ -368,6 +378,12 @@ def _standalone(detail: str, args: dict[str, Any]) -> bool:
     if ("fd" in args and "kind" in args) or "fds" in args or "child" in args:
         return False
     return not detail.startswith(("fd ", "actor ", "receiver "))
+
+
+def _targets(fd: files_pb2.Fd) -> list[str]:
+    """An epoll's targets as `tfd:events` (data is the program's, restored as planned)."""
+    return sorted(f"{t.tfd}:{t.events:#x}" for t in fd.epoll.targets) \
+        if fd.HasField("epoll") else []
 
 
 def _pipe_end(fd: files_pb2.Fd) -> str:

@@ -11,6 +11,8 @@ from typing import TextIO
 from criu_model.names import printable
 from criu_model.restore.judge import MISMATCHED, NOT_REHEARSED, Entry, RehearsalReport
 
+_SHOWN = 3   # ids listed for a group of objects skipped for one reason
+
 
 def _value(value: object) -> str:
     return "-" if value is None else str(value)
@@ -24,8 +26,6 @@ def _line(entry: Entry) -> list[str]:
                        f"{_value(m['expected'])}, sandbox {_value(m['actual'])}")
         if entry.reason:
             out.append(f"    ({entry.reason})")
-    elif entry.status == NOT_REHEARSED:
-        out.append(f"  not rehearsed: {entry.kind} {entry.id}: {entry.reason}")
     return out
 
 
@@ -38,10 +38,21 @@ def summary_line(report: RehearsalReport) -> str:
 def write_report(report: RehearsalReport, out: TextIO) -> None:
     """Mismatches first (they are planner bugs or kernel refusals), then what was skipped."""
     lines: list[str] = []
-    for status in (MISMATCHED, NOT_REHEARSED):
-        for entry in report.entries:
-            if entry.status == status:
-                lines.extend(_line(entry))
+    for entry in report.entries:
+        if entry.status == MISMATCHED:
+            lines.extend(_line(entry))
+    # Skipped objects with one reason (49 map_vmas steps) are one line each reason.
+    skipped: dict[tuple[str, str], list[str]] = {}
+    for entry in report.entries:
+        if entry.status == NOT_REHEARSED:
+            skipped.setdefault((entry.kind, entry.reason), []).append(entry.id)
+    for (kind, reason), ids in skipped.items():
+        if len(ids) == 1:
+            lines.append(f"  not rehearsed: {kind} {ids[0]}: {reason}")
+        else:
+            more = f", ... ({len(ids) - _SHOWN} more)" if len(ids) > _SHOWN else ""
+            lines.append(f"  not rehearsed: {len(ids)} {kind}s ({'; '.join(ids[:_SHOWN])}"
+                         f"{more}): {reason}")
     t = report.timings
     total = sum(t.values()) or 1.0
     phases = ", ".join(f"{k} {v * 1000:.0f} ms ({v / total:.0%})" for k, v in t.items())

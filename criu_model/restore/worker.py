@@ -35,6 +35,7 @@ from typing import Any
 from criu_model.kernel.clone3 import CLONE_ARGS_SIZE_VER1, CloneArgs
 from criu_model.kernel.libc import syscall_number
 
+F_ADD_SEALS, F_SEAL_SEAL = 1033, 0x1
 SERVICE_FD_BASE = 1 << 20      # planner/files.py: the planner's service fds start here
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -248,9 +249,53 @@ class Worker:
             efd_flags = os.EFD_SEMAPHORE if a.get("semaphore") else 0
             tmp = os.eventfd(int(a.get("count", 0)), efd_flags | os.EFD_CLOEXEC)
             self.set_status_flags(tmp, flags)
+        elif kind == "memfd":
+            tmp = self._memfd(a)
+        elif kind == "signalfd":
+            mask = (ctypes.c_ulong * 16)()    # sigset_t: 1024 bits
+            for sig in a.get("signals", []):
+                mask[(sig - 1) // 64] |= 1 << ((sig - 1) % 64)
+            tmp = _check(_libc.signalfd(-1, ctypes.byref(mask), O_CLOEXEC), "signalfd")
+        elif kind == "timerfd":
+            tmp = self._timerfd(a)
+        elif kind == "epoll":
+            tmp = _check(_libc.epoll_create1(O_CLOEXEC), "epoll_create1")  # Linux 2.6.27
+        elif kind == "pidfd":
+            tmp = os.pidfd_open(int(a["target"]))   # Linux 5.3; the conductor translated it
         else:
             raise OSError(errno.ENOSYS, f"open of kind {kind} is not rehearsed")
+        if kind in ("memfd", "signalfd", "timerfd", "pidfd", "epoll"):
+            self.set_status_flags(tmp, flags)
         self.place(tmp, int(a["fd"]), flags)
+
+    @staticmethod
+    def _memfd(a: dict[str, Any]) -> int:
+        """memfd_create (Linux 3.17) at its size, zero-filled (contents are not rehearsed)."""
+        import fcntl
+        seals = int(a.get("seals") or 0)
+        mfd_flags = os.MFD_CLOEXEC | (os.MFD_HUGETLB if a.get("hugetlb") else 0)
+        if a.get("seals") is not None:
+            mfd_flags |= os.MFD_ALLOW_SEALING
+        fd = os.memfd_create(str(a.get("name", "")), mfd_flags)
+        os.ftruncate(fd, int(a.get("size", 0)))
+        if a.get("pos"):
+            os.lseek(fd, int(a["pos"]), os.SEEK_SET)
+        if seals:
+            fcntl.fcntl(fd, F_ADD_SEALS, seals & ~F_SEAL_SEAL)  # F_SEAL_SEAL last
+            if seals & F_SEAL_SEAL:
+                fcntl.fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL)
+        return fd
+
+    @staticmethod
+    def _timerfd(a: dict[str, Any]) -> int:
+        """timerfd_create (Linux 2.6.25), armed as dumped; pending ticks are not rehearsed."""
+        fd = _check(_libc.timerfd_create(int(a.get("clockid", 1)), O_CLOEXEC), "timerfd")
+        value, interval = int(a.get("value_ns", 0)), int(a.get("interval_ns", 0))
+        if value:
+            spec = (ctypes.c_long * 4)(interval // 10**9, interval % 10**9,
+                                       value // 10**9, value % 10**9)
+            _check(_libc.timerfd_settime(fd, 0, ctypes.byref(spec), None), "timerfd_settime")
+        return fd
 
     def do_pair(self, a: dict[str, Any], kind: str) -> None:
         """pipe() or socketpair(): `ends` (from the conductor) gives each end's flags."""
@@ -325,6 +370,14 @@ class Worker:
             fd = int(step["fd"])
             os.close(self.real(fd))
             self.virtual.pop(fd, None)
+        elif act == "epoll_ctl_add":
+            import struct
+            # struct epoll_event is packed on x86_64 (12 bytes), padded elsewhere (16)
+            fmt = "=IQ" if __import__("platform").machine() == "x86_64" else "IxxxxQ"
+            event = ctypes.create_string_buffer(struct.pack(fmt, int(step["events"]),
+                                                            int(step.get("data", 0))))
+            _check(_libc.epoll_ctl(self.real(int(step["epfd"])), 1,   # EPOLL_CTL_ADD
+                                   self.real(int(step["tfd"])), event), "epoll_ctl")
         elif act == "unshare":
             _check(_libc.unshare(int(step["flags_value"])), "unshare")
         else:
