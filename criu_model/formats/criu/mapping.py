@@ -1,0 +1,962 @@
+"""CRIU images -> criu-model Snapshot, honestly.
+
+Everything CRIU records that criu_model.v1 has a field for goes there. What
+CRIU does not record (start times, NSpid of outer pid namespaces, page counts,
+dev/inode of mappings, exit signals...) is named in the message's
+`unreadable` list with the reason "not in CRIU images", never left as a 0
+that would read like a value. Inventory fields have no `unreadable`; they
+are reported as collectors that did not run (`inventory.<field>`).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from google.protobuf.message import Message
+
+from criu_model.errors import InconsistentImage
+from criu_model.formats.criu.framing import CriuImage
+from criu_model.formats.criu.pb import core_pb2, files_pb2, sockets_pb2
+from criu_model.images import framing as cm_framing
+from criu_model.images.pb import (
+    common_pb2,
+    inventory_pb2,
+    mm_pb2,
+    process_pb2,
+)
+from criu_model.images.pb import (
+    files_pb2 as cf,
+)
+from criu_model.images.pb import (
+    sockets_pb2 as cs,
+)
+from criu_model.snapshot import Snapshot
+
+NOT_IN_CRIU = "not in CRIU images"
+
+# CRIU task states (criu/include/pstree.h, compel): what core's tc.task_state holds.
+TASK_ALIVE, TASK_DEAD, TASK_STOPPED = 1, 2, 3
+_STATE_LETTER = {TASK_DEAD: "Z", TASK_STOPPED: "T"}
+
+RLIMIT_NAMES = ("RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE",
+                "RLIMIT_RSS", "RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS",
+                "RLIMIT_LOCKS", "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE", "RLIMIT_NICE",
+                "RLIMIT_RTPRIO", "RLIMIT_RTTIME")
+
+# core's sigactions: one per signal 1..64, SIGKILL (9) and SIGSTOP (19) left out.
+SIGACTION_SIGNALS = tuple(s for s in range(1, 65) if s not in (9, 19))
+SIG_DFL, SIG_IGN = 0, 1
+
+# VMA status bits (criu/include/image.h).
+VMA_AREA_STACK = 1 << 1
+VMA_AREA_VSYSCALL = 1 << 2
+VMA_AREA_VDSO = 1 << 3
+VMA_AREA_HEAP = 1 << 5
+VMA_FILE_PRIVATE = 1 << 6
+VMA_FILE_SHARED = 1 << 7
+VMA_ANON_SHARED = 1 << 8
+VMA_ANON_PRIVATE = 1 << 9
+VMA_AREA_SYSVIPC = 1 << 10
+VMA_AREA_VVAR = 1 << 12
+VMA_AREA_MEMFD = 1 << 14
+MAP_SHARED = 0x01
+
+O_ACCMODE, O_WRONLY, O_RDWR = 0o3, 0o1, 0o2
+O_PATH = 0o10000000
+O_CLOEXEC = 0o2000000
+FD_CLOEXEC = 1
+
+# remap-fpath types
+REMAP_LINKED, REMAP_GHOST, REMAP_PROCFS = 0, 1, 2
+
+# timer notify (include/uapi/asm-generic/siginfo.h); names as /proc/PID/timers prints them
+SIGEV_THREAD_ID = 4
+_SIGEV = {0: "signal", 1: "none", 2: "thread"}
+
+NETWORK_LOCK = {0: "iptables", 1: "nftables", 2: "skip"}
+LSM = {0: "none", 1: "selinux", 2: "apparmor"}
+SHUTDOWN = {0: 0, 1: 1, 2: 2, 3: 3}  # CRIU's sk_shutdown is already SHUT_RD 1 | SHUT_WR 2
+
+AF_INET, AF_INET6 = 2, 10
+
+TTY_DRIVER = {1: "pts", 2: "console", 3: "vt", 4: "ctty", 5: "ext", 6: "serial"}
+PTMX_MAJOR, PTS_MAJORS = 5, range(136, 144)
+
+
+def kdev_to_user(dev: int) -> int:
+    """A kernel-internal dev_t (major << 20 | minor), as CRIU stores it, in stat()'s encoding."""
+    return os.makedev(dev >> 20, dev & 0xFFFFF)
+
+
+def _caps(words: Iterable[int]) -> int:
+    value = 0
+    for i, word in enumerate(words):
+        value |= (word & 0xFFFFFFFF) << (32 * i)
+    return value
+
+
+def _signo_mask(queue: core_pb2.SignalQueue) -> int:
+    """Pending signals as a SigPnd-style mask (bit N-1 for signal N), from raw siginfos."""
+    mask = 0
+    for info in queue.signals:
+        if len(info.siginfo) >= 4:
+            signo = struct.unpack_from("<i", info.siginfo, 0)[0]
+            if 1 <= signo <= 64:
+                mask |= 1 << (signo - 1)
+    return mask
+
+
+def _unreadable(msg: Message, reason_by_field: dict[str, str]) -> None:
+    for name, reason in reason_by_field.items():
+        msg.unreadable.add(field=name, reason=reason)  # type: ignore[attr-defined]
+
+
+@dataclass
+class CriuDump:
+    """The decoded images of one CRIU directory, indexed for the mapping."""
+
+    root: str
+    images: dict[str, CriuImage]
+    not_read: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
+    pages_bytes: dict[int, int] = field(default_factory=dict)      # pages_id -> size
+    pages_readers: dict[int, Callable[[], bytes]] = field(default_factory=dict)
+
+    def one(self, name: str) -> CriuImage | None:
+        return self.images.get(name)
+
+    def entries(self, name: str) -> list[Message]:
+        image = self.images.get(name)
+        return image.entries if image is not None else []
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+
+class _Files:
+    """files.img (or the per-kind images of older CRIU) indexed by file id."""
+
+    def __init__(self, dump: CriuDump, handlers: dict[str, tuple[int, str]]) -> None:
+        self.by_id: dict[int, files_pb2.FileEntry] = {}
+        for entry in dump.entries("files.img"):
+            assert isinstance(entry, files_pb2.FileEntry)
+            self.by_id[entry.id] = entry
+        for name, (fd_type, attr) in handlers.items():
+            for sub in dump.entries(name):
+                fe = files_pb2.FileEntry(type=fd_type, id=sub.id)  # type: ignore[attr-defined]
+                getattr(fe, attr).CopyFrom(sub)
+                self.by_id.setdefault(fe.id, fe)
+        self.remaps: dict[int, files_pb2.RemapFilePath] = {}
+        for remap in dump.entries("remap-fpath.img"):
+            assert isinstance(remap, files_pb2.RemapFilePath)
+            self.remaps[remap.orig_id] = remap
+        self.memfd_inodes: dict[int, files_pb2.MemfdInode] = {}
+        for inode in dump.entries("memfd.img"):
+            assert isinstance(inode, files_pb2.MemfdInode)
+            self.memfd_inodes[inode.inode_id] = inode
+        self.tty_info: dict[int, files_pb2.TtyInfo] = {}
+        for info in dump.entries("tty-info.img"):
+            assert isinstance(info, files_pb2.TtyInfo)
+            self.tty_info[info.id] = info
+        self.pipe_data: dict[tuple[str, int], files_pb2.PipeData] = {}
+        for img in ("pipes-data.img", "fifo-data.img"):
+            for pd in dump.entries(img):
+                assert isinstance(pd, files_pb2.PipeData)
+                self.pipe_data[(img, pd.pipe_id)] = pd
+        self.sk_queued: dict[int, int] = defaultdict(int)    # file id -> bytes queued
+        for pkt in dump.entries("sk-queues.img"):
+            assert isinstance(pkt, sockets_pb2.SkPacket)
+            self.sk_queued[pkt.id_for] += pkt.length
+        self.tcp: dict[int, sockets_pb2.TcpStream] = {}       # inode -> stream
+        for name, image in dump.images.items():
+            if image.kind == "TCP_STREAM" and image.entries and name.startswith("tcp-stream-"):
+                try:
+                    ino = int(name[len("tcp-stream-"):-len(".img")], 16)
+                except ValueError:
+                    continue
+                stream = image.entries[0]
+                assert isinstance(stream, sockets_pb2.TcpStream)
+                self.tcp[ino] = stream
+
+    def reg_name(self, file_id: int) -> tuple[bytes, bool] | None:
+        """(path, deleted) of a REG entry, the deletion told by remap-fpath.img."""
+        fe = self.by_id.get(file_id)
+        if fe is None or not fe.HasField("reg"):
+            return None
+        remap = self.remaps.get(file_id)
+        deleted = remap is not None and remap.remap_type in (REMAP_GHOST, REMAP_LINKED)
+        return fe.reg.name, deleted
+
+
+@dataclass
+class _Ctx:
+    dump: CriuDump
+    files: _Files
+    snap: Snapshot
+    ghosts: dict[int, cf.GhostFile] = field(default_factory=dict)
+    sockets: dict[int, cs.Socket] = field(default_factory=dict)
+
+
+# -- processes ------------------------------------------------------------
+
+def _core(dump: CriuDump, tid: int) -> core_pb2.CoreEntry | None:
+    entries = dump.entries(f"core-{tid}.img")
+    if not entries:
+        return None
+    core = entries[0]
+    assert isinstance(core, core_pb2.CoreEntry)
+    return core
+
+
+def _ids(dump: CriuDump, pid: int, core: core_pb2.CoreEntry | None) -> core_pb2.TaskKobjIds | None:
+    entries = dump.entries(f"ids-{pid}.img")
+    if entries:
+        ids = entries[0]
+        assert isinstance(ids, core_pb2.TaskKobjIds)
+        return ids
+    if core is not None and core.HasField("ids"):  # images before ids-PID.img
+        return core.ids
+    return None
+
+
+def _creds(dump: CriuDump, pid: int, core: core_pb2.CoreEntry | None) -> core_pb2.Creds | None:
+    if core is not None and core.thread_core.HasField("creds"):
+        return core.thread_core.creds
+    entries = dump.entries(f"creds-{pid}.img")  # CRIU before creds moved into core
+    if entries:
+        creds = entries[0]
+        assert isinstance(creds, core_pb2.Creds)
+        return creds
+    return None
+
+
+def _seccomp_filters(dump: CriuDump, last: int) -> int:
+    """Length of the filter chain ending at index `last` of seccomp.img (prev links)."""
+    entries = dump.entries("seccomp.img")
+    filters = list(entries[0].seccomp_filters) if entries else []  # type: ignore[attr-defined]
+    count, index, seen = 0, last, set()
+    while 0 <= index < len(filters) and index not in seen:
+        seen.add(index)
+        count += 1
+        f = filters[index]
+        index = f.prev - 1 if f.HasField("prev") and f.prev else -1
+    return count
+
+
+def _fill_creds(proc: process_pb2.Process, creds: core_pb2.Creds | None,
+                tcore: core_pb2.ThreadCore | None, dump: CriuDump) -> None:
+    if creds is None:
+        _unreadable(proc, {"creds": f"{NOT_IN_CRIU} (no creds in core or creds-PID.img)"})
+        return
+    c = proc.creds
+    c.uids.extend([creds.uid, creds.euid, creds.suid, creds.fsuid])
+    c.gids.extend([creds.gid, creds.egid, creds.sgid, creds.fsgid])
+    c.groups.extend(creds.groups)
+    c.cap_inh = _caps(creds.cap_inh)
+    c.cap_prm = _caps(creds.cap_prm)
+    c.cap_eff = _caps(creds.cap_eff)
+    c.cap_bnd = _caps(creds.cap_bnd)
+    c.cap_amb = _caps(creds.cap_amb)
+    c.no_new_privs = bool(creds.no_new_privs)
+    if creds.HasField("secbits"):
+        c.securebits = creds.secbits
+    if tcore is not None and tcore.HasField("seccomp_mode"):
+        c.seccomp_mode = tcore.seccomp_mode
+        if tcore.seccomp_mode == 2:
+            c.seccomp_filters = _seccomp_filters(dump, tcore.seccomp_filter)
+
+
+def _fill_task(proc: process_pb2.Process, tc: core_pb2.TaskCore) -> None:
+    proc.comm = tc.comm.encode()
+    proc.personality = tc.personality
+    proc.flags = tc.flags
+    proc.exit_code = tc.exit_code
+    for i, lim in enumerate(tc.rlimits.rlimits):
+        name = RLIMIT_NAMES[i] if i < len(RLIMIT_NAMES) else f"RLIMIT_{i}"
+        proc.rlimits.add(resource=name, soft=lim.cur, hard=lim.max)
+    for signo, sa in zip(SIGACTION_SIGNALS, tc.sigactions, strict=False):
+        if sa.sigaction == SIG_IGN:
+            proc.sig_ignored |= 1 << (signo - 1)
+        elif sa.sigaction != SIG_DFL:
+            proc.sig_caught |= 1 << (signo - 1)
+    proc.sig_shared_pending = _signo_mask(tc.signals_s)
+    for t in tc.timers.posix:
+        notify = t.it_sigev_notify
+        timer = proc.timers.add(id=t.it_id, signal=t.si_signo, sigval=t.sival_ptr,
+                                notify=_SIGEV.get(notify & ~SIGEV_THREAD_ID,
+                                                  f"unknown({notify})"),
+                                clock_id=t.clock_id)
+        if notify & SIGEV_THREAD_ID:
+            timer.notify_tid = t.notify_thread_id
+
+
+def _thread(dump: CriuDump, tid: int, leader_tc: core_pb2.TaskCore | None) -> process_pb2.Thread:
+    th = process_pb2.Thread(tid=tid, ns_tids=[tid])
+    core = _core(dump, tid)
+    if core is None:
+        return th
+    tcore = core.thread_core
+    if tcore.HasField("comm"):
+        th.comm = tcore.comm.encode()
+    elif leader_tc is not None:
+        th.comm = leader_tc.comm.encode()
+    if tcore.HasField("blk_sigset"):
+        th.sig_blocked = tcore.blk_sigset
+    elif leader_tc is not None:  # the leader's mask is in tc
+        th.sig_blocked = leader_tc.blk_sigset
+    th.sig_pending = _signo_mask(tcore.signals_p)
+    th.sched_policy = tcore.sched_policy
+    th.nice = tcore.sched_nice
+    th.rt_priority = tcore.sched_prio
+    return th
+
+
+def _path_ref(files: _Files, file_id: int) -> common_pb2.PathRef | None:
+    named = files.reg_name(file_id)
+    if named is None:
+        return None
+    path, deleted = named
+    return common_pb2.PathRef(path=path, deleted=deleted)
+
+
+def _process(ctx: _Ctx, entry: core_pb2.PstreeEntry) -> process_pb2.Process:
+    dump = ctx.dump
+    pid = entry.pid
+    proc = process_pb2.Process(pid=pid, ppid=entry.ppid, pgid=entry.pgid, sid=entry.sid,
+                               ns_pids=[pid], ns_pgids=[entry.pgid], ns_sids=[entry.sid])
+    core = _core(dump, pid)
+    if core is None:
+        raise InconsistentImage(dump.path("pstree.img"), None,
+                                f"pid {pid} is in the tree, but core-{pid}.img is missing")
+    tc = core.tc if core.HasField("tc") else None
+    why: dict[str, str] = {
+        "ns_pids": f"{NOT_IN_CRIU}: CRIU records pids in the dumped tree's pid namespace "
+                   "only, not those of outer levels",
+        "start_time": NOT_IN_CRIU,
+        "cmdline": f"{NOT_IN_CRIU} as text (it lies in the dumped memory, mm_arg_start..end)",
+        "environ": f"{NOT_IN_CRIU} as text (it lies in the dumped memory, mm_env_start..end)",
+        "namespaces": f"{NOT_IN_CRIU}: CRIU numbers namespaces by its own ids, not inodes",
+        "cgroups": f"{NOT_IN_CRIU} (cgroup.img is not mapped)",
+        "exit_signal": NOT_IN_CRIU,
+        "tty_nr": NOT_IN_CRIU,
+        "tpgid": NOT_IN_CRIU,
+        "utime_ticks": NOT_IN_CRIU, "stime_ticks": NOT_IN_CRIU,
+        "vsize": NOT_IN_CRIU, "rss_pages": NOT_IN_CRIU,
+    }
+    if pid == (dump.entries("pstree.img")[0].pid if dump.entries("pstree.img") else -1):
+        why["ppid"] = f"{NOT_IN_CRIU}: CRIU writes 0 as the root task's parent"
+    state = tc.task_state if tc is not None else 0
+    if tc is not None:
+        _fill_task(proc, tc)
+    else:
+        why["comm"] = f"{NOT_IN_CRIU} (core-{pid}.img has no task core)"
+    if state in _STATE_LETTER:
+        proc.state = _STATE_LETTER[state]
+    else:
+        why["state"] = (f"{NOT_IN_CRIU}: CRIU records alive/stopped/dead only (task_state "
+                        f"{state}); alive is any of R, S, D")
+    if state == TASK_DEAD:
+        # A zombie's threads[0] in pstree.img is garbage (CRIU never sets its
+        # virtual pid); its only thread is the leader.
+        proc.threads.add(tid=pid, ns_tids=[pid], comm=proc.comm, state="Z")
+        why.update({"creds": f"{NOT_IN_CRIU} for a zombie", "shares": f"{NOT_IN_CRIU} for a "
+                    "zombie (no ids image)", "cwd": f"{NOT_IN_CRIU} for a zombie",
+                    "root": f"{NOT_IN_CRIU} for a zombie", "exe": f"{NOT_IN_CRIU} for a zombie"})
+        _unreadable(proc, why)
+        return proc
+    tcore = core.thread_core if core.HasField("thread_core") else None
+    _fill_creds(proc, _creds(dump, pid, core), tcore, dump)
+    if tcore is not None:
+        proc.sched_policy = tcore.sched_policy
+        proc.nice = tcore.sched_nice
+        proc.rt_priority = tcore.sched_prio
+    tids = list(entry.threads) or [pid]
+    if tids[0] != pid and pid in tids:
+        tids.remove(pid)
+        tids.insert(0, pid)
+    for tid in tids:
+        th = _thread(dump, tid, tc)
+        if not th.comm and tid == pid:
+            th.comm = proc.comm
+        proc.threads.append(th)
+    why["threads.state"] = f"{NOT_IN_CRIU}: CRIU records no per-thread state"
+    ids = _ids(dump, pid, core)
+    if ids is not None:
+        proc.shares.files, proc.shares.fs = ids.files_id, ids.fs_id
+        proc.shares.sighand, proc.shares.vm = ids.sighand_id, ids.vm_id
+    else:
+        why["shares"] = f"{NOT_IN_CRIU} (ids-{pid}.img is missing)"
+    fs_entries = dump.entries(f"fs-{pid}.img")
+    if fs_entries:
+        fs = fs_entries[0]
+        assert isinstance(fs, core_pb2.FsEntry)
+        for attr, fid in (("cwd", fs.cwd_id), ("root", fs.root_id)):
+            ref = _path_ref(ctx.files, fid)
+            if ref is None:
+                why[attr] = f"fs-{pid}.img names file id {fid}, not a regular file in files.img"
+            else:
+                getattr(proc, attr).CopyFrom(ref)
+        if fs.HasField("umask"):
+            proc.umask = fs.umask
+        else:
+            why["umask"] = NOT_IN_CRIU
+    else:
+        why.update({"cwd": f"{NOT_IN_CRIU} (fs-{pid}.img is missing)",
+                    "root": f"{NOT_IN_CRIU} (fs-{pid}.img is missing)"})
+    mm_entries = dump.entries(f"mm-{pid}.img")
+    if mm_entries:
+        mm = mm_entries[0]
+        assert isinstance(mm, core_pb2.MmEntry)
+        exe = _path_ref(ctx.files, mm.exe_file_id)
+        if exe is not None:
+            proc.exe.CopyFrom(exe)
+        else:
+            why["exe"] = f"mm-{pid}.img names file id {mm.exe_file_id}, not in files.img"
+    _unreadable(proc, why)
+    return proc
+
+
+# -- memory ---------------------------------------------------------------
+
+def _vma_kind(v: core_pb2.VmaEntry, stack_at: int) -> int:
+    s = v.status
+    for bit, kind in ((VMA_AREA_VSYSCALL, mm_pb2.VMA_VSYSCALL), (VMA_AREA_VDSO, mm_pb2.VMA_VDSO),
+                      (VMA_AREA_VVAR, mm_pb2.VMA_VVAR), (VMA_AREA_HEAP, mm_pb2.VMA_HEAP),
+                      (VMA_AREA_STACK, mm_pb2.VMA_STACK), (VMA_AREA_SYSVIPC, mm_pb2.VMA_SYSV_SHM),
+                      (VMA_AREA_MEMFD, mm_pb2.VMA_MEMFD)):
+        if s & bit:
+            return kind
+    if v.start <= stack_at < v.end:
+        return mm_pb2.VMA_STACK
+    if s & (VMA_FILE_PRIVATE | VMA_FILE_SHARED):
+        return mm_pb2.VMA_FILE
+    if s & VMA_ANON_SHARED:
+        return mm_pb2.VMA_SHARED_ANON
+    if s & VMA_ANON_PRIVATE:
+        return mm_pb2.VMA_ANON
+    return mm_pb2.VMA_OTHER
+
+
+_SPECIAL_PATH = {mm_pb2.VMA_HEAP: b"[heap]", mm_pb2.VMA_STACK: b"[stack]",
+                 mm_pb2.VMA_VDSO: b"[vdso]", mm_pb2.VMA_VVAR: b"[vvar]",
+                 mm_pb2.VMA_VSYSCALL: b"[vsyscall]", mm_pb2.VMA_SHARED_ANON: b"/dev/zero"}
+
+
+def _memory(ctx: _Ctx, pid: int, mm: core_pb2.MmEntry) -> mm_pb2.MemoryMap:
+    out = mm_pb2.MemoryMap(pid=pid)
+    files = ctx.files
+    for v in mm.vmas:
+        kind = _vma_kind(v, mm.mm_start_stack)
+        vma = out.vmas.add(start=v.start, end=v.end, prot=v.prot & 7,
+                           shared=bool(v.flags & MAP_SHARED), offset=v.pgoff, kind=kind)
+        if v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) or kind == mm_pb2.VMA_MEMFD:
+            fe = files.by_id.get(v.shmid)
+            if fe is not None and fe.HasField("memfd"):
+                inode = files.memfd_inodes.get(fe.memfd.inode_id)
+                vma.kind = mm_pb2.VMA_MEMFD
+                vma.path = b"/memfd:" + (inode.name if inode is not None else b"")
+                vma.deleted = True
+            else:
+                named = files.reg_name(v.shmid)
+                if named is not None:
+                    vma.path, vma.deleted = named
+        elif kind in _SPECIAL_PATH:
+            vma.path = _SPECIAL_PATH[kind]
+            vma.deleted = kind == mm_pb2.VMA_SHARED_ANON
+    _unreadable(out, {
+        "vmas.pages": f"{NOT_IN_CRIU}: pagemap-*.img lists the pages CRIU dumped, not "
+                      "resident/swapped/file/exclusive counts",
+        "vmas.inode": f"{NOT_IN_CRIU}: mappings name their file by CRIU file id (path "
+                      "only), no dev/inode",
+    })
+    return out
+
+
+# -- pages ----------------------------------------------------------------
+
+PE_PARENT, PE_LAZY, PE_PRESENT = 1, 2, 4
+
+
+@dataclass(frozen=True)
+class PageRun:
+    """One pagemap entry: nr_pages pages at vaddr; `offset` into pages-<pages_id>.img
+    (None when the pages are in the parent dump, not in this one)."""
+
+    vaddr: int
+    nr_pages: int
+    flags: int
+    offset: int | None
+
+
+def page_runs(dump: CriuDump, name: str) -> tuple[int, list[PageRun]]:
+    """(pages_id, runs) of one pagemap image (pagemap-PID.img or pagemap-shmem-ID.img).
+
+    Pages of runs not in the parent are stored one after another in
+    pages-<pages_id>.img, in pagemap order; the page size is not recorded, so
+    offsets are in pages (multiply by the page size, see page_size()).
+    """
+    image = dump.images.get(name)
+    if image is None or image.head is None:
+        return 0, []
+    runs, at = [], 0
+    for e in image.entries:
+        assert isinstance(e, core_pb2.PagemapEntry)
+        n = e.nr_pages if e.HasField("nr_pages") else e.compat_nr_pages
+        flags = e.flags if e.HasField("flags") else (PE_PARENT if e.in_parent else PE_PRESENT)
+        in_parent = bool(flags & PE_PARENT)
+        runs.append(PageRun(e.vaddr, n, flags, None if in_parent else at))
+        if not in_parent:
+            at += n
+    return image.head.pages_id, runs  # type: ignore[attr-defined]
+
+
+def page_size(dump: CriuDump, name: str) -> int | None:
+    """The page size a pagemap's pages file implies (its size / its page count), or None."""
+    pages_id, runs = page_runs(dump, name)
+    count = sum(r.nr_pages for r in runs if r.offset is not None)
+    size = dump.pages_bytes.get(pages_id)
+    if not count or size is None or size % count:
+        return None
+    ps = size // count
+    return ps if ps >= 4096 and ps & (ps - 1) == 0 else None
+
+
+def _shmem_contents(dump: CriuDump, shmid: int, size: int) -> bytes | None:
+    """A shared memory object's bytes (memfd contents) from pagemap-shmem-ID.img, or None."""
+    name = f"pagemap-shmem-{shmid}.img"
+    pages_id, runs = page_runs(dump, name)
+    ps = page_size(dump, name)
+    read = dump.pages_readers.get(pages_id)
+    if ps is None or read is None or any(r.offset is None for r in runs):
+        return None
+    data = read()
+    out = bytearray(size)
+    for r in runs:
+        assert r.offset is not None
+        chunk = data[r.offset * ps:(r.offset + r.nr_pages) * ps]
+        if r.vaddr >= size:
+            continue
+        out[r.vaddr:r.vaddr + len(chunk)] = chunk
+    return bytes(out[:size])
+
+
+# -- files ----------------------------------------------------------------
+
+_ANON_LINK = {files_pb2.EVENTFD: b"anon_inode:[eventfd]",
+              files_pb2.EVENTPOLL: b"anon_inode:[eventpoll]",
+              files_pb2.INOTIFY: b"anon_inode:inotify",
+              files_pb2.FANOTIFY: b"anon_inode:[fanotify]",
+              files_pb2.SIGNALFD: b"anon_inode:[signalfd]",
+              files_pb2.TIMERFD: b"anon_inode:[timerfd]",
+              files_pb2.PIDFD: b"anon_inode:[pidfd]"}
+
+
+def _unix_name(raw: bytes) -> tuple[bytes, bool]:
+    """CRIU keeps a path's trailing NUL; criu-model keeps only the abstract leading NUL."""
+    if raw.startswith(b"\0"):
+        return raw, True
+    return raw.rstrip(b"\0"), False
+
+
+def _inet_addr(family: int, words: Iterable[int]) -> str:
+    raw = b"".join(struct.pack("<I", w & 0xFFFFFFFF) for w in words)
+    import ipaddress
+
+    if family == AF_INET6:
+        return str(ipaddress.IPv6Address(raw[:16].ljust(16, b"\0")))
+    return str(ipaddress.IPv4Address(raw[:4].ljust(4, b"\0")))
+
+
+def _meminfo(sock: cs.Socket, opts: sockets_pb2.SkOpts) -> None:
+    sock.meminfo.rcvbuf = opts.so_rcvbuf
+    sock.meminfo.sndbuf = opts.so_sndbuf
+
+
+def _socket(ctx: _Ctx, fe: files_pb2.FileEntry) -> cs.Socket | None:
+    files = ctx.files
+    if fe.HasField("usk"):
+        u = fe.usk
+        sock = cs.Socket(inode=u.ino, family=cs.FAMILY_UNIX, type=u.type, state=u.state)
+        name, abstract = _unix_name(u.name)
+        sock.unix.name, sock.unix.abstract = name, abstract
+        sock.unix.peer_inode = u.peer
+        if u.state == 10:  # TCP_LISTEN
+            sock.unix.backlog = u.backlog
+        sock.rqueue = files.sk_queued.get(fe.id, 0)
+        if u.HasField("shutdown"):
+            sock.shutdown = SHUTDOWN.get(u.shutdown, 0)
+        _meminfo(sock, u.opts)
+        _unreadable(sock, {"wqueue": NOT_IN_CRIU, "cookie": NOT_IN_CRIU, "uid": NOT_IN_CRIU,
+                           "unix.vfs_ino": NOT_IN_CRIU})
+        return sock
+    if fe.HasField("isk"):
+        i = fe.isk
+        family = cs.FAMILY_INET6 if i.family == AF_INET6 else cs.FAMILY_INET
+        sock = cs.Socket(inode=i.ino, family=family, type=i.type, state=i.state)
+        sock.inet.src = _inet_addr(i.family, i.src_addr)
+        sock.inet.dst = _inet_addr(i.family, i.dst_addr)
+        sock.inet.sport, sock.inet.dport = i.src_port, i.dst_port
+        sock.inet.protocol = i.proto
+        sock.inet.v6only = i.v6only
+        if i.HasField("shutdown"):
+            sock.shutdown = SHUTDOWN.get(i.shutdown, 0)
+        _meminfo(sock, i.opts)
+        why = {"cookie": NOT_IN_CRIU, "uid": NOT_IN_CRIU, "inet.ifindex": NOT_IN_CRIU}
+        stream = files.tcp.get(i.ino)
+        if i.state == 10:
+            sock.wqueue = i.backlog  # a listener's wqueue is its backlog, as sock_diag says
+            why["rqueue"] = f"{NOT_IN_CRIU}: connections waiting in accept() are not counted"
+        elif stream is not None:
+            sock.rqueue, sock.wqueue = stream.inq_len, stream.outq_len
+            sock.inet.tcp_info.state = i.state
+            sock.inet.tcp_info.options = stream.opt_mask
+            sock.inet.tcp_info.snd_wscale = stream.snd_wscale
+            sock.inet.tcp_info.rcv_wscale = stream.rcv_wscale
+            why["inet.tcp_info"] = (f"{NOT_IN_CRIU} beyond state, options and window scales "
+                                    "(tcp-stream-*.img)")
+        else:
+            why.update({"rqueue": NOT_IN_CRIU, "wqueue": NOT_IN_CRIU})
+        _unreadable(sock, why)
+        return sock
+    if fe.HasField("nlsk"):
+        n = fe.nlsk
+        sock = cs.Socket(inode=n.ino, family=cs.FAMILY_NETLINK, type=3, state=n.state)
+        sock.netlink.protocol, sock.netlink.portid = n.protocol, n.portid
+        sock.netlink.dst_portid, sock.netlink.dst_group = n.dst_portid, n.dst_group
+        for w, word in enumerate(n.groups):
+            for bit in range(32):
+                if word >> bit & 1:
+                    sock.netlink.groups.append(32 * w + bit + 1)
+        _meminfo(sock, n.opts)
+        _unreadable(sock, {"type": f"{NOT_IN_CRIU} (netlink sockets are restored as "
+                           "SOCK_RAW)", "cookie": NOT_IN_CRIU, "rqueue": NOT_IN_CRIU,
+                           "wqueue": NOT_IN_CRIU})
+        return sock
+    return None
+
+
+def _ghost(ctx: _Ctx, remap: files_pb2.RemapFilePath, name: bytes) -> cf.GhostRef:
+    gid = remap.remap_id
+    known = ctx.ghosts.get(gid)
+    if known is None:
+        image = ctx.dump.one(f"ghost-file-{gid:x}.img")
+        known = cf.GhostFile(id=gid, path=name)
+        if image is not None and image.entries:
+            head = image.entries[0]
+            assert isinstance(head, files_pb2.GhostFile)
+            data = image.extras[0] if image.extras else b""
+            known.data, known.captured = data, True
+            known.size = head.size if head.HasField("size") else len(data)
+            known.dev, known.ino = kdev_to_user(head.dev), head.ino
+        else:
+            _unreadable(known, {"data": f"ghost-file-{gid:x}.img is missing"})
+        ctx.ghosts[gid] = known
+    return cf.GhostRef(ghost_id=gid, captured=known.captured, size=known.size)
+
+
+MEMFD_GHOST_BASE = 1 << 32  # memfd ghosts get ids apart from remap-fpath's ghost ids
+
+
+def _memfd_ghost(ctx: _Ctx, inode: files_pb2.MemfdInode) -> cf.GhostRef:
+    gid = MEMFD_GHOST_BASE + inode.inode_id
+    known = ctx.ghosts.get(gid)
+    if known is None:
+        known = cf.GhostFile(id=gid, size=inode.size, path=b"/memfd:" + inode.name)
+        data = _shmem_contents(ctx.dump, inode.shmid, inode.size)
+        if data is None:
+            _unreadable(known, {"data": f"pagemap-shmem-{inode.shmid}.img or its pages are "
+                                "missing or in a parent dump"})
+        else:
+            known.data, known.captured = data, True
+        ctx.ghosts[gid] = known
+    return cf.GhostRef(ghost_id=gid, captured=known.captured, size=known.size)
+
+
+def _fd(ctx: _Ctx, pid: int, info: files_pb2.FdinfoEntry,
+        table: dict[int, int]) -> cf.Fd:
+    files = ctx.files
+    fd = cf.Fd(fd=info.fd, file_id=info.id)
+    cloexec = O_CLOEXEC if info.flags & FD_CLOEXEC else 0
+    why: dict[str, str] = {"dev": NOT_IN_CRIU}
+    fe = files.by_id.get(info.id)
+    if fe is None:
+        raise InconsistentImage(ctx.dump.path("files.img"), None,
+                                f"pid {pid} fd {info.fd} refers to file id {info.id}, "
+                                "which files.img does not have")
+    t = fe.type
+    if fe.HasField("reg"):
+        r = fe.reg
+        fd.flags, fd.pos, fd.path = r.flags | cloexec, r.pos, r.name
+        if r.mnt_id >= 0:
+            fd.mnt_id = r.mnt_id
+        fmt = stat.S_IFMT(r.mode)
+        if r.flags & O_PATH:
+            fd.kind = cf.FD_OPATH
+        elif fmt == stat.S_IFDIR:
+            fd.kind = cf.FD_DIRECTORY
+        else:
+            fd.kind = cf.FD_REGULAR
+        fd.file.mode, fd.file.size = r.mode, r.size
+        remap = files.remaps.get(fe.id)
+        if remap is not None and remap.remap_type in (REMAP_GHOST, REMAP_LINKED):
+            fd.deleted = True
+            if remap.remap_type == REMAP_GHOST:
+                fd.file.ghost.CopyFrom(_ghost(ctx, remap, r.name))
+        why.update({"ino": NOT_IN_CRIU, "file.mtime_ns": NOT_IN_CRIU, "file.nlink": NOT_IN_CRIU})
+        if not r.HasField("size"):
+            why["file.size"] = f"{NOT_IN_CRIU} (CRIU records sizes of mapped files only)"
+    elif fe.HasField("pipe") or fe.HasField("fifo"):
+        if fe.HasField("pipe"):
+            p, img = fe.pipe, "pipes-data.img"
+            fd.kind, fd.flags = cf.FD_PIPE, p.flags | cloexec
+            fd.path = b"pipe:[%d]" % p.pipe_id
+            pipe_id = p.pipe_id
+        else:
+            img = "fifo-data.img"
+            fd.kind = cf.FD_FIFO
+            pipe_id = fe.fifo.pipe_id
+            reg = files.by_id.get(fe.fifo.regf_id)
+            if reg is not None and reg.HasField("reg"):
+                fd.path, fd.flags, fd.pos = reg.reg.name, reg.reg.flags | cloexec, reg.reg.pos
+        acc = fd.flags & O_ACCMODE
+        fd.pipe.pipe_ino = pipe_id
+        fd.pipe.read_end = acc in (0, O_RDWR)
+        fd.pipe.write_end = acc in (O_WRONLY, O_RDWR)
+        fd.ino = pipe_id
+        data = files.pipe_data.get((img, pipe_id))
+        # CRIU dumps every pipe's queued data: a pipe without an entry holds none.
+        fd.pipe.queued_bytes = data.bytes if data is not None else 0
+        if data is not None and data.HasField("size"):
+            fd.pipe.pipe_size = data.size
+        else:
+            why["pipe.pipe_size"] = NOT_IN_CRIU
+    elif fe.HasField("usk") or fe.HasField("isk") or fe.HasField("nlsk") or fe.HasField("psk"):
+        sub = (fe.usk if fe.HasField("usk") else fe.isk if fe.HasField("isk")
+               else fe.nlsk if fe.HasField("nlsk") else fe.psk)
+        fd.kind, fd.flags = cf.FD_SOCKET, sub.flags | cloexec
+        ino = getattr(sub, "ino", 0)
+        fd.ino, fd.socket.inode = ino, ino
+        fd.path = b"socket:[%d]" % ino
+        if fe.HasField("psk"):
+            why["socket.inode"] = f"{NOT_IN_CRIU}: CRIU's packet socket entry has no inode"
+        sock = _socket(ctx, fe)
+        if sock is not None and sock.inode not in ctx.sockets:
+            ctx.sockets[sock.inode] = sock
+    elif fe.HasField("efd"):
+        fd.kind, fd.flags = cf.FD_EVENTFD, fe.efd.flags | cloexec
+        fd.eventfd.count = fe.efd.counter
+    elif fe.HasField("epfd"):
+        fd.kind, fd.flags = cf.FD_EPOLL, fe.epfd.flags | cloexec
+        for tfd in fe.epfd.tfd:
+            fd.epoll.targets.add(tfd=tfd.tfd, events=tfd.events, data=tfd.data, pos=tfd.pos,
+                                 ino=tfd.inode, sdev=kdev_to_user(tfd.dev),
+                                 file_id=table.get(tfd.tfd, 0))
+    elif fe.HasField("ify"):
+        fd.kind, fd.flags = cf.FD_INOTIFY, fe.ify.flags | cloexec
+        for wd in fe.ify.wd:
+            fh = wd.f_handle
+            handle = b"".join(struct.pack("<Q", w) for w in fh.handle)[:fh.bytes]
+            fd.inotify.watches.add(wd=wd.wd, ino=wd.i_ino, sdev=kdev_to_user(wd.s_dev),
+                                   mask=wd.mask, ignored_mask=wd.ignored_mask,
+                                   fhandle_bytes=fh.bytes, fhandle_type=fh.type,
+                                   f_handle=handle)
+    elif fe.HasField("ffy"):
+        f = fe.ffy
+        fd.kind, fd.flags = cf.FD_FANOTIFY, f.flags | cloexec
+        fd.fanotify.flags, fd.fanotify.event_flags = f.faflags, f.evflags
+        for m in f.mark:
+            mark = fd.fanotify.marks.add(mflags=m.mflags, mask=m.mask,
+                                         ignored_mask=m.ignored_mask, sdev=kdev_to_user(m.s_dev))
+            if m.type == 1:
+                mark.type = cf.FANOTIFY_MARK_INODE
+                mark.ino = m.ie.i_ino
+                fh = m.ie.f_handle
+                mark.fhandle_bytes, mark.fhandle_type = fh.bytes, fh.type
+                mark.f_handle = b"".join(struct.pack("<Q", w) for w in fh.handle)[:fh.bytes]
+            elif m.type == 2:
+                mark.type, mark.mnt_id = cf.FANOTIFY_MARK_MOUNT, m.me.mnt_id
+            else:
+                mark.type = cf.FANOTIFY_MARK_OTHER
+    elif fe.HasField("sgfd"):
+        fd.kind, fd.flags = cf.FD_SIGNALFD, fe.sgfd.flags | cloexec
+        fd.signalfd.sigmask = fe.sgfd.sigmask
+    elif fe.HasField("tfd"):
+        t_ = fe.tfd
+        fd.kind, fd.flags = cf.FD_TIMERFD, t_.flags | cloexec
+        fd.timerfd.clockid, fd.timerfd.ticks = t_.clockid, t_.ticks
+        fd.timerfd.settime_flags = t_.settime_flags
+        fd.timerfd.it_value_ns = t_.vsec * 1_000_000_000 + t_.vnsec
+        fd.timerfd.it_interval_ns = t_.isec * 1_000_000_000 + t_.insec
+    elif fe.HasField("memfd"):
+        m = fe.memfd
+        fd.kind, fd.flags, fd.pos = cf.FD_MEMFD, m.flags | cloexec, m.pos
+        inode = files.memfd_inodes.get(m.inode_id)
+        if inode is not None:
+            fd.memfd.name, fd.memfd.size, fd.memfd.seals = inode.name, inode.size, inode.seals
+            fd.memfd.hugetlb = bool(inode.hugetlb_flag)
+            fd.path = b"/memfd:" + inode.name
+        else:
+            why["memfd"] = f"memfd.img has no inode {m.inode_id}"
+        fd.deleted = True
+        if inode is not None:
+            fd.memfd.ghost.CopyFrom(_memfd_ghost(ctx, inode))
+    elif fe.HasField("tty"):
+        fd.kind, fd.flags = cf.FD_TTY, fe.tty.flags | cloexec
+        info_ = files.tty_info.get(fe.tty.tty_info_id)
+        if info_ is not None:
+            major, minor = info_.rdev >> 20, info_.rdev & 0xFFFFF
+            fd.tty.rdev_major, fd.tty.rdev_minor = major, minor
+            fd.tty.driver = TTY_DRIVER.get(info_.type, f"unknown({info_.type})")
+            fd.tty.is_master = info_.type == 1 and major == PTMX_MAJOR
+            if info_.HasField("pty"):
+                fd.tty.index = info_.pty.index
+            if fd.tty.driver == "pts" and fd.tty.is_master:
+                fd.tty.driver = "ptmx"
+        reg = files.by_id.get(fe.tty.regf_id) if fe.tty.HasField("regf_id") else None
+        if reg is not None and reg.HasField("reg"):
+            fd.path, fd.pos = reg.reg.name, reg.reg.pos
+    elif fe.HasField("pidfd"):
+        fd.kind, fd.flags = cf.FD_PIDFD, fe.pidfd.flags | cloexec
+        fd.pidfd.pid = fe.pidfd.nspid
+        fd.pidfd.ns_pids.append(fe.pidfd.nspid)
+        fd.ino = fe.pidfd.ino
+    else:
+        fd.kind = cf.FD_UNKNOWN
+        fd.unknown.raw = fe.SerializeToString()
+        fd.unknown.reason = (f"CRIU file kind {files_pb2.FdType.Name(t)}"
+                             if t in files_pb2.FdType.values() else f"CRIU file kind {t}")
+        fd.unknown.reason += " has no criu-model mapping"
+    if not fd.path and t in _ANON_LINK:
+        fd.path = _ANON_LINK[t]
+    if fd.kind not in (cf.FD_REGULAR, cf.FD_DIRECTORY, cf.FD_OPATH, cf.FD_MEMFD, cf.FD_FIFO):
+        why["pos"] = f"{NOT_IN_CRIU} for this kind"
+    if not fd.mnt_id:
+        why["mnt_id"] = NOT_IN_CRIU
+    _unreadable(fd, why)
+    return fd
+
+
+def _fd_tables(ctx: _Ctx) -> None:
+    dump = ctx.dump
+    for proc in ctx.snap.processes:
+        if proc.state == "Z":
+            continue
+        ids = _ids(dump, proc.pid, _core(dump, proc.pid))
+        if ids is None:
+            continue
+        name = f"fdinfo-{ids.files_id}.img"
+        if name not in dump.images:
+            raise InconsistentImage(dump.path(f"ids-{proc.pid}.img"), None,
+                                    f"pid {proc.pid} has files_id {ids.files_id}, but {name} "
+                                    "is missing")
+        infos = [e for e in dump.entries(name) if isinstance(e, files_pb2.FdinfoEntry)]
+        table_ids = {e.fd: e.id for e in infos}
+        table = cf.FdTable(pid=proc.pid)
+        for info in sorted(infos, key=lambda e: e.fd):
+            table.fds.append(_fd(ctx, proc.pid, info, table_ids))
+        _unreadable(table, {"locks": f"{NOT_IN_CRIU} (file-locks.img is not mapped)"})
+        ctx.snap.fds.append(table)
+
+
+# -- inventory ------------------------------------------------------------
+
+def _inventory(dump: CriuDump, pstree: list[core_pb2.PstreeEntry]) -> inventory_pb2.Inventory:
+    inv = inventory_pb2.Inventory(format_major=cm_framing.FORMAT_MAJOR,
+                                  format_minor=cm_framing.FORMAT_MINOR)
+    entries = dump.entries("inventory.img")
+    c = entries[0] if entries else core_pb2.Inventory()
+    assert isinstance(c, core_pb2.Inventory)
+    inv.tool_version = (f"criu (image format v1.1, img_version {c.img_version}; "
+                        "the CRIU release is not in CRIU images)")
+    if pstree:
+        inv.root_pids.append(pstree[0].pid)
+    stats = dump.entries("stats-dump")
+    if stats:
+        d = stats[0].dump  # type: ignore[attr-defined]
+        inv.frozen_for_ns = d.frozen_time * 1000
+        inv.dump_duration_ns = (d.freezing_time + d.frozen_time) * 1000
+    options = [f"img_version={c.img_version}"]
+    if c.HasField("network_lock_method"):
+        options.append("network_lock=" + NETWORK_LOCK.get(c.network_lock_method,
+                                                          f"unknown({c.network_lock_method})"))
+    if c.HasField("lsmtype"):
+        options.append("lsm=" + LSM.get(c.lsmtype, f"unknown({c.lsmtype})"))
+    if c.HasField("pre_dump_mode"):
+        options.append(f"pre_dump_mode={c.pre_dump_mode}")
+    if c.tcp_close:
+        options.append("tcp_close")
+    if c.allow_uprobes:
+        options.append("allow_uprobes")
+    if dump.one("tcp-stream-0.img") is not None or any(
+            i.kind == "TCP_STREAM" for i in dump.images.values()):
+        options.append("tcp_established (tcp-stream images present)")
+    if c.HasField("dump_criu_run_id"):
+        options.append(f"run_id={c.dump_criu_run_id}")
+    if c.plugins_entry.plugins:
+        options.append("plugins=" + ",".join(c.plugins_entry.plugins))
+    inv.collectors.add(name="criu.options", ran=True, reason=", ".join(options))
+    if stats:
+        d = stats[0].dump  # type: ignore[attr-defined]
+        inv.collectors.add(name="criu.stats", ran=True, reason=(
+            f"freezing {d.freezing_time} us, frozen {d.frozen_time} us, memdump "
+            f"{d.memdump_time} us, memwrite {d.memwrite_time} us, pages scanned "
+            f"{d.pages_scanned}, written {d.pages_written}"))
+    for attr in ("kernel_release", "hostname", "time_ns", "boot_time_ns", "clock_ticks",
+                 "page_size", "freeze_method"):
+        inv.collectors.add(name=f"inventory.{attr}", ran=False, reason=NOT_IN_CRIU)
+    kinds: dict[str, int] = defaultdict(int)
+    for image in dump.images.values():
+        kinds[image.kind] += 1
+    for kind in sorted(kinds):
+        inv.collectors.add(name=f"criu.{kind}", ran=True,
+                           reason=f"{kinds[kind]} image file(s) read")
+    for name, why in dump.not_read:
+        inv.collectors.add(name=f"criu-image:{name}", ran=False, reason=why)
+    return inv
+
+
+def _link_pending(sockets: dict[int, cs.Socket]) -> None:
+    """A connection not yet accepted: CRIU records the client's peer as the listener.
+
+    sock_diag lists such clients under the listener (UNIX_DIAG_ICONS), as
+    criu-model's `pending`; the client's real peer, the embryo socket in the
+    listener's queue, is not in CRIU images.
+    """
+    for sock in sockets.values():
+        if sock.WhichOneof("kind") != "unix" or sock.state == 10:
+            continue
+        peer = sockets.get(sock.unix.peer_inode)
+        if peer is not None and peer.WhichOneof("kind") == "unix" and peer.state == 10:
+            peer.unix.pending.append(sock.inode)
+            sock.unreadable.add(field="unix.peer_inode", reason=(
+                f"{NOT_IN_CRIU}: the embryo socket a pending connection is joined to is not "
+                "dumped; CRIU names the listener instead"))
+
+
+def to_snapshot(dump: CriuDump, old_handlers: dict[str, tuple[int, str]]) -> Snapshot:
+    """Map the decoded images of one CRIU dump onto a criu-model Snapshot."""
+    pstree = [e for e in dump.entries("pstree.img") if isinstance(e, core_pb2.PstreeEntry)]
+    snap = Snapshot(inventory=_inventory(dump, pstree))
+    ctx = _Ctx(dump=dump, files=_Files(dump, old_handlers), snap=snap)
+    seen: set[int] = set()
+    for entry in pstree:
+        if entry.pid in seen:
+            raise InconsistentImage(dump.path("pstree.img"), None,
+                                    f"pid {entry.pid} appears twice")
+        seen.add(entry.pid)
+        snap.processes.append(_process(ctx, entry))
+    for proc in snap.processes:
+        mm_entries = dump.entries(f"mm-{proc.pid}.img")
+        if proc.state != "Z" and mm_entries:
+            mm = mm_entries[0]
+            assert isinstance(mm, core_pb2.MmEntry)
+            snap.memory.append(_memory(ctx, proc.pid, mm))
+    _fd_tables(ctx)
+    snap.ghosts.extend(ctx.ghosts[k] for k in sorted(ctx.ghosts))
+    _link_pending(ctx.sockets)
+    snap.sockets.extend(ctx.sockets[k] for k in sorted(ctx.sockets))
+    return snap

@@ -1,0 +1,255 @@
+"""Real CRIU 4.2 dumps, loaded and held against the truth the program wrote from /proc."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import criu_model
+from criu_model.errors import TruncatedImage
+from criu_model.formats import detect
+from criu_model.formats.criu import load_criu, read_dir
+from criu_model.formats.criu.mapping import NOT_IN_CRIU, page_runs, page_size
+from criu_model.images.pb import files_pb2 as cf
+from criu_model.images.pb import mm_pb2
+from criu_model.images.pb import sockets_pb2 as cs
+from tests.formats.conftest import FIXTURES, TREES, truth
+
+O_CLOEXEC = 0o2000000
+DELETED = " (deleted)"
+
+
+@pytest.fixture(scope="module")
+def snaps() -> dict[str, criu_model.Snapshot]:
+    return {name: load_criu(FIXTURES / name) for name in TREES}
+
+
+def _why(msg, name: str) -> str | None:
+    return next((u.reason for u in msg.unreadable if u.field == name), None)
+
+
+@pytest.mark.parametrize("name", TREES)
+def test_processes_match_truth(snaps, name: str) -> None:
+    snap, want = snaps[name], truth(name)
+    assert sorted(p.pid for p in snap.processes) == sorted(p["pid"] for p in want["processes"])
+    assert list(snap.inventory.root_pids) == [want["root_pid"]]
+    for t in want["processes"]:
+        proc = snap.by_pid[t["pid"]]
+        if t["pid"] == want["root_pid"]:
+            # CRIU writes 0 as the root's parent: marked, not passed off as a value.
+            assert proc.ppid == 0 and NOT_IN_CRIU in _why(proc, "ppid")
+        else:
+            assert proc.ppid == t["ppid"]
+        assert (proc.pgid, proc.sid, proc.comm.decode()) == (t["pgid"], t["sid"], t["comm"])
+        assert list(proc.ns_pids) == [t["pid"]]
+        assert NOT_IN_CRIU in _why(proc, "start_time")
+        if t["state"] == "Z":
+            assert proc.state == "Z"
+        else:
+            # CRIU records alive/dead/stopped only: no letter invented for "alive".
+            assert proc.state == "" and NOT_IN_CRIU in _why(proc, "state")
+        assert [th.tid for th in proc.threads] == t["tids"]
+        assert [th.comm.decode() for th in proc.threads] == t["thread_comms"]
+
+
+def test_zombie_exit_code_and_garbage_thread(snaps) -> None:
+    for name in ("tree-full", "tree-before", "tree-after"):
+        zombie = snaps[name].by_pid[6392]
+        assert zombie.state == "Z" and zombie.exit_code == 7 << 8
+        # pstree.img's threads[0] of a dead task is garbage: the leader stands in.
+        assert [th.tid for th in zombie.threads] == [6392]
+        assert 6392 not in snaps[name].fds_by_pid
+        assert 6392 not in snaps[name].memory_by_pid
+
+
+def _target(fd: cf.Fd) -> str:
+    return fd.path.decode() + (DELETED if fd.deleted else "")
+
+
+@pytest.mark.parametrize("name", TREES)
+def test_every_fd_matches_truth(snaps, name: str) -> None:
+    snap = snaps[name]
+    for t in truth(name)["processes"]:
+        if t["state"] == "Z":
+            continue
+        table = snap.fds_by_pid[t["pid"]]
+        assert [fd.fd for fd in table.fds] == [f["fd"] for f in t["fds"]]
+        for fd, f in zip(table.fds, t["fds"], strict=True):
+            assert fd.flags == int(f["flags_octal"], 8), (t["pid"], fd.fd)
+            assert fd.pos == f["pos"], (t["pid"], fd.fd)
+            assert _target(fd) == f["target"], (t["pid"], fd.fd)
+
+
+KINDS = {"eventfd": "eventfd", "epoll": "epoll", "memfd": "memfd", "deleted_file": "file",
+         "deleted_file_dup": "file", "timerfd": "timerfd", "signalfd": "signalfd",
+         "inotify": "inotify", "directory": "file", "unix_socketpair_a": "socket",
+         "unix_socketpair_b": "socket", "unix_listen_path": "socket",
+         "unix_pending_client": "socket", "unix_abstract_dgram": "socket",
+         "tcp_listen": "socket", "tcp_client": "socket", "tcp_server_accepted": "socket",
+         "udp6": "socket", "netlink_route": "socket"}
+
+
+def test_every_kind_of_f(snaps) -> None:
+    snap = snaps["tree-full"]
+    f = truth("tree-full")["F"]
+    fds = {fd.fd: fd for fd in snap.fds_by_pid[f["pid"]].fds}
+    for role, state in KINDS.items():
+        assert fds[f["fd_kinds"][role]].WhichOneof("state") == state, role
+    k, d = f["fd_kinds"], f["details"]
+    assert fds[k["directory"]].kind == cf.FD_DIRECTORY
+    assert fds[k["eventfd"]].eventfd.count == d["eventfd_count"]
+    (target,) = fds[k["epoll"]].epoll.targets
+    assert target.tfd == d["epoll_watches"][0]["fd"] and target.events & 1  # EPOLLIN
+    assert target.file_id == fds[k["eventfd"]].file_id
+    memfd = fds[k["memfd"]]
+    assert memfd.memfd.name.decode() == d["memfd"]["name"]
+    assert memfd.memfd.size == d["memfd"]["size"]
+    ghost = snap.ghosts_by_id[memfd.memfd.ghost.ghost_id]
+    assert ghost.captured and len(ghost.data) == d["memfd"]["size"]
+    assert ghost.data.startswith(b"abcdefghijklmnopqrstuvwxyz")
+    deleted = fds[k["deleted_file"]]
+    assert deleted.deleted and deleted.file_id == fds[k["deleted_file_dup"]].file_id
+    content = snap.ghosts_by_id[deleted.file.ghost.ghost_id]
+    assert content.data == b"contents of the deleted file\n"
+    assert len(content.data) == d["deleted_file"]["size"]
+    assert content.dev == os.makedev(254, 0)
+    tfd = fds[k["timerfd"]].timerfd
+    assert tfd.clockid == 1 and tfd.it_interval_ns == d["timerfd"]["interval_ns"]
+    assert fds[k["signalfd"]].signalfd.sigmask == 1 << (12 - 1)  # SIGUSR2
+    (watch,) = fds[k["inotify"]].inotify.watches
+    assert watch.wd == d["inotify"]["wd"] and watch.mask == 0x100 | 0x200  # CREATE|DELETE
+    assert watch.fhandle_bytes == 8 and len(watch.f_handle) == 8
+
+    socks = snap.sockets_by_inode
+
+    def sock(role: str) -> cs.Socket:
+        return socks[fds[k[role]].socket.inode]
+    a, b = sock("unix_socketpair_a"), sock("unix_socketpair_b")
+    assert a.unix.peer_inode == b.inode and b.unix.peer_inode == a.inode
+    assert b.rqueue == len(d["socketpair"]["data"])
+    listener = sock("unix_listen_path")
+    assert listener.state == 10 and listener.unix.name.decode() == d["unix_listen"]["path"]
+    assert listener.unix.backlog == d["unix_listen"]["backlog"]
+    assert listener.unix.pending == [sock("unix_pending_client").inode]
+    abstract = sock("unix_abstract_dgram")
+    assert abstract.unix.abstract and abstract.unix.name == b"\0scn-abstract-dgram"
+    tcp = d["tcp"]
+    lis, cli, srv = sock("tcp_listen"), sock("tcp_client"), sock("tcp_server_accepted")
+    assert (lis.state, lis.inet.src, lis.inet.sport) == (10, tcp["addr"], tcp["listen_port"])
+    assert (cli.inet.sport, cli.inet.dport) == (tcp["client_port"], tcp["server_port"])
+    assert cli.rqueue == len("srv2cli") and srv.rqueue == len("tcp-client-to-server")
+    udp = sock("udp6")
+    assert udp.family == cs.FAMILY_INET6 and udp.inet.src == d["udp6"]["addr"]
+    assert udp.inet.sport == d["udp6"]["port"] and udp.inet.v6only
+    nl = sock("netlink_route")
+    assert nl.family == cs.FAMILY_NETLINK and nl.netlink.portid == d["netlink"]["portid"]
+
+
+def test_pipe_and_shares(snaps) -> None:
+    snap = snaps["tree-full"]
+    pipe = truth("tree-full")["notes"]["pipe"]
+    read_end = {fd.fd: fd for fd in snap.fds_by_pid[6394].fds}[pipe["read_fd_in_B"]]
+    write_end = {fd.fd: fd for fd in snap.fds_by_pid[6393].fds}[pipe["write_fd_in_A"]]
+    assert read_end.pipe.pipe_ino == write_end.pipe.pipe_ino
+    assert read_end.pipe.read_end and not read_end.pipe.write_end
+    assert read_end.pipe.queued_bytes == pipe["queued_bytes"]
+    # fd 50 is one open file description inherited by every child; fd 51 is another.
+    holders = {fd.file_id for t in snap.fds for fd in t.fds if fd.fd == 50}
+    assert len(holders) == 1
+    threads = snap.by_pid[6398]
+    assert threads.shares.vm and threads.shares.files
+    assert len({p.shares.vm for p in snap.processes if p.state != "Z"}) == 10
+
+
+def test_memory_maps(snaps) -> None:
+    snap = snaps["tree-full"]
+    mm = snap.memory_by_pid[6391]
+    kinds = [v.kind for v in mm.vmas]
+    assert kinds.count(mm_pb2.VMA_HEAP) == 1 and kinds.count(mm_pb2.VMA_STACK) == 1
+    assert mm_pb2.VMA_VDSO in kinds and mm_pb2.VMA_VSYSCALL in kinds
+    exe = [v for v in mm.vmas if v.path == b"/tmp/criu-fixtures/scn"]
+    assert exe and exe[0].offset == 0 and exe[0].prot == 1
+    assert NOT_IN_CRIU in _why(mm, "vmas.pages")
+    assert snap.by_pid[6391].exe.path == b"/tmp/criu-fixtures/scn"
+    assert snap.by_pid[6391].cwd.path == b"/tmp/criu-fixtures/work"
+
+
+def test_creds_rlimits_signals(snaps) -> None:
+    root = snaps["tree-full"].by_pid[6391]
+    assert list(root.creds.uids) == [0, 0, 0, 0]
+    assert root.creds.cap_eff == 0x1FF_FEFFFFFF  # CRIU's two words of the capability set
+    nofile = {r.resource: r for r in root.rlimits}["RLIMIT_NOFILE"]
+    assert nofile.soft == 20000
+    assert root.sig_caught & 1 << (10 - 1)  # the SIGUSR1 handler that makes the mutation
+
+
+def test_inventory_says_criu(snaps) -> None:
+    inv = snaps["tree-full"].inventory
+    assert inv.tool_version.startswith("criu ")
+    runs = {c.name: c for c in inv.collectors}
+    assert "network_lock=nftables" in runs["criu.options"].reason
+    assert "tcp_established" in runs["criu.options"].reason
+    assert not runs["inventory.time_ns"].ran and runs["inventory.time_ns"].reason == NOT_IN_CRIU
+    assert runs["criu.CORE"].ran
+    assert inv.frozen_for_ns > 0
+    sleep = {c.name: c for c in snaps["sleep"].inventory.collectors}
+    assert "network_lock=iptables" in sleep["criu.options"].reason
+
+
+def test_page_runs() -> None:
+    dump = read_dir(FIXTURES / "tree-full")
+    pages_id, runs = page_runs(dump, "pagemap-shmem-478.img")
+    assert pages_id == 10 and [(r.vaddr, r.nr_pages, r.offset) for r in runs] == [(0, 2, 0)]
+    assert page_size(dump, "pagemap-shmem-478.img") == 4096
+
+
+def test_diff_before_after_is_exactly_the_mutation(snaps) -> None:
+    result = criu_model.diff(snaps["tree-before"], snaps["tree-after"])
+    got = sorted((c.op, c.what, c.pid, c.fd) for c in result.changes)
+    assert got == [("added", "fd", 6391, 200), ("added", "process", 6722, None)]
+    g = snaps["tree-after"].by_pid[6722]
+    assert g.ppid == 6391
+    fd200 = {fd.fd: fd for fd in snaps["tree-after"].fds_by_pid[6722].fds}[200]
+    root200 = {fd.fd: fd for fd in snaps["tree-after"].fds_by_pid[6391].fds}[200]
+    assert fd200.file_id == root200.file_id  # inherited: one open file description
+
+
+def test_diff_full_vs_before_is_empty(snaps) -> None:
+    assert criu_model.diff(snaps["tree-full"], snaps["tree-before"]).identical
+
+
+@pytest.mark.parametrize("name", TREES)
+def test_plan_offline(snaps, name: str) -> None:
+    result = criu_model.plan(snaps[name], live=False)
+    assert result.processes or result.steps
+
+
+def test_refused_dump_is_one_clear_line() -> None:
+    path = FIXTURES / "tree-refused-partial"
+    assert detect(path) == "criu-dir"
+    with pytest.raises(TruncatedImage) as err:
+        load_criu(path)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "CRIU image directory left by a refused dump" in msg
+    assert "inventory.img/pstree.img" in msg
+
+
+def test_detect_tells_criu_from_criu_model(tmp_path: Path, snaps) -> None:
+    assert detect(FIXTURES / "sleep") == "criu-dir"
+    ours = criu_model.write(snaps["sleep"], tmp_path / "snap")
+    assert detect(ours) is None
+    assert detect(tmp_path / "nothing") is None
+    (tmp_path / "empty").mkdir()
+    assert detect(tmp_path / "empty") is None
+    assert detect(tmp_path / "x.tar.gz") is None  # does not exist
+
+
+def test_imported_snapshot_loads_and_equals(tmp_path: Path, snaps) -> None:
+    path = criu_model.write(snaps["tree-full"], tmp_path / "imported")
+    again = criu_model.load(path)
+    assert criu_model.diff(snaps["tree-full"], again).identical
+    assert again.inventory.tool_version.startswith("criu ")
+    assert again.ghosts_by_id[1].data == b"contents of the deleted file\n"
