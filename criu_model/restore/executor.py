@@ -21,6 +21,7 @@ import json
 import os
 import posixpath
 import socket
+import stat
 import struct
 import time
 from dataclasses import dataclass, field
@@ -110,27 +111,42 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
              if s.action is Action.OPEN and s.args.get("kind") == "regular" and "path" in s.args]
     for index, step in opens:
         path = str(step.args["path"])
-        if not _writes(step) or path in HARMLESS_DEVICES:
+        fd = files.get(int(step.args.get("file", 0)))
+        deleted = fd is not None and fd.deleted
+        if not deleted and (not _writes(step) or path in HARMLESS_DEVICES):
             continue
         parent = posixpath.dirname(path)
+        why = "is deleted (recreated from its contents)" if deleted else \
+            "is opened for writing"
         if parent in _UNSAFE_SCRATCH or path.startswith(("/dev/", "/proc/", "/sys/")):
-            refused[index] = f"{path} is opened for writing in {parent}, which the " \
-                             "rehearsal does not cover with a scratch tmpfs"
+            refused[index] = f"{path} {why} in {parent}, which the rehearsal does not " \
+                             "cover with a scratch tmpfs"
+            continue
+        if not os.path.isdir(parent):
+            refused[index] = f"{path} {why}, but its directory {parent} is gone here"
             continue
         dirs.add(parent)
     # Keep the outermost directories only; everything planned below one is recreated.
     tops = sorted(d for d in dirs if not any(d.startswith(o + "/") for o in dirs if o != d))
     entries = []
+    # Every planned path below a covered directory is recreated there: files (sparse, at
+    # their size) and directories, so opens that only read are not hidden by the tmpfs.
+    paths = [(i, s) for i, s in enumerate(plan.steps) if s.action is Action.OPEN
+             and s.args.get("kind") in ("regular", "directory", "opath") and "path" in s.args]
     for top in tops:
         sub: set[str] = set()
         made: dict[str, int] = {}
-        for index, step in opens:
+        for index, step in paths:
             path = str(step.args["path"])
             if not path.startswith(top + "/") or index in refused:
                 continue
             rel = path[len(top) + 1:]
             fd = files.get(int(step.args.get("file", 0)))
-            made[rel] = fd.file.size if fd is not None else 0
+            if fd is not None and stat.S_ISDIR(fd.file.mode):
+                sub.add(rel)
+                continue
+            made[rel] = fd.file.ghost.size if fd is not None and fd.deleted else \
+                fd.file.size if fd is not None else 0
             if "/" in rel:
                 sub.add(posixpath.dirname(rel))
         entries.append({"dir": top, "subdirs": sorted(sub), "files": sorted(made.items())})
@@ -167,9 +183,31 @@ class Conductor:
         if not reply.get("ok"):
             raise CriuModelError(f"rehearsal: sandbox setup failed: {reply.get('error')}")
         self.channels[NEW_NS_INIT] = self.sandbox.ctl
+        self._fill_ghosts()
         self.host_pid[NEW_NS_INIT] = self.sandbox.pid
         self.result.outcomes.append(StepOutcome(0, steps[0], "done", "the sandbox init"))
         return self.sandbox
+
+    def _fill_ghosts(self) -> None:
+        """Deleted files' captured contents, written into the sandbox's scratch tmpfs
+        through /proc/INIT/root (its mount namespace: nothing of the host is written);
+        the last open of each such path unlinks it again."""
+        assert self.sandbox is not None
+        self._unlink_at: set[int] = set()
+        last: dict[str, int] = {}
+        for index, step in enumerate(self.plan.steps):
+            fd = self.files.get(int(step.args.get("file", 0))) \
+                if step.action is Action.OPEN else None
+            if fd is None or not fd.deleted or step.args.get("kind") != "regular" \
+                    or index in self._refused:
+                continue
+            path = str(step.args["path"])
+            last[path] = index
+            ghost = self.snap.ghosts_by_id.get(fd.file.ghost.ghost_id)
+            if ghost is not None and ghost.captured and ghost.data:
+                with open(f"/proc/{self.sandbox.pid}/root{path}", "r+b") as f:
+                    f.write(ghost.data)
+        self._unlink_at = set(last.values())
 
     # ------------------------------------------------------------ steps
 
@@ -233,6 +271,8 @@ class Conductor:
                 and planned.new_pid_ns:
             return self._kill_init(index, step)
         wire = {"actor": actor, "action": str(step.action), **a}
+        if index in getattr(self, "_unlink_at", ()):
+            wire["unlink"] = True
         if step.action in (Action.PIPE, Action.SOCKETPAIR):
             wire["ends"] = [self._end(int(k)) for k in a["files"]]
         reply, fds = self._ask(actor, {"op": "step", "step": wire}, f"step {index}")
@@ -337,8 +377,10 @@ class Conductor:
         if kind not in _OPEN_KINDS:
             return f"{kind} files are not rehearsed yet"
         fd = self.files.get(int(step.args.get("file", 0)))
-        if fd is not None and fd.deleted and kind != "memfd":
-            return "deleted files are not rehearsed yet (their contents are captured)"
+        if fd is not None and fd.deleted and kind == "regular" and not fd.file.ghost.captured:
+            return "a deleted file whose contents were not captured"
+        if fd is not None and fd.deleted and kind not in ("regular", "memfd"):
+            return f"deleted {kind} files are not rehearsed yet"
         if kind == "pipe" and fd is not None and fd.kind == files_pb2.FD_FIFO:
             return "FIFOs are not rehearsed yet"
         if kind == "pidfd":

@@ -238,6 +238,10 @@ class Judge:
             pairs.append(("pos", want.pos, got.pos))
         if state == "file":
             pairs.append(("path", printable(want.path), printable(got.path)))
+            pairs.append(("deleted", want.deleted, got.deleted))
+        if state == "file" and want.kind == files_pb2.FD_REGULAR and not want.file.rdev:
+            pairs.append(("size", want.file.size, got.file.size if got.HasField("file")
+                          else None))
         if state == "pipe":
             pairs.append(("pipe_end", _pipe_end(want), _pipe_end(got)))
         if state == "epoll":

@@ -36,6 +36,7 @@ from criu_model.kernel.clone3 import CLONE_ARGS_SIZE_VER1, CloneArgs
 from criu_model.kernel.libc import syscall_number
 
 F_ADD_SEALS, F_SEAL_SEAL = 1033, 0x1
+O_TMPFILE_BIT = 0o20000000
 SERVICE_FD_BASE = 1 << 20      # planner/files.py: the planner's service fds start here
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -233,12 +234,19 @@ class Worker:
         flags = int(a["flags"])
         if kind in ("regular", "directory", "opath"):
             path = a["path"]
-            oflags = flags & ~(os.O_CREAT | os.O_TRUNC | os.O_EXCL | O_CLOEXEC)
+            # f_flags keep bits that only mean something at open time: an O_TMPFILE file
+            # (O_TMPFILE_BIT | O_DIRECTORY, Linux 3.11) is reopened as the plain file it is.
+            oflags = flags & ~(os.O_CREAT | os.O_TRUNC | os.O_EXCL | O_CLOEXEC | os.O_NOCTTY
+                               | O_TMPFILE_BIT)
+            if kind != "directory":
+                oflags &= ~os.O_DIRECTORY
             if path.startswith("/dev/") and flags & O_ACCMODE and path not in HARMLESS_DEVICES:
                 raise OSError(errno.EPERM, f"{path}: a device opened for writing")
             tmp = os.open(path, oflags | O_CLOEXEC)
             if a.get("pos") and kind == "regular":
                 os.lseek(tmp, int(a["pos"]), os.SEEK_SET)
+            if a.get("unlink"):   # a deleted file: its stand-in goes once the last opens it
+                os.unlink(path)
         elif kind == "pipe":   # the other end is outside: pipe(), keep one end
             r, w = os.pipe()
             keep, drop = (w, r) if flags & O_ACCMODE == os.O_WRONLY else (r, w)
@@ -432,6 +440,8 @@ class Worker:
                 reply = {"ok": False, "errno": err.errno or 0, "error": str(err)}
             except (KeyError, ValueError, TypeError) as err:
                 reply = {"ok": False, "errno": errno.EINVAL, "error": f"bad step: {err!r}"}
+            except Exception as err:  # noqa: BLE001 - a worker bug is reported, never fatal
+                reply = {"ok": False, "errno": 0, "error": f"worker bug: {err!r}"}
             for fd in fds:
                 os.close(fd)
             self._send(reply, attach)
