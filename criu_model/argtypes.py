@@ -3,7 +3,7 @@ importing the collectors."""
 
 from __future__ import annotations
 
-from criu_model.errors import UsageError
+from criu_model.errors import BadArgument
 
 
 def parse_pid(text: str | int) -> int:
@@ -12,8 +12,8 @@ def parse_pid(text: str | int) -> int:
         pid = text
     else:
         if not text.strip().isdigit():
-            raise UsageError(f"{text!r} is not a pid (expected a positive integer)")
+            raise BadArgument(f"{text!r} is not a pid (expected a positive integer)")
         pid = int(text)
     if pid <= 0:
-        raise UsageError(f"{pid} is not a pid (expected a positive integer)")
+        raise BadArgument(f"{pid} is not a pid (expected a positive integer)")
     return pid

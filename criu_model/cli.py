@@ -27,7 +27,7 @@ try:
     from criu_model import __version__, cli_diff, cli_heat, cli_memory, cli_plan, cli_thaw
     from criu_model.argtypes import parse_pid
     from criu_model.collect.fds import DEFAULT_GHOST_LIMIT
-    from criu_model.errors import AccessDenied, CriuModelError, UsageError
+    from criu_model.errors import AccessDenied, BadArgument, CriuModelError, UsageError
     from criu_model.freeze import FreezeMethod
     from criu_model.images import load, write
     from criu_model.names import printable
@@ -125,6 +125,17 @@ def _check_writable(parent: Path) -> None:
                        "dumped)")
 
 
+def _remove_stale(parent: Path) -> None:
+    """Dead dumpers' temporary directories go now; say what went, and what stays and why."""
+    from criu_model.images.stale import remove_stale
+
+    for left in remove_stale(parent):
+        if left.removed:
+            print(printable(f"criu-model: removed {left.path}: {left.why}"), file=sys.stderr)
+        elif not left.running:
+            print(printable(f"criu-model: kept {left.path}: {left.why}"), file=sys.stderr)
+
+
 def _cmd_dump(args: argparse.Namespace, console: Console) -> int:
     roots = [parse_pid(p) for p in args.pids]
     target = args.dir or f"dump-{roots[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -132,6 +143,7 @@ def _cmd_dump(args: argparse.Namespace, console: Console) -> int:
         # Checked before freezing anything: fail fast, touch nothing.
         raise CriuModelError(f"{target} already exists (use --force to replace it)")
     _check_writable(Path(target).absolute().parent)
+    _remove_stale(Path(target).absolute().parent)
     if args.no_pages_old:
         print("criu-model: --no-pages is now --no-page-counts (page counts, not contents)",
               file=sys.stderr)
@@ -223,6 +235,8 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.debug:
             raise
         print(printable(f"criu-model: error: {err}"), file=sys.stderr)
+        if isinstance(err, BadArgument):   # a malformed value: a usage error, as argparse's
+            return EXIT_USAGE
         return _ERROR_EXIT.get(args.command, EXIT_FAIL)
     except (KeyboardInterrupt, Terminated):
         print("criu-model: interrupted; targets were released, nothing was written",

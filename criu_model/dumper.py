@@ -31,7 +31,7 @@ from criu_model.collect.shares import fill_sharing
 from criu_model.collect.sockdump import SocketDump
 from criu_model.collect.stat import parse_stat
 from criu_model.collect.tree import discover
-from criu_model.errors import AccessDenied, ProcessGone, UsageError
+from criu_model.errors import AccessDenied, BadArgument, ProcessGone, UsageError
 from criu_model.freeze import FreezeMethod, frozen
 from criu_model.images import framing
 from criu_model.images.pb import (
@@ -226,6 +226,63 @@ def _open_parent(parent: str | os.PathLike[str], roots: list[int], proc_root: st
     return snap
 
 
+def _pid_max(proc_root: str) -> int | None:
+    try:
+        return int(read_all(f"{proc_root}/sys/kernel/pid_max"))
+    except (OSError, ValueError):
+        return None
+
+
+def _check_root(pid: int, proc_root: str) -> None:
+    """A root pid that can be dumped, or the one line saying why not (before freezing)."""
+    proc = ProcDir(pid, proc_root)
+    if not proc.exists():
+        limit = _pid_max(proc_root)
+        if limit is not None and pid >= limit:
+            raise BadArgument(f"{pid} is not a valid pid (pid_max is {limit})")
+        raise ProcessGone(pid, "no such process")
+    try:
+        kthread = parse_stat(proc.read("stat")).is_kthread
+    except (ProcessGone, AccessDenied, ValueError):
+        return   # gone meanwhile, or unreadable: the dump itself says so
+    if kthread:
+        raise UsageError(f"pid {pid} is a kernel thread: nothing to dump (it has no user "
+                         "memory, files or registers of its own)")
+
+
+def _drop_died(collected: _Collected, states_before: dict[int, str], roots: set[int],
+               capture: PageCapture | None) -> None:
+    """Leave out processes that were alive when frozen and are zombies now.
+
+    A task killed mid-dump cannot go away while we hold it: ptrace keeps it
+    a zombie until its tracer (the dumper) lets go, and its frozen parent could
+    not reap it anyway. Its zombie state is the dump's doing, not the tree's,
+    so it is skipped like a process that vanished; so are its children, which
+    the kernel reparented when it died. A process that was a zombie when frozen
+    is a real zombie and stays. Without a freeze (no states) nothing is known.
+    """
+    dead = frozenset("ZX")
+    died = {p.pid: states_before[p.pid] for p in collected.processes
+            if p.state in dead and states_before.get(p.pid, "Z") not in dead}
+    if not died:
+        return
+    dropped: set[int] = set()
+    for proc in collected.processes:   # parents come before children
+        if proc.pid in died:
+            reason = f"killed during the dump (it was {died[proc.pid]} when frozen)"
+        elif proc.ppid in dropped and proc.pid not in roots:
+            reason = f"its parent {proc.ppid} was killed during the dump"
+        else:
+            continue
+        dropped.add(proc.pid)
+        collected.skipped.append((proc.pid, reason))
+        if capture is not None:
+            capture.owners.pop((proc.pid, 0, 0), None)
+    collected.processes[:] = [p for p in collected.processes if p.pid not in dropped]
+    collected.memory[:] = [m for m in collected.memory if m.pid not in dropped]
+    collected.fds[:] = [t for t in collected.fds if t.pid not in dropped]
+
+
 def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeMethod.PTRACE,
          page_counts: bool = True, pages: bool = False, pages_dir: str | None = None,
          parent: str | os.PathLike[str] | None = None,
@@ -248,8 +305,7 @@ def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeM
         raise UsageError("no pid given")
     method = FreezeMethod(freeze)
     for pid in roots:
-        if not ProcDir(pid, proc_root).exists():
-            raise ProcessGone(pid, "no such process")
+        _check_root(pid, proc_root)
     if parent is not None and not pages:
         raise UsageError("--parent needs --pages (an incremental dump of page contents)")
     parent_snap = _open_parent(parent, roots, proc_root) if parent is not None else None
@@ -308,6 +364,7 @@ def _dump(roots: list[int], method: FreezeMethod, page_counts: bool, ghost_limit
                 time.sleep(hold)
             collected = _collect_all(pids, set(roots), proc_root, page_counts, ghost_limit,
                                      capture)
+            _drop_died(collected, report.states_before, set(roots), capture)
             _restore_states(collected.processes, report.states_before)
             registers = (_collect_registers(collected.processes, method, proc_root)
                          if capture is not None else [])

@@ -47,6 +47,13 @@ class UsageError(CriuModelError):
     """The caller asked for something that cannot be done (bad pid text, existing dir)."""
 
 
+class BadArgument(UsageError):
+    """A command-line value that is not what it must be (not a pid, beyond pid_max).
+
+    The CLI exits 2 for it, as argparse does for its own usage errors.
+    """
+
+
 class TargetBusy(CriuModelError):
     """Someone else holds the target (another tracer, another dumper's cgroup lock)."""
 

@@ -146,7 +146,7 @@ def test_nonexistent_pid(tmp_path: Path) -> None:
 def test_non_numeric_pid(tmp_path: Path, bad: str) -> None:
     res = run("dump", "--", bad, "-D", str(tmp_path / "s")) if bad.startswith("-") else \
         run("dump", bad, "-D", str(tmp_path / "s"))
-    assert res.returncode == 1, res.stderr
+    assert res.returncode == 2, res.stderr   # a usage error, as the README promises
     assert res.stderr.count("\n") == 1 and "not a pid" in res.stderr
     assert list(tmp_path.iterdir()) == []
 
