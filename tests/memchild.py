@@ -15,7 +15,7 @@ copy-on-write and writes KID_WRITES pages of "anon" itself):
   distinct pattern; page ZERO_PAGE read only (maps the shared zero page);
   page UNTOUCHED never accessed; NEEDLE planted at NEEDLE_OFFSET;
 - ``heap``: 48 KiB from malloc (glibc's brk heap), filled;
-- ``stack``: the top page of [stack] (argv/environment strings: stable);
+- ``stack``: argv and the environment strings at the top of [stack] (stable);
 - ``shared``: 1 MiB MAP_SHARED|MAP_ANONYMOUS, first 256 KiB written (root only);
 - ``memfd``: a 1 MiB memfd mapped MAP_SHARED, first 128 KiB written;
 - ``private_file``: a 64 KiB file mapped MAP_PRIVATE, pages 1 and 3 written
@@ -159,12 +159,12 @@ def _page(i: int, salt: bytes) -> bytes:
 
 
 def _stack_top() -> tuple[int, int]:
-    with open("/proc/self/maps") as f:
-        for line in f:
-            if line.rstrip().endswith("[stack]"):
-                end = int(line.split("-")[1].split()[0], 16)
-                return end - PAGE, PAGE
-    raise RuntimeError("no [stack]")
+    """argv and the environment strings at the top of [stack] (stat fields 48-51):
+    stack memory that no running frame changes."""
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    arg_start, env_end = int(fields[45]), int(fields[48])  # fields 48 and 51 of stat(5)
+    return arg_start, env_end - arg_start
 
 
 def _child(report: int, directory: Path) -> None:

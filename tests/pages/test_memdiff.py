@@ -64,7 +64,8 @@ def test_memory_diff_reports_exactly_the_written_pages(tree: MemTree, tmp_path: 
     assert doc["summary"]["memory"]["changed"] >= 7
     text = subprocess.run([sys.executable, "-m", "criu_model", "diff", str(a), str(b),
                            "--only", "memory"], capture_output=True, text=True, timeout=60)
-    assert f"~ memory {start:x}-" in text.stdout and "7 pages changed" in text.stdout
+    line = next(x for x in text.stdout.splitlines() if f"~ memory {start:x}-" in x)
+    assert f"{entry['changed']} pages changed" in line
 
 
 def test_live_memory_diff(tree: MemTree, tmp_path: Path) -> None:
