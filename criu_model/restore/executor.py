@@ -36,7 +36,7 @@ from criu_model.restore.worker import HARMLESS_DEVICES, O_ACCMODE, SERVICE_FD_BA
 from criu_model.snapshot import Snapshot
 
 _OPEN_KINDS = frozenset({"regular", "directory", "opath", "pipe", "eventfd", "memfd",
-                         "signalfd", "timerfd", "pidfd", "epoll"})
+                         "signalfd", "timerfd", "pidfd", "epoll", "socket"})
 _NOT_YET = {
     Action.TCP_REPAIR: "TCP_REPAIR is not rehearsed yet",
     Action.OPEN_PTY: "ptys are not rehearsed yet",
@@ -51,6 +51,8 @@ _EXECUTED = frozenset({Action.CLONE, Action.SETSID, Action.SETPGID, Action.SUBRE
                        Action.EXIT, Action.WAIT, Action.OPEN, Action.PIPE, Action.SOCKETPAIR,
                        Action.DUP2, Action.CLOSE, Action.UNSHARE, Action.SETNS,
                        Action.SEND_FD, Action.EPOLL_ADD})
+_TCP_LISTEN, _TCP_CLOSE = 10, 7
+_SANDBOX_ADDRS = frozenset({"0.0.0.0", "::", "::1", "::ffff:127.0.0.1"})
 _UNSAFE_SCRATCH = frozenset({"/", "/proc", "/sys", "/dev", "/run", "/etc", "/usr", "/bin",
                              "/lib", "/sbin", "/boot"})
 
@@ -109,6 +111,16 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
     dirs: set[str] = set()
     opens = [(i, s) for i, s in enumerate(plan.steps)
              if s.action is Action.OPEN and s.args.get("kind") == "regular" and "path" in s.args]
+    for index, step in enumerate(plan.steps):
+        name = str(step.args.get("name", ""))
+        if step.action is Action.OPEN and step.args.get("kind") == "socket" \
+                and name.startswith("/"):
+            parent = posixpath.dirname(name)   # bind() would create the socket file here
+            if parent in _UNSAFE_SCRATCH or not os.path.isdir(parent):
+                refused[index] = f"unix socket {name}: its directory is not covered by a " \
+                                 "scratch tmpfs"
+            else:
+                dirs.add(parent)
     for index, step in opens:
         path = str(step.args["path"])
         fd = files.get(int(step.args.get("file", 0)))
@@ -271,6 +283,8 @@ class Conductor:
                 and planned.new_pid_ns:
             return self._kill_init(index, step)
         wire = {"actor": actor, "action": str(step.action), **a}
+        if step.action is Action.OPEN and a.get("kind") == "socket":
+            wire.update(self._socket(step))
         if index in getattr(self, "_unlink_at", ()):
             wire["unlink"] = True
         if step.action in (Action.PIPE, Action.SOCKETPAIR):
@@ -383,6 +397,8 @@ class Conductor:
             return f"deleted {kind} files are not rehearsed yet"
         if kind == "pipe" and fd is not None and fd.kind == files_pb2.FD_FIFO:
             return "FIFOs are not rehearsed yet"
+        if kind == "socket":
+            return self._socket_refusal(index, step)
         if kind == "pidfd":
             target = int(step.args.get("target", -1))
             me, them = self.plan.processes.get(step.actor), self.plan.processes.get(target)
@@ -394,6 +410,42 @@ class Conductor:
             if me is None or len(me.set_tid) != 1:
                 return "a pidfd opened inside a nested pid namespace is not rehearsed yet"
         return ""
+
+    def _socket(self, step: Step) -> dict[str, Any]:
+        """What the worker needs to make a socket (the open step carries addresses only)."""
+        fd = self.files.get(int(step.args.get("file", 0)))
+        sock = self.snap.sockets_by_inode.get(fd.socket.inode) if fd is not None else None
+        assert sock is not None
+        out: dict[str, Any] = {"type": sock.type, "state": sock.state,
+                               "backlog": sock.wqueue}
+        kind = sock.WhichOneof("kind")
+        if kind == "unix":
+            out["family"] = socket.AF_UNIX
+            out["name_hex"] = sock.unix.name.hex()
+            out["backlog"] = sock.unix.backlog or sock.wqueue
+        else:
+            out["family"] = socket.AF_INET6 if ":" in sock.inet.src else socket.AF_INET
+            out["src"], out["sport"] = sock.inet.src, sock.inet.sport
+        return out
+
+    def _socket_refusal(self, index: int, step: Step) -> str:
+        fd = self.files.get(int(step.args.get("file", 0)))
+        sock = self.snap.sockets_by_inode.get(fd.socket.inode) if fd is not None else None
+        if sock is None:
+            return "a socket the dump could not describe"
+        kind = sock.WhichOneof("kind")
+        if kind == "unix":
+            if sock.unix.peer_inode:
+                return "a connected unix socket whose peer is outside the snapshot"
+            name = sock.unix.name
+            if name and not sock.unix.abstract and index in self._refused:
+                return self._refused[index]
+            return ""
+        if kind == "inet" and sock.state in (_TCP_LISTEN, _TCP_CLOSE):
+            if sock.inet.src not in _SANDBOX_ADDRS and not sock.inet.src.startswith("127."):
+                return f"{sock.inet.src} is not an address of the sandbox's loopback"
+            return ""
+        return f"{kind} sockets in state {sock.state} are not rehearsed yet"
 
     def _send_fd(self, index: int, step: Step) -> None:
         a = step.args

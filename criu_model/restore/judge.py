@@ -244,6 +244,8 @@ class Judge:
                           else None))
         if state == "pipe":
             pairs.append(("pipe_end", _pipe_end(want), _pipe_end(got)))
+        if state == "socket":
+            pairs.extend(self._socket_pairs(want, got))
         if state == "epoll":
             pairs.append(("epoll_targets", _targets(want), _targets(got)))
         if state == "signalfd":
@@ -258,6 +260,23 @@ class Judge:
             pairs.append(("eventfd_count", want.eventfd.count,
                           got.eventfd.count if got.HasField("eventfd") else None))
         return _entry("fd", ident, pairs)
+
+    def _socket_pairs(self, want: files_pb2.Fd, got: files_pb2.Fd) -> list[tuple[str, Any,
+                                                                                  Any]]:
+        a = self.snap.sockets_by_inode.get(want.socket.inode)
+        b = self.box.sockets_by_inode.get(got.socket.inode) if got.HasField("socket") else None
+
+        def desc(s: Any) -> dict[str, Any] | None:
+            if s is None:
+                return None
+            out: dict[str, Any] = {"family": s.family, "type": s.type, "state": s.state}
+            if s.WhichOneof("kind") == "unix":
+                out["name"] = printable(s.unix.name)
+            elif s.WhichOneof("kind") == "inet":
+                out["addr"] = f"{s.inet.src}:{s.inet.sport}"
+            return out
+
+        return [("socket", desc(a), desc(b))]
 
     # ------------------------------------------------------------ links between fds
 

@@ -266,15 +266,37 @@ class Worker:
             tmp = _check(_libc.signalfd(-1, ctypes.byref(mask), O_CLOEXEC), "signalfd")
         elif kind == "timerfd":
             tmp = self._timerfd(a)
+        elif kind == "socket":
+            tmp = self._socket(a)
         elif kind == "epoll":
             tmp = _check(_libc.epoll_create1(O_CLOEXEC), "epoll_create1")  # Linux 2.6.27
         elif kind == "pidfd":
             tmp = os.pidfd_open(int(a["target"]))   # Linux 5.3; the conductor translated it
         else:
             raise OSError(errno.ENOSYS, f"open of kind {kind} is not rehearsed")
-        if kind in ("memfd", "signalfd", "timerfd", "pidfd", "epoll"):
+        if kind in ("memfd", "signalfd", "timerfd", "pidfd", "epoll", "socket"):
             self.set_status_flags(tmp, flags)
         self.place(tmp, int(a["fd"]), flags)
+
+    @staticmethod
+    def _socket(a: dict[str, Any]) -> int:
+        """A unix socket (bound by name, listening), or an inet listener or UDP socket
+        bound on the sandbox's own loopback: nothing is bound outside the sandbox."""
+        family, stype, state = int(a["family"]), int(a["type"]), int(a["state"])
+        sock = socket.socket(family, stype)
+        try:
+            if family == socket.AF_UNIX:
+                name = bytes.fromhex(a.get("name_hex", ""))
+                if name:
+                    sock.bind(name)
+            else:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((a["src"], int(a["sport"])))
+            if state == 10:   # TCP_LISTEN, for unix listeners too
+                sock.listen(int(a.get("backlog") or 0))
+            return sock.detach()
+        finally:
+            sock.close()
 
     @staticmethod
     def _memfd(a: dict[str, Any]) -> int:

@@ -325,3 +325,44 @@ def test_fd_kinds(tmp_path: Path, kind: str) -> None:
         assert len(deleted) == 3        # path, deleted, size, pos: recreated from the ghost
     else:
         assert bad == []
+
+
+_SOCKETS = """
+import os, signal, socket, sys
+for _ in range(3):    # fds 0-2: three opens (one shared description would hit the dup bug)
+    os.close(_)
+for _ in range(3):
+    os.set_inheritable(os.open("/dev/null", os.O_RDWR), True)
+u = socket.socket(socket.AF_UNIX); u.bind(os.path.join(sys.argv[1], "listener.sock"))
+u.listen(5)
+a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); a.bind(b"\\0cm-rehearse-abstract")
+t = socket.socket(); t.bind(("127.0.0.1", 0)); t.listen(7)
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("127.0.0.1", 0))
+t6 = socket.socket(socket.AF_INET6); t6.bind(("::1", 0)); t6.listen(3)
+os.write(int(sys.argv[2]), b"ready\\n")
+signal.pause()
+"""
+
+
+def test_sockets_bound_inside(tmp_path: Path, host_untouched: None) -> None:
+    """Unix listeners (path and abstract), TCP listeners and UDP on the sandbox's loopback:
+    the same names and ports, bound where the host cannot see them."""
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", _SOCKETS, str(tmp_path), str(w)],
+                            pass_fds=(w,))
+    os.close(w)
+    try:
+        assert os.read(r, 6) == b"ready\n"
+        snap = criu_model.dump([proc.pid])
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(r)
+    report = rehearse(snap, criu_model.plan(snap, live=False, pid_ns="new"))
+    _gone(report)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    held = {f"{proc.pid}:{fd.fd}" for fd in snap.fds_by_pid[proc.pid].fds
+            if fd.HasField("socket")}
+    sockets = [e for e in report.entries if e.kind == "fd" and e.id in held]
+    assert len(sockets) == 5 and all(e.status == MATCHED for e in sockets)
+    assert os.listdir(tmp_path) == ["listener.sock"]   # the sandbox bound in its own tmpfs
