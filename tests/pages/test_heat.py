@@ -43,7 +43,7 @@ def _anon_heat(tree: MemTree, dirs: list[Path]):  # type: ignore[no-untyped-def]
     snaps = [criu_model.load(d) for d in dirs]
     h = heat(snaps, [str(d) for d in dirs])
     start = tree.root.regions["anon"][0]
-    vma = next(v for v in h.vmas if v.pid == tree.root.pid and v.start == start)
+    vma = next(v for v in h.vmas if v.pid == tree.root.pid and v.start <= start < v.end)
     return h, vma, start
 
 
