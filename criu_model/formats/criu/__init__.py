@@ -111,9 +111,10 @@ def load_criu(path: str | os.PathLike[str]) -> Snapshot:
     """A CRIU image directory or checkpoint archive as a criu-model Snapshot."""
     p = Path(path)
     if p.is_file():
-        from criu_model.formats.criu.archive import read_archive
+        from criu_model.formats.criu.archive import open_archive
 
-        return to_criu_model(read_archive(p))
+        with open_archive(p) as dump:
+            return to_criu_model(dump)
     if not p.is_dir():
         raise ImageError(str(p), None, "no such CRIU image directory or archive")
     return to_criu_model(read_dir(p))

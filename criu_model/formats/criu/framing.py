@@ -37,6 +37,7 @@ class CriuImage:
     offsets: list[int] = field(default_factory=list)   # byte offset of each entry's size
     extras: list[bytes] = field(default_factory=list)  # raw data after each entry (b"" if none)
     head: Message | None = None    # PAGEMAP's PagemapHead
+    chunks: list[tuple[int, bytes]] = field(default_factory=list)  # chunked GHOST_FILE data
 
 
 def read_magic(path: str, data: bytes) -> tuple[int, int]:
@@ -141,9 +142,8 @@ def read_ghost(path: str, name: str, data: bytes, cls: type[Message],
     if not getattr(head, "chunks", False):
         image.extras.append(data[end:])
         return image
-    # Chunked ghosts (sparse files): {ENTRY(GhostChunk) len bytes}; kept as one
-    # buffer of the chunks' bytes at their offsets.
-    content = bytearray()
+    # Chunked ghosts (sparse files): {ENTRY(GhostChunk) len bytes}; kept as
+    # (offset, bytes) pairs, assembled (or not, when too large) by the mapping.
     off, index = end, 1
     while off < len(data):
         start, end = _entry(path, data, off, index)
@@ -152,12 +152,7 @@ def read_ghost(path: str, name: str, data: bytes, cls: type[Message],
         if length > len(data) - end:
             raise TruncatedImage(path, end, f"ghost chunk {index} announces {length} bytes, "
                                  f"only {len(data) - end} left")
-        if where + length > (1 << 32):
-            raise ImageError(path, off, f"ghost chunk {index} at offset {where} is beyond "
-                             "what criu-model keeps in memory (4 GiB)")
-        if len(content) < where:
-            content.extend(bytes(where - len(content)))
-        content[where:where + length] = data[end:end + length]
+        image.chunks.append((where, data[end:end + length]))
         off, index = end + length, index + 1
-    image.extras.append(bytes(content))
+    image.extras.append(b"")
     return image

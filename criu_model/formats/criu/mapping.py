@@ -125,6 +125,7 @@ class CriuDump:
     not_read: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
     pages_bytes: dict[int, int] = field(default_factory=dict)      # pages_id -> size
     pages_readers: dict[int, Callable[[], bytes]] = field(default_factory=dict)
+    container: dict[str, object] = field(default_factory=dict)  # archives: config.dump facts
 
     def one(self, name: str) -> CriuImage | None:
         return self.images.get(name)
@@ -271,7 +272,7 @@ def _fill_creds(proc: process_pb2.Process, creds: core_pb2.Creds | None,
 
 
 def _fill_task(proc: process_pb2.Process, tc: core_pb2.TaskCore) -> None:
-    proc.comm = tc.comm.encode()
+    proc.comm = tc.comm
     proc.personality = tc.personality
     proc.flags = tc.flags
     proc.exit_code = tc.exit_code
@@ -301,9 +302,9 @@ def _thread(dump: CriuDump, tid: int, leader_tc: core_pb2.TaskCore | None) -> pr
         return th
     tcore = core.thread_core
     if tcore.HasField("comm"):
-        th.comm = tcore.comm.encode()
+        th.comm = tcore.comm
     elif leader_tc is not None:
-        th.comm = leader_tc.comm.encode()
+        th.comm = leader_tc.comm
     if tcore.HasField("blk_sigset"):
         th.sig_blocked = tcore.blk_sigset
     elif leader_tc is not None:  # the leader's mask is in tc
@@ -533,6 +534,8 @@ def _shmem_contents(dump: CriuDump, shmid: int, size: int) -> bytes | None:
     read = dump.pages_readers.get(pages_id)
     if ps is None or read is None or any(r.offset is None for r in runs):
         return None
+    if size > MAX_KEPT:
+        return None
     data = read()
     out = bytearray(size)
     for r in runs:
@@ -639,6 +642,22 @@ def _socket(ctx: _Ctx, fe: files_pb2.FileEntry) -> cs.Socket | None:
     return None
 
 
+MAX_KEPT = 256 << 20  # contents assembled in memory (sparse ghosts, memfds), at most
+
+
+def _ghost_data(image: CriuImage) -> bytes | None:
+    """A ghost file's contents: raw after the entry, or assembled from its chunks."""
+    if not image.chunks:
+        return image.extras[0] if image.extras else b""
+    end = max(off + len(data) for off, data in image.chunks)
+    if end > MAX_KEPT:
+        return None
+    out = bytearray(end)
+    for off, data in image.chunks:
+        out[off:off + len(data)] = data
+    return bytes(out)
+
+
 def _ghost(ctx: _Ctx, remap: files_pb2.RemapFilePath, name: bytes) -> cf.GhostRef:
     gid = remap.remap_id
     known = ctx.ghosts.get(gid)
@@ -648,10 +667,15 @@ def _ghost(ctx: _Ctx, remap: files_pb2.RemapFilePath, name: bytes) -> cf.GhostRe
         if image is not None and image.entries:
             head = image.entries[0]
             assert isinstance(head, files_pb2.GhostFile)
-            data = image.extras[0] if image.extras else b""
-            known.data, known.captured = data, True
-            known.size = head.size if head.HasField("size") else len(data)
             known.dev, known.ino = kdev_to_user(head.dev), head.ino
+            data = _ghost_data(image)
+            if data is None:
+                _unreadable(known, {"data": f"sparse ghost file larger than {MAX_KEPT >> 20} "
+                                    "MiB: not assembled in memory"})
+                known.size = head.size
+            else:
+                known.data, known.captured = data, True
+                known.size = head.size if head.HasField("size") else len(data)
         else:
             _unreadable(known, {"data": f"ghost-file-{gid:x}.img is missing"})
         ctx.ghosts[gid] = known
@@ -669,7 +693,8 @@ def _memfd_ghost(ctx: _Ctx, inode: files_pb2.MemfdInode) -> cf.GhostRef:
         data = _shmem_contents(ctx.dump, inode.shmid, inode.size)
         if data is None:
             _unreadable(known, {"data": f"pagemap-shmem-{inode.shmid}.img or its pages are "
-                                "missing or in a parent dump"})
+                                "missing or in a parent dump, or the memfd is larger than "
+                                f"{MAX_KEPT >> 20} MiB"})
         else:
             known.data, known.captured = data, True
         ctx.ghosts[gid] = known
@@ -895,9 +920,9 @@ def _inventory(dump: CriuDump, pstree: list[core_pb2.PstreeEntry]) -> inventory_
             i.kind == "TCP_STREAM" for i in dump.images.values()):
         options.append("tcp_established (tcp-stream images present)")
     if c.HasField("dump_criu_run_id"):
-        options.append(f"run_id={c.dump_criu_run_id}")
+        options.append("run_id=" + c.dump_criu_run_id.decode(errors="replace"))
     if c.plugins_entry.plugins:
-        options.append("plugins=" + ",".join(c.plugins_entry.plugins))
+        options.append("plugins=" + b",".join(c.plugins_entry.plugins).decode(errors="replace"))
     inv.collectors.add(name="criu.options", ran=True, reason=", ".join(options))
     if stats:
         d = stats[0].dump  # type: ignore[attr-defined]
@@ -905,6 +930,9 @@ def _inventory(dump: CriuDump, pstree: list[core_pb2.PstreeEntry]) -> inventory_
             f"freezing {d.freezing_time} us, frozen {d.frozen_time} us, memdump "
             f"{d.memdump_time} us, memwrite {d.memwrite_time} us, pages scanned "
             f"{d.pages_scanned}, written {d.pages_written}"))
+    if dump.container:
+        inv.collectors.add(name="criu.container", ran=True, reason=", ".join(
+            f"{k}={v}" for k, v in dump.container.items()))
     for attr in ("kernel_release", "hostname", "time_ns", "boot_time_ns", "clock_ticks",
                  "page_size", "freeze_method"):
         inv.collectors.add(name=f"inventory.{attr}", ran=False, reason=NOT_IN_CRIU)

@@ -37,8 +37,8 @@ class TaskKobjIds(_message.Message):
 class Plugins(_message.Message):
     __slots__ = ("plugins",)
     PLUGINS_FIELD_NUMBER: _ClassVar[int]
-    plugins: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, plugins: _Optional[_Iterable[str]] = ...) -> None: ...
+    plugins: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, plugins: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class Inventory(_message.Message):
     __slots__ = ("img_version", "fdinfo_per_id", "root_ids", "ns_per_id", "root_cg_set", "lsmtype", "dump_uptime", "pre_dump_mode", "tcp_close", "network_lock_method", "plugins_entry", "dump_criu_run_id", "allow_uprobes")
@@ -66,9 +66,9 @@ class Inventory(_message.Message):
     tcp_close: bool
     network_lock_method: int
     plugins_entry: Plugins
-    dump_criu_run_id: str
+    dump_criu_run_id: bytes
     allow_uprobes: bool
-    def __init__(self, img_version: _Optional[int] = ..., fdinfo_per_id: _Optional[bool] = ..., root_ids: _Optional[_Union[TaskKobjIds, _Mapping]] = ..., ns_per_id: _Optional[bool] = ..., root_cg_set: _Optional[int] = ..., lsmtype: _Optional[int] = ..., dump_uptime: _Optional[int] = ..., pre_dump_mode: _Optional[int] = ..., tcp_close: _Optional[bool] = ..., network_lock_method: _Optional[int] = ..., plugins_entry: _Optional[_Union[Plugins, _Mapping]] = ..., dump_criu_run_id: _Optional[str] = ..., allow_uprobes: _Optional[bool] = ...) -> None: ...
+    def __init__(self, img_version: _Optional[int] = ..., fdinfo_per_id: _Optional[bool] = ..., root_ids: _Optional[_Union[TaskKobjIds, _Mapping]] = ..., ns_per_id: _Optional[bool] = ..., root_cg_set: _Optional[int] = ..., lsmtype: _Optional[int] = ..., dump_uptime: _Optional[int] = ..., pre_dump_mode: _Optional[int] = ..., tcp_close: _Optional[bool] = ..., network_lock_method: _Optional[int] = ..., plugins_entry: _Optional[_Union[Plugins, _Mapping]] = ..., dump_criu_run_id: _Optional[bytes] = ..., allow_uprobes: _Optional[bool] = ...) -> None: ...
 
 class PstreeEntry(_message.Message):
     __slots__ = ("pid", "ppid", "pgid", "sid", "threads")
@@ -244,7 +244,7 @@ class TaskCore(_message.Message):
     personality: int
     flags: int
     blk_sigset: int
-    comm: str
+    comm: bytes
     timers: TaskTimers
     rlimits: TaskRlimits
     cg_set: int
@@ -258,7 +258,7 @@ class TaskCore(_message.Message):
     blk_sigset_extended: int
     stop_signo: int
     membarrier_registration_mask: int
-    def __init__(self, task_state: _Optional[int] = ..., exit_code: _Optional[int] = ..., personality: _Optional[int] = ..., flags: _Optional[int] = ..., blk_sigset: _Optional[int] = ..., comm: _Optional[str] = ..., timers: _Optional[_Union[TaskTimers, _Mapping]] = ..., rlimits: _Optional[_Union[TaskRlimits, _Mapping]] = ..., cg_set: _Optional[int] = ..., signals_s: _Optional[_Union[SignalQueue, _Mapping]] = ..., old_seccomp_mode: _Optional[int] = ..., old_seccomp_filter: _Optional[int] = ..., loginuid: _Optional[int] = ..., oom_score_adj: _Optional[int] = ..., sigactions: _Optional[_Iterable[_Union[Sigaction, _Mapping]]] = ..., child_subreaper: _Optional[bool] = ..., blk_sigset_extended: _Optional[int] = ..., stop_signo: _Optional[int] = ..., membarrier_registration_mask: _Optional[int] = ...) -> None: ...
+    def __init__(self, task_state: _Optional[int] = ..., exit_code: _Optional[int] = ..., personality: _Optional[int] = ..., flags: _Optional[int] = ..., blk_sigset: _Optional[int] = ..., comm: _Optional[bytes] = ..., timers: _Optional[_Union[TaskTimers, _Mapping]] = ..., rlimits: _Optional[_Union[TaskRlimits, _Mapping]] = ..., cg_set: _Optional[int] = ..., signals_s: _Optional[_Union[SignalQueue, _Mapping]] = ..., old_seccomp_mode: _Optional[int] = ..., old_seccomp_filter: _Optional[int] = ..., loginuid: _Optional[int] = ..., oom_score_adj: _Optional[int] = ..., sigactions: _Optional[_Iterable[_Union[Sigaction, _Mapping]]] = ..., child_subreaper: _Optional[bool] = ..., blk_sigset_extended: _Optional[int] = ..., stop_signo: _Optional[int] = ..., membarrier_registration_mask: _Optional[int] = ...) -> None: ...
 
 class ThreadSas(_message.Message):
     __slots__ = ("ss_sp", "ss_size", "ss_flags")
@@ -299,10 +299,10 @@ class ThreadCore(_message.Message):
     creds: Creds
     seccomp_mode: int
     seccomp_filter: int
-    comm: str
+    comm: bytes
     blk_sigset_extended: int
     cg_set: int
-    def __init__(self, futex_rla: _Optional[int] = ..., futex_rla_len: _Optional[int] = ..., sched_nice: _Optional[int] = ..., sched_policy: _Optional[int] = ..., sched_prio: _Optional[int] = ..., blk_sigset: _Optional[int] = ..., sas: _Optional[_Union[ThreadSas, _Mapping]] = ..., pdeath_sig: _Optional[int] = ..., signals_p: _Optional[_Union[SignalQueue, _Mapping]] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., seccomp_mode: _Optional[int] = ..., seccomp_filter: _Optional[int] = ..., comm: _Optional[str] = ..., blk_sigset_extended: _Optional[int] = ..., cg_set: _Optional[int] = ...) -> None: ...
+    def __init__(self, futex_rla: _Optional[int] = ..., futex_rla_len: _Optional[int] = ..., sched_nice: _Optional[int] = ..., sched_policy: _Optional[int] = ..., sched_prio: _Optional[int] = ..., blk_sigset: _Optional[int] = ..., sas: _Optional[_Union[ThreadSas, _Mapping]] = ..., pdeath_sig: _Optional[int] = ..., signals_p: _Optional[_Union[SignalQueue, _Mapping]] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., seccomp_mode: _Optional[int] = ..., seccomp_filter: _Optional[int] = ..., comm: _Optional[bytes] = ..., blk_sigset_extended: _Optional[int] = ..., cg_set: _Optional[int] = ...) -> None: ...
 
 class CoreEntry(_message.Message):
     __slots__ = ("mtype", "tc", "ids", "thread_core")
