@@ -41,6 +41,7 @@ unreadable field, a field or image older formats lack): never a change.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
@@ -177,7 +178,9 @@ def change_line(ch: Change) -> Text:
     mark, style = _MARK[ch.op]
     line = Text(mark + " ", style=style)
     if is_page_change(ch):
-        line.append(page_change_text(ch))
+        # Its key may be a memfd or shm name: escaped first, so only its own line breaks stay.
+        shown = replace(ch, key=printable(ch.key)) if ch.key else ch
+        line.append("\n".join(printable(part) for part in page_change_text(shown).split("\n")))
         return line
     subject = _subject(ch)
     if ch.field is not None and ch.what not in ("namespace", "sharing"):

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from criu_model.names import printable
 from criu_model.pages.heat import Heat, PreCopy, VmaHeat
 from criu_model.pages.layout import PAGE_SIZE
 
@@ -26,7 +27,8 @@ def show_heat(h: Heat, pre: PreCopy, console: Console, *, top: int = 20) -> None
     for v in h.vmas[:top]:
         console.print(escape(f"{v.pid:<8} {v.start:<17x} {v.end:<17x} "
                              f"{(v.end - v.start) // PAGE_SIZE:>5}  {v.dirtied:>7}  "
-                             f"{v.hottest:>4}/{n:<3} {v.name}"), highlight=False, soft_wrap=True)
+                             f"{v.hottest:>4}/{n:<3} {printable(v.name)}"), highlight=False,
+                      soft_wrap=True)
         for lo, hi, count in v.ranges()[:5]:
             console.print(f"    {lo:x}-{hi:x}  {(hi - lo) // PAGE_SIZE:>5} pages  changed in "
                           f"{count}/{n} intervals", highlight=False)

@@ -2,8 +2,9 @@
 
 A real process whose comm, thread name, cwd, open file, unix socket name and
 memfd name carry ESC ] 0 ; title BEL (a complete window-title sequence), a
-newline and a C1 CSI is dumped; every text view must print the names escaped
-(``\\x1b``), with no control byte but the newlines between rows.
+newline and a C1 CSI is dumped; every text view (show, diff, diff of memory
+contents, heat, plan, grep) must print the names escaped (``\\x1b``), with no
+control byte but the newlines between rows.
 """
 
 from __future__ import annotations
@@ -54,8 +55,12 @@ def worker():
     signal.pause()
 threading.Thread(target=worker, daemon=True).start()
 named.wait()
+def touch(signum, frame):   # SIGUSR1: change the memfd, for the memory diff and heat
+    mem[:7] = b"changed"
+signal.signal(signal.SIGUSR1, touch)
 print(os.getpid(), flush=True)
-signal.pause()
+while True:
+    signal.pause()
 """
 
 
@@ -117,6 +122,17 @@ def test_every_text_view_escapes_control_bytes(escaped_proc: int, tmp_path: Path
     _assert_clean("grep", _cli("grep", snap_dir, NEEDLE.decode()))
     _assert_clean("show memory", _cli("show", snap_dir, "memory", pid, hex(hits[0]["addr"]),
                                       "4096"), expect_name=False)
+
+    # diff of memory contents and heat: the memfd (named by its hostile name) changed.
+    later = tmp_path / "later"
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while not _all_asleep(pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    _cli("dump", pid, "-D", later, "--pages", "--parent", snap_dir)
+    _assert_clean("diff memory", _cli("diff", snap_dir, later, "--only", "memory", ok=(1,)))
+    _assert_clean("heat", _cli("heat", snap_dir, later))
 
     # diff: B lacks the hostile-named fds and thread of A.
     plain = tmp_path / "plain"
