@@ -39,10 +39,6 @@ _OPEN_KINDS = frozenset({"regular", "directory", "opath", "pipe", "eventfd", "me
                          "signalfd", "timerfd", "pidfd", "epoll", "socket"})
 _NOT_YET = {
     Action.TCP_REPAIR: "TCP_REPAIR is not rehearsed yet",
-    Action.OPEN_PTY: "ptys are not rehearsed yet",
-    Action.SET_CTTY: "controlling ttys are not rehearsed yet",
-    Action.DROP_CTTY: "controlling ttys are not rehearsed yet",
-    Action.SET_FG: "foreground groups are not rehearsed yet",
     Action.LAST_PID_CLONE: "the ns_last_pid fallback is not rehearsed (clone3 set_tid is)",
     Action.SETNS_PID: "setns into a pid namespace is not rehearsed yet",
 }
@@ -50,7 +46,8 @@ _NOT_YET = {
 _EXECUTED = frozenset({Action.CLONE, Action.SETSID, Action.SETPGID, Action.SUBREAPER,
                        Action.EXIT, Action.WAIT, Action.OPEN, Action.PIPE, Action.SOCKETPAIR,
                        Action.DUP2, Action.CLOSE, Action.UNSHARE, Action.SETNS,
-                       Action.SEND_FD, Action.EPOLL_ADD})
+                       Action.SEND_FD, Action.EPOLL_ADD, Action.OPEN_PTY,
+                       Action.SET_CTTY, Action.DROP_CTTY, Action.SET_FG})
 _TCP_LISTEN, _TCP_CLOSE = 10, 7
 _SANDBOX_ADDRS = frozenset({"0.0.0.0", "::", "::1", "::ffff:127.0.0.1"})
 _UNSAFE_SCRATCH = frozenset({"/", "/proc", "/sys", "/dev", "/run", "/etc", "/usr", "/bin",
@@ -190,7 +187,9 @@ class Conductor:
         self.result.scratch = [e["dir"] for e in scratch]
         extra = int(steps[0].args.get("flags_value", 0))
         self.sandbox = start(_floor(self.snap, self.plan), extra)
-        socket.send_fds(self.sandbox.ctl, [json.dumps({"scratch": scratch}).encode()], [])
+        ptys = any(s.action is Action.OPEN_PTY for s in steps)
+        setup = {"scratch": scratch, "ptys": ptys}
+        socket.send_fds(self.sandbox.ctl, [json.dumps(setup).encode()], [])
         reply = await_reply(self.sandbox.ctl, "setting up the sandbox")
         if not reply.get("ok"):
             raise CriuModelError(f"rehearsal: sandbox setup failed: {reply.get('error')}")
@@ -269,6 +268,12 @@ class Conductor:
             return self._skip(index, step, "fd its epoll or its target was not made")
         if step.action is Action.CLOSE and (actor, int(a["fd"])) in missing:
             return self._skip(index, step, f"fd {a['fd']} was not made")
+        if step.action is Action.SET_CTTY and a.get("fd") is None and a.get("host"):
+            return self._skip(index, step, f"the host's tty {a.get('path')} is not touched")
+        if step.action is Action.SET_CTTY and (actor, int(a.get("fd", -1))) in missing:
+            return self._skip(index, step, f"fd {a['fd']} was not made")
+        if step.action is Action.OPEN and a.get("kind") == "tty":
+            return self._skip(index, step, "a tty opened by path (the host's) is not touched")
         if step.action is Action.SEND_FD:
             return self._send_fd(index, step)
         if step.action is Action.SETNS:

@@ -164,6 +164,10 @@ class Judge:
             ("sid", list(proc.ns_sids), list(box.ns_sids[1:])),
             ("zombie", zombie, box.state == "Z"),
         ]
+        if not zombie:
+            pairs.append(("tty_nr", proc.tty_nr, box.tty_nr))
+            if proc.HasField("tpgid"):   # format 1.1 and later
+                pairs.append(("tpgid", proc.tpgid, self._inner_tpgid(box)))
         if zombie:
             pairs.append(("exit_code", proc.exit_code, box.exit_code))
         else:
@@ -176,6 +180,14 @@ class Judge:
         if note and len(proc.threads) > 1:
             entry.reason = note
         self.entries.append(entry)
+
+    def _inner_tpgid(self, box: process_pb2.Process) -> int | None:
+        """The sandbox's tpgid (a pid here) as the snapshot numbers it."""
+        if not box.HasField("tpgid"):
+            return None
+        if box.tpgid <= 0:
+            return box.tpgid
+        return self.key_of.get(box.tpgid, box.tpgid)
 
     def _extra_processes(self) -> None:
         matched = {p.pid for p in self.box_by_key.values()}

@@ -42,7 +42,8 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND = 2, 4, 8, 0x1000
+TIOCSCTTY, TIOCNOTTY, TIOCGPTN, TIOCSPTLCK = 0x540E, 0x5422, 0x80045430, 0x40045431
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 CLONE_VM, CLONE_SIGHAND, CLONE_THREAD = 0x100, 0x800, 0x10000
 O_ACCMODE = 0o3
@@ -64,6 +65,11 @@ _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong]
+
+
+def fcntl_ioctl(fd: int, request: int, arg: int | bytes) -> Any:
+    import fcntl
+    return fcntl.ioctl(fd, request, arg)
 
 
 def _check(ret: int, what: str) -> int:
@@ -164,6 +170,29 @@ def loopback_up() -> None:
 def _mount(src: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
     _check(_libc.mount(src.encode(), target.encode(), fstype.encode() if fstype else None,
                        flags, data.encode() if data else None), f"mount {target}")
+
+
+def leave_terminal() -> None:
+    """Give up criu-model's controlling tty (TIOCNOTTY by a non-leader detaches only the
+    caller, drivers/tty/tty_jobctrl.c): no sandbox process inherits it, as the plan's
+    restorer has none."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | O_CLOEXEC)
+    except OSError:
+        return    # no controlling tty
+    try:
+        fcntl_ioctl(fd, TIOCNOTTY, 0)
+    finally:
+        os.close(fd)
+
+
+def private_devpts() -> None:
+    """A devpts instance of our own (newinstance, Linux 2.6.29; always new since 4.7) at
+    /dev/pts with its ptmx over /dev/ptmx: ptys are numbered from 0 here and none is
+    taken from the host."""
+    _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+           "newinstance,ptmxmode=0666,mode=0620")
+    _mount("/dev/pts/ptmx", "/dev/ptmx", None, MS_BIND, None)
 
 
 def setup_mounts(scratch: list[dict[str, Any]]) -> None:
@@ -327,6 +356,47 @@ class Worker:
             _check(_libc.timerfd_settime(fd, 0, ctypes.byref(spec), None), "timerfd_settime")
         return fd
 
+    def do_open_pty(self, a: dict[str, Any]) -> None:
+        """/dev/ptmx until TIOCGPTN says the planned index, the others closed; unlock;
+        then the slave files (O_NOCTTY: the controlling tty is a step of its own)."""
+        import struct
+        index = int(a["index"])
+        opened: list[int] = []
+        master = -1
+        try:
+            for _ in range(index + 64):
+                fd = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | O_CLOEXEC)
+                got = struct.unpack("I", fcntl_ioctl(fd, TIOCGPTN, b"\0" * 4))[0]
+                if got == index:
+                    master = fd
+                    break
+                opened.append(fd)
+                if got > index:
+                    raise OSError(errno.EBUSY, f"pty {index} is taken")
+        finally:
+            for fd in opened:
+                os.close(fd)
+        if master < 0:
+            raise OSError(errno.EBUSY, f"pty {index} not reached")
+        fcntl_ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+        flags = [int(f) for f in a.get("flags", [])]
+        made = [master]
+        for _ in a["files"][1:]:
+            made.append(os.open(f"/dev/pts/{index}", os.O_RDWR | os.O_NOCTTY | O_CLOEXEC))
+        for tmp, fd, fl in zip(made, a["fds"], flags or [0] * len(made), strict=True):
+            self.set_status_flags(tmp, fl)
+            self.place(tmp, int(fd), fl)
+
+    def _on_tty(self, a: dict[str, Any], call: Any) -> None:
+        if a.get("fd") is not None:
+            call(self.real(int(a["fd"])))
+            return
+        fd = os.open(str(a["path"]), os.O_RDWR | os.O_NOCTTY | O_CLOEXEC)
+        try:
+            call(fd)
+        finally:
+            os.close(fd)
+
     def do_pair(self, a: dict[str, Any], kind: str) -> None:
         """pipe() or socketpair(): `ends` (from the conductor) gives each end's flags."""
         ends = a["ends"]          # [{"flags", "read_end"?, "type"?}] in files order
@@ -408,6 +478,27 @@ class Worker:
                                                             int(step.get("data", 0))))
             _check(_libc.epoll_ctl(self.real(int(step["epfd"])), 1,   # EPOLL_CTL_ADD
                                    self.real(int(step["tfd"])), event), "epoll_ctl")
+        elif act == "open_pty":
+            self.do_open_pty(step)
+        elif act == "ioctl_tiocsctty":
+            self._on_tty(step, lambda fd: fcntl_ioctl(fd, TIOCSCTTY, 0))
+        elif act == "ioctl_tiocnotty":
+            fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | O_CLOEXEC)
+            try:
+                fcntl_ioctl(fd, TIOCNOTTY, 0)
+            finally:
+                os.close(fd)
+        elif act == "tcsetpgrp":
+            # A background caller would get SIGTTOU: ignored for the call (termios(3)).
+            old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+            try:
+                fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | O_CLOEXEC)
+                try:
+                    os.tcsetpgrp(fd, int(step["pgid"]))
+                finally:
+                    os.close(fd)
+            finally:
+                signal.signal(signal.SIGTTOU, old)
         elif act == "unshare":
             _check(_libc.unshare(int(step["flags_value"])), "unshare")
         else:
@@ -523,6 +614,9 @@ def main(argv: list[str]) -> None:
         msg, _fds, _f, _a = socket.recv_fds(worker.ctl, 1 << 20, 0)
         setup = json.loads(msg)
         setup_mounts(setup.get("scratch", []))
+        if setup.get("ptys"):
+            private_devpts()
+        leave_terminal()
         loopback_up()
         worker._send({"ok": True}, [])
     except OSError as err:

@@ -366,3 +366,23 @@ def test_sockets_bound_inside(tmp_path: Path, host_untouched: None) -> None:
     sockets = [e for e in report.entries if e.kind == "fd" and e.id in held]
     assert len(sockets) == 5 and all(e.status == MATCHED for e in sockets)
     assert os.listdir(tmp_path) == ["listener.sock"]   # the sandbox bound in its own tmpfs
+
+
+def test_ptys_and_controlling_ttys(host_untouched: None) -> None:
+    """A pty (a private devpts inside), a session's controlling tty, its foreground
+    group and a member that left it (tests/proctree.py `tty`)."""
+    from tests.proctree import spawn
+
+    with spawn("tty") as tree:
+        snap = criu_model.dump([tree.root.pid])
+        roles = {r: m.pid for r, m in tree.members.items()}
+    report = rehearse(snap, criu_model.plan(snap, live=False, pid_ns="new"))
+    _gone(report)
+    for role in ("ttyroot", "lead", "fg", "notty"):
+        assert _by(report, "process", str(roles[role])).status == MATCHED   # tty_nr, tpgid
+    assert snap.by_pid[roles["lead"]].tpgid == roles["fg"]
+    assert snap.by_pid[roles["notty"]].tty_nr == 0
+    # only the dup2 planner gap: the pty's files travel through service fds
+    bad = [m for e in report.entries if e.status == MISMATCHED for m in e.mismatches]
+    assert bad and all(m["field"] == "flags" and m["expected"].endswith("|O_CLOEXEC")
+                       for m in bad)
