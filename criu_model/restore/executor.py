@@ -174,6 +174,7 @@ class Conductor:
         self.sandbox: Sandbox | None = None
         self.host_pid: dict[int, int] = {}      # actor -> its pid in criu-model's namespace
         self._gone: dict[int, str] = {}
+        self._batch: list[tuple[int, Step, dict[str, Any]]] = []
 
     # ------------------------------------------------------------ setup
 
@@ -225,6 +226,8 @@ class Conductor:
     def run(self) -> Execution:
         for index, step in enumerate(self.plan.steps[1:], start=1):
             self._one(index, step)
+        self._flush()
+        self.result.outcomes.sort(key=lambda o: o.index)
         return self.result
 
     def _skip(self, index: int, step: Step, why: str) -> None:
@@ -294,7 +297,35 @@ class Conductor:
             wire["unlink"] = True
         if step.action in (Action.PIPE, Action.SOCKETPAIR):
             wire["ends"] = [self._end(int(k)) for k in a["files"]]
-        reply, fds = self._ask(actor, {"op": "step", "step": wire}, f"step {index}")
+        self._queue(index, step, wire)
+        return None
+
+    # Consecutive steps of one actor travel in one message (one round trip, not one
+    # per step); a clone or an exit ends the batch, since what follows depends on it.
+
+    def _queue(self, index: int, step: Step, wire: dict[str, Any]) -> None:
+        if self._batch and self._batch[0][1].actor != step.actor:
+            self._flush()
+        self._batch.append((index, step, wire))
+        if step.action in (Action.CLONE, Action.EXIT):
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        actor = batch[0][1].actor
+        reply, fds = self._exchange(actor, {"op": "steps", "steps": [w for _, _, w in batch]},
+                                    f"steps {batch[0][0]}-{batch[-1][0]}")
+        results = reply.get("results", [])
+        for n, (index, step, _) in enumerate(batch):
+            result = results[n] if n < len(results) else \
+                {"ok": False, "error": reply.get("error", "not run"), "errno": 0}
+            self._finish(index, step, result, fds if n == len(batch) - 1 else [])
+
+    def _finish(self, index: int, step: Step, reply: dict[str, Any], fds: list[int]) -> None:
+        a = step.args
+        actor = step.actor
         if not reply.get("ok"):
             self.result.outcomes.append(StepOutcome(index, step, "failed",
                                                     str(reply.get("error")),
@@ -492,6 +523,12 @@ class Conductor:
 
     def _ask(self, actor: int, cmd: dict[str, Any], what: str,
              fds: list[int] | None = None) -> tuple[dict[str, Any], list[int]]:
+        """One command, after every queued step (plan order is kept)."""
+        self._flush()
+        return self._exchange(actor, cmd, what, fds)
+
+    def _exchange(self, actor: int, cmd: dict[str, Any], what: str,
+                  fds: list[int] | None = None) -> tuple[dict[str, Any], list[int]]:
         sock = self.channels[actor]
         socket.send_fds(sock, [json.dumps(cmd).encode()], fds or [])
         sock.settimeout(10.0)

@@ -531,6 +531,20 @@ class Worker:
                     if out.pop("exit", False):
                         self._exit(cmd["step"], reply)
                     reply.update(out)
+                elif op == "steps":       # a batch of one actor's consecutive steps
+                    results: list[dict[str, Any]] = []
+                    reply["results"] = results
+                    for st in cmd["steps"]:
+                        out = self._guarded(st)
+                        if "_fd" in out:
+                            sock = out.pop("_fd")
+                            keep.append(sock)
+                            attach.append(sock.fileno())
+                        exiting = out.pop("exit", False)
+                        results.append(out)
+                        if exiting and out.get("ok"):
+                            self._send(reply, attach)
+                            self._exit(st, None)
                 elif op == "send_fd":     # SCM_RIGHTS through the conductor
                     attach.append(self.real(int(cmd["fd"])))
                 elif op == "recv_fd":
@@ -561,15 +575,31 @@ class Worker:
             for sock in keep:
                 sock.close()
 
+    def _guarded(self, step: dict[str, Any]) -> dict[str, Any]:
+        """One step of a batch: its result, an error answered instead of raised."""
+        try:
+            out = self.run_step(step)
+        except _Child:
+            raise
+        except OSError as err:
+            return {"ok": False, "errno": err.errno or 0, "error": str(err)}
+        except (KeyError, ValueError, TypeError) as err:
+            return {"ok": False, "errno": errno.EINVAL, "error": f"bad step: {err!r}"}
+        except Exception as err:  # noqa: BLE001 - a worker bug is reported, never fatal
+            return {"ok": False, "errno": 0, "error": f"worker bug: {err!r}"}
+        return {"ok": True, **out}
+
     def _send(self, reply: dict[str, Any], fds: list[int]) -> None:
         try:
             socket.send_fds(self.ctl, [json.dumps(reply).encode()], fds)
         except OSError:
             os._exit(2)
 
-    def _exit(self, step: dict[str, Any], reply: dict[str, Any]) -> None:
-        """Answer, then exit with the planned status (a zombie: nobody reaps it)."""
-        self._send(reply, [])
+    def _exit(self, step: dict[str, Any], reply: dict[str, Any] | None) -> None:
+        """Answer (unless done), then exit with the planned status (a zombie: nobody
+        reaps it)."""
+        if reply is not None:
+            self._send(reply, [])
         self.ctl.close()
         sig = step.get("signal")
         if sig:
