@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 
 from criu_model.freeze import thaw_cgroup
+from criu_model.names import printable
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -31,9 +32,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     """Run `criu-model thaw`: 0 once the cgroup is thawed (or was not frozen)."""
     result = thaw_cgroup(args.cgroup)
     if result.was_frozen:
-        console.print(f"thawed cgroup {result.cgroup} (it was frozen {result.frozen_by})",
+        console.print(printable(f"thawed cgroup {result.cgroup} (it was frozen "
+                                f"{result.frozen_by})"),
                       markup=False, highlight=False, soft_wrap=True)
     else:
-        console.print(f"cgroup {result.cgroup} is not frozen: nothing to do",
+        console.print(printable(f"cgroup {result.cgroup} is not frozen: nothing to do"),
                       markup=False, highlight=False, soft_wrap=True)
     return 0

@@ -239,6 +239,13 @@ def collect_process(pid: int, proc_root: str = PROC_ROOT) -> process_pb2.Process
         proc.ns_pids.extend(parse_ids(nspid) if nspid is not None else [pid])
         proc.ns_pgids.extend(parse_ids(nspgid) if nspgid is not None else [st.pgid])
         proc.ns_sids.extend(parse_ids(nssid) if nssid is not None else [st.sid])
+        # stat and status are two reads: a setsid()/setpgid() between them (a tree
+        # dumped with --freeze none) must not leave pgid/sid disagreeing with their
+        # NS* lists, which loading refuses. Both are in /proc's pid namespace.
+        if proc.ns_pgids:
+            proc.pgid = proc.ns_pgids[0]
+        if proc.ns_sids:
+            proc.sid = proc.ns_sids[0]
         umask = status.get(b"Umask")
         if umask is not None:
             proc.umask = parse_octal(umask)

@@ -35,7 +35,7 @@ from criu_model.differ.summaries import (
 from criu_model.images import framing
 from criu_model.images.pb import files_pb2, mm_pb2, process_pb2, sockets_pb2
 from criu_model.kernel.flags import ACCMODE
-from criu_model.render.json import text
+from criu_model.names import text
 from criu_model.snapshot import Snapshot, namespace_inode
 
 _PROCESS_AREAS = {

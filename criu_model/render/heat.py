@@ -99,7 +99,8 @@ def heat_svg(h: Heat, *, top: int = 20, width: int = 800) -> str:
         for addr, count in v.counts.items():
             b = min(buckets - 1, (addr - v.start) // PAGE_SIZE // per)
             heat[b] = max(heat[b], count)
-        out.append(f'<text x="{left}" y="{y + 10}">{xml_escape(f"{v.pid} {v.start:x} {v.name}")}'
+        label = xml_escape(printable(f"{v.pid} {v.start:x} {v.name}"))  # no control bytes in XML
+        out.append(f'<text x="{left}" y="{y + 10}">{label}'
                    f' — {v.dirtied} of {pages} pages dirtied, hottest {v.hottest}/{n}</text>')
         y += label_h
         for b, count in enumerate(heat):
