@@ -35,7 +35,7 @@ from criu_model.restore.sandbox import Sandbox, await_reply, start
 from criu_model.restore.worker import HARMLESS_DEVICES, O_ACCMODE, SERVICE_FD_BASE
 from criu_model.snapshot import Snapshot
 
-_OPEN_KINDS = frozenset({"regular", "directory", "opath", "pipe", "eventfd", "memfd",
+_OPEN_KINDS = frozenset({"regular", "directory", "opath", "pipe", "fifo", "eventfd", "memfd",
                          "signalfd", "timerfd", "pidfd", "epoll", "socket"})
 _NOT_YET = {
     Action.TCP_REPAIR: "TCP_REPAIR is not rehearsed yet",
@@ -107,7 +107,8 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
     refused: dict[int, str] = {}
     dirs: set[str] = set()
     opens = [(i, s) for i, s in enumerate(plan.steps)
-             if s.action is Action.OPEN and s.args.get("kind") == "regular" and "path" in s.args]
+             if s.action is Action.OPEN and s.args.get("kind") in ("regular", "fifo")
+             and "path" in s.args]
     for index, step in enumerate(plan.steps):
         name = str(step.args.get("name", ""))
         if step.action is Action.OPEN and step.args.get("kind") == "socket" \
@@ -122,11 +123,12 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
         path = str(step.args["path"])
         fd = files.get(int(step.args.get("file", 0)))
         deleted = fd is not None and fd.deleted
-        if not deleted and (not _writes(step) or path in HARMLESS_DEVICES):
+        fifo = step.args.get("kind") == "fifo"   # opening the host's would wake its peers
+        if not deleted and not fifo and (not _writes(step) or path in HARMLESS_DEVICES):
             continue
         parent = posixpath.dirname(path)
         why = "is deleted (recreated from its contents)" if deleted else \
-            "is opened for writing"
+            "is a FIFO" if fifo else "is opened for writing"
         if parent in _UNSAFE_SCRATCH or path.startswith(("/dev/", "/proc/", "/sys/")):
             refused[index] = f"{path} {why} in {parent}, which the rehearsal does not " \
                              "cover with a scratch tmpfs"
@@ -141,7 +143,8 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
     # Every planned path below a covered directory is recreated there: files (sparse, at
     # their size) and directories, so opens that only read are not hidden by the tmpfs.
     paths = [(i, s) for i, s in enumerate(plan.steps) if s.action is Action.OPEN
-             and s.args.get("kind") in ("regular", "directory", "opath") and "path" in s.args]
+             and s.args.get("kind") in ("regular", "directory", "opath", "fifo")
+             and "path" in s.args]
     for top in tops:
         sub: set[str] = set()
         made: dict[str, int] = {}
@@ -154,8 +157,11 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
             if fd is not None and stat.S_ISDIR(fd.file.mode):
                 sub.add(rel)
                 continue
-            made[rel] = fd.file.ghost.size if fd is not None and fd.deleted else \
-                fd.file.size if fd is not None else 0
+            if step.args.get("kind") == "fifo":
+                made[rel] = -1      # mkfifo
+            else:
+                made[rel] = fd.file.ghost.size if fd is not None and fd.deleted else \
+                    fd.file.size if fd is not None else 0
             if "/" in rel:
                 sub.add(posixpath.dirname(rel))
         entries.append({"dir": top, "subdirs": sorted(sub), "files": sorted(made.items())})
@@ -431,8 +437,6 @@ class Conductor:
             return "a deleted file whose contents were not captured"
         if fd is not None and fd.deleted and kind not in ("regular", "memfd"):
             return f"deleted {kind} files are not rehearsed yet"
-        if kind == "pipe" and fd is not None and fd.kind == files_pb2.FD_FIFO:
-            return "FIFOs are not rehearsed yet"
         if kind == "socket":
             return self._socket_refusal(index, step)
         if kind == "pidfd":

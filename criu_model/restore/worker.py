@@ -208,6 +208,9 @@ def setup_mounts(scratch: list[dict[str, Any]]) -> None:
             os.makedirs(os.path.join(entry["dir"], sub), exist_ok=True)
         for name, size in entry["files"]:
             path = os.path.join(entry["dir"], name)
+            if size < 0:
+                os.mkfifo(path, 0o644)
+                continue
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
                 os.ftruncate(fd, size)
@@ -276,6 +279,15 @@ class Worker:
                 os.lseek(tmp, int(a["pos"]), os.SEEK_SET)
             if a.get("unlink"):   # a deleted file: its stand-in goes once the last opens it
                 os.unlink(path)
+        elif kind == "fifo":
+            # O_RDWR first (a FIFO open for one end blocks until the other exists), then
+            # the planned end; the stand-in lives in the scratch tmpfs.
+            rdwr = os.open(a["path"], os.O_RDWR | os.O_NONBLOCK | O_CLOEXEC)
+            try:
+                tmp = os.open(a["path"], (flags & ~(O_CLOEXEC | os.O_CREAT | os.O_TRUNC))
+                              | O_CLOEXEC)
+            finally:
+                os.close(rdwr)
         elif kind == "pipe":   # the other end is outside: pipe(), keep one end
             r, w = os.pipe()
             keep, drop = (w, r) if flags & O_ACCMODE == os.O_WRONLY else (r, w)

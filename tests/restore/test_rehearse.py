@@ -298,7 +298,7 @@ def test_random_trees_the_kernel_runs(seed: int) -> None:
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
 
 
-@pytest.mark.parametrize("kind", ["regular", "dirs", "eventfd", "signalfd", "timerfd",
+@pytest.mark.parametrize("kind", ["regular", "dirs", "fifo", "eventfd", "signalfd", "timerfd",
                                   "memfd", "epoll", "deleted"])
 def test_fd_kinds(tmp_path: Path, kind: str) -> None:
     """Each kind the executor makes, judged on its own (tests/collect/fdkinds.py)."""
