@@ -253,3 +253,47 @@ def test_imported_snapshot_loads_and_equals(tmp_path: Path, snaps) -> None:
     assert criu_model.diff(snaps["tree-full"], again).identical
     assert again.inventory.tool_version.startswith("criu ")
     assert again.ghosts_by_id[1].data == b"contents of the deleted file\n"
+
+
+SHARED = Path("/work/shared/fixtures/criu-4.2/tree-full")
+
+
+@pytest.mark.skipif(not (SHARED / "pages-1.img").exists(),
+                    reason="the full CRIU dump with its pages-*.img is not on this machine")
+def test_cmdline_and_environ_from_the_dumped_pages() -> None:
+    snap = load_criu(SHARED)
+    for proc in snap.processes:
+        if proc.state == "Z":
+            assert not proc.cmdline and NOT_IN_CRIU in _why(proc, "cmdline")
+            continue
+        assert list(proc.cmdline) == [b"./scn", b"tree"]
+        assert proc.environ and all(b"=" in e for e in proc.environ)
+        assert _why(proc, "cmdline") is None and _why(proc, "environ") is None
+
+
+def test_cmdline_unreadable_without_the_pages(snaps) -> None:
+    root = snaps["tree-full"].by_pid[6391]
+    assert not root.cmdline and "pages" in _why(root, "cmdline")
+
+
+def test_cmdline_read_at_its_address(criu_copy) -> None:
+    """The pages file is addressed run by run: a page written at mm_arg_start is found."""
+    from criu_model.formats.criu.mapping import ProcessMemory
+
+    d = criu_copy("sleep")
+    dump = read_dir(d)
+    mm = dump.entries("mm-6819.img")[0]
+    pages_id, runs = page_runs(dump, "pagemap-6819.img")
+    total = sum(r.nr_pages for r in runs if r.offset is not None)
+    run = next(r for r in runs if r.vaddr <= mm.mm_arg_start < r.vaddr + r.nr_pages * 4096)
+    pages = bytearray(total * 4096)
+    at = run.offset * 4096 + mm.mm_arg_start - run.vaddr
+    length = mm.mm_arg_end - mm.mm_arg_start
+    args = b"A" * (length - 7) + b"\0sleep\0"
+    pages[at:at + len(args)] = args
+    (d / f"pages-{pages_id}.img").write_bytes(bytes(pages))
+    snap = load_criu(d)
+    assert list(snap.by_pid[6819].cmdline) == [b"A" * (length - 7), b"sleep"]
+    memory = ProcessMemory(read_dir(d), 6819)
+    assert memory.read(mm.mm_arg_start, len(args)) == args
+    assert memory.read(0x1000, 16) is None  # not a dumped page: None, never zeros

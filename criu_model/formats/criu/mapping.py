@@ -412,6 +412,11 @@ def _process(ctx: _Ctx, entry: core_pb2.PstreeEntry) -> process_pb2.Process:
     if mm_entries:
         mm = mm_entries[0]
         assert isinstance(mm, core_pb2.MmEntry)
+        why["cmdline"] = (f"{NOT_IN_CRIU} as text, and its pages (mm_arg_start..end) are not "
+                          f"in this dump's pagemap-{pid}.img/pages files")
+        why["environ"] = (f"{NOT_IN_CRIU} as text, and its pages (mm_env_start..end) are not "
+                          f"in this dump's pagemap-{pid}.img/pages files")
+        _args_from_memory(dump, proc, mm, why)
         exe = _path_ref(ctx.files, mm.exe_file_id)
         if exe is not None:
             proc.exe.CopyFrom(exe)
@@ -545,6 +550,61 @@ def _shmem_contents(dump: CriuDump, shmid: int, size: int) -> bytes | None:
             continue
         out[r.vaddr:r.vaddr + len(chunk)] = chunk
     return bytes(out[:size])
+
+
+class ProcessMemory:
+    """The pages CRIU dumped of one process (pagemap-PID.img + its pages file), read on demand.
+
+    Only pages in this dump (not in a parent dump, not lazy-only) can be read;
+    anything else answers None, never zeros.
+    """
+
+    def __init__(self, dump: CriuDump, pid: int) -> None:
+        name = f"pagemap-{pid}.img"
+        self.pages_id, self.runs = page_runs(dump, name)
+        self.page_size = page_size(dump, name)
+        self._read = dump.pages_readers.get(self.pages_id)
+        self._data: bytes | None = None
+
+    def read(self, addr: int, length: int) -> bytes | None:
+        ps = self.page_size
+        if ps is None or self._read is None or length < 0 or length > MAX_KEPT:
+            return None
+        out = bytearray()
+        at, end = addr, addr + length
+        while at < end:
+            run = next((r for r in self.runs if r.vaddr <= at < r.vaddr + r.nr_pages * ps), None)
+            if run is None or run.offset is None:
+                return None
+            if self._data is None:
+                self._data = self._read()
+            start = run.offset * ps + (at - run.vaddr)
+            take = min(end, run.vaddr + run.nr_pages * ps) - at
+            chunk = self._data[start:start + take]
+            if len(chunk) != take:
+                return None
+            out += chunk
+            at += take
+        return bytes(out)
+
+
+def _nul_split(data: bytes) -> list[bytes]:
+    """argv/envp as /proc/PID/cmdline shows them: NUL-separated, the last NUL dropped."""
+    if not data:
+        return []
+    return data[:-1].split(b"\0") if data.endswith(b"\0") else data.split(b"\0")
+
+
+def _args_from_memory(dump: CriuDump, proc: process_pb2.Process, mm: core_pb2.MmEntry,
+                      why: dict[str, str]) -> None:
+    """cmdline and environ, from the dumped stack pages when this dump holds them."""
+    memory = ProcessMemory(dump, proc.pid)
+    for attr, start, end in (("cmdline", mm.mm_arg_start, mm.mm_arg_end),
+                             ("environ", mm.mm_env_start, mm.mm_env_end)):
+        data = memory.read(start, end - start) if end >= start else None
+        if data is not None:
+            getattr(proc, attr).extend(_nul_split(data))
+            why.pop(attr, None)
 
 
 # -- files ----------------------------------------------------------------
