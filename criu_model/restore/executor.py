@@ -38,7 +38,6 @@ from criu_model.snapshot import Snapshot
 _OPEN_KINDS = frozenset({"regular", "directory", "opath", "pipe", "fifo", "eventfd", "memfd",
                          "signalfd", "timerfd", "pidfd", "epoll", "socket"})
 _NOT_YET = {
-    Action.TCP_REPAIR: "TCP_REPAIR is not rehearsed yet",
     Action.LAST_PID_CLONE: "the ns_last_pid fallback is not rehearsed (clone3 set_tid is)",
     Action.SETNS_PID: "setns into a pid namespace is not rehearsed yet",
 }
@@ -47,7 +46,8 @@ _EXECUTED = frozenset({Action.CLONE, Action.SETSID, Action.SETPGID, Action.SUBRE
                        Action.EXIT, Action.WAIT, Action.OPEN, Action.PIPE, Action.SOCKETPAIR,
                        Action.DUP2, Action.CLOSE, Action.UNSHARE, Action.SETNS,
                        Action.SEND_FD, Action.EPOLL_ADD, Action.OPEN_PTY,
-                       Action.SET_CTTY, Action.DROP_CTTY, Action.SET_FG})
+                       Action.SET_CTTY, Action.DROP_CTTY, Action.SET_FG,
+                       Action.TCP_REPAIR})
 _TCP_LISTEN, _TCP_CLOSE = 10, 7
 _SANDBOX_ADDRS = frozenset({"0.0.0.0", "::", "::1", "::ffff:127.0.0.1"})
 _UNSAFE_SCRATCH = frozenset({"/", "/proc", "/sys", "/dev", "/run", "/etc", "/usr", "/bin",
@@ -264,7 +264,8 @@ class Conductor:
         if actor not in self.channels:
             why = self._gone.get(actor, "its actor does not exist")
             return self._skip(index, step, f"actor {actor} is not running: {why}")
-        reason = _NOT_YET.get(step.action) or self._unsupported_open(index, step)
+        reason = _NOT_YET.get(step.action) or self._unsupported_open(index, step) \
+            or self._unsupported_repair(step)
         if not reason and step.action not in _EXECUTED:
             reason = f"{step.action} is not rehearsed yet"
         if reason:
@@ -297,7 +298,8 @@ class Conductor:
                 and planned.new_pid_ns:
             return self._kill_init(index, step)
         wire = {"actor": actor, "action": str(step.action), **a}
-        if step.action is Action.OPEN and a.get("kind") == "socket":
+        if (step.action is Action.OPEN and a.get("kind") == "socket") \
+                or step.action is Action.TCP_REPAIR:
             wire.update(self._socket(step))
         if index in getattr(self, "_unlink_at", ()):
             wire["unlink"] = True
@@ -466,7 +468,18 @@ class Conductor:
         else:
             out["family"] = socket.AF_INET6 if ":" in sock.inet.src else socket.AF_INET
             out["src"], out["sport"] = sock.inet.src, sock.inet.sport
+            out["dst"], out["dport"] = sock.inet.dst, sock.inet.dport
         return out
+
+    def _unsupported_repair(self, step: Step) -> str:
+        if step.action is not Action.TCP_REPAIR:
+            return ""
+        if step.args.get("state"):
+            return f"a half-closed TCP connection ({step.args['state']}) is not rehearsed yet"
+        for addr in (str(step.args.get("src")), str(step.args.get("dst"))):
+            if addr not in _SANDBOX_ADDRS and not addr.startswith("127."):
+                return f"{addr} is not an address of the sandbox's loopback"
+        return ""
 
     def _socket_refusal(self, index: int, step: Step) -> str:
         fd = self.files.get(int(step.args.get("file", 0)))

@@ -286,6 +286,8 @@ class Judge:
                 out["name"] = printable(s.unix.name)
             elif s.WhichOneof("kind") == "inet":
                 out["addr"] = f"{s.inet.src}:{s.inet.sport}"
+                if s.inet.dport:
+                    out["peer"] = f"{s.inet.dst}:{s.inet.dport}"
             return out
 
         return [("socket", desc(a), desc(b))]

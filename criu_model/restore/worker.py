@@ -36,6 +36,7 @@ from criu_model.kernel.clone3 import CLONE_ARGS_SIZE_VER1, CloneArgs
 from criu_model.kernel.libc import syscall_number
 
 F_ADD_SEALS, F_SEAL_SEAL = 1033, 0x1
+TCP_REPAIR = 19
 O_TMPFILE_BIT = 0o20000000
 SERVICE_FD_BASE = 1 << 20      # planner/files.py: the planner's service fds start here
 PR_SET_PDEATHSIG = 1
@@ -340,6 +341,22 @@ class Worker:
             sock.close()
 
     @staticmethod
+    def _tcp_repair(a: dict[str, Any]) -> int:
+        """An established connection without a handshake (TCP_REPAIR, Linux 3.5): in repair
+        mode connect() only sets the state, and bind() may share a listener's port
+        (SK_FORCE_REUSE). The socket stays in repair mode: leaving it sends a window
+        probe, and with sequence numbers the snapshot does not hold (the kernel's random
+        ones here) the peer would answer with a reset. Parked, nothing is sent."""
+        sock = socket.socket(int(a["family"]), socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+            sock.bind((a["src"], int(a["sport"])))
+            sock.connect((a["dst"], int(a["dport"])))
+            return sock.detach()
+        finally:
+            sock.close()
+
+    @staticmethod
     def _memfd(a: dict[str, Any]) -> int:
         """memfd_create (Linux 3.17) at its size, zero-filled (contents are not rehearsed)."""
         import fcntl
@@ -490,6 +507,10 @@ class Worker:
                                                             int(step.get("data", 0))))
             _check(_libc.epoll_ctl(self.real(int(step["epfd"])), 1,   # EPOLL_CTL_ADD
                                    self.real(int(step["tfd"])), event), "epoll_ctl")
+        elif act == "tcp_repair":
+            tmp = self._tcp_repair(step)
+            self.set_status_flags(tmp, int(step["flags"]))
+            self.place(tmp, int(step["fd"]), int(step["flags"]))
         elif act == "open_pty":
             self.do_open_pty(step)
         elif act == "ioctl_tiocsctty":

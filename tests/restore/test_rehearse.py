@@ -339,14 +339,17 @@ a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); a.bind(b"\\0cm-rehearse-ab
 t = socket.socket(); t.bind(("127.0.0.1", 0)); t.listen(7)
 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("127.0.0.1", 0))
 t6 = socket.socket(socket.AF_INET6); t6.bind(("::1", 0)); t6.listen(3)
+c = socket.create_connection(t.getsockname())
+s, _ = t.accept()
 os.write(int(sys.argv[2]), b"ready\\n")
 signal.pause()
 """
 
 
 def test_sockets_bound_inside(tmp_path: Path, host_untouched: None) -> None:
-    """Unix listeners (path and abstract), TCP listeners and UDP on the sandbox's loopback:
-    the same names and ports, bound where the host cannot see them."""
+    """Unix listeners (path and abstract), TCP listeners, an established TCP connection
+    (both ends, under TCP_REPAIR) and UDP on the sandbox's loopback: the same names and
+    ports, bound where the host cannot see them."""
     r, w = os.pipe()
     proc = subprocess.Popen([sys.executable, "-c", _SOCKETS, str(tmp_path), str(w)],
                             pass_fds=(w,))
@@ -364,7 +367,7 @@ def test_sockets_bound_inside(tmp_path: Path, host_untouched: None) -> None:
     held = {f"{proc.pid}:{fd.fd}" for fd in snap.fds_by_pid[proc.pid].fds
             if fd.HasField("socket")}
     sockets = [e for e in report.entries if e.kind == "fd" and e.id in held]
-    assert len(sockets) == 5 and all(e.status == MATCHED for e in sockets)
+    assert len(sockets) == 7 and all(e.status == MATCHED for e in sockets)
     assert os.listdir(tmp_path) == ["listener.sock"]   # the sandbox bound in its own tmpfs
 
 
