@@ -344,16 +344,29 @@ def _store_pages(cap: PageCapture, builder: RunBuilder, addr: int, data: memoryv
 
 def _split_inherited(hashes: list[int], before: list[int | None]
                      ) -> list[tuple[int, int, int]]:
-    """(state, first, end) pieces: PARENT where the hash equals the parent's, else STORED."""
+    """(state, first, end) pieces: PARENT where the hash equals the parent's, else STORED.
+
+    Compared in slices of 16 first (in C): writes spread over memory leave most
+    slices equal, and only the others are walked page by page.
+    """
     if hashes == before:
         return [(PARENT, 0, len(hashes))]
     out: list[tuple[int, int, int]] = []
-    for i, (now, then) in enumerate(zip(hashes, before, strict=True)):
-        state = PARENT if now == then else STORED
-        if out and out[-1][0] == state:
-            out[-1] = (state, out[-1][1], i + 1)
+
+    def put(state: int, lo: int, hi: int) -> None:
+        if out and out[-1][0] == state and out[-1][2] == lo:
+            out[-1] = (state, out[-1][1], hi)
         else:
-            out.append((state, i, i + 1))
+            out.append((state, lo, hi))
+
+    n = len(hashes)
+    for lo in range(0, n, 16):
+        hi = min(n, lo + 16)
+        if hashes[lo:hi] == before[lo:hi]:
+            put(PARENT, lo, hi)
+            continue
+        for i in range(lo, hi):
+            put(PARENT if hashes[i] == before[i] else STORED, i, i + 1)
     return out
 
 
