@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from array import array
 
 from hypothesis import given
@@ -19,7 +20,7 @@ def test_split_inherited_marks_exactly_the_equal_pages(pages: list[tuple[int, bo
     out = _split_inherited(hashes, before)
     states = [s for s, lo, hi in out for _ in range(lo, hi)]
     assert states == [PARENT if same else STORED for _h, same in pages]
-    assert all(a[2] == b[1] and a[0] != b[0] for a, b in zip(out, out[1:], strict=False))
+    assert all(a[2] == b[1] and a[0] != b[0] for a, b in itertools.pairwise(out))
 
 
 def test_run_builder_merges_neighbours_and_splits_large_owners() -> None:
