@@ -297,3 +297,21 @@ def test_cmdline_read_at_its_address(criu_copy) -> None:
     memory = ProcessMemory(read_dir(d), 6819)
     assert memory.read(mm.mm_arg_start, len(args)) == args
     assert memory.read(0x1000, 16) is None  # not a dumped page: None, never zeros
+
+
+def test_registers_as_ptrace_returns_them(snaps) -> None:
+    """x86_64 gpregs in user_regs_struct order, fxsave area: values from crit decode."""
+    import struct
+
+    regs = snaps["tree-full"].registers_by_pid[6398]
+    assert [t.tid for t in regs.threads] == [6398, 6402, 6404, 6405]
+    t = next(t for t in regs.threads if t.tid == 6402)
+    assert t.arch == "x86_64" and len(t.prstatus) == 27 * 8 and len(t.fpregs) == 512
+    r = struct.unpack("<27Q", t.prstatus)
+    assert (r[10], r[15], r[16], r[19], r[21]) == (0x22, 0x22, 0x7F70EDAAEDF0, 0x7F70ED9D6EA0,
+                                                   0x7F70ED9D76C0)  # ax orig_ax ip sp fs_base
+    cwd, mxcsr = struct.unpack_from("<H", t.fpregs, 0)[0], struct.unpack_from("<I", t.fpregs, 24)[0]
+    assert (cwd, mxcsr) == (895, 8064)
+    assert t.rseq.signature == 0x53053053
+    assert NOT_IN_CRIU in _why(t, "xstate")
+    assert 6392 not in snaps["tree-full"].registers_by_pid  # the zombie has none

@@ -28,6 +28,7 @@ from criu_model.images.pb import (
     inventory_pb2,
     mm_pb2,
     process_pb2,
+    regs_pb2,
 )
 from criu_model.images.pb import (
     files_pb2 as cf,
@@ -480,6 +481,74 @@ def _memory(ctx: _Ctx, pid: int, mm: core_pb2.MmEntry) -> mm_pb2.MemoryMap:
                       "only), no dev/inode",
     })
     return out
+
+
+# -- registers ------------------------------------------------------------
+
+MTYPE_X86_64 = 1
+X86_NATIVE, X86_COMPAT = 1, 2
+# struct user_regs_struct (arch/x86/include/asm/user_64.h): CRIU's fields 1..27 in order.
+_X86_64_REGS = ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx",
+                "dx", "si", "di", "orig_ax", "ip", "cs", "flags", "sp", "ss", "fs_base",
+                "gs_base", "ds", "es", "fs", "gs")
+# struct user_regs_struct of i386 (asm/user_32.h), from the same CRIU fields.
+_I386_REGS = ("bx", "cx", "dx", "si", "di", "bp", "ax", "ds", "es", "fs", "gs", "orig_ax",
+              "ip", "cs", "flags", "sp", "ss")
+
+
+def _fxsave(fp: core_pb2.UserX86Fpregs) -> bytes | None:
+    """struct user_fpregs_struct (512 bytes) from CRIU's fields; None if they are short."""
+    if len(fp.st_space) != 32 or len(fp.xmm_space) != 64:
+        return None
+    padding = list(fp.padding)[:24]
+    padding += [0] * (24 - len(padding))
+    return struct.pack("<4H2Q2I32I64I24I", fp.cwd & 0xFFFF, fp.swd & 0xFFFF, fp.twd & 0xFFFF,
+                       fp.fop & 0xFFFF, fp.rip, fp.rdp, fp.mxcsr, fp.mxcsr_mask,
+                       *fp.st_space, *fp.xmm_space, *padding)
+
+
+def _thread_regs(dump: CriuDump, tid: int, sigmask: int) -> regs_pb2.ThreadRegs:
+    out = regs_pb2.ThreadRegs(tid=tid)
+    core = _core(dump, tid)
+    why: dict[str, str] = {"audit_arch": NOT_IN_CRIU}
+    if core is None or core.mtype != MTYPE_X86_64 or not core.HasField("thread_info"):
+        arch = core.mtype if core is not None else "none"
+        why["prstatus"] = f"CRIU registers of machine type {arch} are not mapped (x86_64 only)"
+        _unreadable(out, why)
+        return out
+    gp = core.thread_info.gpregs
+    if gp.mode == X86_COMPAT:
+        out.arch = "i386"
+        out.prstatus = struct.pack("<17I", *(getattr(gp, r) & 0xFFFFFFFF for r in _I386_REGS))
+    else:
+        out.arch = "x86_64"
+        out.prstatus = struct.pack("<27Q", *(getattr(gp, r) for r in _X86_64_REGS))
+    fx = _fxsave(core.thread_info.fpregs) if core.thread_info.HasField("fpregs") else None
+    if fx is None:
+        why["fpregs"] = f"{NOT_IN_CRIU} in full (st_space/xmm_space short or absent)"
+    else:
+        out.fpregs = fx
+    why["xstate"] = (f"{NOT_IN_CRIU} as the kernel's XSAVE area: CRIU keeps its components "
+                     "(ymmh, AVX-512, pkru...) as separate fields")
+    out.sigmask = sigmask
+    rseq = core.thread_core.rseq_entry
+    if core.thread_core.HasField("rseq_entry"):
+        out.rseq.abi_pointer, out.rseq.abi_size = rseq.rseq_abi_pointer, rseq.rseq_abi_size
+        out.rseq.signature = rseq.signature
+    else:
+        why["rseq"] = NOT_IN_CRIU
+    _unreadable(out, why)
+    return out
+
+
+def _registers(ctx: _Ctx) -> None:
+    for proc in ctx.snap.processes:
+        if proc.state == "Z":
+            continue
+        regs = regs_pb2.ProcessRegs(pid=proc.pid)
+        for th in proc.threads:
+            regs.threads.append(_thread_regs(ctx.dump, th.tid, th.sig_blocked))
+        ctx.snap.registers.append(regs)
 
 
 # -- pages ----------------------------------------------------------------
@@ -1044,6 +1113,7 @@ def to_snapshot(dump: CriuDump, old_handlers: dict[str, tuple[int, str]]) -> Sna
             assert isinstance(mm, core_pb2.MmEntry)
             snap.memory.append(_memory(ctx, proc.pid, mm))
     _fd_tables(ctx)
+    _registers(ctx)
     snap.ghosts.extend(ctx.ghosts[k] for k in sorted(ctx.ghosts))
     _link_pending(ctx.sockets)
     snap.sockets.extend(ctx.sockets[k] for k in sorted(ctx.sockets))

@@ -270,8 +270,20 @@ class ThreadSas(_message.Message):
     ss_flags: int
     def __init__(self, ss_sp: _Optional[int] = ..., ss_size: _Optional[int] = ..., ss_flags: _Optional[int] = ...) -> None: ...
 
+class Rseq(_message.Message):
+    __slots__ = ("rseq_abi_pointer", "rseq_abi_size", "signature", "rseq_cs_pointer")
+    RSEQ_ABI_POINTER_FIELD_NUMBER: _ClassVar[int]
+    RSEQ_ABI_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    RSEQ_CS_POINTER_FIELD_NUMBER: _ClassVar[int]
+    rseq_abi_pointer: int
+    rseq_abi_size: int
+    signature: int
+    rseq_cs_pointer: int
+    def __init__(self, rseq_abi_pointer: _Optional[int] = ..., rseq_abi_size: _Optional[int] = ..., signature: _Optional[int] = ..., rseq_cs_pointer: _Optional[int] = ...) -> None: ...
+
 class ThreadCore(_message.Message):
-    __slots__ = ("futex_rla", "futex_rla_len", "sched_nice", "sched_policy", "sched_prio", "blk_sigset", "sas", "pdeath_sig", "signals_p", "creds", "seccomp_mode", "seccomp_filter", "comm", "blk_sigset_extended", "cg_set")
+    __slots__ = ("futex_rla", "futex_rla_len", "sched_nice", "sched_policy", "sched_prio", "blk_sigset", "sas", "pdeath_sig", "signals_p", "creds", "seccomp_mode", "seccomp_filter", "comm", "blk_sigset_extended", "rseq_entry", "cg_set")
     FUTEX_RLA_FIELD_NUMBER: _ClassVar[int]
     FUTEX_RLA_LEN_FIELD_NUMBER: _ClassVar[int]
     SCHED_NICE_FIELD_NUMBER: _ClassVar[int]
@@ -286,6 +298,7 @@ class ThreadCore(_message.Message):
     SECCOMP_FILTER_FIELD_NUMBER: _ClassVar[int]
     COMM_FIELD_NUMBER: _ClassVar[int]
     BLK_SIGSET_EXTENDED_FIELD_NUMBER: _ClassVar[int]
+    RSEQ_ENTRY_FIELD_NUMBER: _ClassVar[int]
     CG_SET_FIELD_NUMBER: _ClassVar[int]
     futex_rla: int
     futex_rla_len: int
@@ -301,20 +314,119 @@ class ThreadCore(_message.Message):
     seccomp_filter: int
     comm: bytes
     blk_sigset_extended: int
+    rseq_entry: Rseq
     cg_set: int
-    def __init__(self, futex_rla: _Optional[int] = ..., futex_rla_len: _Optional[int] = ..., sched_nice: _Optional[int] = ..., sched_policy: _Optional[int] = ..., sched_prio: _Optional[int] = ..., blk_sigset: _Optional[int] = ..., sas: _Optional[_Union[ThreadSas, _Mapping]] = ..., pdeath_sig: _Optional[int] = ..., signals_p: _Optional[_Union[SignalQueue, _Mapping]] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., seccomp_mode: _Optional[int] = ..., seccomp_filter: _Optional[int] = ..., comm: _Optional[bytes] = ..., blk_sigset_extended: _Optional[int] = ..., cg_set: _Optional[int] = ...) -> None: ...
+    def __init__(self, futex_rla: _Optional[int] = ..., futex_rla_len: _Optional[int] = ..., sched_nice: _Optional[int] = ..., sched_policy: _Optional[int] = ..., sched_prio: _Optional[int] = ..., blk_sigset: _Optional[int] = ..., sas: _Optional[_Union[ThreadSas, _Mapping]] = ..., pdeath_sig: _Optional[int] = ..., signals_p: _Optional[_Union[SignalQueue, _Mapping]] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., seccomp_mode: _Optional[int] = ..., seccomp_filter: _Optional[int] = ..., comm: _Optional[bytes] = ..., blk_sigset_extended: _Optional[int] = ..., rseq_entry: _Optional[_Union[Rseq, _Mapping]] = ..., cg_set: _Optional[int] = ...) -> None: ...
+
+class UserX86Regs(_message.Message):
+    __slots__ = ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si", "di", "orig_ax", "ip", "cs", "flags", "sp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs", "mode")
+    R15_FIELD_NUMBER: _ClassVar[int]
+    R14_FIELD_NUMBER: _ClassVar[int]
+    R13_FIELD_NUMBER: _ClassVar[int]
+    R12_FIELD_NUMBER: _ClassVar[int]
+    BP_FIELD_NUMBER: _ClassVar[int]
+    BX_FIELD_NUMBER: _ClassVar[int]
+    R11_FIELD_NUMBER: _ClassVar[int]
+    R10_FIELD_NUMBER: _ClassVar[int]
+    R9_FIELD_NUMBER: _ClassVar[int]
+    R8_FIELD_NUMBER: _ClassVar[int]
+    AX_FIELD_NUMBER: _ClassVar[int]
+    CX_FIELD_NUMBER: _ClassVar[int]
+    DX_FIELD_NUMBER: _ClassVar[int]
+    SI_FIELD_NUMBER: _ClassVar[int]
+    DI_FIELD_NUMBER: _ClassVar[int]
+    ORIG_AX_FIELD_NUMBER: _ClassVar[int]
+    IP_FIELD_NUMBER: _ClassVar[int]
+    CS_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    SP_FIELD_NUMBER: _ClassVar[int]
+    SS_FIELD_NUMBER: _ClassVar[int]
+    FS_BASE_FIELD_NUMBER: _ClassVar[int]
+    GS_BASE_FIELD_NUMBER: _ClassVar[int]
+    DS_FIELD_NUMBER: _ClassVar[int]
+    ES_FIELD_NUMBER: _ClassVar[int]
+    FS_FIELD_NUMBER: _ClassVar[int]
+    GS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    r15: int
+    r14: int
+    r13: int
+    r12: int
+    bp: int
+    bx: int
+    r11: int
+    r10: int
+    r9: int
+    r8: int
+    ax: int
+    cx: int
+    dx: int
+    si: int
+    di: int
+    orig_ax: int
+    ip: int
+    cs: int
+    flags: int
+    sp: int
+    ss: int
+    fs_base: int
+    gs_base: int
+    ds: int
+    es: int
+    fs: int
+    gs: int
+    mode: int
+    def __init__(self, r15: _Optional[int] = ..., r14: _Optional[int] = ..., r13: _Optional[int] = ..., r12: _Optional[int] = ..., bp: _Optional[int] = ..., bx: _Optional[int] = ..., r11: _Optional[int] = ..., r10: _Optional[int] = ..., r9: _Optional[int] = ..., r8: _Optional[int] = ..., ax: _Optional[int] = ..., cx: _Optional[int] = ..., dx: _Optional[int] = ..., si: _Optional[int] = ..., di: _Optional[int] = ..., orig_ax: _Optional[int] = ..., ip: _Optional[int] = ..., cs: _Optional[int] = ..., flags: _Optional[int] = ..., sp: _Optional[int] = ..., ss: _Optional[int] = ..., fs_base: _Optional[int] = ..., gs_base: _Optional[int] = ..., ds: _Optional[int] = ..., es: _Optional[int] = ..., fs: _Optional[int] = ..., gs: _Optional[int] = ..., mode: _Optional[int] = ...) -> None: ...
+
+class UserX86Fpregs(_message.Message):
+    __slots__ = ("cwd", "swd", "twd", "fop", "rip", "rdp", "mxcsr", "mxcsr_mask", "st_space", "xmm_space", "padding")
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    SWD_FIELD_NUMBER: _ClassVar[int]
+    TWD_FIELD_NUMBER: _ClassVar[int]
+    FOP_FIELD_NUMBER: _ClassVar[int]
+    RIP_FIELD_NUMBER: _ClassVar[int]
+    RDP_FIELD_NUMBER: _ClassVar[int]
+    MXCSR_FIELD_NUMBER: _ClassVar[int]
+    MXCSR_MASK_FIELD_NUMBER: _ClassVar[int]
+    ST_SPACE_FIELD_NUMBER: _ClassVar[int]
+    XMM_SPACE_FIELD_NUMBER: _ClassVar[int]
+    PADDING_FIELD_NUMBER: _ClassVar[int]
+    cwd: int
+    swd: int
+    twd: int
+    fop: int
+    rip: int
+    rdp: int
+    mxcsr: int
+    mxcsr_mask: int
+    st_space: _containers.RepeatedScalarFieldContainer[int]
+    xmm_space: _containers.RepeatedScalarFieldContainer[int]
+    padding: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, cwd: _Optional[int] = ..., swd: _Optional[int] = ..., twd: _Optional[int] = ..., fop: _Optional[int] = ..., rip: _Optional[int] = ..., rdp: _Optional[int] = ..., mxcsr: _Optional[int] = ..., mxcsr_mask: _Optional[int] = ..., st_space: _Optional[_Iterable[int]] = ..., xmm_space: _Optional[_Iterable[int]] = ..., padding: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ThreadInfoX86(_message.Message):
+    __slots__ = ("clear_tid_addr", "gpregs", "fpregs")
+    CLEAR_TID_ADDR_FIELD_NUMBER: _ClassVar[int]
+    GPREGS_FIELD_NUMBER: _ClassVar[int]
+    FPREGS_FIELD_NUMBER: _ClassVar[int]
+    clear_tid_addr: int
+    gpregs: UserX86Regs
+    fpregs: UserX86Fpregs
+    def __init__(self, clear_tid_addr: _Optional[int] = ..., gpregs: _Optional[_Union[UserX86Regs, _Mapping]] = ..., fpregs: _Optional[_Union[UserX86Fpregs, _Mapping]] = ...) -> None: ...
 
 class CoreEntry(_message.Message):
-    __slots__ = ("mtype", "tc", "ids", "thread_core")
+    __slots__ = ("mtype", "thread_info", "tc", "ids", "thread_core")
     MTYPE_FIELD_NUMBER: _ClassVar[int]
+    THREAD_INFO_FIELD_NUMBER: _ClassVar[int]
     TC_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     THREAD_CORE_FIELD_NUMBER: _ClassVar[int]
     mtype: int
+    thread_info: ThreadInfoX86
     tc: TaskCore
     ids: TaskKobjIds
     thread_core: ThreadCore
-    def __init__(self, mtype: _Optional[int] = ..., tc: _Optional[_Union[TaskCore, _Mapping]] = ..., ids: _Optional[_Union[TaskKobjIds, _Mapping]] = ..., thread_core: _Optional[_Union[ThreadCore, _Mapping]] = ...) -> None: ...
+    def __init__(self, mtype: _Optional[int] = ..., thread_info: _Optional[_Union[ThreadInfoX86, _Mapping]] = ..., tc: _Optional[_Union[TaskCore, _Mapping]] = ..., ids: _Optional[_Union[TaskKobjIds, _Mapping]] = ..., thread_core: _Optional[_Union[ThreadCore, _Mapping]] = ...) -> None: ...
 
 class FsEntry(_message.Message):
     __slots__ = ("cwd_id", "root_id", "umask")
