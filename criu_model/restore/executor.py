@@ -32,7 +32,7 @@ from criu_model.images.pb import files_pb2
 from criu_model.planner import NEW_NS_INIT
 from criu_model.planner.model import RESTORER, Action, Plan, Step
 from criu_model.restore.sandbox import Sandbox, await_reply, start
-from criu_model.restore.worker import HARMLESS_DEVICES, O_ACCMODE, SERVICE_FD_BASE
+from criu_model.restore.worker import HARMLESS_DEVICES, MAX_MESSAGE, O_ACCMODE, SERVICE_FD_BASE
 from criu_model.snapshot import Snapshot
 
 _OPEN_KINDS = frozenset({"regular", "directory", "opath", "pipe", "fifo", "eventfd", "memfd",
@@ -48,6 +48,7 @@ _EXECUTED = frozenset({Action.CLONE, Action.SETSID, Action.SETPGID, Action.SUBRE
                        Action.SEND_FD, Action.EPOLL_ADD, Action.OPEN_PTY,
                        Action.SET_CTTY, Action.DROP_CTTY, Action.SET_FG,
                        Action.TCP_REPAIR})
+_BATCH = 64   # steps per message: a few KiB, far below MAX_MESSAGE
 _TCP_LISTEN, _TCP_CLOSE = 10, 7
 _SANDBOX_ADDRS = frozenset({"0.0.0.0", "::", "::1", "::ffff:127.0.0.1"})
 _UNSAFE_SCRATCH = frozenset({"/", "/proc", "/sys", "/dev", "/run", "/etc", "/usr", "/bin",
@@ -196,7 +197,11 @@ class Conductor:
         self.sandbox = start(_floor(self.snap, self.plan), extra)
         ptys = any(s.action is Action.OPEN_PTY for s in steps)
         setup = {"scratch": scratch, "ptys": ptys}
-        socket.send_fds(self.sandbox.ctl, [json.dumps(setup).encode()], [])
+        message = json.dumps(setup).encode()
+        if len(message) > MAX_MESSAGE:
+            raise CriuModelError(f"rehearsal: {len(scratch)} scratch directories are more "
+                                 "than one setup message holds")
+        socket.send_fds(self.sandbox.ctl, [message], [])
         reply = await_reply(self.sandbox.ctl, "setting up the sandbox")
         if not reply.get("ok"):
             raise CriuModelError(f"rehearsal: sandbox setup failed: {reply.get('error')}")
@@ -315,7 +320,7 @@ class Conductor:
         if self._batch and self._batch[0][1].actor != step.actor:
             self._flush()
         self._batch.append((index, step, wire))
-        if step.action in (Action.CLONE, Action.EXIT):
+        if step.action in (Action.CLONE, Action.EXIT) or len(self._batch) >= _BATCH:
             self._flush()
 
     def _flush(self) -> None:
@@ -550,7 +555,7 @@ class Conductor:
         socket.send_fds(sock, [json.dumps(cmd).encode()], fds or [])
         sock.settimeout(10.0)
         try:
-            msg, got, _f, _a = socket.recv_fds(sock, 1 << 16, 4)
+            msg, got, _f, _a = socket.recv_fds(sock, MAX_MESSAGE, 4)
         except TimeoutError as err:
             raise CriuModelError(f"rehearsal: actor {actor} did not answer {what}") from err
         finally:
@@ -572,7 +577,7 @@ class Conductor:
             self._ask(actor, cmd, "parking")
             sock.settimeout(5.0)
             try:
-                while socket.recv_fds(sock, 1 << 16, 4)[0]:
+                while socket.recv_fds(sock, MAX_MESSAGE, 4)[0]:
                     pass   # EOF: its control socket is closed, the fd table is final
             finally:
                 sock.settimeout(None)

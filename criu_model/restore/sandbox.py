@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from criu_model.errors import AccessDenied, CriuModelError, KernelUnsupported
-from criu_model.restore.worker import clone3, set_pdeathsig
+from criu_model.restore.worker import MAX_MESSAGE, clone3, set_pdeathsig
 
 # include/uapi/linux/sched.h
 CLONE_NEWNS = 0x00020000
@@ -119,7 +119,7 @@ def await_reply(sock: socket.socket, what: str, timeout: float = 10.0) -> dict[s
 
     sock.settimeout(timeout)
     try:
-        msg, _fds, _f, _a = socket.recv_fds(sock, 1 << 16, 4)
+        msg, _fds, _f, _a = socket.recv_fds(sock, MAX_MESSAGE, 4)
     except TimeoutError as err:
         raise CriuModelError(f"rehearsal: no answer from the sandbox to {what}") from err
     finally:

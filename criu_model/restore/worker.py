@@ -39,6 +39,9 @@ F_ADD_SEALS, F_SEAL_SEAL = 1033, 0x1
 TCP_REPAIR = 19
 O_TMPFILE_BIT = 0o20000000
 SERVICE_FD_BASE = 1 << 20      # planner/files.py: the planner's service fds start here
+# One control message at most (a SOCK_SEQPACKET record must fit the socket's send
+# buffer, ~208 KiB by default): the conductor keeps batches and the setup far below.
+MAX_MESSAGE = 1 << 17
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 MS_REC = 0x4000
@@ -544,7 +547,7 @@ class Worker:
         """Answer commands until told to park or exit; EOF (criu-model died) ends us."""
         while True:
             try:
-                msg, fds, _flags, _addr = socket.recv_fds(self.ctl, 1 << 16, 4)
+                msg, fds, _flags, _addr = socket.recv_fds(self.ctl, MAX_MESSAGE, 4)
             except OSError:
                 os._exit(2)
             if not msg:
@@ -674,7 +677,7 @@ def main(argv: list[str]) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # room for the service fds
     worker = Worker(ctl_fd, floor)
     try:
-        msg, _fds, _f, _a = socket.recv_fds(worker.ctl, 1 << 20, 0)
+        msg, _fds, _f, _a = socket.recv_fds(worker.ctl, MAX_MESSAGE, 0)
         setup = json.loads(msg)
         setup_mounts(setup.get("scratch", []))
         if setup.get("ptys"):
