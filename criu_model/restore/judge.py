@@ -331,8 +331,9 @@ class Judge:
         got = self._partition(self.box, box_keys.get, group)
         got_of: dict[tuple[int, int], frozenset[tuple[int, int]]] = {}
         for members in got.values():
+            group = frozenset(members)    # one object per group: hashed once
             for m in members:
-                got_of[m] = frozenset(members)
+                got_of[m] = group
         for members in want.values():
             rehearsed = {m for m in members if m not in self.ex.missing_fds
                          and m[0] not in self.ex.missing_procs}
