@@ -36,6 +36,7 @@ TCP_LISTEN = 10
 # repaired connection, then shutdown() replays the FIN(s), as CRIU restores them.
 TCP_HALF_CLOSED = frozenset({4, 5, 8, 9, 11})
 AF_UNIX_STREAM = 1
+O_CLOEXEC = 0o2000000  # f_flags bit in fdinfo (asm-generic/fcntl.h)
 
 
 def file_key(pid: int, fd: files_pb2.Fd) -> int:
@@ -382,12 +383,26 @@ class FilePlan:
 
     def install(self) -> None:
         """dup2 to the dumped numbers, add epoll targets, close every service fd."""
+        tables = self.snap.fds_by_pid
         for owner, rows in self.wanted.items():
+            flags = {f.fd: f.flags for f in tables[owner].fds} if owner in tables else {}
+            opened_at: dict[int, int] = {}
             for fd, key in rows:
-                if key in self.private:
+                # dup2 clears FD_CLOEXEC: the step says when it must be set again
+                # (dup3(O_CLOEXEC)); a rehearsal showed every moved fd losing it.
+                cloexec = {"cloexec": True} if flags.get(fd, 0) & O_CLOEXEC else {}
+                if key in self.private and key not in opened_at:
                     self._open(owner, self.files[key], at=fd)
+                    opened_at[key] = fd
+                elif key in self.private:
+                    # One open file description at several fds of one process (a
+                    # program started with `>log 2>&1`): opened once, dup'ed for the
+                    # others, or the restored writes would overwrite each other.
+                    self.plan.add(owner, Action.DUP2, old=opened_at[key], new=fd,
+                                  reason=f"shares one open file description with fd "
+                                         f"{opened_at[key]}", **cloexec)
                 else:
-                    self.plan.add(owner, Action.DUP2, old=self.service[key], new=fd)
+                    self.plan.add(owner, Action.DUP2, old=self.service[key], new=fd, **cloexec)
             final = dict(rows)
             for fd, key in rows:
                 entry = self.files[key]
