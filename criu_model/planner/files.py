@@ -21,7 +21,7 @@ from typing import Any
 
 from criu_model.images.pb import files_pb2, sockets_pb2
 from criu_model.kernel.devnum import decode_dev
-from criu_model.names import SOCKET_STATES, fd_kind_name
+from criu_model.names import SOCKET_STATES, fd_kind_name, unix_name
 from criu_model.planner.model import RESTORER, Action, CloneFlag, Plan, Severity
 from criu_model.planner.recipes import common_state, fd_recipe
 from criu_model.planner.sessions import NEW_NS_INIT, Builder
@@ -321,8 +321,9 @@ class FilePlan:
                 return Action.OPEN, "socket, bind, listen"
             return Action.OPEN, "socket, bind"
         if kind == "unix":
-            if sock.unix.name:
-                args["name"] = sock.unix.name.decode(errors="replace")
+            name = unix_name(sock)  # a path, or "@name" when abstract (as ss prints it)
+            if name:
+                args["name"] = name
             if sock.state == TCP_LISTEN:
                 return Action.OPEN, "unix listener: socket, bind, listen"
             if sock.unix.peer_inode:

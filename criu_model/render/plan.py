@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
+from criu_model.kernel.flags import open_flags_text
 from criu_model.names import printable
 from criu_model.planner.model import RESTORER, Action, CloneFlag, Plan, Severity, Step, flag_names
 
@@ -26,6 +27,8 @@ def _args(step: Step) -> str:
             continue
         if isinstance(value, list):
             value = ",".join(str(v) for v in value)
+        elif name == "flags" and isinstance(value, int):
+            value = open_flags_text(value)  # f_flags of an open step: rw,cloexec, not 558081
         parts.append(f"{name}={value}")
     return " ".join(parts)
 
