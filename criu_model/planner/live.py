@@ -69,7 +69,12 @@ def _pids_in_use(cttys: dict[int, int] | None = None) -> set[int]:
 
 
 def _check_pids(plan: Plan, used: set[int]) -> None:
+    """Planned pids already in use here: one blocker per process, its threads counted in.
+
+    (A 200-thread process that still runs gave 201 identical lines.)
+    """
     pid_max = _pid_max()
+    taken: dict[int, list[int]] = {}  # process -> its pids in use (its own, its threads')
     for step in plan.steps:
         if step.action not in (Action.CLONE, Action.LAST_PID_CLONE):
             continue
@@ -80,15 +85,25 @@ def _check_pids(plan: Plan, used: set[int]) -> None:
             continue  # a fresh namespace is empty: only pid_max matters
         outer = set_tid[-1]
         if outer in used:
-            plan.problem(Severity.WARNING if helper else Severity.BLOCKER, "pid-in-use",
-                         f"pid {outer} is already in use here"
-                         + (" (a helper's pid: any free pid works)" if helper else ""),
-                         fix="stop the process using it (is the dumped tree still "
-                             "running?), or restore with --pid-ns new", pid=outer)
+            if helper:
+                plan.problem(Severity.WARNING, "pid-in-use",
+                             f"pid {outer} is already in use here (a helper's pid: any free "
+                             "pid works)", pid=outer)
+            else:
+                thread = "CLONE_THREAD" in (step.args.get("flags") or ())
+                taken.setdefault(step.actor if thread else outer, []).append(outer)
         if outer >= pid_max:
             plan.problem(Severity.BLOCKER, "pid-above-max",
                          f"pid {outer} is above this machine's pid_max {pid_max}",
                          fix=f"sysctl kernel.pid_max={outer + 1}", pid=outer)
+    for pid, pids in taken.items():
+        threads = [p for p in pids if p != pid]
+        what = f"pid {pid}" if pid in pids else f"threads of pid {pid}"
+        more = f" (and {len(threads)} of its thread ids)" if threads and pid in pids else \
+            (f": {len(threads)} thread ids" if threads else "")
+        plan.problem(Severity.BLOCKER, "pid-in-use", f"{what} is already in use here{more}",
+                     fix="stop the process using it (is the dumped tree still running?), "
+                         "or restore with --pid-ns new", pid=pid)
 
 
 def _check_files(snap: Snapshot, plan: Plan) -> None:
