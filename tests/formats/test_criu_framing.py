@@ -122,3 +122,25 @@ def test_corrupted_images_give_image_error_only(name: str, data: st.DataObject) 
         _load_with(name, bytes(raw))
     except ImageError as err:
         assert err.path  # names the file (or the directory for cross-image contradictions)
+
+
+def test_a_sparse_ghost_becomes_data_extents() -> None:
+    from criu_model.formats.criu.pb import files_pb2
+
+    head = files_pb2.GhostFile.FromString(FILES["ghost-file-1.img"][12:12 + struct.unpack_from(
+        "<I", FILES["ghost-file-1.img"], 8)[0]])
+    head.chunks, head.size = True, 1 << 31
+    body = _u32(cmagic.IMG_COMMON, cmagic.MAGICS["GHOST_FILE"])
+    payload = head.SerializeToString()
+    body += _u32(len(payload)) + payload
+    for off, data in ((0, b"start"), (1 << 30, b"middle")):
+        chunk = files_pb2.GhostChunk(len=len(data), off=off).SerializeToString()
+        body += _u32(len(chunk)) + chunk + data
+    files = [(n, (lambda d=(body if n == "ghost-file-1.img" else d): d), 0)
+             for n, d in FILES.items()]
+    snap = to_criu_model(read_files(str(TREE), files))
+    ghost = snap.ghosts_by_id[1]
+    assert ghost.size == 1 << 31 and ghost.data == b"" and ghost.data_bytes == 11
+    assert [(e.offset, e.data) for e in ghost.extents] == [(0, b"start"), (1 << 30, b"middle")]
+    with pytest.raises(TruncatedImage, match="ghost chunk 2 announces 6 bytes"):
+        decode_image("d/ghost-file-1.img", "ghost-file-1.img", body[:-1])

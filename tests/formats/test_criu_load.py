@@ -64,7 +64,20 @@ def test_zombie_exit_code_and_garbage_thread(snaps) -> None:
         assert 6392 not in snaps[name].memory_by_pid
 
 
+ANON = {cf.FD_EVENTFD: "anon_inode:[eventfd]", cf.FD_EPOLL: "anon_inode:[eventpoll]",
+        cf.FD_INOTIFY: "anon_inode:inotify", cf.FD_SIGNALFD: "anon_inode:[signalfd]",
+        cf.FD_TIMERFD: "anon_inode:[timerfd]"}
+
+
 def _target(fd: cf.Fd) -> str:
+    """The /proc/PID/fd link text: criu-model keeps a path only for named files."""
+    if fd.kind == cf.FD_PIPE:
+        return f"pipe:[{fd.pipe.pipe_ino}]"
+    if fd.kind == cf.FD_SOCKET:
+        return f"socket:[{fd.socket.inode}]"
+    if fd.kind in ANON:
+        assert not fd.path
+        return ANON[fd.kind]
     return fd.path.decode() + (DELETED if fd.deleted else "")
 
 

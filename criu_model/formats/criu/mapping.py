@@ -363,8 +363,15 @@ def _process(ctx: _Ctx, entry: core_pb2.PstreeEntry) -> process_pb2.Process:
                         f"{state}); alive is any of R, S, D")
     if state == TASK_DEAD:
         # A zombie's threads[0] in pstree.img is garbage (CRIU never sets its
-        # virtual pid); its only thread is the leader.
+        # virtual pid); its only thread is the leader. CRIU keeps only its comm,
+        # state and exit code: the zeros of the rest are not values.
         proc.threads.add(tid=pid, ns_tids=[pid], comm=proc.comm, state="Z")
+        proc.flags = proc.personality = 0
+        del proc.rlimits[:]
+        proc.sig_ignored = proc.sig_caught = proc.sig_shared_pending = 0
+        for attr in ("flags", "personality", "rlimits", "sig_ignored", "sig_caught",
+                     "sig_shared_pending", "threads.sig_blocked", "sched_policy", "nice"):
+            why[attr] = f"{NOT_IN_CRIU} for a zombie (CRIU keeps its comm and exit code only)"
         why.update({"creds": f"{NOT_IN_CRIU} for a zombie", "shares": f"{NOT_IN_CRIU} for a "
                     "zombie (no ids image)", "cwd": f"{NOT_IN_CRIU} for a zombie",
                     "root": f"{NOT_IN_CRIU} for a zombie", "exe": f"{NOT_IN_CRIU} for a zombie"})
@@ -678,15 +685,6 @@ def _args_from_memory(dump: CriuDump, proc: process_pb2.Process, mm: core_pb2.Mm
 
 # -- files ----------------------------------------------------------------
 
-_ANON_LINK = {files_pb2.EVENTFD: b"anon_inode:[eventfd]",
-              files_pb2.EVENTPOLL: b"anon_inode:[eventpoll]",
-              files_pb2.INOTIFY: b"anon_inode:inotify",
-              files_pb2.FANOTIFY: b"anon_inode:[fanotify]",
-              files_pb2.SIGNALFD: b"anon_inode:[signalfd]",
-              files_pb2.TIMERFD: b"anon_inode:[timerfd]",
-              files_pb2.PIDFD: b"anon_inode:[pidfd]"}
-
-
 def _unix_name(raw: bytes) -> tuple[bytes, bool]:
     """CRIU keeps a path's trailing NUL; criu-model keeps only the abstract leading NUL."""
     if raw.startswith(b"\0"):
@@ -719,11 +717,11 @@ def _socket(ctx: _Ctx, fe: files_pb2.FileEntry) -> cs.Socket | None:
         if u.state == 10:  # TCP_LISTEN
             sock.unix.backlog = u.backlog
         sock.rqueue = files.sk_queued.get(fe.id, 0)
-        if u.HasField("shutdown"):
-            sock.shutdown = SHUTDOWN.get(u.shutdown, 0)
+        # CRIU always reads the shutdown state and writes it only when not NONE.
+        sock.shutdown = SHUTDOWN.get(u.shutdown, 0)
         _meminfo(sock, u.opts)
         _unreadable(sock, {"wqueue": NOT_IN_CRIU, "cookie": NOT_IN_CRIU, "uid": NOT_IN_CRIU,
-                           "unix.vfs_ino": NOT_IN_CRIU})
+                           "unix.vfs_ino": NOT_IN_CRIU, "unix.vfs_dev": NOT_IN_CRIU})
         return sock
     if fe.HasField("isk"):
         i = fe.isk
@@ -734,11 +732,12 @@ def _socket(ctx: _Ctx, fe: files_pb2.FileEntry) -> cs.Socket | None:
         sock.inet.sport, sock.inet.dport = i.src_port, i.dst_port
         sock.inet.protocol = i.proto
         sock.inet.v6only = i.v6only
-        if i.HasField("shutdown"):
-            sock.shutdown = SHUTDOWN.get(i.shutdown, 0)
+        sock.shutdown = SHUTDOWN.get(i.shutdown, 0)  # written only when not NONE, as for unix
         _meminfo(sock, i.opts)
         why = {"cookie": NOT_IN_CRIU, "uid": NOT_IN_CRIU, "inet.ifindex": NOT_IN_CRIU}
         stream = files.tcp.get(i.ino)
+        if i.proto == 6 and stream is None:
+            why["inet.tcp_info"] = f"{NOT_IN_CRIU} (no tcp-stream image: not established)"
         if i.state == 10:
             sock.wqueue = i.backlog  # a listener's wqueue is its backlog, as sock_diag says
             why["rqueue"] = f"{NOT_IN_CRIU}: connections waiting in accept() are not counted"
@@ -771,20 +770,19 @@ def _socket(ctx: _Ctx, fe: files_pb2.FileEntry) -> cs.Socket | None:
     return None
 
 
-MAX_KEPT = 256 << 20  # contents assembled in memory (sparse ghosts, memfds), at most
+MAX_KEPT = 256 << 20  # memfd contents assembled in memory from pages, at most
 
 
-def _ghost_data(image: CriuImage) -> bytes | None:
-    """A ghost file's contents: raw after the entry, or assembled from its chunks."""
-    if not image.chunks:
-        return image.extras[0] if image.extras else b""
-    end = max(off + len(data) for off, data in image.chunks)
-    if end > MAX_KEPT:
-        return None
-    out = bytearray(end)
-    for off, data in image.chunks:
-        out[off:off + len(data)] = data
-    return bytes(out)
+def _ghost_contents(known: cf.GhostFile, image: CriuImage) -> None:
+    """Raw contents after the entry, or (sparse files) CRIU's chunks as data extents."""
+    if image.chunks:
+        for off, data in image.chunks:
+            known.extents.add(offset=off, data=data)
+        known.data_bytes = sum(len(d) for _, d in image.chunks)
+    else:
+        known.data = image.extras[0] if image.extras else b""
+        known.data_bytes = len(known.data)
+    known.captured = True
 
 
 def _ghost(ctx: _Ctx, remap: files_pb2.RemapFilePath, name: bytes) -> cf.GhostRef:
@@ -797,18 +795,32 @@ def _ghost(ctx: _Ctx, remap: files_pb2.RemapFilePath, name: bytes) -> cf.GhostRe
             head = image.entries[0]
             assert isinstance(head, files_pb2.GhostFile)
             known.dev, known.ino = kdev_to_user(head.dev), head.ino
-            data = _ghost_data(image)
-            if data is None:
-                _unreadable(known, {"data": f"sparse ghost file larger than {MAX_KEPT >> 20} "
-                                    "MiB: not assembled in memory"})
-                known.size = head.size
-            else:
-                known.data, known.captured = data, True
-                known.size = head.size if head.HasField("size") else len(data)
+            _ghost_contents(known, image)
+            known.size = head.size if head.HasField("size") else known.data_bytes
         else:
             _unreadable(known, {"data": f"ghost-file-{gid:x}.img is missing"})
         ctx.ghosts[gid] = known
     return cf.GhostRef(ghost_id=gid, captured=known.captured, size=known.size)
+
+
+# Sub-messages of FileEntry that carry the file's owner (F_GETOWN_EX, F_GETSIG).
+_FOWN_FIELDS = ("reg", "pipe", "usk", "isk", "nlsk", "psk", "efd", "epfd", "sgfd", "tfd", "ify",
+                "ffy", "tty", "memfd", "pidfd")
+F_OWNER_PGRP = 2
+
+
+def _owner(fd: cf.Fd, fe: files_pb2.FileEntry, why: dict[str, str]) -> None:
+    """CRIU's fown (F_GETOWN_EX type and pid, F_GETSIG) as criu-model's owner fields."""
+    for name in _FOWN_FIELDS:
+        if fe.HasField(name):
+            sub = getattr(fe, name)
+            if sub.HasField("fown"):
+                own = sub.fown
+                fd.owner_type = own.pid_type if own.pid_type in (0, 1, 2) else 0
+                fd.owner_pid = -own.pid if own.pid_type == F_OWNER_PGRP else own.pid
+                fd.owner_signum = own.signum
+                return
+    why["owner"] = f"{NOT_IN_CRIU} for this kind"
 
 
 MEMFD_GHOST_BASE = 1 << 32  # memfd ghosts get ids apart from remap-fpath's ghost ids
@@ -825,7 +837,8 @@ def _memfd_ghost(ctx: _Ctx, inode: files_pb2.MemfdInode) -> cf.GhostRef:
                                 "missing or in a parent dump, or the memfd is larger than "
                                 f"{MAX_KEPT >> 20} MiB"})
         else:
-            known.data, known.captured = data, True
+            known.data, known.captured, known.data_bytes = data, True, len(data)
+        _unreadable(known, {"ino": f"{NOT_IN_CRIU}: CRIU names a memfd by its own inode id"})
         ctx.ghosts[gid] = known
     return cf.GhostRef(ghost_id=gid, captured=known.captured, size=known.size)
 
@@ -867,7 +880,6 @@ def _fd(ctx: _Ctx, pid: int, info: files_pb2.FdinfoEntry,
         if fe.HasField("pipe"):
             p, img = fe.pipe, "pipes-data.img"
             fd.kind, fd.flags = cf.FD_PIPE, p.flags | cloexec
-            fd.path = b"pipe:[%d]" % p.pipe_id
             pipe_id = p.pipe_id
         else:
             img = "fifo-data.img"
@@ -894,7 +906,6 @@ def _fd(ctx: _Ctx, pid: int, info: files_pb2.FdinfoEntry,
         fd.kind, fd.flags = cf.FD_SOCKET, sub.flags | cloexec
         ino = getattr(sub, "ino", 0)
         fd.ino, fd.socket.inode = ino, ino
-        fd.path = b"socket:[%d]" % ino
         if fe.HasField("psk"):
             why["socket.inode"] = f"{NOT_IN_CRIU}: CRIU's packet socket entry has no inode"
         sock = _socket(ctx, fe)
@@ -984,8 +995,7 @@ def _fd(ctx: _Ctx, pid: int, info: files_pb2.FdinfoEntry,
         fd.unknown.reason = (f"CRIU file kind {files_pb2.FdType.Name(t)}"
                              if t in files_pb2.FdType.values() else f"CRIU file kind {t}")
         fd.unknown.reason += " has no criu-model mapping"
-    if not fd.path and t in _ANON_LINK:
-        fd.path = _ANON_LINK[t]
+    _owner(fd, fe, why)
     if fd.kind not in (cf.FD_REGULAR, cf.FD_DIRECTORY, cf.FD_OPATH, cf.FD_MEMFD, cf.FD_FIFO):
         why["pos"] = f"{NOT_IN_CRIU} for this kind"
     if not fd.mnt_id:
@@ -1062,6 +1072,10 @@ def _inventory(dump: CriuDump, pstree: list[core_pb2.PstreeEntry]) -> inventory_
     if dump.container:
         inv.collectors.add(name="criu.container", ran=True, reason=", ".join(
             f"{k}={v}" for k, v in dump.container.items()))
+    if not any(n.startswith("mountpoints-") for n in dump.images) and not any(
+            n.startswith("mountpoints-") for n, _ in dump.not_read):
+        inv.collectors.add(name="mounts", ran=False, reason=f"{NOT_IN_CRIU}: CRIU dumps the "
+                           "mounts of a mount namespace of the tree's own only")
     for attr in ("kernel_release", "hostname", "time_ns", "boot_time_ns", "clock_ticks",
                  "page_size", "freeze_method"):
         inv.collectors.add(name=f"inventory.{attr}", ran=False, reason=NOT_IN_CRIU)
