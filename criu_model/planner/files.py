@@ -72,6 +72,7 @@ class FilePlan:
         self.created_ttys: set[int] = set()
         self.host_ttys: dict[int, str] = {}  # device -> path, for ttys the restore opens
         self.private: set[int] = set()
+        self._tcp_ends: set[tuple[str, int, str, int]] | None = None
         self._collect()
         self._choose_openers(creators)
 
@@ -297,12 +298,30 @@ class FilePlan:
         major, minor = decode_dev(dev)
         return {"path": self.host_ttys.get(dev, f"/dev/char/{major}:{minor}"), "host": True}
 
+    def _peer_inside(self, sock: sockets_pb2.Socket) -> bool:
+        """Whether the other end of a TCP connection is a socket of the snapshot."""
+        if self._tcp_ends is None:
+            self._tcp_ends = {(s.inet.src, s.inet.sport, s.inet.dst, s.inet.dport)
+                              for s in self.snap.sockets if s.WhichOneof("kind") == "inet"}
+        i = sock.inet
+        return (i.dst, i.dport, i.src, i.sport) in self._tcp_ends
+
     def _socket(self, sock: sockets_pb2.Socket, args: dict[str, Any]) -> tuple[Action, str]:
         kind = sock.WhichOneof("kind")
         if kind == "inet":
             args.update(src=sock.inet.src, sport=sock.inet.sport, dst=sock.inet.dst,
                         dport=sock.inet.dport, protocol=sock.inet.protocol)
             tcp = sock.inet.protocol == 6
+            if tcp and (sock.state == TCP_ESTABLISHED or sock.state in TCP_HALF_CLOSED) \
+                    and not self._peer_inside(sock):
+                # As for unix sockets: the other end is not restored with the tree.
+                self.plan.problem(Severity.WARNING, "tcp-peer-outside",
+                                  f"TCP connection {sock.inet.src}:{sock.inet.sport} -> "
+                                  f"{sock.inet.dst}:{sock.inet.dport} has its peer outside "
+                                  "the snapshot: the peer must still hold its end (same "
+                                  "addresses, sequence numbers) for the repaired connection "
+                                  "to carry on", port=sock.inet.sport,
+                                  fix="dump the peer's tree too, or expect a reset")
             if tcp and sock.state == TCP_ESTABLISHED:
                 return Action.TCP_REPAIR, "established TCP: TCP_REPAIR, sequence numbers " \
                                           "and queues restored, then repair off"

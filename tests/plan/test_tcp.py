@@ -72,6 +72,10 @@ def test_tcp_states_are_planned_as_the_kernel_restores_them(
     half = _step(snap, p.steps, pid, fds["half"])
     assert half.action is Action.TCP_REPAIR and half.args["state"] == "CLOSE-WAIT"
     assert "shutdown()" in half.reason and half.args["sport"] == fds["port"]
+    # the loopback pair has both ends here; the CLOSE-WAIT one's client has gone
+    outside = [x for x in p.problems if x.kind == "tcp-peer-outside"]
+    assert len(outside) == 1 and outside[0].severity is Severity.WARNING
+    assert f"127.0.0.1:{fds['port']} ->" in outside[0].message
     # Live, while the server runs: its port and its pid collide.
     live = plan(snap)
     kinds = {(x.kind, x.port) for x in live.problems if x.severity is Severity.BLOCKER}
