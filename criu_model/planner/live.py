@@ -155,12 +155,19 @@ def _check_mounts(snap: Snapshot, plan: Plan) -> None:
                              path=point.decode(errors="replace"))
 
 
-def _bind_conflict(sock: sockets_pb2.Socket) -> int:
-    """errno of binding the socket's local address now (0: free); the socket closes at once."""
+def _bind_conflict(sock: sockets_pb2.Socket, reuse: bool = False) -> int:
+    """errno of binding the socket's local address now (0: free); the socket closes at once.
+
+    With ``reuse`` the probe sets SO_REUSEADDR, which a TCP bind needs to get past
+    connections in TIME-WAIT: free with it and taken without, nothing holds the port
+    but such leftovers.
+    """
     family = socket.AF_INET6 if sock.family == sockets_pb2.FAMILY_INET6 else socket.AF_INET
     kind = socket.SOCK_STREAM if sock.inet.protocol == socket.IPPROTO_TCP else socket.SOCK_DGRAM
     try:
         with socket.socket(family, kind) as probe:
+            if reuse:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((sock.inet.src, sock.inet.sport))
     except OSError as err:
         return err.errno or errno.EADDRINUSE
@@ -180,8 +187,15 @@ def _check_sockets(snap: Snapshot, plan: Plan) -> None:
                 continue
             probed.add(address)
             code = _bind_conflict(sock)
-            if code == errno.EADDRINUSE:
-                proto = "TCP" if sock.inet.protocol == 6 else "UDP"
+            proto = "TCP" if sock.inet.protocol == 6 else "UDP"
+            if code == errno.EADDRINUSE and proto == "TCP" and not _bind_conflict(sock, True):
+                plan.problem(Severity.WARNING, "port-time-wait",
+                             f"TCP port {sock.inet.sport} on {sock.inet.src} is held only by "
+                             "connections in TIME-WAIT (no process holds it): a socket with "
+                             "SO_REUSEADDR binds it, one without fails until they expire "
+                             "(up to 60 s)", fix="restore with SO_REUSEADDR, or wait a minute",
+                             port=sock.inet.sport)
+            elif code == errno.EADDRINUSE:
                 plan.problem(Severity.BLOCKER, "port-in-use",
                              f"{proto} port {sock.inet.sport} on {sock.inet.src} is already "
                              "bound here", fix="stop the process holding it",

@@ -101,3 +101,34 @@ def test_a_pending_connect_is_retried_with_a_warning() -> None:
     assert step.action is Action.OPEN and "connect() again" in step.reason
     warned = [x for x in p.problems if x.kind == "tcp-handshake-restarts"]
     assert len(warned) == 1 and warned[0].port == 40000 and "10.0.0.2:80" in warned[0].message
+
+
+def test_a_time_wait_leftover_is_told_from_a_live_listener(
+        server: tuple[int, dict[str, int]]) -> None:
+    """port-in-use came from a TIME-WAIT leftover with nothing holding the port."""
+    import socket
+    import time
+
+    pid, fds = server
+    snap = criu_model.dump([pid])
+    # a port whose only user is a connection we close first (ours: TIME-WAIT is ours)
+    lis = socket.socket()
+    lis.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lis.bind(("127.0.0.1", 0))
+    lis.listen(1)
+    port = lis.getsockname()[1]
+    cli = socket.create_connection(("127.0.0.1", port))
+    srv, _ = lis.accept()
+    srv.close()      # the server side closes first: its end goes to TIME-WAIT
+    time.sleep(0.05)
+    cli.close()
+    lis.close()
+    time.sleep(0.05)
+    tw = next(s for s in snap.sockets if s.inet.sport == fds["port"] and s.state == 10)
+    tw.inet.sport = port  # the snapshot's listener now wants that port
+    live = plan(snap)
+    problems = {(x.kind, x.severity) for x in live.problems if x.port == port}
+    assert ("port-time-wait", Severity.WARNING) in problems
+    assert ("port-in-use", Severity.BLOCKER) not in problems
+    # while the server runs, its own listener's port stays a blocker
+    assert any(x.kind == "port-in-use" and x.port == fds["port"] for x in live.problems)
