@@ -328,3 +328,19 @@ def test_registers_as_ptrace_returns_them(snaps) -> None:
     assert t.rseq.signature == 0x53053053
     assert NOT_IN_CRIU in _why(t, "xstate")
     assert 6392 not in snaps["tree-full"].registers_by_pid  # the zombie has none
+
+
+def test_what_a_criu_model_dump_of_the_same_tree_showed(snaps) -> None:
+    """Found by dumping one live tree with both CRIU and criu-model (README's table)."""
+    snap = snaps["tree-full"]
+    for sock in snap.sockets:
+        if sock.family != cs.FAMILY_NETLINK:
+            assert sock.HasField("shutdown") and sock.shutdown == 0  # CRIU omits NONE
+    zombie = snap.by_pid[6392]
+    assert not zombie.rlimits and NOT_IN_CRIU in _why(zombie, "rlimits")
+    assert NOT_IN_CRIU in _why(zombie, "flags")
+    fds = {fd.fd: fd for fd in snap.fds_by_pid[6403].fds}
+    assert fds[60].HasField("owner_pid") and fds[60].owner_pid == 0  # from CRIU's fown
+    assert not fds[69].path and not fds[60].path  # no invented link text
+    runs = {c.name: c for c in snap.inventory.collectors}
+    assert not runs["mounts"].ran and NOT_IN_CRIU in runs["mounts"].reason
