@@ -298,6 +298,11 @@ class FilePlan:
         major, minor = decode_dev(dev)
         return {"path": self.host_ttys.get(dev, f"/dev/char/{major}:{minor}"), "host": True}
 
+    def _unix_listeners(self) -> set[bytes]:
+        """Names of the snapshot's listening unix sockets."""
+        return {s.unix.name for s in self.snap.sockets
+                if s.WhichOneof("kind") == "unix" and s.state == TCP_LISTEN and s.unix.name}
+
     def _peer_inside(self, sock: sockets_pb2.Socket) -> bool:
         """Whether the other end of a TCP connection is a socket of the snapshot."""
         if self._tcp_ends is None:
@@ -341,16 +346,31 @@ class FilePlan:
             return Action.OPEN, "socket, bind"
         if kind == "unix":
             name = unix_name(sock)  # a path, or "@name" when abstract (as ss prints it)
-            if name:
-                args["name"] = name
             if sock.state == TCP_LISTEN:
+                if name:
+                    args["name"] = name
                 return Action.OPEN, "unix listener: socket, bind, listen"
             if sock.unix.peer_inode:
+                if name and sock.unix.name in self._unix_listeners():
+                    # The server end of a connection accepted on one of the tree's own
+                    # listeners (socat UNIX-LISTEN:...,fork): its name is the listener's.
+                    # Connecting to that name would reach the tree itself.
+                    self.plan.problem(Severity.WARNING, "unix-peer-outside",
+                                      f"unix socket {sock.inode} was accepted on {name} from a "
+                                      "client outside the snapshot: it cannot be recreated "
+                                      "(the client has to connect again)",
+                                      fix="dump the client's tree too")
+                    return Action.OPEN, "accepted unix connection whose client is outside: " \
+                                        "an unconnected socket stands in for it"
+                if name:
+                    args["name"] = name
                 self.plan.problem(Severity.WARNING, "unix-peer-outside",
                                   f"unix socket {sock.inode} is connected to a socket outside "
                                   "the snapshot", fix="dump the peer's tree too")
                 return Action.OPEN, "connected unix socket whose peer is outside: reconnected " \
                                     "by name if it has one"
+            if name:
+                args["name"] = name
         return Action.OPEN, ""
 
     # ------------------------------------------------------------ after creation

@@ -177,6 +177,7 @@ def _bind_conflict(sock: sockets_pb2.Socket, reuse: bool = False) -> int:
 def _check_sockets(snap: Snapshot, plan: Plan) -> None:
     held = {fd.socket.inode for t in snap.fds for fd in t.fds if fd.WhichOneof("state") == "socket"}
     probed: set[tuple[int, str, int]] = set()  # a listener and its accepted sockets share a port
+    bound: set[bytes] = set()
     for sock in snap.sockets:
         if sock.inode not in held:
             continue
@@ -201,7 +202,11 @@ def _check_sockets(snap: Snapshot, plan: Plan) -> None:
                              "bound here", fix="stop the process holding it",
                              port=sock.inet.sport)
         elif (kind == "unix" and sock.unix.name and not sock.unix.abstract
+              and not sock.unix.peer_inode and sock.unix.name not in bound
               and os.path.lexists(sock.unix.name)):
+            # Only what binds the path counts (a listener, an unconnected datagram
+            # socket), once: accepted connections carry their listener's name too.
+            bound.add(sock.unix.name)
             name = sock.unix.name.decode(errors="replace")
             plan.problem(Severity.BLOCKER, "unix-path-in-use",
                          f"unix socket path {name} already exists",

@@ -1,0 +1,68 @@
+"""An accepted unix connection whose client is outside the tree (socat UNIX-LISTEN:...,fork)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import criu_model
+from criu_model.planner import Action, Severity, plan
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to dump a sibling")
+
+# A listener; each accepted connection goes to a forked child (the parent closes its copy).
+_SERVER = r"""
+import os, socket, sys, time
+lis = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+lis.bind(sys.argv[1]); lis.listen(4)
+print("ready", flush=True)
+conn, _ = lis.accept()
+if os.fork() == 0:
+    lis.close()
+    print(conn.fileno(), flush=True)
+    time.sleep(600)
+conn.close()
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[int, int, str, socket.socket]]:
+    path = str(tmp_path / "srv.sock")
+    proc = subprocess.Popen([sys.executable, "-c", _SERVER, path], stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # the client: outside the tree
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        client.connect(path)
+        fd = int(proc.stdout.readline())
+        time.sleep(0.1)
+        yield proc.pid, fd, path, client
+    finally:
+        client.close()
+        os.killpg(proc.pid, 9)
+        proc.wait()
+
+
+def test_accepted_connection_is_not_reconnected_to_the_trees_own_listener(
+        served: tuple[int, int, str, socket.socket]) -> None:
+    pid, fd, path, _client = served
+    snap = criu_model.dump([pid])
+    child = next(p.pid for p in snap.processes if p.pid != pid)
+    p = plan(snap, live=False)
+    file_id = next(f.file_id for f in snap.fds_by_pid[child].fds if f.fd == fd)
+    step = next(s for s in p.steps if s.args.get("file") == file_id
+                and s.action is Action.OPEN)
+    assert "name" not in step.args and "accepted" in step.reason  # not a connect to itself
+    warned = [x for x in p.problems if x.kind == "unix-peer-outside"]
+    assert len(warned) == 1 and "accepted on " + path in warned[0].message
+    live = plan(snap)
+    in_use = [x for x in live.problems if x.kind == "unix-path-in-use"]
+    assert [(x.severity, x.path) for x in in_use] == [(Severity.BLOCKER, path)]  # once
