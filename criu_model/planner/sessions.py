@@ -315,13 +315,17 @@ class Builder(GroupRules):
         for pid, planned in self.plan.processes.items():
             if planned.zombie:
                 status = self._proc(pid).exit_code
-                args: dict[str, int] = {"status": status}
+                args: dict[str, int | str] = {"status": status}
+                reason = "zombie: exits with its recorded status, never reaped"
                 if os.WIFSIGNALED(status):
                     args["signal"] = os.WTERMSIG(status)
+                    if planned.new_pid_ns:
+                        # A pid-namespace init ignores the signals it sends itself.
+                        args["by"] = "parent"
+                        reason += "; a namespace init: the signal comes from its parent"
                 else:
                     args["code"] = os.WEXITSTATUS(status)
-                self.plan.add(pid, Action.EXIT, reason="zombie: exits with its recorded "
-                                                       "status, never reaped", **args)
+                self.plan.add(pid, Action.EXIT, reason=reason, **args)
 
     def _subreapers_up_to(self, reaper: int | None) -> list[int]:
         """The assumed subreapers at or above `reaper` (outermost first; None: all)."""

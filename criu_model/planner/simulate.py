@@ -563,6 +563,12 @@ class Simulator:
         elif act is Action.SUBREAPER:
             self.subreaper(step.actor)
         elif act is Action.EXIT:
+            task = self.task(step.actor)
+            if a.get("signal") and a.get("by") != "parent" and task.ns.parent is not None \
+                    and task.ns.reaper is task:
+                # kernel/signal.c: SIGNAL_UNKILLABLE; found by rehearsing (simtrees seed 52)
+                raise KernelError(errno.EPERM, "a pid-namespace init ignores a signal it "
+                                  "sends itself: its parent must send it")
             self.exit(step.actor, a.get("status", 0))
         elif act is Action.WAIT:
             self.wait(step.actor, a["child"])

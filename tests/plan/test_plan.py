@@ -319,3 +319,26 @@ def test_port_conflict_detected_offline_free() -> None:
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         assert s.getsockname()[1] > 0
+
+
+def test_a_namespace_init_that_died_of_a_signal_is_signalled_by_its_parent() -> None:
+    """Found by rehearsing random trees (seed 52): a pid-namespace init ignores a signal it
+    sends itself, so its zombie's exit step says the parent sends it, and the simulator,
+    held to the kernel, refuses the step without that."""
+    import random
+
+    from criu_model.planner.simulate import KernelError
+    from tests.plan.simtrees import random_world, to_snapshot
+
+    rng = random.Random(52)
+    snap = to_snapshot(random_world(rng, rng.randint(5, 60), init_setsid=None))
+    p = plan(snap, live=False, pid_ns="new")
+    assert p.feasible, p.problems
+    inits = {k for k, planned in p.processes.items() if planned.new_pid_ns}
+    exits = [s for s in p.steps if s.action is Action.EXIT and s.actor in inits
+             and s.args.get("signal")]
+    assert exits and all(s.args["by"] == "parent" for s in exits)
+    for s in exits:
+        del s.args["by"]
+    with pytest.raises(KernelError, match="ignores a signal it sends itself"):
+        simulate(p.steps)
