@@ -121,12 +121,15 @@ def write(snap: Snapshot, directory: str | os.PathLike[str], *, force: bool = Fa
     parent = target.parent
     name = target.name
     try:
-        parent_fd = os.open(parent, _DIR_FLAGS)
+        # The parent is the user's choice: a symlink there is followed (once); only
+        # what we create below it is opened with O_NOFOLLOW.
+        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError) as err:
         raise UsageError(f"{parent} is not a directory") from err
     except OSError as err:
         raise CriuModelError(f"cannot open {parent}: {err.strerror}") from err
     try:
+        _check_parent(parent_fd, parent)
         if exists(target):
             if not force:
                 raise UsageError(f"{target} already exists (use --force to replace it)")
@@ -161,6 +164,34 @@ def write(snap: Snapshot, directory: str | os.PathLike[str], *, force: bool = Fa
     return target
 
 
+def _check_parent(parent_fd: int, parent: Path) -> None:
+    """Refuse a parent directory where another user could rename our entries.
+
+    Writing through directory fds keeps every image inside our own temporary
+    directory, but the final rename is by name: in a directory another user may
+    write to (without the sticky bit), or owns, they could put a symlink of their
+    own in its place first and have the snapshot name point into their directory.
+    """
+    st = os.fstat(parent_fd)
+    me = os.geteuid()
+    others_write = st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX
+    if others_write or st.st_uid not in (me, 0):
+        raise CriuModelError(
+            f"{parent} can be changed by another user (owner uid {st.st_uid}, mode "
+            f"{stat.S_IMODE(st.st_mode):o}): they could swap the snapshot for a link of "
+            "theirs; write it in a directory only you (or root) can change, or one with "
+            "the sticky bit like /tmp")
+
+
+def _same_inode(parent_fd: int, name: str, dir_fd: int) -> bool:
+    try:
+        here = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    mine = os.fstat(dir_fd)
+    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
+
+
 def _write_all(snap: Snapshot, files: dict[str, bytes], parent_fd: int, tmp_name: str) -> None:
     """Every image into the temporary directory, page data first, the inventory last."""
     dir_fd = os.open(tmp_name, _DIR_FLAGS, dir_fd=parent_fd)
@@ -176,6 +207,9 @@ def _write_all(snap: Snapshot, files: dict[str, bytes], parent_fd: int, tmp_name
         for name, data in files.items():
             _write_file(dir_fd, name, data)
         _fsync(dir_fd)
+        if not _same_inode(parent_fd, tmp_name, dir_fd):
+            raise CriuModelError(f"temporary directory {tmp_name} was swapped while it was "
+                                 "written: not renamed into place")
     finally:
         with contextlib.suppress(OSError):
             os.close(dir_fd)
