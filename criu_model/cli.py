@@ -115,8 +115,13 @@ def _check_writable(parent: Path) -> None:
 
     The writer reports it too (as one line), but only after the tree was frozen and read.
     """
-    if not parent.is_dir() or os.access(parent, os.W_OK | os.X_OK, effective_ids=True):
+    if not parent.is_dir():
         return   # a missing parent is the writer's message
+    if os.access(parent, os.W_OK | os.X_OK, effective_ids=True):
+        from criu_model.images.writer import check_parent
+
+        check_parent(parent)  # another user could swap the snapshot there
+        return
     if os.statvfs(parent).f_flag & os.ST_RDONLY:
         raise CriuModelError(f"cannot write a snapshot into {parent}: read-only file system "
                              "(nothing was frozen or dumped)")

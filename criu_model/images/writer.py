@@ -164,6 +164,18 @@ def write(snap: Snapshot, directory: str | os.PathLike[str], *, force: bool = Fa
     return target
 
 
+def check_parent(parent: Path) -> None:
+    """The same refusal as write() gives, for callers that check before dumping."""
+    try:
+        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return  # a missing parent is write()'s message
+    try:
+        _check_parent(fd, parent)
+    finally:
+        os.close(fd)
+
+
 def _check_parent(parent_fd: int, parent: Path) -> None:
     """Refuse a parent directory where another user could rename our entries.
 
