@@ -24,7 +24,15 @@ try:
 
     from rich.console import Console
 
-    from criu_model import __version__, cli_diff, cli_heat, cli_memory, cli_plan, cli_thaw
+    from criu_model import (
+    __version__,
+    cli_diff,
+    cli_heat,
+    cli_import,
+    cli_memory,
+    cli_plan,
+    cli_thaw,
+)
     from criu_model.argtypes import parse_pid
     from criu_model.collect.fds import DEFAULT_GHOST_LIMIT
     from criu_model.errors import AccessDenied, BadArgument, CriuModelError, UsageError
@@ -104,6 +112,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cli_memory.add_parser(sub)
     cli_heat.add_parser(sub)
     cli_thaw.add_parser(sub)
+    cli_import.add_parser(sub)
 
     p = sub.add_parser("check", help="which kernel features this machine offers")
     p.add_argument("--json", action="store_true")
@@ -213,7 +222,7 @@ def _cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 
 _COMMANDS = {"dump": _cmd_dump, "show": _cmd_show, "diff": cli_diff.run, "plan": cli_plan.run,
-             "grep": cli_memory.run, "heat": cli_heat.run,
+             "grep": cli_memory.run, "heat": cli_heat.run, "import": cli_import.run,
              "check": _cmd_check, "thaw": cli_thaw.run}
 # The exit status for a CriuModelError, where a command's own statuses give 1
 # another meaning: diff follows diff(1) (1 = differences, 2 = trouble).

@@ -45,7 +45,13 @@ def _check_access(root: Path) -> None:
 
 
 def load(directory: str | os.PathLike[str]) -> Snapshot:
-    """Load and validate the snapshot in `directory`."""
+    """Load and validate the snapshot in `directory` (or a CRIU dump or archive there)."""
+    from criu_model.formats import detect
+
+    if detect(directory) is not None:  # a criu dump -D directory, a checkpoint archive
+        from criu_model.formats.criu import load_criu
+
+        return load_criu(directory)
     root = Path(directory)
     _check_access(root)
     inv_path = root / INVENTORY.name
