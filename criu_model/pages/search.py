@@ -117,7 +117,8 @@ def grep(snap: Snapshot, pattern: bytes, *, regex: bool = False, pid: int | None
          context: int = 16, ignore_case: bool = False) -> Iterator[Hit]:
     """Every occurrence of ``pattern`` in the captured memory, by pid then address."""
     if snap.page_store is None:
-        raise NotCaptured("the snapshot holds no page contents (dumped without --pages)")
+        raise NotCaptured("the snapshot holds no page contents (dumped without --pages, or read "
+                          "from CRIU images, whose pages are not imported yet)")
     if not pattern:
         raise UsageError("the pattern is empty")
     flags = re.IGNORECASE if ignore_case else 0
