@@ -130,7 +130,9 @@ class Diff:
         areas = parse_areas(only) if only is not None else None
         keep = [ch for ch in self.changes
                 if (pids is None or ch.involves(pids)) and (areas is None or ch.area in areas)]
-        return Diff(keep, self.missing, self.versions, self.include_volatile)
+        missing = [m for m in self.missing
+                   if areas is None or m.what != "memory" or "memory" in areas]
+        return Diff(keep, missing, self.versions, self.include_volatile)
 
 
 def is_page_change(ch: Change) -> bool:
