@@ -200,11 +200,11 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
         from criu_model.render.threads import show_threads
 
         if args.pid is None:
-            raise UsageError("show DIR threads needs a PID")
+            raise BadArgument("show DIR threads needs a PID")
         show_threads(snap, parse_pid(args.pid), console)
     else:
         if args.pid is None:
-            raise CriuModelError("show DIR mems needs a PID")
+            raise BadArgument("show DIR mems needs a PID")
         render.show_mems(snap, parse_pid(args.pid), console)
     return EXIT_OK
 

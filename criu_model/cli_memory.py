@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from criu_model.errors import UsageError
+from criu_model.errors import BadArgument, UsageError
 
 EXIT_FOUND, EXIT_NOT_FOUND = 0, 1
 DEFAULT_LENGTH = 256
@@ -35,7 +35,7 @@ def show_memory(args: argparse.Namespace, extra: list[str], console: Console) ->
     from criu_model.render.memory import show_hexdump
 
     if len(extra) < 2 or len(extra) > 3:
-        raise UsageError("show DIR memory needs PID ADDR [LEN]")
+        raise BadArgument("show DIR memory needs PID ADDR [LEN]")
     pid = parse_pid(extra[0])
     addr = parse_address(extra[1])
     length = parse_address(extra[2]) if len(extra) == 3 else DEFAULT_LENGTH

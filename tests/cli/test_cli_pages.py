@@ -46,7 +46,9 @@ def test_show_memory_hexdump_and_raw(dumped: tuple[MemTree, Path]) -> None:
     bad = run("show", str(snap), "memory", str(tree.root.pid), "0x1000", "4")
     assert bad.returncode == 1 and "outside every VMA" in bad.stderr
     assert bad.stderr.count("\n") == 1
-    assert run("show", str(snap), "memory", str(tree.root.pid)).returncode == 1
+    assert run("show", str(snap), "memory", str(tree.root.pid)).returncode == 2  # usage
+    assert run("show", str(snap), "mems").returncode == 2
+    assert run("show", str(snap), "threads").returncode == 2
 
 
 def test_grep(dumped: tuple[MemTree, Path]) -> None:
