@@ -24,6 +24,7 @@ from criu_model import cgroup_guard
 from criu_model.collect.tree import discover
 from criu_model.errors import AlreadyFrozen, CriuModelError, TargetBusy
 from criu_model.freeze import cgroup2_mount, frozen, thaw_cgroup
+from tests.test_freeze import _events, _write
 
 REPO = Path(__file__).resolve().parent.parent
 HOLD_ENV = "CRIU_MODEL_TEST_HOLD_FROZEN"
@@ -64,16 +65,6 @@ for line in sys.stdin:
         sleeper()
     print(pid, flush=True)
 """
-
-
-def _write(path: str, value: str) -> None:
-    with open(path, "w") as f:
-        f.write(value)
-
-
-def _events(directory: str) -> dict[str, str]:
-    with open(f"{directory}/cgroup.events") as f:
-        return dict(line.split() for line in f if line.strip())
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> bool:

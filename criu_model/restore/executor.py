@@ -31,7 +31,7 @@ from criu_model.errors import CriuModelError, UsageError
 from criu_model.images.pb import files_pb2
 from criu_model.planner import NEW_NS_INIT
 from criu_model.planner.model import RESTORER, Action, Plan, Step
-from criu_model.restore.sandbox import Sandbox, await_reply, start
+from criu_model.restore.sandbox import Sandbox, await_reply, receive, start
 from criu_model.restore.worker import HARMLESS_DEVICES, MAX_MESSAGE, O_ACCMODE, SERVICE_FD_BASE
 from criu_model.snapshot import Snapshot
 
@@ -553,16 +553,7 @@ class Conductor:
                   fds: list[int] | None = None) -> tuple[dict[str, Any], list[int]]:
         sock = self.channels[actor]
         socket.send_fds(sock, [json.dumps(cmd).encode()], fds or [])
-        sock.settimeout(10.0)
-        try:
-            msg, got, _f, _a = socket.recv_fds(sock, MAX_MESSAGE, 4)
-        except TimeoutError as err:
-            raise CriuModelError(f"rehearsal: actor {actor} did not answer {what}") from err
-        finally:
-            sock.settimeout(None)
-        if not msg:
-            raise CriuModelError(f"rehearsal: actor {actor} died during {what}")
-        return dict(json.loads(msg)), list(got)
+        return receive(sock, what, who=f"actor {actor}")
 
     # ------------------------------------------------------------ parking
 

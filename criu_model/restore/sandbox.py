@@ -28,6 +28,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from criu_model.errors import AccessDenied, CriuModelError, KernelUnsupported
 from criu_model.restore.worker import MAX_MESSAGE, clone3, set_pdeathsig
@@ -113,20 +114,26 @@ def start(floor: int, flags: int = 0) -> Sandbox:
     return Sandbox(pid, ours, pidns)
 
 
-def await_reply(sock: socket.socket, what: str, timeout: float = 10.0) -> dict[str, object]:
-    """One JSON reply, or CriuModelError when the sandbox process died or hung."""
+def receive(sock: socket.socket, what: str, who: str = "the sandbox", timeout: float = 10.0
+            ) -> tuple[dict[str, Any], list[int]]:
+    """One JSON reply and the fds sent with it; CriuModelError when the sender died or hung."""
     import json
 
     sock.settimeout(timeout)
     try:
-        msg, _fds, _f, _a = socket.recv_fds(sock, MAX_MESSAGE, 4)
+        msg, fds, _f, _a = socket.recv_fds(sock, MAX_MESSAGE, 4)
     except TimeoutError as err:
-        raise CriuModelError(f"rehearsal: no answer from the sandbox to {what}") from err
+        raise CriuModelError(f"rehearsal: {who} did not answer {what}") from err
     finally:
         sock.settimeout(None)
     if not msg:
-        raise CriuModelError(f"rehearsal: the sandbox process died during {what}")
-    return dict(json.loads(msg))
+        raise CriuModelError(f"rehearsal: {who} died during {what}")
+    return dict(json.loads(msg)), list(fds)
+
+
+def await_reply(sock: socket.socket, what: str, timeout: float = 10.0) -> dict[str, object]:
+    """One JSON reply, or CriuModelError when the sandbox process died or hung."""
+    return receive(sock, what, timeout=timeout)[0]
 
 
 def pidns_members(pidns: int) -> list[int]:
