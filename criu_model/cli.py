@@ -21,29 +21,29 @@ try:
     from collections.abc import Sequence
     from pathlib import Path
     from types import FrameType
-
-    from rich.console import Console
+    from typing import TYPE_CHECKING
 
     from criu_model import (
-    __version__,
-    cli_diff,
-    cli_heat,
-    cli_import,
-    cli_memory,
-    cli_plan,
-    cli_thaw,
-)
+        __version__,
+        cli_diff,
+        cli_heat,
+        cli_import,
+        cli_memory,
+        cli_plan,
+        cli_thaw,
+    )
     from criu_model.argtypes import parse_pid
-    from criu_model.collect.fds import DEFAULT_GHOST_LIMIT
     from criu_model.errors import AccessDenied, BadArgument, CriuModelError, UsageError
-    from criu_model.freeze import FreezeMethod
-    from criu_model.images import load, write
-    from criu_model.names import printable
-    from criu_model.render import text as render
-    from criu_model.render.json import print_json, snapshot_to_json
 except KeyboardInterrupt:
     print(_INTERRUPTED_EARLY, file=sys.stderr)
     raise SystemExit(EXIT_INTERRUPTED) from None
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# collect.fds.DEFAULT_GHOST_LIMIT, spelled out so `--help` need not import the
+# collectors (tests/cli/test_cli_imports.py checks that they agree).
+DEFAULT_GHOST_LIMIT = 1 << 20
 
 
 class Terminated(BaseException):
@@ -76,8 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dump", help="dump live process trees into a snapshot directory")
     p.add_argument("pids", nargs="+", metavar="PID", help="root pid of a tree to dump")
     p.add_argument("-D", "--dir", help="snapshot directory (default: ./dump-PID-TIME)")
-    p.add_argument("--freeze", choices=[m.value for m in FreezeMethod],
-                   default=FreezeMethod.PTRACE.value,
+    p.add_argument("--freeze", choices=cli_diff.FREEZE_METHODS, default="ptrace",
                    help="how to keep the tree still while reading it (default: ptrace)")
     p.add_argument("--pages", action="store_true",
                    help="also capture page contents (memory), and registers with ptrace")
@@ -142,6 +141,7 @@ def _check_writable(parent: Path) -> None:
 def _remove_stale(parent: Path) -> None:
     """Dead dumpers' temporary directories go now; say what went, and what stays and why."""
     from criu_model.images.stale import remove_stale
+    from criu_model.names import printable
 
     for left in remove_stale(parent):
         if left.removed:
@@ -163,6 +163,9 @@ def _cmd_dump(args: argparse.Namespace, console: Console) -> int:
               file=sys.stderr)
     parent = Path(target).absolute().parent
     from criu_model.dumper import dump
+    from criu_model.images import write
+    from criu_model.names import printable
+    from criu_model.render import text as render
 
     snap = dump(roots, freeze=args.freeze, page_counts=not (args.no_page_counts or
                                                            args.no_pages_old),
@@ -181,6 +184,10 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
         return cli_memory.show_memory(args, [a for a in (args.pid, *args.more) if a], console)
     if args.more:
         raise UsageError(f"unexpected arguments for the {args.view} view: {' '.join(args.more)}")
+    from criu_model.images import load
+    from criu_model.render import text as render
+    from criu_model.render.json import print_json, snapshot_to_json
+
     snap = load(args.dir)
     if args.json:
         print_json(snapshot_to_json(snap))
@@ -211,6 +218,8 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_check(args: argparse.Namespace, console: Console) -> int:
     from criu_model.features import check
+    from criu_model.render import text as render
+    from criu_model.render.json import print_json
 
     features = check()
     if args.json:
@@ -240,6 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = _build_parser().parse_args(argv)
+    from rich.console import Console  # after parsing: --help and usage errors need no rich
+
+    from criu_model.names import printable
+
     # Piped output is for grep and scripts: never truncate or wrap it.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 100_000)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)

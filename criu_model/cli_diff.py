@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from criu_model.argtypes import parse_pid
 from criu_model.errors import UsageError
-from criu_model.freeze import FreezeMethod
-from criu_model.images import framing, load
-from criu_model.images.pb import inventory_pb2
-from criu_model.render.json import print_json
-from criu_model.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from criu_model.snapshot import Snapshot
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
 # differ.AREAS, spelled out so `criu-model --help` need not import the differ
 # (tests/cli/test_cli_diff.py checks that they agree).
+# freeze.FreezeMethod's values, for the same reason (checked by the same test).
+FREEZE_METHODS = ("none", "ptrace", "cgroup")
 AREAS = ("tree", "proc", "threads", "creds", "limits", "signals", "timers", "sched", "ns",
          "cgroups", "fds", "sockets", "vmas", "memory", "mounts", "sharing")
 
@@ -47,8 +47,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="AREAS",
                    help="only these comma-separated areas: " + ",".join(AREAS))
     p.add_argument("--json", action="store_true", help="one JSON object (see README)")
-    p.add_argument("--freeze", choices=[m.value for m in FreezeMethod],
-                   default=FreezeMethod.PTRACE.value,
+    p.add_argument("--freeze", choices=FREEZE_METHODS, default="ptrace",
                    help="with --live: how to keep the tree still (default: ptrace)")
     p.add_argument("--no-pages", action="store_true",
                    help="with --live: skip per-VMA page counts")
@@ -60,6 +59,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _empty_like(snap: Snapshot) -> Snapshot:
     """A live side where every root has exited: nothing is left."""
+    from criu_model.images import framing
+    from criu_model.images.pb import inventory_pb2
+    from criu_model.snapshot import Snapshot
+
     return Snapshot(inventory=inventory_pb2.Inventory(
         format_major=framing.FORMAT_MAJOR, format_minor=framing.FORMAT_MINOR,
         root_pids=snap.inventory.root_pids))
@@ -83,7 +86,9 @@ def _live(before: Snapshot, args: argparse.Namespace) -> Snapshot:
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run `criu-model diff`; returns the exit status (0 same, 1 different, 2 trouble)."""
     from criu_model.differ import diff, parse_areas
+    from criu_model.images import load
     from criu_model.render.diff import diff_to_json, show_diff
+    from criu_model.render.json import print_json
 
     if args.live == (args.dir_b is not None):
         raise UsageError("give either DIR_B or --live, not both and not neither")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from criu_model.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 DEFAULT_BANDWIDTH = "1Gbit"
 

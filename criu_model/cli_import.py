@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from criu_model.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

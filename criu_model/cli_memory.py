@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from criu_model.errors import BadArgument, UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_FOUND, EXIT_NOT_FOUND = 0, 1
 DEFAULT_LENGTH = 256

@@ -9,12 +9,10 @@ refused), 3 matched but the plan has blockers, 1 error.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
-from criu_model.images import load
-from criu_model.render.json import print_json
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_FEASIBLE, EXIT_BLOCKED, EXIT_MISMATCH = 0, 3, 4
 
@@ -49,7 +47,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run `criu-model plan`; returns 0 (feasible), 3 (blocked) or 1 (error)."""
+    from criu_model.images import load
     from criu_model.planner import plan
+    from criu_model.render.json import print_json
     from criu_model.render.plan import plan_to_json, show_plan
 
     if args.rehearse:
@@ -69,7 +69,9 @@ def _rehearse(args: argparse.Namespace, console: Console) -> int:
     """`plan --rehearse`: the sandbox is the dry run, so the plan is made offline, pid_ns new."""
     import sys
 
+    from criu_model.images import load
     from criu_model.planner import plan
+    from criu_model.render.json import print_json
     from criu_model.restore import rehearse
     from criu_model.restore.report import write_report
 

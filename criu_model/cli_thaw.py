@@ -8,12 +8,10 @@ is refused while a criu-model dump holds the cgroup: that dump thaws it.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
-from criu_model.freeze import thaw_cgroup
-from criu_model.names import printable
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -30,6 +28,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run `criu-model thaw`: 0 once the cgroup is thawed (or was not frozen)."""
+    from criu_model.freeze import thaw_cgroup
+    from criu_model.names import printable
+
     result = thaw_cgroup(args.cgroup)
     if result.was_frozen:
         console.print(printable(f"thawed cgroup {result.cgroup} (it was frozen "

@@ -16,7 +16,15 @@ def _modules_after(code: str) -> set[str]:
 def test_cli_import_leaves_heavy_machinery_out() -> None:
     mods = _modules_after("import criu_model.cli")
     for heavy in ("pyroute2", "criu_model.differ", "criu_model.planner", "criu_model.dumper",
-                  "criu_model.collect.sockets", "criu_model.features"):
+                  "criu_model.collect.sockets", "criu_model.features", "rich",
+                  "google.protobuf", "criu_model.images", "criu_model.freeze"):
+        assert heavy not in mods, heavy   # --help and usage errors need none of them
+
+
+def test_show_imports_no_collector_and_no_planner() -> None:
+    mods = _modules_after("import criu_model.cli, criu_model.images, criu_model.render.text")
+    for heavy in ("pyroute2", "criu_model.dumper", "criu_model.planner", "criu_model.differ",
+                  "criu_model.collect.sockets"):
         assert heavy not in mods, heavy
 
 
@@ -27,3 +35,9 @@ def test_area_and_pid_ns_literals_agree() -> None:
 
     assert cli_diff.AREAS == AREAS
     assert cli_plan.PID_NS_MODES == PID_NS_MODES
+    from criu_model import cli
+    from criu_model.collect.fds import DEFAULT_GHOST_LIMIT
+    from criu_model.freeze import FreezeMethod
+
+    assert cli.DEFAULT_GHOST_LIMIT == DEFAULT_GHOST_LIMIT
+    assert tuple(m.value for m in FreezeMethod) == cli_diff.FREEZE_METHODS
