@@ -12,6 +12,7 @@ import stat
 import struct
 from pathlib import Path
 
+_CRMI = int.from_bytes(b"CRMI", "little")  # every criu-model image starts with it
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd")
 
 
@@ -39,8 +40,6 @@ def detect(path: str | os.PathLike[str]) -> str | None:
     its *.img files starts with CRIU's common magic. criu-model's own
     inventory starts with "CRMI", so a snapshot is never taken for CRIU's.
     """
-    from criu_model.formats.criu import magic
-
     p = Path(path)
     try:
         st = os.stat(p)
@@ -52,6 +51,10 @@ def detect(path: str | os.PathLike[str]) -> str | None:
     if not stat.S_ISDIR(st.st_mode):
         return None
     head = _first_u32s(p / "inventory.img", 1)
+    if head and head[0] == _CRMI:
+        return None  # ours: decided without importing the CRIU reader (~18 ms)
+    from criu_model.formats.criu import magic
+
     if head:
         return "criu-dir" if head[0] == magic.MAGICS["INVENTORY"] else None
     try:
