@@ -186,11 +186,11 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"unexpected arguments for the {args.view} view: {' '.join(args.more)}")
     from criu_model.images import load
     from criu_model.render import text as render
-    from criu_model.render.json import print_json, snapshot_to_json
+    from criu_model.render.json import write_snapshot_json
 
     snap = load(args.dir)
     if args.json:
-        print_json(snapshot_to_json(snap))
+        write_snapshot_json(snap, sys.stdout)
     elif args.view == "tree":
         render.show_tree(snap, console)
     elif args.view == "procs":

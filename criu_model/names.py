@@ -137,23 +137,48 @@ def _value(field: FieldDescriptor, value: Any) -> Any:
     return value
 
 
-def message_to_json(msg: Message) -> dict[str, Any]:
-    """Every field of a message, by its proto name, defaults included.
+# How each field of a message type is converted, decided once per type: looking the
+# descriptors up again for every message was most of `show --json`'s time.
+_SCALAR, _PRESENCE, _REPEATED, _MAP = 0, 1, 2, 3
+_PLANS: dict[str, tuple[tuple[str, int, FieldDescriptor, bool], ...]] = {}
+
+
+def _plan(descriptor: Any) -> tuple[tuple[str, int, FieldDescriptor, bool], ...]:
+    plan = _PLANS.get(descriptor.full_name)
+    if plan is None:
+        rows = []
+        for field in descriptor.fields:
+            entry = field.message_type
+            if entry is not None and entry.GetOptions().map_entry:
+                rows.append((field.name, _MAP, entry.fields_by_name["value"], False))
+                continue
+            plain = field.type not in (FieldDescriptor.TYPE_MESSAGE, FieldDescriptor.TYPE_BYTES,
+                                       FieldDescriptor.TYPE_ENUM)
+            kind = _REPEATED if field.is_repeated else \
+                _PRESENCE if field.has_presence else _SCALAR
+            rows.append((field.name, kind, field, plain))
+        plan = _PLANS[descriptor.full_name] = tuple(rows)
+    return plan
+
+
+def message_to_json(msg: Message, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Every field of a message, by its proto name, defaults included (but ``skip``).
 
     Fields with explicit presence (`optional`, sub-messages) that are unset
     become null, so "unknown" is never confused with zero.
     """
     out: dict[str, Any] = {}
-    for field in msg.DESCRIPTOR.fields:
-        value = getattr(msg, field.name)
-        entry = field.message_type
-        if entry is not None and entry.GetOptions().map_entry:
-            value_field = entry.fields_by_name["value"]
-            out[field.name] = {str(k): _value(value_field, v) for k, v in value.items()}
-        elif field.is_repeated:
-            out[field.name] = [_value(field, v) for v in value]
-        elif field.has_presence and not msg.HasField(field.name):
-            out[field.name] = None
+    for name, kind, field, plain in _plan(msg.DESCRIPTOR):
+        if name in skip:
+            continue
+        value = getattr(msg, name)
+        if kind == _REPEATED:
+            out[name] = list(value) if plain else [_value(field, v) for v in value]
+        elif kind == _SCALAR:
+            out[name] = value if plain else _value(field, value)
+        elif kind == _PRESENCE:
+            out[name] = (value if plain else _value(field, value)) \
+                if msg.HasField(name) else None
         else:
-            out[field.name] = _value(field, value)
+            out[name] = {str(k): _value(field, v) for k, v in value.items()}
     return out

@@ -217,3 +217,17 @@ def test_format_1_2_snapshot_still_loads(tmp_path: Path) -> None:
     old = load(out)
     assert [p.pid for p in old.processes] == [p.pid for p in snap.processes]
     assert old.page_store is None and old.registers == [] and old.pagemap == []
+
+
+def test_streamed_json_equals_the_whole_object() -> None:
+    """show --json streams (one process a line): the same object as snapshot_to_json."""
+    import io
+    import json
+
+    from criu_model.render.json import snapshot_to_json, write_snapshot_json
+
+    snap = sample_snapshot()
+    out = io.StringIO()
+    write_snapshot_json(snap, out)
+    assert json.loads(out.getvalue()) == json.loads(json.dumps(snapshot_to_json(snap)))
+    assert out.getvalue().count("\n") >= len(snap.processes) + 5
