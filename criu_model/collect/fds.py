@@ -31,6 +31,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import re
 import stat
 import struct
 import termios
@@ -84,6 +85,8 @@ _TTYAUX_CTTY, _TTYAUX_CONSOLE, _TTYAUX_PTMX = 0, 1, 2
 _DELETED = b" (deleted)"
 _PIPE = b"pipe:["
 _SOCKET = b"socket:["
+_NSFS = re.compile(rb"([a-z]+):\[(\d+)\]")
+_NS_TYPES = frozenset({b"net", b"uts", b"ipc", b"mnt", b"pid", b"user", b"cgroup", b"time"})
 _ANON = b"anon_inode:"
 _MEMFD = b"/memfd:"
 
@@ -324,8 +327,15 @@ class _Collector:
             self._anon(fd, link[len(_ANON):], info)
         elif link.startswith(b"/"):
             self._path(fd, n, link, info, st)
+        elif (ns := _NSFS.fullmatch(link)) is not None and ns.group(1) in _NS_TYPES:
+            # an open namespace file (/proc/PID/ns/net held open): nsfs, Linux 3.19
+            fd.kind = files_pb2.FD_NSFS
+            fd.path = link
+            fd.nsfs.type = ns.group(1).decode()
+            fd.nsfs.inode = int(ns.group(2))
+            fdinfo.parse_generic(info.body, extra)
         else:
-            # nsfs ("net:[4026531840]"), and any pseudo file a newer kernel invents
+            # any pseudo file a newer kernel invents
             fd.kind = files_pb2.FD_UNKNOWN
             fd.path = link
             fd.unknown.raw = info.raw_body()

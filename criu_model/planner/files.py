@@ -170,6 +170,12 @@ class FilePlan:
             self.plan.problem(Severity.BLOCKER, "unrestorable-fd",
                               f"fd {fd.fd} of pid {pid} is {fd_kind_name(fd.kind)}: {reason}",
                               fix="close it before dumping", **where)
+        elif state == "nsfs" and self._ns_holder(fd) is None:
+            self.plan.problem(Severity.BLOCKER, "nsfs-no-holder",
+                              f"fd {fd.fd} of pid {pid} holds {fd.nsfs.type} namespace "
+                              f"{fd.nsfs.inode}, which no process of the snapshot is in: "
+                              "nothing to reopen it from", fix="dump a process of that "
+                              "namespace too, or close the fd", **where)
         elif state == "file" and fd.deleted and not fd.file.ghost.captured:
             self.plan.problem(Severity.BLOCKER, "deleted-not-captured",
                               f"fd {fd.fd} of pid {pid} is a deleted file whose contents "
@@ -261,6 +267,12 @@ class FilePlan:
                 action, reason = self._socket(sock, args)
         elif state == "epoll":
             reason = "epoll_create1; targets are added once they exist"
+        elif state == "nsfs":
+            holder = self._ns_holder(fd)
+            if holder is not None:
+                args["path"] = f"/proc/{holder[0]}/ns/{holder[1]}"
+                args.update(ns=fd.nsfs.type, holder=holder[0])
+                reason = "a namespace file: reopened from a process of that namespace"
         elif state == "tty":
             if entry.key in self._ptys:
                 self._open_pty(pid, [entry.key], [args["fd"]])
@@ -297,6 +309,18 @@ class FilePlan:
             return None
         major, minor = decode_dev(dev)
         return {"path": self.host_ttys.get(dev, f"/dev/char/{major}:{minor}"), "host": True}
+
+    def _ns_holder(self, fd: files_pb2.Fd) -> tuple[int, str] | None:
+        """(pid, /proc/PID/ns entry) of a process of the snapshot in fd's namespace."""
+        want = (fd.nsfs.type, fd.nsfs.inode)
+        for proc in self.snap.processes:
+            if proc.state in ("Z", "X"):
+                continue
+            for ns in proc.namespaces:
+                kind = ns.type.removesuffix("_for_children")
+                if (kind, ns.inode) == want:
+                    return proc.pid, ns.type
+        return None
 
     def _unix_listeners(self) -> set[bytes]:
         """Names of the snapshot's listening unix sockets."""

@@ -28,6 +28,7 @@ class FdKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FD_TTY: _ClassVar[FdKind]
     FD_IO_URING: _ClassVar[FdKind]
     FD_UNKNOWN: _ClassVar[FdKind]
+    FD_NSFS: _ClassVar[FdKind]
 
 class LockType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -77,6 +78,7 @@ FD_MEMFD: FdKind
 FD_TTY: FdKind
 FD_IO_URING: FdKind
 FD_UNKNOWN: FdKind
+FD_NSFS: FdKind
 LOCK_TYPE_UNSPECIFIED: LockType
 LOCK_POSIX: LockType
 LOCK_FLOCK: LockType
@@ -367,7 +369,7 @@ class UnknownFile(_message.Message):
     def __init__(self, raw: _Optional[bytes] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Fd(_message.Message):
-    __slots__ = ("fd", "flags", "pos", "mnt_id", "ino", "dev", "kind", "path", "deleted", "file_id", "locks", "owner_pid", "owner_type", "owner_signum", "extra", "file", "pipe", "socket", "eventfd", "epoll", "inotify", "fanotify", "signalfd", "timerfd", "pidfd", "memfd", "tty", "io_uring", "unknown", "unreadable")
+    __slots__ = ("fd", "flags", "pos", "mnt_id", "ino", "dev", "kind", "path", "deleted", "file_id", "locks", "owner_pid", "owner_type", "owner_signum", "extra", "file", "pipe", "socket", "eventfd", "epoll", "inotify", "fanotify", "signalfd", "timerfd", "pidfd", "memfd", "tty", "io_uring", "unknown", "nsfs", "unreadable")
     class ExtraEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -404,6 +406,7 @@ class Fd(_message.Message):
     TTY_FIELD_NUMBER: _ClassVar[int]
     IO_URING_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    NSFS_FIELD_NUMBER: _ClassVar[int]
     UNREADABLE_FIELD_NUMBER: _ClassVar[int]
     fd: int
     flags: int
@@ -434,8 +437,17 @@ class Fd(_message.Message):
     tty: Tty
     io_uring: IoUring
     unknown: UnknownFile
+    nsfs: NsFile
     unreadable: _containers.RepeatedCompositeFieldContainer[_common_pb2.Unreadable]
-    def __init__(self, fd: _Optional[int] = ..., flags: _Optional[int] = ..., pos: _Optional[int] = ..., mnt_id: _Optional[int] = ..., ino: _Optional[int] = ..., dev: _Optional[int] = ..., kind: _Optional[_Union[FdKind, str]] = ..., path: _Optional[bytes] = ..., deleted: _Optional[bool] = ..., file_id: _Optional[int] = ..., locks: _Optional[_Iterable[_Union[FileLock, _Mapping]]] = ..., owner_pid: _Optional[int] = ..., owner_type: _Optional[_Union[OwnerType, str]] = ..., owner_signum: _Optional[int] = ..., extra: _Optional[_Mapping[str, str]] = ..., file: _Optional[_Union[RegularFile, _Mapping]] = ..., pipe: _Optional[_Union[Pipe, _Mapping]] = ..., socket: _Optional[_Union[SocketRef, _Mapping]] = ..., eventfd: _Optional[_Union[Eventfd, _Mapping]] = ..., epoll: _Optional[_Union[Epoll, _Mapping]] = ..., inotify: _Optional[_Union[Inotify, _Mapping]] = ..., fanotify: _Optional[_Union[Fanotify, _Mapping]] = ..., signalfd: _Optional[_Union[Signalfd, _Mapping]] = ..., timerfd: _Optional[_Union[Timerfd, _Mapping]] = ..., pidfd: _Optional[_Union[Pidfd, _Mapping]] = ..., memfd: _Optional[_Union[Memfd, _Mapping]] = ..., tty: _Optional[_Union[Tty, _Mapping]] = ..., io_uring: _Optional[_Union[IoUring, _Mapping]] = ..., unknown: _Optional[_Union[UnknownFile, _Mapping]] = ..., unreadable: _Optional[_Iterable[_Union[_common_pb2.Unreadable, _Mapping]]] = ...) -> None: ...
+    def __init__(self, fd: _Optional[int] = ..., flags: _Optional[int] = ..., pos: _Optional[int] = ..., mnt_id: _Optional[int] = ..., ino: _Optional[int] = ..., dev: _Optional[int] = ..., kind: _Optional[_Union[FdKind, str]] = ..., path: _Optional[bytes] = ..., deleted: _Optional[bool] = ..., file_id: _Optional[int] = ..., locks: _Optional[_Iterable[_Union[FileLock, _Mapping]]] = ..., owner_pid: _Optional[int] = ..., owner_type: _Optional[_Union[OwnerType, str]] = ..., owner_signum: _Optional[int] = ..., extra: _Optional[_Mapping[str, str]] = ..., file: _Optional[_Union[RegularFile, _Mapping]] = ..., pipe: _Optional[_Union[Pipe, _Mapping]] = ..., socket: _Optional[_Union[SocketRef, _Mapping]] = ..., eventfd: _Optional[_Union[Eventfd, _Mapping]] = ..., epoll: _Optional[_Union[Epoll, _Mapping]] = ..., inotify: _Optional[_Union[Inotify, _Mapping]] = ..., fanotify: _Optional[_Union[Fanotify, _Mapping]] = ..., signalfd: _Optional[_Union[Signalfd, _Mapping]] = ..., timerfd: _Optional[_Union[Timerfd, _Mapping]] = ..., pidfd: _Optional[_Union[Pidfd, _Mapping]] = ..., memfd: _Optional[_Union[Memfd, _Mapping]] = ..., tty: _Optional[_Union[Tty, _Mapping]] = ..., io_uring: _Optional[_Union[IoUring, _Mapping]] = ..., unknown: _Optional[_Union[UnknownFile, _Mapping]] = ..., nsfs: _Optional[_Union[NsFile, _Mapping]] = ..., unreadable: _Optional[_Iterable[_Union[_common_pb2.Unreadable, _Mapping]]] = ...) -> None: ...
+
+class NsFile(_message.Message):
+    __slots__ = ("type", "inode")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    INODE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    inode: int
+    def __init__(self, type: _Optional[str] = ..., inode: _Optional[int] = ...) -> None: ...
 
 class FdTable(_message.Message):
     __slots__ = ("pid", "fds", "vanished", "waiting_locks", "unreadable")
