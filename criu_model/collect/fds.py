@@ -50,6 +50,7 @@ from criu_model.kernel.devnum import (
     UNIX98_PTY_SLAVE_MAJOR,
     VT_MINORS,
 )
+from criu_model.kernel.extents import data_extents
 from criu_model.kernel.flags import ACCMODE, OpenFlag
 from criu_model.kernel.libc import libc, syscall
 
@@ -563,25 +564,8 @@ class _Reopened:
         SEEK_DATA/SEEK_HOLE (Linux 3.1) move only this copy's position (a new
         open file description), never the target's. At most ``limit`` bytes of data.
         """
-        extents: list[tuple[int, int]] = []
-        pos = 0
-        try:
-            while pos < size:
-                try:
-                    lo = os.lseek(self.fd, pos, os.SEEK_DATA)
-                except OSError as err:
-                    if err.errno == errno.ENXIO:
-                        break  # only holes after pos
-                    raise
-                hi = min(os.lseek(self.fd, lo, os.SEEK_HOLE), size)
-                if hi > lo:
-                    extents.append((lo, hi))
-                pos = max(hi, lo + 1)
-        except OSError as err:
-            if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
-                raise
-            return self.read(limit)  # no SEEK_DATA on this filesystem: read it all
-        if extents == [(0, size)] or not size:
+        extents = data_extents(self.fd, size)
+        if extents is None or extents == [(0, size)] or not size:  # dense, or cannot tell
             return self.read(limit)
         total = sum(hi - lo for lo, hi in extents)
         if total > limit:

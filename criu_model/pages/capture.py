@@ -48,8 +48,10 @@ from dataclasses import dataclass, field
 
 import xxhash
 
+from criu_model.collect.procfs import ProcDir, task_state
 from criu_model.errors import ProcessGone
 from criu_model.images.pb import mm_pb2, pages_pb2
+from criu_model.kernel.extents import data_extents
 from criu_model.kernel.pagemap import (
     PAGEMAP_ENTRY_SIZE,
     PFN_MASK,
@@ -265,7 +267,7 @@ class PageCapture:
             size = os.fstat(fd).st_size
             parent = self.parent(key, 0) if self.parent else None
             builder = RunBuilder()
-            for lo, hi in _data_extents(fd, size):
+            for lo, hi in _page_extents(fd, size):
                 off = lo
                 while off < hi:
                     view = reader.view
@@ -291,34 +293,23 @@ class PageCapture:
 
 def _gone(proc_path: str) -> bool:
     """The process exited (its /proc entry is gone, or it is a zombie without memory)."""
-    try:
-        with open(f"{proc_path}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-    except OSError:
-        return True
+    root, pid = os.path.split(proc_path)
+    return task_state(ProcDir(int(pid), root)) in (None, "Z", "X")
 
 
-def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:
-    """Page-aligned [start, end) extents holding data (SEEK_DATA/SEEK_HOLE, Linux 3.1)."""
+def _page_extents(fd: int, size: int) -> list[tuple[int, int]]:
+    """Page-aligned [start, end) extents holding data, neighbours merged."""
+    top = -(-size // PAGE_SIZE) * PAGE_SIZE
+    found = data_extents(fd, size)
+    if found is None:  # no SEEK_DATA here: the whole object
+        return [(0, top)] if size else []
     out: list[tuple[int, int]] = []
-    pos = 0
-    while pos < size:
-        try:
-            lo = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError as err:
-            if err.errno == errno.ENXIO:
-                break  # no data after pos
-            if err.errno == errno.EINVAL:  # no SEEK_DATA here: the whole object
-                return [(0, -(-size // PAGE_SIZE) * PAGE_SIZE)] if size else []
-            raise
-        hi = os.lseek(fd, lo, os.SEEK_HOLE)
-        lo -= lo % PAGE_SIZE
-        hi = min(-(-hi // PAGE_SIZE) * PAGE_SIZE, -(-size // PAGE_SIZE) * PAGE_SIZE)
+    for lo, hi in found:
+        lo, hi = lo - lo % PAGE_SIZE, min(-(-hi // PAGE_SIZE) * PAGE_SIZE, top)
         if out and lo <= out[-1][1]:
             out[-1] = (out[-1][0], max(out[-1][1], hi))
-        elif hi > lo:
+        else:
             out.append((lo, hi))
-        pos = max(hi, pos + PAGE_SIZE)
     return out
 
 
