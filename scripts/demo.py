@@ -15,6 +15,7 @@ Usage: scripts/demo.py [SNAPSHOT_DIR]
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -55,7 +56,14 @@ def _on_usr1(signum: int, frame: object) -> None:
 def build_tree(ready_w: int) -> None:
     """Runs in the root process of the demo tree; never returns."""
     _name("demo-root")
-    os.setpgid(0, 0)
+    os.setsid()  # its own session, without the caller's terminal: a tree a restore can own
+    # A known tree, whatever the caller's terminal, CI socket or inherited fds are.
+    ready_w = fcntl.fcntl(ready_w, fcntl.F_DUPFD, 3)  # clear of 0-2 even if they were closed
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.closerange(3, ready_w)
+    os.closerange(ready_w + 1, os.sysconf("SC_OPEN_MAX"))
     _KEEP.append(bytearray(MARK + b" kept in the root's memory"))
     signal.signal(signal.SIGUSR1, _on_usr1)
     os.pipe()  # both ends inherited by every child: one open file each, shared
