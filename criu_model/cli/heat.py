@@ -31,6 +31,7 @@ def parse_bandwidth(text: str) -> float:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `heat` on the main parser's subparsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "heat", help="hot memory over a series of --pages snapshots, pre-copy estimate",
         description="Per VMA and page range, in how many intervals of the series the memory "
@@ -53,6 +54,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    """Run `criu-model heat`; 0 once the table (and --svg) is written."""
     from criu_model.images import load
     from criu_model.pages.heat import heat, precopy
     from criu_model.render.heat import heat_svg, heat_to_json, show_heat

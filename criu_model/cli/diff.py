@@ -2,7 +2,7 @@
 
 Exit statuses as diff(1): 0 no differences, 1 differences, 2 trouble (bad
 arguments, unreadable snapshot, dump failure). Trouble is a CriuModelError
-raised from here; cli.main prints its one line and exits with EXIT_TROUBLE
+raised from here; cli.main prints its one line and exits with ERROR_EXIT
 (not its usual 1, which means "differences" here).
 """
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from criu_model.snapshot import Snapshot
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
+ERROR_EXIT = EXIT_TROUBLE
 # differ.AREAS, spelled out so `criu-model --help` need not import the differ
 # (tests/cli/test_cli_diff.py checks that they agree).
 # freeze.FreezeMethod's values, for the same reason (checked by the same test).

@@ -11,7 +11,8 @@ from criu_model.errors import BadArgument, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
-EXIT_FOUND, EXIT_NOT_FOUND = 0, 1
+EXIT_FOUND, EXIT_NOT_FOUND, EXIT_TROUBLE = 0, 1, 2
+ERROR_EXIT = EXIT_TROUBLE  # as grep(1): 1 means "not found"
 DEFAULT_LENGTH = 256
 
 
@@ -31,7 +32,7 @@ def parse_address(value: str) -> int:
 
 def show_memory(args: argparse.Namespace, extra: list[str], console: Console) -> int:
     """`show DIR memory PID ADDR [LEN] [--raw]`."""
-    from criu_model.dumper import parse_pid
+    from criu_model.argtypes import parse_pid
     from criu_model.images import load
     from criu_model.render.memory import show_hexdump
 
@@ -51,6 +52,7 @@ def show_memory(args: argparse.Namespace, extra: list[str], console: Console) ->
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `grep` on the main parser's subparsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "grep", help="search the dumped memory of a snapshot (dump --pages)",
         description="Every occurrence of PATTERN in the captured memory: pid, address, VMA "
@@ -85,9 +87,10 @@ def _pattern(text: str) -> bytes:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    """Run `criu-model grep`; 0 found, 1 not found (trouble: ERROR_EXIT)."""
     import itertools
 
-    from criu_model.dumper import parse_pid
+    from criu_model.argtypes import parse_pid
     from criu_model.images import load
     from criu_model.pages.search import grep
     from criu_model.render.json import print_json

@@ -1,0 +1,113 @@
+"""Command line: parse arguments, call the library, print one clear line on error.
+
+One module per command (dump, show, diff, plan, grep, heat, thaw, import, check).
+Each registers its sub-parser with ``add_parser(subparsers)`` and runs with
+``run(args, console)``; a module imports its machinery only inside ``run``, so
+``--help`` and usage errors load nothing heavy (tests/cli/test_cli_imports.py).
+
+Exit codes: 0 success, 1 failure (one line on stderr; traceback only with
+--debug), 2 usage error (argparse), 130 interrupted. A command may map a
+CriuModelError to another status (its module's ``ERROR_EXIT``): diff follows
+diff(1), where 1 means "differences".
+"""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_INTERRUPTED_EARLY = "criu-model: interrupted (before anything was done)"
+
+# Ctrl-C while the modules below load is an interruption like any other: one
+# line and 130, never a KeyboardInterrupt traceback.
+try:
+    import argparse
+    import signal
+    from collections.abc import Sequence
+    from types import FrameType, ModuleType
+    from typing import TYPE_CHECKING
+
+    from criu_model import __version__
+    from criu_model.cli import check, diff, dump, heat, import_, memory, plan, show, thaw
+    from criu_model.errors import BadArgument, CriuModelError
+except KeyboardInterrupt:
+    print(_INTERRUPTED_EARLY, file=sys.stderr)
+    raise SystemExit(EXIT_INTERRUPTED) from None
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# The order of `criu-model --help`: command name -> its module.
+COMMANDS: dict[str, ModuleType] = {
+    "dump": dump, "show": show, "diff": diff, "plan": plan, "grep": memory, "heat": heat,
+    "thaw": thaw, "import": import_, "check": check,
+}
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so every `finally` (thaw, cleanup) runs."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="criu-model",
+        description="Dump, inspect, diff and plan the restore of Linux process trees.",
+        epilog="`criu-model COMMAND --help` describes a command's arguments.")
+    parser.add_argument("--version", action="version", version=f"criu-model {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS.values():
+        module.add_parser(sub)
+    return parser
+
+
+def make_console(wide: bool = False) -> Console:
+    """The stdout console: piped output (grep, scripts) is never truncated or wrapped.
+
+    On a terminal tables fit its width, unless `wide` (--wide) asks for full values.
+    """
+    from rich.console import Console
+
+    width = None if sys.stdout.isatty() and not wide else 100_000
+    return Console(highlight=False, width=width)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; Ctrl-C before a command runs (parsing, set-up) exits 130 quietly."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(_INTERRUPTED_EARLY, file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = _build_parser().parse_args(argv)
+    module = COMMANDS[args.command]
+    # after parsing: --help and usage errors need no rich
+    console = make_console(wide=getattr(args, "wide", False))
+
+    from criu_model.names import printable
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return int(module.run(args, console))
+    except CriuModelError as err:
+        if args.debug:
+            raise
+        print(printable(f"criu-model: error: {err}"), file=sys.stderr)
+        if isinstance(err, BadArgument):   # a malformed value: a usage error, as argparse's
+            return EXIT_USAGE
+        return int(getattr(module, "ERROR_EXIT", EXIT_FAIL))
+    except (KeyboardInterrupt, Terminated):
+        print("criu-model: interrupted; targets were released, nothing was written",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK  # `criu-model show ... | head`
+    finally:
+        signal.signal(signal.SIGTERM, previous)
