@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from criu_model.kernel.kcmp import KcmpResult, KcmpType, kcmp
-from criu_model.sharing import (
+from criu_model.collect.sharing import (
     NO_OBJECT,
     EpollTarget,
     FdKey,
@@ -28,6 +27,7 @@ from criu_model.sharing import (
     null_sentinel,
     task_shares,
 )
+from criu_model.kernel.kcmp import KcmpResult, KcmpType, kcmp
 from tests.proctree import Tree
 
 ME = os.getpid()

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from criu_model.errors import AccessDenied, KernelUnsupported
-from criu_model.images.pb import files_pb2, process_pb2
-from criu_model.sharing import (
+from criu_model.collect.sharing import (
     EpollTarget,
     FdKey,
     FileIdIndex,
@@ -20,6 +18,8 @@ from criu_model.sharing import (
     match_epoll_targets,
     task_shares,
 )
+from criu_model.errors import AccessDenied, KernelUnsupported
+from criu_model.images.pb import files_pb2, process_pb2
 
 
 def _readable(table: files_pb2.FdTable) -> bool:
