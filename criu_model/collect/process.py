@@ -14,13 +14,22 @@ ProcessGone rather than producing a half-empty record).
 from __future__ import annotations
 
 import errno
+import platform
 
 from criu_model.collect.cgroup import CgroupParseError, parse_cgroup
 from criu_model.collect.limits import LimitsParseError, parse_limits
 from criu_model.collect.ns import read_namespaces
 from criu_model.collect.procfs import PROC_ROOT, ProcDir
 from criu_model.collect.stat import StatFields, StatParseError, parse_stat
-from criu_model.collect.status import parse_ids, parse_mask, parse_octal, parse_status
+from criu_model.collect.status import (
+    MemReader,
+    awaited_signals,
+    parse_ids,
+    parse_mask,
+    parse_octal,
+    parse_status,
+    parse_syscall,
+)
 from criu_model.collect.timers import TimersParseError, parse_timers
 from criu_model.errors import AccessDenied, CriuModelError, ProcessGone
 from criu_model.images.pb import common_pb2, process_pb2
@@ -147,15 +156,29 @@ def _fill_creds(creds: process_pb2.Creds, status: dict[bytes, bytes],
     unreadable.append(("creds.securebits", _SECUREBITS_REASON))
 
 
-def _thread(tid: int, st: StatFields, status: dict[bytes, bytes]) -> process_pb2.Thread:
+def _awaited(tdir: ProcDir, mem: MemReader) -> int:
+    """Signals the thread waits for in sigwaitinfo: blocked and pending only while frozen.
+
+    See collect/status.py: the freeze makes rt_sigtimedwait return and restore
+    the blocked mask; the recorded masks are those of the waiting thread.
+    """
+    try:
+        call = parse_syscall(tdir.read("syscall"))
+    except (ProcessGone, AccessDenied):
+        return 0
+    return awaited_signals(call, mem, platform.machine())
+
+
+def _thread(tid: int, st: StatFields, status: dict[bytes, bytes],
+            awaited: int = 0) -> process_pb2.Thread:
     ns_tids = status.get(b"NSpid")
     return process_pb2.Thread(
         tid=tid,
         ns_tids=parse_ids(ns_tids) if ns_tids is not None else [tid],
         comm=st.comm,
         state=st.state,
-        sig_blocked=parse_mask(status[b"SigBlk"]),
-        sig_pending=parse_mask(status[b"SigPnd"]),
+        sig_blocked=parse_mask(status[b"SigBlk"]) & ~awaited,
+        sig_pending=parse_mask(status[b"SigPnd"]) & ~awaited,
         sched_policy=st.policy,
         nice=st.nice,
         rt_priority=st.rt_priority,
@@ -165,6 +188,17 @@ def _thread(tid: int, st: StatFields, status: dict[bytes, bytes]) -> process_pb2
 
 
 def _collect_threads(reader: _ProcessReader, status: dict[bytes, bytes]) -> None:
+    mem = MemReader(f"{reader.pdir.path}/mem")
+    try:
+        awaited = _read_threads(reader, status, mem)
+    finally:
+        mem.close()
+    # A shared signal a thread waits for would have woken it: it came during the freeze.
+    reader.proc.sig_shared_pending &= ~awaited
+
+
+def _read_threads(reader: _ProcessReader, status: dict[bytes, bytes], mem: MemReader) -> int:
+    """Append every thread; returns the signals any of them waits for in sigwaitinfo."""
     pdir, pid, proc = reader.pdir, reader.pid, reader.proc
     try:
         tids = sorted(int(t) for t in pdir.listdir("task"))
@@ -174,13 +208,15 @@ def _collect_threads(reader: _ProcessReader, status: dict[bytes, bytes]) -> None
         tids = []
     if tids == [pid]:
         # Single-threaded: /proc/PID/stat and status describe the only thread.
-        proc.threads.append(_thread(pid, reader.stat, status))
-        return
+        waits = _awaited(pdir, mem) if reader.stat.state not in _ZOMBIE_STATES else 0
+        proc.threads.append(_thread(pid, reader.stat, status, waits))
+        return waits
     # The leader first. Its own utime/stime are in task/PID/stat only
     # (/proc/PID/stat sums the whole group), so every thread is read there.
     if pid in tids:
         tids.remove(pid)
         tids.insert(0, pid)
+    awaited = 0
     for tid in tids:
         tdir = pdir.task(tid)
         try:
@@ -188,9 +224,12 @@ def _collect_threads(reader: _ProcessReader, status: dict[bytes, bytes]) -> None
             tstatus = parse_status(tdir.read("status"))
         except ProcessGone:
             continue  # the thread exited between listing and reading: normal
-        proc.threads.append(_thread(tid, tstat, tstatus))
+        waits = _awaited(tdir, mem) if tstat.state not in _ZOMBIE_STATES else 0
+        awaited |= waits
+        proc.threads.append(_thread(tid, tstat, tstatus, waits))
     if not proc.threads and not reader._still_there():
         raise ProcessGone(pid, "every thread vanished")
+    return awaited
 
 
 def collect_process(pid: int, proc_root: str = PROC_ROOT) -> process_pb2.Process:
