@@ -11,15 +11,17 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from criu_model import __version__
 from criu_model.argtypes import parse_pid
 from criu_model.collect.fds import DEFAULT_GHOST_LIMIT, GhostStore, collect_fds
-from criu_model.collect.locks import read_proc_locks
+from criu_model.collect.locks import read_proc_locks, waiting_locks
 from criu_model.collect.maps import LineCache
 from criu_model.collect.memory import FileIds, collect_memory
 from criu_model.collect.mountinfo import collect_mountinfo
@@ -58,6 +60,7 @@ _MAX_FREEZE_ROUNDS = 3
 # Test hook: seconds to hold the tree frozen before collecting, so tests can
 # deliver SIGINT/SIGTERM or kill a target at a known point of the dump.
 HOLD_ENV = "CRIU_MODEL_TEST_HOLD_FROZEN"
+T = TypeVar("T")
 
 
 @dataclass
@@ -70,6 +73,30 @@ class _Collected:
     skipped: list[tuple[int, str]]
 
 
+class _Background(Generic[T]):
+    """One call on a thread of its own; ``result()`` joins it and re-raises its error."""
+
+    def __init__(self, fn: Callable[..., T], *args: object) -> None:
+        self._fn, self._args = fn, args
+        self._value: T | None = None
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name=f"criu-model {fn.__name__}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn(*self._args)
+        except Exception as err:  # noqa: BLE001 - re-raised by result() in the caller
+            self._error = err
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
 def _boot_time_ns(proc_root: str) -> int:
     for line in read_all(f"{proc_root}/stat").splitlines():
         if line.startswith(b"btime "):
@@ -78,7 +105,8 @@ def _boot_time_ns(proc_root: str) -> int:
 
 
 def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: bool,
-                 ghost_limit: int, capture: PageCapture | None = None) -> _Collected:
+                 ghost_limit: int, proc_locks: list[files_pb2.FileLock],
+                 capture: PageCapture | None = None) -> _Collected:
     processes: dict[int, process_pb2.Process] = {}
     memory: dict[int, mm_pb2.MemoryMap] = {}
     fds: dict[int, files_pb2.FdTable] = {}
@@ -86,7 +114,6 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: 
     ghosts = GhostStore()
     file_ids: FileIds = {}  # one map_files stat per shared library, not per process
     line_cache: LineCache = {}  # forked workers repeat maps lines: decode each once
-    proc_locks = read_proc_locks(proc_root)
     for pid in pids:
         if pid == os.getpid():
             # Dumping an ancestor of criu-model itself: we are busy, not state.
@@ -96,8 +123,7 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: 
             proc = collect_process(pid, proc_root)
             mm = collect_memory(pid, proc_root, pages=page_counts, file_ids=file_ids,
                                 line_cache=line_cache)
-            table = collect_fds(pid, proc_root, ghost_limit=ghost_limit, ghosts=ghosts,
-                                proc_locks=proc_locks)
+            table = collect_fds(pid, proc_root, ghost_limit=ghost_limit, ghosts=ghosts)
             if capture is not None and proc.state not in "ZX":
                 for name, reason in capture.capture_process(pid, proc.start_time, mm.vmas,
                                                             f"{proc_root}/{pid}"):
@@ -106,6 +132,8 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: 
             skipped.append((pid, "exited during the dump"))
             continue
         processes[pid], memory[pid], fds[pid] = proc, mm, table
+    for table in fds.values():
+        table.waiting_locks.extend(waiting_locks(proc_locks, table.pid))
     fill_ownership(processes.values(), proc_root)
     sockets = _collect_sockets(list(fds.values()))
     stats = fill_sharing(list(processes.values()), list(fds.values()))
@@ -351,7 +379,13 @@ def _dump(roots: list[int], method: FreezeMethod, page_counts: bool, ghost_limit
           proc_root: str, capture: PageCapture | None, started_wall: int,
           started: int) -> Snapshot:
     for attempt in range(_MAX_FREEZE_ROUNDS):
+        # The lock requests the tree waits on are read before the freeze: stopping a
+        # thread interrupts its wait, which takes its request off /proc/locks. The
+        # read can sleep for an RCU grace period (~10 ms seen here, even when the
+        # file is empty), so it runs on a thread while the tree is discovered.
+        locks_reader = _Background(read_proc_locks, proc_root)
         pids = discover(roots, proc_root)
+        proc_locks = locks_reader.result()
         with frozen(pids, method, proc_root) as report:
             now = discover(roots, proc_root)
             if set(now) - set(pids) and attempt + 1 < _MAX_FREEZE_ROUNDS:
@@ -363,7 +397,7 @@ def _dump(roots: list[int], method: FreezeMethod, page_counts: bool, ghost_limit
                       flush=True)
                 time.sleep(hold)
             collected = _collect_all(pids, set(roots), proc_root, page_counts, ghost_limit,
-                                     capture)
+                                     proc_locks, capture)
             _drop_died(collected, report.states_before, set(roots), capture)
             _restore_states(collected.processes, report.states_before)
             registers = (_collect_registers(collected.processes, method, proc_root)

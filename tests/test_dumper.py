@@ -125,3 +125,42 @@ def test_nonexistent_root() -> None:
     pid = unused_pid()
     with pytest.raises(ProcessGone, match=str(pid)):
         criu_model.dump([pid])
+
+
+@needs_root
+def test_dump_records_a_blocked_lock_request(tmp_path: Path) -> None:
+    """/proc/locks is read on a thread during the dump: a waiter still gets its request."""
+    import fcntl
+    import signal
+    import time
+
+    path = tmp_path / "lockfile"
+    path.write_bytes(b"x" * 64)
+    held_r, held_w = os.pipe()
+    holder = os.fork()
+    if holder == 0:  # holds bytes 5-14, then sleeps
+        fd = os.open(path, os.O_RDWR)
+        fcntl.lockf(fd, fcntl.LOCK_EX, 10, 5)
+        os.write(held_w, b"h")
+        signal.pause()
+        os._exit(0)
+    assert os.read(held_r, 1) == b"h"
+    waiter = os.fork()
+    if waiter == 0:  # asks for the same bytes and blocks
+        fd = os.open(path, os.O_RDWR)
+        fcntl.lockf(fd, fcntl.LOCK_EX, 10, 5)
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 5
+        while f" {waiter} " not in Path("/proc/locks").read_text().replace("->", " "):
+            assert time.monotonic() < deadline, "the waiter never blocked on the lock"
+            time.sleep(0.01)
+        snap = criu_model.dump([waiter, holder])
+        tables = {t.pid: t for t in snap.fds}
+        (waiting,) = tables[waiter].waiting_locks
+        assert waiting.blocked and waiting.start == 5 and waiting.end == 14
+        assert not tables[holder].waiting_locks
+    finally:
+        for pid in (waiter, holder):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
