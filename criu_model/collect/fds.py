@@ -215,7 +215,24 @@ def _tty(rdev: int) -> files_pb2.Tty | None:
 def _regular(st: os.stat_result) -> files_pb2.RegularFile:
     return files_pb2.RegularFile(size=st.st_size, mtime_ns=st.st_mtime_ns, mode=st.st_mode,
                                  dev=st.st_dev, ino=st.st_ino, nlink=st.st_nlink,
-                                 rdev=st.st_rdev)
+                                 rdev=st.st_rdev, uid=st.st_uid, gid=st.st_gid)
+
+
+def _link_target(link_path: bytes, st: os.stat_result) -> bytes:
+    """The target of the symlink an O_PATH|O_NOFOLLOW fd holds (readlinkat(fd, "")).
+
+    readlink on /proc/PID/fd/N gives the link's own path; opening that magic
+    link with O_PATH (no O_NOFOLLOW) lands on the symlink itself, not its
+    target: a new O_PATH description, which no file operation runs for.
+    """
+    copy = os.open(link_path, O_PATH | O_CLOEXEC)
+    try:
+        got = os.fstat(copy)
+        if (got.st_dev, got.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISLNK(got.st_mode):
+            raise OSError(errno.ESTALE, "fd was replaced while reading it")
+        return os.readlink(b"", dir_fd=copy)
+    finally:
+        os.close(copy)
 
 
 class _Probe:
@@ -416,6 +433,14 @@ class _Collector:
         fd.file.CopyFrom(_regular(st))
         if deleted and stat.S_ISREG(st.st_mode):
             fd.file.ghost.CopyFrom(self._ghost(fd, n, st, None))
+        elif stat.S_ISLNK(st.st_mode):
+            try:
+                fd.file.link_target = _link_target(b"%s/%d" % (self.fd_dir, n), st)
+            except OSError as err:
+                if err.errno == errno.ENOENT:
+                    raise _Vanished from err
+                fd.unreadable.add(field="file.link_target",
+                                  reason=f"readlinkat: {os.strerror(err.errno)}")
 
     def _memfd(self, fd: files_pb2.Fd, n: int, st: os.stat_result, path: bytes,
                hugetlb: bool) -> None:

@@ -15,6 +15,8 @@ so no child inherits (and has to close) it.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,35 @@ TCP_LISTEN = 10
 TCP_HALF_CLOSED = frozenset({4, 5, 8, 9, 11})
 AF_UNIX_STREAM = 1
 O_CLOEXEC = 0o2000000  # f_flags bit in fdinfo (asm-generic/fcntl.h)
+
+
+# A deleted file that has no contents to capture, by st_mode type: how it is made again.
+NODE_KINDS = {stat.S_IFDIR: "directory", stat.S_IFCHR: "character device",
+              stat.S_IFBLK: "block device", stat.S_IFLNK: "symlink", stat.S_IFIFO: "fifo",
+              stat.S_IFSOCK: "socket file"}
+NODE_MAKERS = {"directory": "mkdir", "character device": "mknod", "block device": "mknod",
+               "symlink": "symlink to its recorded target", "fifo": "mkfifo",
+               "socket file": "mknod S_IFSOCK"}
+
+
+def deleted_node(fd: files_pb2.Fd) -> str | None:
+    """The kind of node a deleted non-regular file is ("directory"...), None otherwise."""
+    if not fd.deleted or fd.WhichOneof("state") != "file" or not fd.file.mode:
+        return None
+    return NODE_KINDS.get(stat.S_IFMT(fd.file.mode))
+
+
+def node_recipe(fd: files_pb2.Fd) -> dict[str, Any]:
+    """The step arguments that recreate a deleted node: type, mode, rdev, owner, target."""
+    f = fd.file
+    recipe: dict[str, Any] = {"node": deleted_node(fd), "mode": stat.S_IMODE(f.mode),
+                              "uid": f.uid, "gid": f.gid}
+    if stat.S_ISCHR(f.mode) or stat.S_ISBLK(f.mode):
+        major, minor = os.major(f.rdev), os.minor(f.rdev)
+        recipe["rdev"] = f"{major}:{minor}"
+    if f.HasField("link_target"):
+        recipe["target"] = f.link_target.decode(errors="replace")
+    return recipe
 
 
 def file_key(pid: int, fd: files_pb2.Fd) -> int:
@@ -176,6 +207,12 @@ class FilePlan:
                               f"{fd.nsfs.inode}, which no process of the snapshot is in: "
                               "nothing to reopen it from", fix="dump a process of that "
                               "namespace too, or close the fd", **where)
+        elif state == "file" and fd.deleted and deleted_node(fd) is not None:
+            if stat.S_ISLNK(fd.file.mode) and not fd.file.HasField("link_target"):
+                self.plan.problem(Severity.BLOCKER, "deleted-symlink-target",
+                                  f"fd {fd.fd} of pid {pid} holds a deleted symlink whose "
+                                  "target could not be read: it cannot be recreated",
+                                  path=fd.path.decode(errors="replace"), **where)
         elif state == "file" and fd.deleted and not fd.file.ghost.captured:
             self.plan.problem(Severity.BLOCKER, "deleted-not-captured",
                               f"fd {fd.fd} of pid {pid} is a deleted file whose contents "
@@ -255,7 +292,13 @@ class FilePlan:
         action = Action.OPEN
         reason = ""
         state = fd.WhichOneof("state")
-        if state == "file" and fd.deleted:
+        if state == "file" and fd.deleted and (node := deleted_node(fd)) is not None:
+            args.update(node_recipe(fd))
+            reason = (f"deleted {node}: {NODE_MAKERS[node]} in a scratch directory "
+                      f"(mode {stat.S_IMODE(fd.file.mode):o}, owner {fd.file.uid}:"
+                      f"{fd.file.gid}), opened with the same flags, then "
+                      f"{'rmdir' if node == 'directory' else 'unlink'}")
+        elif state == "file" and fd.deleted:
             reason = "deleted file: recreated from its captured contents, then unlinked"
         elif state == "pipe" and fd.kind == files_pb2.FD_FIFO:
             reason = "FIFO: opened O_RDWR first so the open does not block, then reopened"

@@ -136,7 +136,7 @@ class GhostRef(_message.Message):
     def __init__(self, ghost_id: _Optional[int] = ..., captured: _Optional[bool] = ..., size: _Optional[int] = ...) -> None: ...
 
 class RegularFile(_message.Message):
-    __slots__ = ("size", "mtime_ns", "mode", "dev", "ino", "nlink", "rdev", "ghost")
+    __slots__ = ("size", "mtime_ns", "mode", "dev", "ino", "nlink", "rdev", "ghost", "uid", "gid", "link_target")
     SIZE_FIELD_NUMBER: _ClassVar[int]
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +145,9 @@ class RegularFile(_message.Message):
     NLINK_FIELD_NUMBER: _ClassVar[int]
     RDEV_FIELD_NUMBER: _ClassVar[int]
     GHOST_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    LINK_TARGET_FIELD_NUMBER: _ClassVar[int]
     size: int
     mtime_ns: int
     mode: int
@@ -153,7 +156,10 @@ class RegularFile(_message.Message):
     nlink: int
     rdev: int
     ghost: GhostRef
-    def __init__(self, size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., mode: _Optional[int] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., nlink: _Optional[int] = ..., rdev: _Optional[int] = ..., ghost: _Optional[_Union[GhostRef, _Mapping]] = ...) -> None: ...
+    uid: int
+    gid: int
+    link_target: bytes
+    def __init__(self, size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., mode: _Optional[int] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., nlink: _Optional[int] = ..., rdev: _Optional[int] = ..., ghost: _Optional[_Union[GhostRef, _Mapping]] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., link_target: _Optional[bytes] = ...) -> None: ...
 
 class Pipe(_message.Message):
     __slots__ = ("pipe_ino", "read_end", "write_end", "queued_bytes", "pipe_size")
