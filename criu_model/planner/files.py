@@ -223,6 +223,19 @@ class FilePlan:
                               f"memfd fd {fd.fd} of pid {pid}: contents not captured",
                               fix="dump again with a larger --ghost-limit", **where)
 
+    def _ctty_master(self, key: int) -> bool:
+        """A pty master whose slave is a session's controlling tty (ZDTM pty03, tty00).
+
+        The leader takes its tty right after its setsid(), from the pty made by
+        the master's opener: so the master is opened when its opener is created,
+        not late at its fd, even when no other process holds it.
+        """
+        if key not in self._ptys:
+            return False
+        dev = tty_device(self.files[key].fd.tty)
+        return any(p.tty_nr == dev and p.sid == p.pid and p.state != "Z"
+                   for p in self.snap.processes)
+
     def _ancestors(self, key: int, creators: dict[int, int]) -> list[int]:
         out = [key]
         while key in creators:
@@ -248,7 +261,8 @@ class FilePlan:
             lca = next((a for a in paths[0] if a in common), RESTORER)
             # Helpers run no file code: a helper LCA means the first holder opens.
             opener = lca if lca not in bases and lca in self.snap.by_pid else holders[0]
-            if len(keys) == 1 and holders == [opener] and needers[key] == {opener}:
+            if len(keys) == 1 and holders == [opener] and needers[key] == {opener} \
+                    and not self._ctty_master(keys[0]):
                 self.private.add(key)   # opened late, straight at its fd: nobody inherits it
                 continue
             self.opens[opener].append(keys[0])
