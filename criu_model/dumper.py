@@ -9,14 +9,13 @@ produces a snapshot directory at all.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from criu_model import __version__
 from criu_model.argtypes import parse_pid
@@ -28,7 +27,6 @@ from criu_model.collect.mountinfo import collect_mountinfo
 from criu_model.collect.nsowner import fill_ownership
 from criu_model.collect.process import collect_process
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all
-from criu_model.collect.regs import collect_registers, registers_not_captured
 from criu_model.collect.shares import fill_sharing
 from criu_model.collect.sockdump import SocketDump
 from criu_model.collect.stat import parse_stat
@@ -44,9 +42,6 @@ from criu_model.images.pb import (
     process_pb2,
     regs_pb2,
 )
-from criu_model.pages.capture import PageCapture
-from criu_model.pages.sink import PageSink
-from criu_model.pages.store import PageStore
 from criu_model.snapshot import Snapshot, namespace_inode
 
 _FREEZE_PB = {
@@ -59,6 +54,9 @@ _FREEZE_PB = {
 _MAX_FREEZE_ROUNDS = 3
 # Test hook: seconds to hold the tree frozen before collecting, so tests can
 # deliver SIGINT/SIGTERM or kill a target at a known point of the dump.
+if TYPE_CHECKING:
+    from criu_model.pages.capture import PageCapture
+
 HOLD_ENV = "CRIU_MODEL_TEST_HOLD_FROZEN"
 T = TypeVar("T")
 
@@ -180,6 +178,8 @@ def _collect_sockets(tables: list[files_pb2.FdTable]) -> SocketDump:
 def _collect_registers(processes: list[process_pb2.Process], method: FreezeMethod,
                        proc_root: str) -> list[regs_pb2.ProcessRegs]:
     """CPU state of every thread: readable only from threads we hold in a ptrace-stop."""
+    from criu_model.collect.regs import collect_registers, registers_not_captured
+
     if method is FreezeMethod.PTRACE:
         return [collect_registers(p.pid, [t.tid for t in p.threads], proc_root)
                 for p in processes if p.state not in "ZX"]
@@ -338,7 +338,10 @@ def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeM
         raise UsageError("--parent needs --pages (an incremental dump of page contents)")
     parent_snap = _open_parent(parent, roots, proc_root) if parent is not None else None
     capture: PageCapture | None = None
-    if pages:
+    if pages:  # the page machinery is imported only by dumps that store pages
+        from criu_model.pages.capture import PageCapture
+        from criu_model.pages.sink import PageSink
+
         capture = PageCapture(PageSink(pages_dir), parent=(
             parent_snap.page_store.parent_owner
             if parent_snap is not None and parent_snap.page_store is not None else None))
@@ -362,6 +365,8 @@ def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeM
                            reason=f"{capture.stats.stored} pages stored")
         snap.pagemap = capture.messages()
         snap.page_sink = capture.sink
+        from criu_model.pages.store import PageStore
+
         snap.page_store = PageStore(snap.pagemap, capture.sink.fd, capture.sink.bytes_written,
                                     f"{capture.sink.directory}/(pages of the dump)",
                                     owns_fd=False)
@@ -412,7 +417,7 @@ def _dump(roots: list[int], method: FreezeMethod, page_counts: bool, ghost_limit
         format_minor=framing.FORMAT_MINOR,
         tool_version=__version__,
         kernel_release=os.uname().release,
-        hostname=socket.gethostname(),
+        hostname=os.uname().nodename,  # gethostname(2) is this on Linux
         time_ns=started_wall,
         root_pids=roots,
         freeze_method=_FREEZE_PB[method],

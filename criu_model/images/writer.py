@@ -20,7 +20,6 @@ import hashlib
 import os
 import shutil
 import stat
-import uuid
 from pathlib import Path
 
 from google.protobuf.message import Message
@@ -35,11 +34,9 @@ from criu_model.snapshot import Snapshot
 PAGES_IMG = "pages.img"  # raw page data (criu_model.pages.layout), not framed entries
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-
 def serialize(kind: int, entries: list[Message]) -> bytes:
     """One image file's bytes; deterministic so a re-write is byte-identical."""
     return framing.encode(kind, (e.SerializeToString(deterministic=True) for e in entries))
-
 
 def _write_file(dir_fd: int, name: str, data: bytes) -> None:
     fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
@@ -52,7 +49,6 @@ def _write_file(dir_fd: int, name: str, data: bytes) -> None:
     finally:
         os.close(fd)
 
-
 def _page_data_fd(snap: Snapshot) -> int | None:
     """The open page data file of the snapshot: a fresh dump's sink, or a loaded store."""
     if snap.page_sink is not None:
@@ -60,7 +56,6 @@ def _page_data_fd(snap: Snapshot) -> int | None:
     if snap.page_store is not None:
         return snap.page_store.fd
     return None
-
 
 def render_images(snap: Snapshot, target: Path | None = None) -> dict[str, bytes]:
     """File name -> bytes for every image, the inventory (with its image records) last.
@@ -90,10 +85,8 @@ def render_images(snap: Snapshot, target: Path | None = None) -> dict[str, bytes
     files[INVENTORY.name] = serialize(INVENTORY.kind, [inv])
     return files
 
-
 def _fsync(fd: int) -> None:
     os.fsync(fd)
-
 
 def _is_snapshot(parent_fd: int, name: str) -> bool:
     """Whether ``name`` is a real directory holding a snapshot inventory (not a link)."""
@@ -108,7 +101,6 @@ def _is_snapshot(parent_fd: int, name: str) -> bool:
     except (FileNotFoundError, NotADirectoryError):
         return False
     return True
-
 
 def write(snap: Snapshot, directory: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Write the snapshot to `directory`, atomically.
@@ -137,7 +129,7 @@ def write(snap: Snapshot, directory: str | os.PathLike[str], *, force: bool = Fa
                 raise UsageError(f"{target} exists and is not a criu-model snapshot directory: "
                                  "--force replaces only a snapshot")
         files = render_images(snap, target)
-        tmp_name = f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp_name = f".{name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
         try:
             os.mkdir(tmp_name, 0o700, dir_fd=parent_fd)
         except OSError as err:   # EACCES, EROFS, ENOSPC, EDQUOT: one line, not a traceback
@@ -146,7 +138,7 @@ def write(snap: Snapshot, directory: str | os.PathLike[str], *, force: bool = Fa
         try:
             _write_all(snap, files, parent_fd, tmp_name)
             if force and exists(target):  # move the old snapshot aside, then swap
-                old_name = f".{name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                old_name = f".{name}.old-{os.getpid()}-{os.urandom(4).hex()}"
                 os.rename(name, old_name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
                 os.rename(tmp_name, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
                 shutil.rmtree(old_name, dir_fd=parent_fd, ignore_errors=True)
@@ -163,7 +155,6 @@ def write(snap: Snapshot, directory: str | os.PathLike[str], *, force: bool = Fa
         os.close(parent_fd)
     return target
 
-
 def check_parent(parent: Path) -> None:
     """The same refusal as write() gives, for callers that check before dumping."""
     try:
@@ -174,7 +165,6 @@ def check_parent(parent: Path) -> None:
         _check_parent(fd, parent)
     finally:
         os.close(fd)
-
 
 def _check_parent(parent_fd: int, parent: Path) -> None:
     """Refuse a parent directory where another user could rename our entries.
@@ -194,7 +184,6 @@ def _check_parent(parent_fd: int, parent: Path) -> None:
             "theirs; write it in a directory only you (or root) can change, or one with "
             "the sticky bit like /tmp")
 
-
 def _same_inode(parent_fd: int, name: str, dir_fd: int) -> bool:
     try:
         here = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
@@ -202,7 +191,6 @@ def _same_inode(parent_fd: int, name: str, dir_fd: int) -> bool:
         return False
     mine = os.fstat(dir_fd)
     return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
-
 
 def _write_all(snap: Snapshot, files: dict[str, bytes], parent_fd: int, tmp_name: str) -> None:
     """Every image into the temporary directory, page data first, the inventory last."""
