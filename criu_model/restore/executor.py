@@ -32,7 +32,13 @@ from criu_model.images.pb import files_pb2
 from criu_model.planner import NEW_NS_INIT
 from criu_model.planner.model import RESTORER, Action, Plan, Step
 from criu_model.restore.sandbox import Sandbox, await_reply, receive, start
-from criu_model.restore.worker import HARMLESS_DEVICES, MAX_MESSAGE, O_ACCMODE, SERVICE_FD_BASE
+from criu_model.restore.worker import (
+    HARMLESS_DEVICES,
+    MAX_FDS,
+    MAX_MESSAGE,
+    O_ACCMODE,
+    SERVICE_FD_BASE,
+)
 from criu_model.snapshot import Snapshot
 
 _OPEN_KINDS = frozenset({"regular", "directory", "opath", "pipe", "fifo", "eventfd", "memfd",
@@ -47,7 +53,8 @@ _EXECUTED = frozenset({Action.CLONE, Action.SETSID, Action.SETPGID, Action.SUBRE
                        Action.DUP2, Action.CLOSE, Action.UNSHARE, Action.SETNS,
                        Action.SEND_FD, Action.EPOLL_ADD, Action.OPEN_PTY,
                        Action.SET_CTTY, Action.DROP_CTTY, Action.SET_FG,
-                       Action.TCP_REPAIR})
+                       Action.TCP_REPAIR, Action.MAP_VMAS, Action.FILL_PAGES})
+_MEMORY_TIMEOUT = 300.0   # seconds for one process's memory job (a GiB fills in ~1 s)
 _BATCH = 64   # steps per message: a few KiB, far below MAX_MESSAGE
 _TCP_LISTEN, _TCP_CLOSE = 10, 7
 _SANDBOX_ADDRS = frozenset({"0.0.0.0", "::", "::1", "::ffff:127.0.0.1"})
@@ -73,6 +80,10 @@ class Execution:
     missing_procs: dict[int, str] = field(default_factory=dict)            # actor -> why
     thread_note: dict[int, str] = field(default_factory=dict)              # actor -> note
     scratch: list[str] = field(default_factory=list)                        # tmpfs dirs
+    # (pid, vma start) -> (status, detail): restore/memory.py DONE, IN_USE, NOT_REHEARSED
+    # or FAILED; a VMA of a process whose map_vmas step ran is always here.
+    vmas: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)
+    memory: dict[str, float] = field(default_factory=dict)   # fill totals (bytes, seconds)
 
 
 def file_index(snap: Snapshot) -> dict[int, files_pb2.Fd]:
@@ -182,6 +193,7 @@ class Conductor:
         self.host_pid: dict[int, int] = {}      # actor -> its pid in criu-model's namespace
         self._gone: dict[int, str] = {}
         self._batch: list[tuple[int, Step, dict[str, Any]]] = []
+        self._root_fd = -1      # O_PATH of our root, lent to memory jobs (closed in park)
 
     # ------------------------------------------------------------ setup
 
@@ -269,6 +281,10 @@ class Conductor:
         if actor not in self.channels:
             why = self._gone.get(actor, "its actor does not exist")
             return self._skip(index, step, f"actor {actor} is not running: {why}")
+        if step.action is Action.MAP_VMAS:
+            return self._map_vmas(index, step)
+        if step.action is Action.FILL_PAGES:
+            return self._fill_pages(index, step)
         reason = _NOT_YET.get(step.action) or self._unsupported_open(index, step) \
             or self._unsupported_repair(step)
         if not reason and step.action not in _EXECUTED:
@@ -535,6 +551,74 @@ class Conductor:
         self._record(index, step, reply)
         return None
 
+    def _map_vmas(self, index: int, step: Step) -> None:
+        """One memory job per process: every VMA mapped, and filled as its fill_pages steps
+        say (they follow in the plan); each VMA's outcome is kept for those steps and the
+        judge. The VMAs are read from the snapshot: the step carries only their count."""
+        from criu_model.restore import memory
+
+        actor = step.actor
+        job, page_fds, decisions = memory.memory_job(self.snap, actor)
+        vmas = self.result.vmas
+        for d in decisions:
+            if d.skip:
+                vmas[(actor, d.start)] = (memory.NOT_REHEARSED, d.skip)
+        if 2 + len(page_fds) > MAX_FDS:
+            why = f"a chain of {len(page_fds)} page stores is more than one command carries"
+            for v in job["vmas"]:
+                vmas[(actor, int(v["start"]))] = (memory.NOT_REHEARSED, why)
+            return self._skip(index, step, why)
+        self._flush()
+        job_fd = memory.job_memfd(job)
+        try:
+            sock = self.channels[actor]
+            if self._root_fd < 0:
+                self._root_fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            socket.send_fds(sock, [json.dumps({"op": "memory"}).encode()],
+                            [job_fd, self._root_fd, *page_fds])
+            t0 = time.perf_counter()
+            reply, fds = receive(sock, f"step {index} (map_vmas)", who=f"actor {actor}",
+                                 timeout=_MEMORY_TIMEOUT)
+            wall = time.perf_counter() - t0
+            for fd in fds:
+                os.close(fd)
+            result = memory.read_result(job_fd) if reply.get("ok") else {}
+        finally:
+            os.close(job_fd)
+        if not reply.get("ok"):
+            for v in job["vmas"]:
+                vmas[(actor, int(v["start"]))] = (memory.FAILED, str(reply.get("error")))
+            return self._record(index, step, reply)
+        mapped = 0
+        for at, status, detail, _pages in result.get("vmas", []):
+            vmas[(actor, int(at))] = (str(status), str(detail))
+            mapped += status == memory.DONE
+        stats = self.result.memory
+        stats["vmas"] = stats.get("vmas", 0) + len(decisions)
+        stats["mapped"] = stats.get("mapped", 0) + mapped
+        stats["bytes"] = stats.get("bytes", 0) + int(result.get("bytes", 0))
+        stats["fill_s"] = stats.get("fill_s", 0.0) + float(result.get("fill_s", 0.0))
+        stats["job_s"] = stats.get("job_s", 0.0) + wall
+        self.result.outcomes.append(StepOutcome(index, step, "done",
+                                                f"{mapped} of {len(decisions)} VMAs mapped"))
+        return None
+
+    def _fill_pages(self, index: int, step: Step) -> None:
+        """Done by the process's map_vmas job: its outcome is that VMA's."""
+        from criu_model.restore import memory
+
+        got = self.result.vmas.get((step.actor, int(step.args["start"])))
+        if got is None:
+            return self._skip(index, step, "its VMA was not mapped (no map_vmas step ran)")
+        status, detail = got
+        if status == memory.DONE:
+            self.result.outcomes.append(StepOutcome(index, step, "done"))
+        elif status == memory.FAILED:
+            self.result.outcomes.append(StepOutcome(index, step, "failed", detail))
+        else:
+            self._skip(index, step, detail)
+        return None
+
     def _record(self, index: int, step: Step, reply: dict[str, Any]) -> None:
         if reply.get("ok"):
             self.result.outcomes.append(StepOutcome(index, step, "done"))
@@ -559,6 +643,9 @@ class Conductor:
 
     def park(self, keep: bool) -> None:
         """Every live worker closes its control socket and sleeps; the init last."""
+        if self._root_fd >= 0:
+            os.close(self._root_fd)
+            self._root_fd = -1
         order = [k for k in self.channels if k != NEW_NS_INIT] + [NEW_NS_INIT]
         for actor in order:
             sock = self.channels.get(actor)

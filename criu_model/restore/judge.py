@@ -20,6 +20,7 @@ from typing import Any
 
 from criu_model.images.pb import files_pb2, process_pb2
 from criu_model.names import fd_kind_name, printable
+from criu_model.planner.model import Action
 from criu_model.restore.executor import Execution
 from criu_model.snapshot import Snapshot, namespace_inode
 
@@ -49,7 +50,7 @@ def flags_text(flags: int) -> str:
 class Entry:
     """One object of the report."""
 
-    kind: str                     # process, fd, shared_file, pipe, socketpair, step
+    kind: str                     # process, fd, shared_file, pipe, socketpair, vma, step
     id: str
     status: str
     mismatches: list[dict[str, Any]] = field(default_factory=list)  # field, expected, actual
@@ -72,6 +73,7 @@ class RehearsalReport:
     sandbox_pidns: int = 0                                      # its pid namespace inode
     kept: bool = False
     feasible: bool = True                                       # the plan's verdict
+    memory: dict[str, Any] = field(default_factory=dict)        # memory steps' totals
 
     def count(self, status: str) -> int:
         return sum(1 for e in self.entries if e.status == status)
@@ -91,6 +93,8 @@ class RehearsalReport:
                                "timings_ms": {k: round(v * 1000, 2)
                                               for k, v in self.timings.items()},
                                "entries": [e.to_json() for e in self.entries]}
+        if self.memory:
+            out["memory"] = self.memory
         if self.kept:
             out["sandbox_pid"] = self.sandbox_pid
         return out
@@ -131,6 +135,7 @@ class Judge:
         self._groups("pipe", self._pipe_group, "ends of one pipe")
         self._groups("socketpair", self._pair_group, "connected unix sockets")
         self._namespaces()
+        self._memory()
         self._steps()
         return self.entries
 
@@ -397,11 +402,32 @@ class Judge:
                          "actual": actual}], reason=f"processes sharing one {ns_type} "
                                                     "namespace: the sandbox splits them"))
 
+    # ------------------------------------------------------------ memory
+
+    def _memory(self) -> None:
+        """One entry per dumped VMA of every live process (see memory_judge.py)."""
+        from criu_model.restore.memory_judge import judge_vmas
+
+        for proc in self.snap.processes:
+            mm = self.snap.memory_by_pid.get(proc.pid)
+            if mm is None or not mm.vmas or proc.state in ("Z", "X"):
+                continue
+            box = self.box_by_key.get(proc.pid)
+            box_mm = self.box.memory_by_pid.get(box.pid) if box is not None else None
+            why = self.ex.missing_procs.get(proc.pid) or \
+                ("" if box is not None else "its process is missing from the sandbox")
+            self.entries.extend(judge_vmas(self.snap, proc.pid, box.pid if box else 0,
+                                           box_mm, self.ex.vmas, why))
+
     # ------------------------------------------------------------ steps
 
     def _steps(self) -> None:
         for out in self.ex.outcomes:
             step = out.step
+            if step.action in (Action.MAP_VMAS, Action.FILL_PAGES) and out.status != "failed":
+                continue   # each VMA has its own entry, with the reason
+            if step.action is Action.FILL_PAGES:
+                continue   # a failed fill is its VMA's mismatch
             ident = f"{out.index} ({step.actor}: {step.action})"
             if out.status == "failed":
                 self.entries.append(Entry("step", ident, MISMATCHED, [

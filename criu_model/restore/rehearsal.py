@@ -86,6 +86,18 @@ def sandbox_sockets(init: int, parked: Snapshot) -> list[sockets_pb2.Socket]:
     return sorted(found, key=lambda s: s.inode)
 
 
+def memory_totals(stats: dict[str, float]) -> dict[str, float]:
+    """The memory steps' totals for the report: VMAs mapped, bytes filled, fill rate."""
+    if not stats:
+        return {}
+    fill = stats.get("fill_s", 0.0)
+    nbytes = stats.get("bytes", 0)
+    return {"vmas": int(stats.get("vmas", 0)), "mapped": int(stats.get("mapped", 0)),
+            "bytes_filled": int(nbytes), "fill_ms": round(fill * 1000, 2),
+            "fill_mb_per_s": round(nbytes / fill / 1e6, 1) if fill > 0 else 0.0,
+            "jobs_ms": round(stats.get("job_s", 0.0) * 1000, 2)}
+
+
 def rehearse(snapshot: Snapshot, plan: Plan, *, keep: bool = False) -> RehearsalReport:
     """Execute `plan` (made with pid_ns="new") in a sandbox; compare it with `snapshot`.
 
@@ -114,6 +126,7 @@ def rehearse(snapshot: Snapshot, plan: Plan, *, keep: bool = False) -> Rehearsal
             parked = dump([sandbox.pid], freeze="ptrace", page_counts=False)
             parked.sockets.extend(sandbox_sockets(sandbox.pid, parked))
             report.entries = judge(snapshot, parked, execution)
+            report.memory = memory_totals(execution.memory)
             t2 = time.perf_counter()
             if keep:
                 sandbox.keep()

@@ -42,6 +42,7 @@ SERVICE_FD_BASE = 1 << 20      # planner/files.py: the planner's service fds sta
 # One control message at most (a SOCK_SEQPACKET record must fit the socket's send
 # buffer, ~208 KiB by default): the conductor keeps batches and the setup far below.
 MAX_MESSAGE = 1 << 17
+MAX_FDS = 16                   # fds one command carries (a memory job: its memfd + page files)
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 MS_REC = 0x4000
@@ -547,7 +548,7 @@ class Worker:
         """Answer commands until told to park or exit; EOF (criu-model died) ends us."""
         while True:
             try:
-                msg, fds, _flags, _addr = socket.recv_fds(self.ctl, MAX_MESSAGE, 4)
+                msg, fds, _flags, _addr = socket.recv_fds(self.ctl, MAX_MESSAGE, MAX_FDS)
             except OSError:
                 os._exit(2)
             if not msg:
@@ -591,6 +592,9 @@ class Worker:
                         setns(nsfd, 0)
                     finally:
                         os.close(nsfd)
+                elif op == "memory":      # map_vmas + fill_pages: job, host root, pages
+                    from criu_model.restore.memory import run_job
+                    reply.update(run_job(fds[0], fds[1], fds[2:]))
                 elif op == "park":
                     self._send(reply, [])
                     self._park(bool(cmd.get("keep")))

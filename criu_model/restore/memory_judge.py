@@ -1,0 +1,195 @@
+"""The judge of the memory steps: the sandbox process's memory read back, page by page.
+
+For every dumped VMA of a process the parked sandbox process is expected to
+have a mapping of the same range (its own dump: /proc/PID/maps), the same
+protection, the same file (path and inode) for a file mapping, and, for every
+page the snapshot holds (stored, inherited from a parent, or zero), bytes
+whose xxh3-64 is the hash pagemap.img records. The bytes are read through
+/proc/PID/mem of the sandbox process (ours; it reads PROT_NONE pages too,
+process_vm_readv would not), never trusting what the restorer says it wrote.
+Kept apart from restore/memory.py: the restorer does, this checks.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_right
+from collections.abc import Iterator
+from typing import Any
+
+import xxhash
+
+from criu_model.images.pb import mm_pb2
+from criu_model.pages.layout import PAGE_SIZE, ZERO
+from criu_model.pages.memory import vma_owner
+from criu_model.restore import memory
+from criu_model.restore.judge import MATCHED, MISMATCHED, NOT_REHEARSED, Entry
+from criu_model.snapshot import Snapshot
+
+_READ = 1 << 20
+_ZERO_HASH = xxhash.xxh3_64_intdigest(bytes(PAGE_SIZE))
+# Kinds the kernel names by what a process did with them (brk, the exec's stack, a
+# prctl name), which mmap alone cannot make: recreated as plain anonymous memory.
+_NAMED_ANON = {mm_pb2.VMA_HEAP: "[heap] is recreated as anonymous memory (naming it the heap "
+               "takes prctl(PR_SET_MM), which needs CAP_SYS_RESOURCE)",
+               mm_pb2.VMA_STACK: "[stack] is recreated as anonymous memory (the kernel names "
+               "the stack of the program's exec)",
+               mm_pb2.VMA_OTHER: "a named anonymous area is recreated as plain anonymous "
+               "memory"}
+
+
+def _prot(p: int) -> str:
+    return ("r" if p & 1 else "-") + ("w" if p & 2 else "-") + ("x" if p & 4 else "-")
+
+
+def _span(lo: int, hi: int) -> str:
+    return f"{lo:#x}-{hi:#x}"
+
+
+def _expected_pages(snap: Snapshot, pid: int, vma: mm_pb2.Vma
+                    ) -> Iterator[tuple[int, int, list[int]]]:
+    """(address, npages, hash per page) of every page the snapshot holds for `vma`."""
+    store = snap.page_store
+    key, base, _why = vma_owner(pid, vma)
+    if store is None or key is None or not key[0]:
+        return
+    index = store.owner(key)
+    if index is None:
+        return
+    for lo, n, state, _slot, h in index.pages(base, base + (vma.end - vma.start)):
+        addr = vma.start + (lo - base)
+        if state == ZERO:
+            yield addr, n, [_ZERO_HASH] * n
+        else:
+            yield addr, n, index.hashes[h:h + n].tolist()
+
+
+class _Mem:
+    """/proc/PID/mem of one sandbox process, read into one reused buffer."""
+
+    def __init__(self, pid: int) -> None:
+        self.fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+        self.buf = bytearray(_READ)
+        self.view = memoryview(self.buf)
+
+    def first_difference(self, addr: int, hashes: list[int]) -> tuple[int, int, int] | None:
+        """(address, expected, actual hash) of the first page that differs, or None."""
+        h = xxhash.xxh3_64_intdigest
+        per = _READ // PAGE_SIZE
+        for i in range(0, len(hashes), per):
+            want = hashes[i:i + per]
+            at = addr + i * PAGE_SIZE
+            size = len(want) * PAGE_SIZE
+            try:
+                got = os.preadv(self.fd, [self.view[:size]], at)
+            except OSError:
+                got = 0
+            for k, expected in enumerate(want):
+                page = at + k * PAGE_SIZE
+                if (k + 1) * PAGE_SIZE > got:
+                    return page, expected, -1     # unreadable in the sandbox
+                actual = h(self.view[k * PAGE_SIZE:(k + 1) * PAGE_SIZE])
+                if actual != expected:
+                    return page, expected, actual
+        return None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _range_entry(vma: mm_pb2.Vma, box: list[mm_pb2.Vma], starts: list[int],
+                 done: set[tuple[int, int]], neighbours: list[mm_pb2.Vma]
+                 ) -> tuple[list[tuple[str, Any, Any]], str]:
+    """(field, expected, actual) triples for range, protection and identity; and a note."""
+    i = max(bisect_right(starts, vma.start) - 1, 0)
+    hits = []
+    while i < len(box) and box[i].start < vma.end:
+        if box[i].end > vma.start:
+            hits.append(box[i])
+        i += 1
+    want = _span(vma.start, vma.end)
+    if not hits:
+        return [("range", want, None)], ""
+    note = ""
+    got = ", ".join(_span(b.start, b.end) for b in hits)
+    pairs: list[tuple[str, Any, Any]] = []
+    if len(hits) == 1 and hits[0].start <= vma.start and hits[0].end >= vma.end and \
+            (hits[0].start, hits[0].end) != (vma.start, vma.end):
+        # The kernel merges adjacent mappings that look alike: acceptable when every
+        # snapshot VMA the merged one spans was rehearsed with the same protection and
+        # kind (the original's split came from something criu-model does not record).
+        lo, hi = hits[0].start, hits[0].end
+        spanned = [n for n in neighbours if n.start < hi and n.end > lo]
+        covered = sum(n.end - n.start for n in spanned)
+        if covered == hi - lo and all((n.start, n.end) in done and n.prot == vma.prot
+                                      and (n.kind == mm_pb2.VMA_FILE)
+                                      == (vma.kind == mm_pb2.VMA_FILE) for n in spanned):
+            note = (f"merged by the kernel with its neighbours into {_span(lo, hi)}: the "
+                    "split the snapshot had is not reproduced")
+            got = want
+    pairs.append(("range", want, got))
+    pairs.append(("prot", _prot(vma.prot), "/".join(sorted({_prot(b.prot) for b in hits}))))
+    if vma.kind == mm_pb2.VMA_FILE:
+        pairs.append(("file", f"{os.fsdecode(vma.path)} inode {vma.inode}",
+                      "/".join(sorted({f"{os.fsdecode(b.path)} inode {b.inode}"
+                                       for b in hits}))))
+    else:
+        kinds = {mm_pb2.VmaKind.Name(b.kind) if b.kind in mm_pb2.VmaKind.values()
+                 else f"unknown({b.kind})" for b in hits}
+        expected = "VMA_ANON" if vma.kind in _NAMED_ANON else mm_pb2.VmaKind.Name(vma.kind)
+        pairs.append(("kind", expected, "/".join(sorted(kinds))))
+        if vma.kind in _NAMED_ANON:
+            note = "; ".join(filter(None, [note, _NAMED_ANON[vma.kind]]))
+    return pairs, note
+
+
+def judge_vmas(snap: Snapshot, pid: int, box_pid: int, box_mm: mm_pb2.MemoryMap | None,
+               outcomes: dict[tuple[int, int], tuple[str, str]], missing: str) -> list[Entry]:
+    """One entry per dumped VMA of `pid`, whose sandbox process is `box_pid` here."""
+    mm = snap.memory_by_pid[pid]
+    entries: list[Entry] = []
+    box = sorted(box_mm.vmas, key=lambda v: v.start) if box_mm is not None else []
+    starts = [b.start for b in box]
+    done = {(v.start, v.end) for v in mm.vmas
+            if outcomes.get((pid, v.start), ("", ""))[0] == memory.DONE}
+    mem: _Mem | None = None
+    try:
+        for vma in mm.vmas:
+            ident = f"{pid}:{_span(vma.start, vma.end)}"
+            if missing:
+                entries.append(Entry("vma", ident, NOT_REHEARSED, reason=missing))
+                continue
+            status, detail = outcomes.get((pid, vma.start),
+                                          ("", "its map_vmas step was not run"))
+            if status == memory.FAILED:
+                entries.append(Entry("vma", ident, MISMATCHED, [
+                    {"field": "result", "expected": "mapped and filled", "actual": detail}],
+                    reason="the kernel refused to map or fill it"))
+                continue
+            if status != memory.DONE:
+                entries.append(Entry("vma", ident, NOT_REHEARSED, reason=detail))
+                continue
+            pairs, note = _range_entry(vma, box, starts, done, list(mm.vmas))
+            compared = 0
+            if all(e == a for _f, e, a in pairs):
+                if mem is None:
+                    mem = _Mem(box_pid)
+                for addr, n, hashes in _expected_pages(snap, pid, vma):
+                    diff = mem.first_difference(addr, hashes)
+                    if diff is not None:
+                        at, want, got = diff
+                        pairs.append(("page", f"{at:#x} xxh3 {want:016x}",
+                                      f"{at:#x} " + ("unreadable" if got < 0
+                                                     else f"xxh3 {got:016x}")))
+                        break
+                    compared += n
+            bad = [{"field": f, "expected": e, "actual": a} for f, e, a in pairs if e != a]
+            if not bad and snap.page_store is None:
+                note = "; ".join(filter(None, [note, "layout only: the snapshot holds no "
+                                               "page contents"]))
+            entries.append(Entry("vma", ident, MISMATCHED if bad else MATCHED, bad,
+                                 reason=note))
+    finally:
+        if mem is not None:
+            mem.close()
+    return entries
