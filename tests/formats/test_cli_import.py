@@ -1,4 +1,4 @@
-"""`criu-model import SRC -D DIR` (through cli_import until cli.py wires it)."""
+"""`criu-model import SRC -D DIR`, pages included (formats.criu.import_pages)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,17 @@ import pytest
 from rich.console import Console
 
 import criu_model
-from criu_model import cli_import
 from criu_model.errors import UsageError
 from tests.formats.conftest import FIXTURES
+
+try:
+    from criu_model.cli import import_ as cli_import
+except ImportError:  # before the CLI became a package
+    from criu_model import cli_import  # type: ignore[no-redef]
+
+# The command copies CRIU's pages into the snapshot once cli/import_.py calls
+# import_pages() before write(); until then it refuses with one clear line.
+WIRED = "import_pages" in Path(cli_import.__file__).read_text()
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -20,6 +28,8 @@ def _args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["import", *argv])
 
 
+@pytest.mark.xfail(not WIRED, reason="cli/import_.py does not call import_pages yet",
+                   raises=criu_model.CriuModelError, strict=True)
 def test_import_writes_a_snapshot_that_loads(tmp_path: Path, capsys) -> None:
     out = tmp_path / "snap"
     console = Console(file=None, width=200)
@@ -30,6 +40,8 @@ def test_import_writes_a_snapshot_that_loads(tmp_path: Path, capsys) -> None:
     assert 6722 in snap.by_pid and snap.inventory.tool_version.startswith("criu ")
     result = criu_model.plan(snap, live=False)
     assert result.processes or result.steps
+    assert snap.page_store is not None and snap.read_memory(6391, 0x55B95B92C480, 23) == \
+        b"/tmp/criu-fixtures/work"
     # Importing over it needs --force; importing a criu-model snapshot is refused.
     with pytest.raises(UsageError, match="already exists"):
         cli_import.run(_args(str(FIXTURES / "sleep"), "-D", str(out)), console)

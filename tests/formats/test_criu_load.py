@@ -10,8 +10,9 @@ import pytest
 import criu_model
 from criu_model.errors import TruncatedImage
 from criu_model.formats import detect
-from criu_model.formats.criu import load_criu, read_dir
-from criu_model.formats.criu.mapping import NOT_IN_CRIU, page_runs, page_size
+from criu_model.formats.criu import import_pages, load_criu, read_dir
+from criu_model.formats.criu.mapping import NOT_IN_CRIU
+from criu_model.formats.criu.pages import page_runs, page_size
 from criu_model.images.pb import files_pb2 as cf
 from criu_model.images.pb import mm_pb2
 from criu_model.images.pb import sockets_pb2 as cs
@@ -219,8 +220,9 @@ def test_page_runs() -> None:
 
 
 def test_diff_before_after_is_exactly_the_mutation(snaps) -> None:
+    # Memory contents are compared too (tests/formats/test_criu_pages.py): here the rest.
     result = criu_model.diff(snaps["tree-before"], snaps["tree-after"])
-    got = sorted((c.op, c.what, c.pid, c.fd) for c in result.changes)
+    got = sorted((c.op, c.what, c.pid, c.fd) for c in result.changes if c.area != "memory")
     assert got == [("added", "fd", 6391, 200), ("added", "process", 6722, None)]
     g = snaps["tree-after"].by_pid[6722]
     assert g.ppid == 6391
@@ -230,7 +232,9 @@ def test_diff_before_after_is_exactly_the_mutation(snaps) -> None:
 
 
 def test_diff_full_vs_before_is_empty(snaps) -> None:
-    assert criu_model.diff(snaps["tree-full"], snaps["tree-before"]).identical
+    """26 s apart: nothing but memory contents changed (the pages test checks those)."""
+    result = criu_model.diff(snaps["tree-full"], snaps["tree-before"])
+    assert not [c for c in result.changes if c.area != "memory"] and not result.missing
 
 
 @pytest.mark.parametrize("name", TREES)
@@ -252,7 +256,9 @@ def test_refused_dump_is_one_clear_line() -> None:
 
 def test_detect_tells_criu_from_criu_model(tmp_path: Path, snaps) -> None:
     assert detect(FIXTURES / "sleep") == "criu-dir"
-    ours = criu_model.write(snaps["sleep"], tmp_path / "snap")
+    snap = load_criu(FIXTURES / "sleep")
+    import_pages(snap, tmp_path)
+    ours = criu_model.write(snap, tmp_path / "snap")
     assert detect(ours) is None
     assert detect(tmp_path / "nothing") is None
     (tmp_path / "empty").mkdir()
@@ -260,10 +266,12 @@ def test_detect_tells_criu_from_criu_model(tmp_path: Path, snaps) -> None:
     assert detect(tmp_path / "x.tar.gz") is None  # does not exist
 
 
-def test_imported_snapshot_loads_and_equals(tmp_path: Path, snaps) -> None:
-    path = criu_model.write(snaps["tree-full"], tmp_path / "imported")
+def test_imported_snapshot_loads_and_equals(tmp_path: Path) -> None:
+    snap = load_criu(FIXTURES / "tree-full")
+    import_pages(snap, tmp_path)
+    path = criu_model.write(snap, tmp_path / "imported")
     again = criu_model.load(path)
-    assert criu_model.diff(snaps["tree-full"], again).identical
+    assert criu_model.diff(load_criu(FIXTURES / "tree-full"), again).identical
     assert again.inventory.tool_version.startswith("criu ")
     assert again.ghosts_by_id[1].data == b"contents of the deleted file\n"
 
@@ -284,9 +292,17 @@ def test_cmdline_and_environ_from_the_dumped_pages() -> None:
         assert _why(proc, "cmdline") is None and _why(proc, "environ") is None
 
 
-def test_cmdline_unreadable_without_the_pages(snaps) -> None:
-    root = snaps["tree-full"].by_pid[6391]
+def test_cmdline_unreadable_without_the_pages(criu_copy) -> None:
+    d = criu_copy("tree-full")
+    for f in d.glob("pages-*.img"):
+        f.unlink()
+    snap = load_criu(d)
+    root = snap.by_pid[6391]
     assert not root.cmdline and "pages" in _why(root, "cmdline")
+    assert snap.page_store is None
+    assert "pages-1.img is missing" in _why(snap.memory_by_pid[6391], "pages_data")
+    runs = {c.name: c for c in snap.inventory.collectors}
+    assert "missing" in runs["criu-pages:pages-1.img"].reason
 
 
 def test_cmdline_read_at_its_address(criu_copy) -> None:

@@ -12,6 +12,7 @@ same reader, nothing extracted).
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -19,11 +20,12 @@ from criu_model.errors import ImageError, InconsistentImage, TruncatedImage
 from criu_model.formats.criu import magic
 from criu_model.formats.criu.framing import CriuImage, read_magic
 from criu_model.formats.criu.mapping import CriuDump, to_snapshot
+from criu_model.formats.criu.pages import PagesFile, file_opener, import_pages
 from criu_model.formats.criu.registry import HANDLERS, PAGES_RE, kind_of_name
 from criu_model.images.files import read_file
 from criu_model.snapshot import Snapshot
 
-__all__ = ["CriuDump", "decode_image", "load_criu", "read_dir", "read_files"]
+__all__ = ["CriuDump", "decode_image", "import_pages", "load_criu", "read_dir", "read_files"]
 
 def decode_image(path: str, name: str, data: bytes) -> CriuImage | tuple[str, str]:
     """One file: its decoded image, or (name, why it was not read) for kinds we do not map.
@@ -44,14 +46,16 @@ def decode_image(path: str, name: str, data: bytes) -> CriuImage | tuple[str, st
     return handler.read(path, name, data)
 
 
-def read_files(root: str, files: Iterable[tuple[str, Callable[[], bytes], int]]) -> CriuDump:
-    """Decode CRIU image files given as (name, reader of the bytes, size)."""
-    dump = CriuDump(root=root, images={})
-    for name, read, size in files:
-        m = PAGES_RE.match(name)
-        if m:
-            dump.pages_bytes[int(m.group(1))] = size
-            dump.pages_readers[int(m.group(1))] = read
+def read_files(root: str, files: Iterable[tuple[str, Callable[[], bytes], int]],
+               pages: dict[int, PagesFile] | None = None) -> CriuDump:
+    """Decode CRIU image files given as (name, reader of the bytes, size).
+
+    Page data (pages-N.img) is never read here: ``pages`` gives those files
+    as PagesFile objects, read by offset when a page is asked for.
+    """
+    dump = CriuDump(root=root, images={}, pages_files=dict(pages or {}))
+    for name, read, _size in files:
+        if PAGES_RE.match(name):
             continue
         if not (name.endswith(".img") or name in ("stats-dump", "stats-restore")):
             continue
@@ -63,23 +67,36 @@ def read_files(root: str, files: Iterable[tuple[str, Callable[[], bytes], int]])
     return dump
 
 
-def read_dir(path: str | os.PathLike[str]) -> CriuDump:
-    """Decode every CRIU image of a directory (pages-*.img are only sized, not read)."""
+def read_dir(path: str | os.PathLike[str], *, only_pages: bool = False) -> CriuDump:
+    """Decode every CRIU image of a directory (pages-*.img are opened only when read).
+
+    ``only_pages``: just the pagemaps and pages files (a parent/ pre-dump).
+    """
     root = Path(path)
     try:
         names = sorted(os.listdir(root))
     except OSError as err:
         raise ImageError(str(root), None, f"cannot list: {err.strerror}") from err
     entries = []
+    pages: dict[int, PagesFile] = {}
     for name in names:
         full = root / name
+        if only_pages and not name.startswith(("pagemap-", "pages-")):
+            continue
         try:
             st = os.lstat(full)
         except OSError:
             continue
-        if not os.path.isdir(full) and not os.path.islink(full):
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        m = PAGES_RE.match(name)
+        if m:
+            pages[int(m.group(1))] = PagesFile(str(full), st.st_size, file_opener(str(full)))
+        else:
             entries.append((name, (lambda f=full: read_file(f)), st.st_size))
-    return read_files(str(root), entries)
+    dump = read_files(str(root), entries, pages)
+    dump.directory = str(root)
+    return dump
 
 
 def check_complete(dump: CriuDump) -> None:

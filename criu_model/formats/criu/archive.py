@@ -11,11 +11,11 @@ inside are never followed (their images are listed as not read).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import posixpath
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +23,8 @@ from typing import IO, Any
 
 from criu_model.errors import ImageError
 from criu_model.formats.criu.mapping import CriuDump
+from criu_model.formats.criu.pages import PagesFile
+from criu_model.formats.criu.registry import PAGES_RE
 
 IMAGES_DIR = "checkpoint"
 METADATA = ("config.dump", "spec.dump")
@@ -49,35 +51,76 @@ def _safe_name(archive: str, member: tarfile.TarInfo) -> str:
     return "" if norm == "." else norm
 
 
-def _open_tar(path: Path) -> tarfile.TarFile:
-    name = path.name.lower()
+GZIP_MAGIC, ZSTD_MAGIC = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+_COPY = 1 << 20
+
+
+def _compression(path: Path) -> str:
+    """"gz", "zst" or "" (plain tar), by the first bytes, the name only as a hint."""
     try:
-        if name.endswith((".zst", ".zstd")):
-            try:
-                import zstandard  # type: ignore[import-not-found]
-            except ImportError as err:
-                raise ImageError(str(path), None, "a .tar.zst archive needs the zstandard "
-                                 "module (pip install zstandard); or decompress it with "
-                                 "`zstd -d` first") from err
-            with open(path, "rb") as fh:
-                data = zstandard.ZstdDecompressor().stream_reader(fh).read()
-            return tarfile.open(fileobj=io.BytesIO(data), mode="r:")
-        return tarfile.open(path, mode="r:*")
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise ImageError(str(path), None, f"not a readable tar archive: {err}") from err
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as err:
+        raise ImageError(str(path), None, f"cannot open: {err.strerror}") from err
+    if head.startswith(GZIP_MAGIC):
+        return "gz"
+    if head == ZSTD_MAGIC or path.name.lower().endswith((".zst", ".zstd")):
+        return "zst"
+    return ""
+
+
+def _zstd_stream(path: Path, fh: IO[bytes]) -> IO[bytes]:
+    try:
+        import zstandard  # type: ignore[import-not-found]
+    except ImportError as err:
+        raise ImageError(str(path), None, "a .tar.zst archive needs the zstandard module "
+                         "(pip install 'criu-model[zstd]', or pip install zstandard); or "
+                         "decompress it with `zstd -d` first") from err
+    return zstandard.ZstdDecompressor().stream_reader(fh)  # type: ignore[no-any-return]
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, archive: str) -> bytes:
+    try:
+        handle: IO[bytes] | None = tar.extractfile(member)
+        if handle is None:
+            raise ImageError(archive, member.offset, f"member {member.name!r} has no data")
+        with handle:
+            return handle.read(member.size)
+    except (tarfile.TarError, EOFError, OSError, ValueError) as err:
+        raise ImageError(archive, member.offset, f"member {member.name!r}: {err}") from err
 
 
 def _reader(tar: tarfile.TarFile, member: tarfile.TarInfo, archive: str) -> Callable[[], bytes]:
-    def read() -> bytes:
-        try:
-            handle: IO[bytes] | None = tar.extractfile(member)
-            if handle is None:
-                raise ImageError(archive, member.offset, f"member {member.name!r} has no data")
-            with handle:
-                return handle.read(member.size)
-        except (tarfile.TarError, EOFError, OSError, ValueError) as err:
-            raise ImageError(archive, member.offset, f"member {member.name!r}: {err}") from err
-    return read
+    return lambda: _read_member(tar, member, archive)
+
+
+def _spool(tar: tarfile.TarFile, member: tarfile.TarInfo, archive: str, spool: IO[bytes]
+           ) -> int:
+    """Copy a pages member of a compressed archive to the unnamed spool file; its offset."""
+    base = spool.seek(0, os.SEEK_END)
+    try:
+        handle = tar.extractfile(member)
+        if handle is None:
+            raise ImageError(archive, member.offset, f"member {member.name!r} has no data")
+        with handle:
+            left = member.size
+            while left:
+                chunk = handle.read(min(_COPY, left))
+                if not chunk:
+                    raise ImageError(archive, member.offset, f"member {member.name!r} ends "
+                                     "early (the archive is cut short)")
+                spool.write(chunk)
+                left -= len(chunk)
+        spool.flush()
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib_error()) as err:
+        raise ImageError(archive, member.offset, f"member {member.name!r}: {err}") from err
+    return base
+
+
+def zlib_error() -> type[Exception]:
+    import zlib
+
+    return zlib.error
 
 
 def _metadata(archive: str, member: tarfile.TarInfo, read: Callable[[], bytes]) -> Any:
@@ -113,45 +156,147 @@ def container_info(meta: dict[str, Any], rootfs_diff: int | None) -> dict[str, A
     return info
 
 
-@contextmanager
-def open_archive(path: str | os.PathLike[str]) -> Iterator[CriuDump]:
-    """The CRIU images of a checkpoint archive, decoded; the archive stays open inside."""
-    from criu_model.formats.criu import read_files
+class _Collect:
+    """What one pass over the members gathers: images, pages files, metadata, links."""
 
-    p = Path(path)
+    def __init__(self, archive: str) -> None:
+        self.archive = archive
+        self.files: dict[str, tuple[str, Callable[[], bytes], int]] = {}
+        self.top_stats: tuple[str, Callable[[], bytes], int] | None = None
+        self.pages: dict[int, PagesFile] = {}
+        self.links: list[tuple[str, str]] = []
+        self.meta: dict[str, Any] = {}
+        self.rootfs_diff: int | None = None
+        self.prefixed = False
+
+    def add(self, name: str, member: tarfile.TarInfo, read: Callable[[], bytes],
+            pages: Callable[[], PagesFile]) -> None:
+        if name in METADATA and member.isfile():
+            self.meta[name] = _metadata(self.archive, member, read)
+        if name == "rootfs-diff.tar":
+            self.rootfs_diff = member.size
+        if name == "stats-dump" and member.isfile():
+            self.top_stats = ("stats-dump", read, member.size)
+        images_dir = name.startswith(IMAGES_DIR + "/")
+        self.prefixed |= images_dir
+        base = name[len(IMAGES_DIR) + 1:] if images_dir else name
+        if not base or "/" in base:
+            return
+        key = f"{IMAGES_DIR}/{base}" if images_dir else base
+        if member.issym() or member.islnk():
+            self.links.append((base, "not read: a link inside the archive (links are never "
+                               "followed)"))
+        elif member.isfile():
+            m = PAGES_RE.match(base)
+            if m:
+                self.pages[int(m.group(1)) if images_dir else -1 - int(m.group(1))] = pages()
+            else:
+                self.files[key] = (base, read, member.size)
+
+    def dump(self) -> CriuDump:
+        from criu_model.formats.criu import read_files
+
+        if self.prefixed:
+            files = [f for k, f in self.files.items() if k.startswith(IMAGES_DIR + "/")]
+            pages = {k: v for k, v in self.pages.items() if k >= 0}
+            if not any(n == "stats-dump" for n, _, _ in files) and self.top_stats:
+                files.append(self.top_stats)
+        else:
+            files = list(self.files.values())
+            pages = {-1 - k: v for k, v in self.pages.items() if k < 0}
+        if not any(n.endswith(".img") for n, _, _ in files):
+            raise ImageError(self.archive, None, "holds no CRIU images (no checkpoint/ "
+                             "directory and no *.img at its top)")
+        prefix = IMAGES_DIR + "/" if self.prefixed else "/"
+        dump = read_files(f"{self.archive}:{prefix}", files, pages)
+        dump.not_read.extend(self.links)
+        dump.container = container_info(self.meta, self.rootfs_diff)
+        return dump
+
+
+def _open_plain(path: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(path, mode="r:")
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise ImageError(str(path), None, f"not a readable tar archive: {err}") from err
+
+
+def _plain_archive(p: Path) -> CriuDump:
+    """A plain .tar: every member checked first, pages read in place at their offsets."""
     archive = str(p)
-    with _open_tar(p) as tar:
+
+    def opener() -> int:
+        try:
+            return os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as err:
+            raise ImageError(archive, None, f"cannot open: {err.strerror}") from err
+
+    with _open_plain(p) as tar:
         try:
             members = tar.getmembers()
         except (tarfile.TarError, EOFError, OSError) as err:
             raise ImageError(archive, None, f"not a readable tar archive: {err}") from err
-        names = {_safe_name(archive, m): m for m in members}
-        prefix = IMAGES_DIR + "/" if any(n.startswith(IMAGES_DIR + "/") for n in names) else ""
-        files: list[tuple[str, Callable[[], bytes], int]] = []
-        links: list[tuple[str, str]] = []
-        meta: dict[str, Any] = {}
-        rootfs_diff = None
-        for name, member in names.items():
-            if name in METADATA and member.isfile():
-                meta[name] = _metadata(archive, member, _reader(tar, member, archive))
-            if name == "rootfs-diff.tar":
-                rootfs_diff = member.size
-            if not name.startswith(prefix) or "/" in name[len(prefix):]:
-                continue
-            base = name[len(prefix):]
-            if member.issym() or member.islnk():
-                links.append((base, "not read: a link inside the archive (links are never "
-                              "followed)"))
-            elif member.isfile():
-                files.append((base, _reader(tar, member, archive), member.size))
-        have = {n for n, _, _ in files}
-        top = names.get("stats-dump")
-        if prefix and "stats-dump" not in have and top is not None and top.isfile():
-            files.append(("stats-dump", _reader(tar, top, archive), top.size))
-        if not any(n.endswith(".img") for n, _, _ in files):
-            raise ImageError(archive, None, "holds no CRIU images (no checkpoint/ directory "
-                             "and no *.img at its top)")
-        dump = read_files(f"{archive}:{prefix or '/'}", files)
-        dump.not_read.extend(links)
-        dump.container = container_info(meta, rootfs_diff)
-        yield dump
+        names = [(_safe_name(archive, m), m) for m in members]
+        got = _Collect(archive)
+        for name, member in names:
+            got.add(name, member, _reader(tar, member, archive),
+                    lambda m=member, n=name: PagesFile(f"{archive}:{n}", m.size, opener,
+                                                       m.offset_data))
+        return got.dump()
+
+
+def _compressed_archive(p: Path, kind: str) -> CriuDump:
+    """.tar.gz / .tar.zst, read in one streamed pass (no seeking back in the stream).
+
+    Each member is checked before its data is read; images are read into
+    memory, pages-*.img are copied to one unnamed temporary file and read from
+    there by offset; everything else (rootfs-diff.tar...) is skipped.
+    """
+    archive = str(p)
+    # Unnamed; kept open by the PagesFile openers that refer to it, closed with them.
+    spool = tempfile.TemporaryFile(prefix="criu-model-pages-")  # noqa: SIM115
+    try:
+        with open(p, "rb") as fh:
+            stream: IO[bytes] = _zstd_stream(p, fh) if kind == "zst" else fh
+            try:
+                tar = tarfile.open(fileobj=stream,  # noqa: SIM115
+                                   mode="r|gz" if kind == "gz" else "r|")
+            except (tarfile.TarError, EOFError, OSError, zlib_error()) as err:
+                raise ImageError(archive, None, f"not a readable tar archive: {err}") from err
+            got = _Collect(archive)
+            with tar:
+                try:
+                    for member in tar:
+                        name = _safe_name(archive, member)
+                        data = (_read_member(tar, member, archive)
+                                if member.isfile() and _decoded(name) else b"")
+
+                        def pages(m: tarfile.TarInfo = member, n: str = name) -> PagesFile:
+                            base = _spool(tar, m, archive, spool)
+                            return PagesFile(f"{archive}:{n}", m.size,
+                                             lambda: os.dup(spool.fileno()), base)
+
+                        got.add(name, member, (lambda d=data: d), pages)
+                except (tarfile.TarError, EOFError, OSError, zlib_error()) as err:
+                    raise ImageError(archive, None, f"not a readable tar archive: {err}"
+                                     ) from err
+            return got.dump()
+    except BaseException:
+        spool.close()
+        raise
+
+
+def _decoded(name: str) -> bool:
+    """Members read into memory in a streamed pass: images and metadata, not page data."""
+    base = posixpath.basename(name)
+    if name in METADATA or base == "stats-dump":
+        return True
+    return base.endswith(".img") and not PAGES_RE.match(base)
+
+
+@contextmanager
+def open_archive(path: str | os.PathLike[str]) -> Iterator[CriuDump]:
+    """The CRIU images of a checkpoint archive, decoded (page data read later, by offset)."""
+    p = Path(path)
+    kind = _compression(p)
+    yield _compressed_archive(p, kind) if kind else _plain_archive(p)

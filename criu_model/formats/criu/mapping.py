@@ -14,13 +14,14 @@ import os
 import stat
 import struct
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
 from criu_model.errors import InconsistentImage
 from criu_model.formats.criu.framing import CriuImage
+from criu_model.formats.criu.pages import PagesFile, page_runs, page_size
 from criu_model.formats.criu.pb import core_pb2, files_pb2, sockets_pb2
 from criu_model.images import framing as cm_framing
 from criu_model.images.pb import (
@@ -124,9 +125,9 @@ class CriuDump:
     root: str
     images: dict[str, CriuImage]
     not_read: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
-    pages_bytes: dict[int, int] = field(default_factory=dict)      # pages_id -> size
-    pages_readers: dict[int, Callable[[], bytes]] = field(default_factory=dict)
+    pages_files: dict[int, PagesFile] = field(default_factory=dict)  # pages_id -> file
     container: dict[str, object] = field(default_factory=dict)  # archives: config.dump facts
+    directory: str | None = None  # a real directory (parent/ dumps are looked for there)
 
     def one(self, name: str) -> CriuImage | None:
         return self.images.get(name)
@@ -200,6 +201,7 @@ class _Ctx:
     files: _Files
     snap: Snapshot
     ghosts: dict[int, cf.GhostFile] = field(default_factory=dict)
+    objects: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # shmid -> size, path
     sockets: dict[int, cs.Socket] = field(default_factory=dict)
 
 
@@ -474,6 +476,8 @@ def _memory(ctx: _Ctx, pid: int, mm: core_pb2.MmEntry) -> mm_pb2.MemoryMap:
                 vma.kind = mm_pb2.VMA_MEMFD
                 vma.path = b"/memfd:" + (inode.name if inode is not None else b"")
                 vma.deleted = True
+                if inode is not None and vma.shared:
+                    _shared_object(ctx, vma, inode.shmid, inode.size)
             else:
                 named = files.reg_name(v.shmid)
                 if named is not None:
@@ -481,13 +485,28 @@ def _memory(ctx: _Ctx, pid: int, mm: core_pb2.MmEntry) -> mm_pb2.MemoryMap:
         elif kind in _SPECIAL_PATH:
             vma.path = _SPECIAL_PATH[kind]
             vma.deleted = kind == mm_pb2.VMA_SHARED_ANON
+            if kind == mm_pb2.VMA_SHARED_ANON:
+                _shared_object(ctx, vma, v.shmid, v.pgoff + v.end - v.start)
     _unreadable(out, {
         "vmas.pages": f"{NOT_IN_CRIU}: pagemap-*.img lists the pages CRIU dumped, not "
                       "resident/swapped/file/exclusive counts",
         "vmas.inode": f"{NOT_IN_CRIU}: mappings name their file by CRIU file id (path "
                       "only), no dev/inode",
+        "vmas.map_file_dev": f"{NOT_IN_CRIU}: a shared memory object is named by its inode "
+                             "(shmid) only; its device is given as 0",
     })
     return out
+
+
+def _shared_object(ctx: _Ctx, vma: mm_pb2.Vma, shmid: int, size: int) -> None:
+    """A shared anonymous or memfd mapping: its object is CRIU's pagemap-shmem-<shmid>.img.
+
+    CRIU's shmid is the object's inode number (map_files st_ino); the device
+    is not recorded, so the owner is (0, 0, shmid).
+    """
+    vma.map_file_known, vma.map_file_dev, vma.map_file_ino = True, 0, shmid
+    known = ctx.objects.get(shmid)
+    ctx.objects[shmid] = (max(size, known[0]) if known else size, vma.path)
 
 
 # -- registers ------------------------------------------------------------
@@ -560,72 +579,22 @@ def _registers(ctx: _Ctx) -> None:
 
 # -- pages ----------------------------------------------------------------
 
-PE_PARENT, PE_LAZY, PE_PRESENT = 1, 2, 4
-
-
-@dataclass(frozen=True)
-class PageRun:
-    """One pagemap entry: nr_pages pages at vaddr; `offset` into pages-<pages_id>.img
-    (None when the pages are in the parent dump, not in this one)."""
-
-    vaddr: int
-    nr_pages: int
-    flags: int
-    offset: int | None
-
-
-def page_runs(dump: CriuDump, name: str) -> tuple[int, list[PageRun]]:
-    """(pages_id, runs) of one pagemap image (pagemap-PID.img or pagemap-shmem-ID.img).
-
-    Pages of runs not in the parent are stored one after another in
-    pages-<pages_id>.img, in pagemap order; the page size is not recorded, so
-    offsets are in pages (multiply by the page size, see page_size()).
-    """
-    image = dump.images.get(name)
-    if image is None or image.head is None:
-        return 0, []
-    runs, at = [], 0
-    for e in image.entries:
-        assert isinstance(e, core_pb2.PagemapEntry)
-        n = e.nr_pages if e.HasField("nr_pages") else e.compat_nr_pages
-        flags = e.flags if e.HasField("flags") else (PE_PARENT if e.in_parent else PE_PRESENT)
-        in_parent = bool(flags & PE_PARENT)
-        runs.append(PageRun(e.vaddr, n, flags, None if in_parent else at))
-        if not in_parent:
-            at += n
-    return image.head.pages_id, runs  # type: ignore[attr-defined]
-
-
-def page_size(dump: CriuDump, name: str) -> int | None:
-    """The page size a pagemap's pages file implies (its size / its page count), or None."""
-    pages_id, runs = page_runs(dump, name)
-    count = sum(r.nr_pages for r in runs if r.offset is not None)
-    size = dump.pages_bytes.get(pages_id)
-    if not count or size is None or size % count:
-        return None
-    ps = size // count
-    return ps if ps >= 4096 and ps & (ps - 1) == 0 else None
-
-
 def _shmem_contents(dump: CriuDump, shmid: int, size: int) -> bytes | None:
     """A shared memory object's bytes (memfd contents) from pagemap-shmem-ID.img, or None."""
     name = f"pagemap-shmem-{shmid}.img"
     pages_id, runs = page_runs(dump, name)
     ps = page_size(dump, name)
-    read = dump.pages_readers.get(pages_id)
-    if ps is None or read is None or any(r.offset is None for r in runs):
+    pf = dump.pages_files.get(pages_id)
+    if ps is None or pf is None or any(r.offset is None for r in runs) or size > MAX_KEPT:
         return None
-    if size > MAX_KEPT:
-        return None
-    data = read()
     out = bytearray(size)
     for r in runs:
         assert r.offset is not None
-        chunk = data[r.offset * ps:(r.offset + r.nr_pages) * ps]
         if r.vaddr >= size:
             continue
-        out[r.vaddr:r.vaddr + len(chunk)] = chunk
-    return bytes(out[:size])
+        take = min(r.nr_pages * ps, size - r.vaddr)
+        out[r.vaddr:r.vaddr + take] = pf.pread(r.offset * ps, take)
+    return bytes(out)
 
 
 class ProcessMemory:
@@ -639,12 +608,11 @@ class ProcessMemory:
         name = f"pagemap-{pid}.img"
         self.pages_id, self.runs = page_runs(dump, name)
         self.page_size = page_size(dump, name)
-        self._read = dump.pages_readers.get(self.pages_id)
-        self._data: bytes | None = None
+        self._file = dump.pages_files.get(self.pages_id)
 
     def read(self, addr: int, length: int) -> bytes | None:
         ps = self.page_size
-        if ps is None or self._read is None or length < 0 or length > MAX_KEPT:
+        if ps is None or self._file is None or length < 0 or length > MAX_KEPT:
             return None
         out = bytearray()
         at, end = addr, addr + length
@@ -652,14 +620,11 @@ class ProcessMemory:
             run = next((r for r in self.runs if r.vaddr <= at < r.vaddr + r.nr_pages * ps), None)
             if run is None or run.offset is None:
                 return None
-            if self._data is None:
-                self._data = self._read()
-            start = run.offset * ps + (at - run.vaddr)
             take = min(end, run.vaddr + run.nr_pages * ps) - at
-            chunk = self._data[start:start + take]
-            if len(chunk) != take:
+            start = run.offset * ps + (at - run.vaddr)
+            if start + take > self._file.size:
                 return None
-            out += chunk
+            out += self._file.pread(start, take)
             at += take
         return bytes(out)
 
@@ -1108,6 +1073,55 @@ def _link_pending(sockets: dict[int, cs.Socket]) -> None:
                 "dumped; CRIU names the listener instead"))
 
 
+def _attach_pages(ctx: _Ctx) -> None:
+    """CRIU's pagemaps as the snapshot's page store, read in place (see pages.py).
+
+    An owner whose pages file is missing (or of another page size) is left
+    out, and its process's memory is marked not captured with the reason; a
+    file cut short stays: reading past its end names the file and offset.
+    """
+    from criu_model.formats.criu.pages import open_store
+    from criu_model.pages.capture import NOT_CAPTURED_FIELD
+
+    dump, snap = ctx.dump, ctx.snap
+    store = open_store(dump, dump.directory)
+    pages = store.pages
+    for inode in ctx.files.memfd_inodes.values():
+        ctx.objects.setdefault(inode.shmid, (inode.size, b"/memfd:" + inode.name))
+    dropped = {}
+    for key, owner in list(pages.owners.items()):
+        if key[0] == 0:
+            owner.object_size, owner.object_path = ctx.objects.get(key[2], (0, b""))
+        if owner.pages is None and any(r.offset is not None for r in owner.runs):
+            dropped[key] = pages.owners.pop(key)
+    inv = snap.inventory
+    for name, why in pages.notes:
+        inv.collectors.add(name=f"criu-pages:{name}", ran=False, reason=why)
+    for mm in snap.memory:
+        owner = dropped.get((mm.pid, 0, 0))
+        if owner is not None:
+            mm.unreadable.add(field=NOT_CAPTURED_FIELD, reason=f"page contents not in the "
+                              f"dump: {os.path.basename(owner.pages_name)} is missing")
+    if pages.lazy_pages:
+        inv.collectors.add(name="criu-pages:lazy", ran=False, reason=(
+            f"{pages.lazy_pages} pages are marked PE_LAZY without PE_PRESENT: CRIU left "
+            "them on the dumping host's page server, they are in no image"))
+    if not pages.owners:
+        store.close()
+        return
+    stored = sum(r.nr_pages for o in pages.owners.values() for r in o.runs
+                 if r.offset is not None)
+    inv.pages_captured = True
+    inv.page_stats.stored = stored
+    inv.page_stats.inherited = pages.parent_pages
+    inv.page_stats.shared_objects = sum(1 for k in pages.owners if not k[0])
+    inv.collectors.add(name="pages_data", ran=True, reason=(
+        f"{stored} pages of {len(pages.owners)} owners read in place from CRIU's "
+        f"pages-*.img{f', {pages.parent_pages} in parent dumps' if pages.parent_pages else ''}"
+        "; CRIU skips zero pages (absent here, not marked zero)"))
+    snap.page_store = store
+
+
 def to_snapshot(dump: CriuDump, old_handlers: dict[str, tuple[int, str]]) -> Snapshot:
     """Map the decoded images of one CRIU dump onto a criu-model Snapshot."""
     pstree = [e for e in dump.entries("pstree.img") if isinstance(e, core_pb2.PstreeEntry)]
@@ -1128,6 +1142,7 @@ def to_snapshot(dump: CriuDump, old_handlers: dict[str, tuple[int, str]]) -> Sna
             snap.memory.append(_memory(ctx, proc.pid, mm))
     _fd_tables(ctx)
     _registers(ctx)
+    _attach_pages(ctx)
     snap.ghosts.extend(ctx.ghosts[k] for k in sorted(ctx.ghosts))
     _link_pending(ctx.sockets)
     snap.sockets.extend(ctx.sockets[k] for k in sorted(ctx.sockets))
