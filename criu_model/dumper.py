@@ -56,6 +56,7 @@ _MAX_FREEZE_ROUNDS = 3
 # deliver SIGINT/SIGTERM or kill a target at a known point of the dump.
 if TYPE_CHECKING:
     from criu_model.pages.capture import PageCapture
+    from criu_model.progress import Report
 
 HOLD_ENV = "CRIU_MODEL_TEST_HOLD_FROZEN"
 T = TypeVar("T")
@@ -122,14 +123,12 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: 
             mm = collect_memory(pid, proc_root, pages=page_counts, file_ids=file_ids,
                                 line_cache=line_cache)
             table = collect_fds(pid, proc_root, ghost_limit=ghost_limit, ghosts=ghosts)
-            if capture is not None and proc.state not in "ZX":
-                for name, reason in capture.capture_process(pid, proc.start_time, mm.vmas,
-                                                            f"{proc_root}/{pid}"):
-                    mm.unreadable.add(field=name, reason=reason)
         except ProcessGone:
             skipped.append((pid, "exited during the dump"))
             continue
         processes[pid], memory[pid], fds[pid] = proc, mm, table
+    if capture is not None:  # page contents after the layouts: the total is known first
+        _capture_pages(capture, processes, memory, fds, skipped, proc_root)
     for table in fds.values():
         table.waiting_locks.extend(waiting_locks(proc_locks, table.pid))
     fill_ownership(processes.values(), proc_root)
@@ -153,6 +152,26 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: 
             skipped.append((pid, f"reparented to {proc.ppid} (outside the tree) during the dump"))
     return _Collected(kept, [memory[p.pid] for p in kept], [fds[p.pid] for p in kept],
                       ghosts.files(), sockets, skipped)
+
+
+def _capture_pages(capture: PageCapture, processes: dict[int, process_pb2.Process],
+                   memory: dict[int, mm_pb2.MemoryMap], fds: dict[int, files_pb2.FdTable],
+                   skipped: list[tuple[int, str]], proc_root: str) -> None:
+    """Store the pages of every live process; one that exits meanwhile is dropped."""
+    live = [pid for pid, proc in processes.items() if proc.state not in "ZX"]
+    capture.expected_bytes = sum(capture.expected(memory[pid].vmas) for pid in live)
+    for n, pid in enumerate(live, 1):
+        capture.note = f"process {n}/{len(live)} (pid {pid})"
+        mm = memory[pid]
+        try:
+            notes = capture.capture_process(pid, processes[pid].start_time, mm.vmas,
+                                            f"{proc_root}/{pid}")
+        except ProcessGone:
+            skipped.append((pid, "exited during the dump"))
+            del processes[pid], memory[pid], fds[pid]
+            continue
+        for name, reason in notes:
+            mm.unreadable.add(field=name, reason=reason)
 
 
 def _collect_sockets(tables: list[files_pb2.FdTable]) -> SocketDump:
@@ -314,7 +333,8 @@ def _drop_died(collected: _Collected, states_before: dict[int, str], roots: set[
 def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeMethod.PTRACE,
          page_counts: bool = True, pages: bool = False, pages_dir: str | None = None,
          parent: str | os.PathLike[str] | None = None,
-         ghost_limit: int = DEFAULT_GHOST_LIMIT, proc_root: str = PROC_ROOT) -> Snapshot:
+         ghost_limit: int = DEFAULT_GHOST_LIMIT, proc_root: str = PROC_ROOT,
+         progress: Report | None = None) -> Snapshot:
     """Dump the trees under `root_pids` into an in-memory Snapshot.
 
     Targets are frozen with `freeze` while their state is read and always
@@ -325,6 +345,7 @@ def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeM
     directory; give the snapshot's parent directory so writing it links the
     file instead of copying it). ``parent`` (a --pages snapshot of the same
     tree) makes the dump incremental: pages unchanged since then are not stored.
+    ``progress(read, expected, note)`` hears how many page bytes were read so far.
     """
     started_wall = time.time_ns()
     started = time.perf_counter_ns()
@@ -344,7 +365,8 @@ def dump(root_pids: Sequence[int | str], *, freeze: FreezeMethod | str = FreezeM
 
         capture = PageCapture(PageSink(pages_dir), parent=(
             parent_snap.page_store.parent_owner
-            if parent_snap is not None and parent_snap.page_store is not None else None))
+            if parent_snap is not None and parent_snap.page_store is not None else None),
+            progress=progress)
     try:
         snap = _dump(roots, method, page_counts, ghost_limit, proc_root, capture,
                      started_wall, started)

@@ -65,6 +65,7 @@ from criu_model.kernel.vmread import IOV_MAX, RemoteReader
 from criu_model.pages.index import OwnerIndex
 from criu_model.pages.layout import PAGE_SIZE, PARENT, STORED, ZERO, OwnerKey, RunBuilder
 from criu_model.pages.sink import PageSink
+from criu_model.progress import Report
 
 BATCH_BYTES = 1 << 20
 # Buffers the writer thread may hold at once: three left it stalling on tmpfs page
@@ -191,7 +192,33 @@ class PageCapture:
     # dedupe key (PFN, or swap entry + 1 << 55) -> (slot, hash); slot -1: inherited
     shared: dict[int, tuple[int, int]] = field(default_factory=dict)
 
+    # progress(read bytes, expected bytes or 0, note), after every batch read
+    progress: Report | None = None
+    expected_bytes: int = 0
+    note: str = ""
     _ring: RemoteReader | None = None
+
+    def expected(self, vmas: Sequence[mm_pb2.Vma]) -> int:
+        """About how many bytes capturing these VMAs reads, from their page counts.
+
+        Resident anonymous and swapped pages of private mappings, every resident
+        page of a shared object; pages shared copy-on-write with a process read
+        before are not read again, so the real figure can be smaller. 0 when the
+        dump counts no pages (--no-page-counts).
+        """
+        total = 0
+        for v in vmas:
+            if not v.HasField("pages"):
+                continue
+            if stores_private(v):
+                total += v.pages.resident - v.pages.file + v.pages.swapped
+            elif stores_object(v):
+                total += v.pages.resident + v.pages.swapped
+        return total * PAGE_SIZE
+
+    def report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.stats.read_bytes, self.expected_bytes, self.note)
 
     def _reader(self, pid: int) -> RemoteReader:
         """One ring of buffers for the whole dump (8 MiB; allocating it per process costs)."""
@@ -280,6 +307,7 @@ class PageCapture:
                         view[got:got + pad] = bytes(pad)
                         got += pad
                     self.stats.read_bytes += got
+                    self.report()
                     _store_pages(self, builder, off, view[:got], parent, reader)
                     off += got
             self.owners[key] = builder.messages(object_dev=vma.map_file_dev,
@@ -578,6 +606,7 @@ class _ProcessPass:
             raise OSError(errno.EFAULT, f"memory at {failed:#x} could not be read "
                           "(unmapped while the dump ran?)")
         self.cap.stats.read_bytes += total
+        self.cap.report()
         view = self.reader.view
         hashes = [_hash(view[i:i + PAGE_SIZE]) for i in range(0, total, PAGE_SIZE)]
         parent = self.parent

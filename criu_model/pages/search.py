@@ -19,6 +19,7 @@ from criu_model.errors import NotCaptured, UsageError
 from criu_model.images.pb import mm_pb2
 from criu_model.pages.layout import OwnerKey
 from criu_model.pages.memory import captured_ranges
+from criu_model.progress import Report
 from criu_model.snapshot import Snapshot
 
 REGEX_SPAN = 4096  # longest regex match found across two pieces
@@ -114,8 +115,13 @@ def _literal_hits(snap: Snapshot, key: OwnerKey, start: int, end: int, pattern: 
 
 
 def grep(snap: Snapshot, pattern: bytes, *, regex: bool = False, pid: int | None = None,
-         context: int = 16, ignore_case: bool = False) -> Iterator[Hit]:
-    """Every occurrence of ``pattern`` in the captured memory, by pid then address."""
+         context: int = 16, ignore_case: bool = False,
+         progress: Report | None = None) -> Iterator[Hit]:
+    """Every occurrence of ``pattern`` in the captured memory, by pid then address.
+
+    ``progress(done, total, note)`` hears, in bytes of captured address ranges,
+    how far the search is (after each range: a range is searched in C).
+    """
     if snap.page_store is None:
         raise NotCaptured("the snapshot holds no page contents (dumped without --pages, or read "
                           "from CRIU images, whose pages are not imported yet)")
@@ -131,18 +137,23 @@ def grep(snap: Snapshot, pattern: bytes, *, regex: bool = False, pid: int | None
         raise UsageError(f"pid {pid} is not in the snapshot")
     pids = [pid] if pid is not None else [p.pid for p in snap.processes]
     object_hits: dict[OwnerKey, list[tuple[int, bytes, bytes, bytes]]] = {}
-    for p in pids:
-        for vma, key, base, end in captured_ranges(snap, p):
-            if key[0]:
-                hits = (_owner_hits(snap, key, base, end, finder, overlap, context, False)
-                        if regex or ignore_case else
-                        _literal_hits(snap, key, base, end, pattern, context))
-            else:
-                if key not in object_hits:  # the whole object, once
-                    index = snap.page_store.owner(key)
-                    top = max(index.ends) if index is not None and index.ends else 0
-                    object_hits[key] = list(_owner_hits(snap, key, 0, top, finder, overlap,
-                                                        context, not regex))
-                hits = iter([h for h in object_hits[key] if base <= h[0] < end])
-            for at, match, before, after in hits:
-                yield Hit(p, vma.start + (at - base), vma, match, before, after)
+    ranges = [(p, r) for p in pids for r in captured_ranges(snap, p)]
+    total = sum(r[3] - r[2] for _p, r in ranges)
+    done = 0
+    for p, (vma, key, base, end) in ranges:
+        if progress is not None:
+            progress(done, total, f"pid {p}")
+        done += end - base
+        if key[0]:
+            hits = (_owner_hits(snap, key, base, end, finder, overlap, context, False)
+                    if regex or ignore_case else
+                    _literal_hits(snap, key, base, end, pattern, context))
+        else:
+            if key not in object_hits:  # the whole object, once
+                index = snap.page_store.owner(key)
+                top = max(index.ends) if index is not None and index.ends else 0
+                object_hits[key] = list(_owner_hits(snap, key, 0, top, finder, overlap,
+                                                    context, not regex))
+            hits = iter([h for h in object_hits[key] if base <= h[0] < end])
+        for at, match, before, after in hits:
+            yield Hit(p, vma.start + (at - base), vma, match, before, after)

@@ -1,0 +1,54 @@
+"""Progress: the bar a person sees at a terminal, and the reports a page dump and a grep give."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import criu_model
+from criu_model.pages.search import grep
+from criu_model.progress import Bar, bar_for_terminal
+from tests.conftest import needs_root
+from tests.memchild import NEEDLE, spawn_mem_tree
+
+
+def test_bar_draws_a_share_and_clears_its_line() -> None:
+    out = io.StringIO()
+    bar = Bar("dump", stream=out, delay_s=0)
+    bar(512 << 20, 1 << 30, "process 1/2")
+    text = out.getvalue()
+    assert text.startswith("\r") and "dump [" in text and " 50%" in text
+    assert "512.0 MiB of 1.0 GiB" in text and "process 1/2" in text
+    assert len(text) <= 80  # one line of the fallback width, never wrapped
+    bar.close()
+    assert out.getvalue().endswith("\r") and out.getvalue().count("\r") == 3
+
+
+def test_bar_is_silent_for_quick_work_and_off_the_terminal() -> None:
+    out = io.StringIO()
+    with Bar("grep", unit="pages", stream=out, delay_s=60) as bar:
+        bar(10, 100, "")
+    assert out.getvalue() == ""
+    # pytest captures stderr: not a terminal, so the CLI gets no bar at all
+    assert bar_for_terminal("dump") is None
+
+
+@needs_root
+def test_page_dump_and_grep_report_progress(tmp_path: Path) -> None:
+    calls: list[tuple[int, int, str]] = []
+    with spawn_mem_tree(tmp_path) as tree:
+        snap = criu_model.dump([tree.root.pid], pages=True, pages_dir=str(tmp_path),
+                               progress=lambda done, total, note: calls.append((done, total,
+                                                                                note)))
+    assert calls, "a page dump reported no progress"
+    done = [c[0] for c in calls]
+    assert done == sorted(done) and done[-1] == snap.inventory.page_stats.read_bytes
+    expected = calls[0][1]
+    assert expected > 0 and all(c[1] == expected for c in calls)
+    # the estimate comes from page counts: the same order as what was read
+    assert expected // 4 <= done[-1] <= expected * 2
+    assert {c[2] for c in calls} >= {f"process 1/2 (pid {tree.root.pid})"}
+    seen: list[tuple[int, int]] = []
+    hits = list(grep(snap, NEEDLE, progress=lambda d, t, _n: seen.append((d, t))))
+    assert hits and seen and seen[0][0] == 0
+    assert all(d < t for d, t in seen) and len({t for _d, t in seen}) == 1
