@@ -26,6 +26,16 @@ SOCKET_TYPES = {1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpacket", 10:
 SOCKET_STATES = {1: "ESTABLISHED", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1",
                  5: "FIN-WAIT-2", 6: "TIME-WAIT", 7: "UNCONN", 8: "CLOSE-WAIT", 9: "LAST-ACK",
                  10: "LISTEN", 11: "CLOSING", 12: "NEW-SYN-RECV"}
+# ss(8)'s Netid column: (family, type) -> short name.
+SOCKET_NETIDS = {("unix", "stream"): "u_str", ("unix", "dgram"): "u_dgr",
+                 ("unix", "seqpacket"): "u_seq", ("inet", "stream"): "tcp",
+                 ("inet6", "stream"): "tcp", ("inet", "dgram"): "udp", ("inet6", "dgram"): "udp",
+                 ("inet", "raw"): "raw", ("inet6", "raw"): "raw", ("netlink", "raw"): "nl",
+                 ("netlink", "dgram"): "nl", ("packet", "raw"): "p_raw",
+                 ("packet", "dgram"): "p_dgr"}
+# The state letters of /proc/PID/stat (fs/proc/array.c, task_state_array).
+PROCESS_STATES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped",
+                  "t": "tracing stop", "X": "dead", "Z": "zombie", "P": "parked", "I": "idle"}
 
 
 def unknown(value: int) -> str:
@@ -100,6 +110,12 @@ def socket_type_name(sock_type: int) -> str:
     return SOCKET_TYPES.get(sock_type) or unknown(sock_type)
 
 
+def socket_netid(sock: sockets_pb2.Socket) -> str:
+    """ss's Netid: 'tcp', 'udp', 'u_str'...; the family name when ss has no short one."""
+    family = socket_family_name(sock.family)
+    return SOCKET_NETIDS.get((family, socket_type_name(sock.type)), family)
+
+
 def socket_state_name(state: int) -> str | None:
     """'LISTEN', 'ESTABLISHED', ...; None when the socket has no state (0)."""
     if not state:
@@ -119,6 +135,16 @@ def unix_name(sock: sockets_pb2.Socket) -> str | None:
     if not name:
         return None
     return "@" + text(name[1:]) if sock.unix.abstract else text(name)
+
+
+def pty_index_text(fd: files_pb2.Fd) -> str | None:
+    """'pts/3' for a pty master whose index the dump read (fdinfo tty-index), else None.
+
+    The master's path is always /dev/ptmx (or /dev/pts/ptmx): the index is what says
+    which pty it drives, in `show fds` and in `diff` alike."""
+    if fd.WhichOneof("state") != "tty" or not fd.tty.is_master or not fd.tty.HasField("index"):
+        return None
+    return f"pts/{fd.tty.index}" if fd.tty.driver == "ptmx" else f"legacy pty {fd.tty.index}"
 
 
 def enum_value(field: FieldDescriptor, value: int) -> str:

@@ -72,8 +72,10 @@ def make_console(wide: bool = False) -> Console:
     """
     from rich.console import Console
 
-    width = None if sys.stdout.isatty() and not wide else 100_000
-    return Console(highlight=False, width=width)
+    if sys.stdout.isatty() and not wide:
+        return Console(highlight=False)
+    # A height too: rich sizes a TERM=dumb console 80x25 unless given both.
+    return Console(highlight=False, width=100_000, height=25)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

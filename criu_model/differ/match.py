@@ -18,12 +18,13 @@ Matching
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from criu_model.differ.fields import Scope, Walker
 from criu_model.differ.memory import memory_contents
 from criu_model.differ.partition import file_sharing, task_sharing
-from criu_model.differ.result import Diff, Missing, order_key
+from criu_model.differ.result import Change, Diff, Missing, order_key
 from criu_model.differ.summaries import (
     fd_summary,
     mount_summary,
@@ -193,6 +194,12 @@ class Differ:
     # -- fds -------------------------------------------------------------
 
     def _fds(self) -> None:
+        first = len(self.w.changes)
+        self._fd_pairs()
+        self.w.changes[first:] = _merge_shared(self.w.changes[first:], self.a, self.b,
+                                               self.no_file_ids)
+
+    def _fd_pairs(self) -> None:
         w = self.w
         tables_a, tables_b = self.a.fds_by_pid, self.b.fds_by_pid
         for pid in self.matched:
@@ -365,6 +372,47 @@ class Differ:
                        None if x is None else summary, None if y is None else summary)
             elif x != y:
                 w.walk(x, y, scope)
+
+
+def _file_ids(snap: Snapshot) -> dict[tuple[int, int], int]:
+    return {(t.pid, fd.fd): fd.file_id for t in snap.fds for fd in t.fds if fd.file_id}
+
+
+def _merge_shared(changes: list[Change], a: Snapshot, b: Snapshot, no_ids: set[int]
+                  ) -> list[Change]:
+    """One change for the same change of one open file in several processes.
+
+    A file description shared by N processes (inherited, passed) whose position or
+    state moved shows the same change at N (pid, fd)s: they become one Change with
+    every holder, placed where the first was. Grouped by the file ids on the side(s)
+    the change concerns, and only when field, before and after are equal; per-fd
+    differences (close-on-exec, one holder's own replacement) stay apart.
+    """
+    ids_a, ids_b = _file_ids(a), _file_ids(b)
+    groups: dict[tuple[Any, ...], list[Change]] = {}
+    keys: list[tuple[Any, ...] | None] = []
+    for ch in changes:
+        key = None
+        if ch.what == "fd" and ch.fd is not None and ch.pid is not None \
+                and ch.pid not in no_ids:
+            where = (ch.pid, ch.fd)
+            ia = ids_a.get(where) if ch.op != "added" else 0
+            ib = ids_b.get(where) if ch.op != "removed" else 0
+            if ia is not None and ib is not None:
+                key = (ch.op, ch.field, repr(ch.before), repr(ch.after), ia, ib)
+                groups.setdefault(key, []).append(ch)
+        keys.append(key)
+    out: list[Change] = []
+    for ch, key in zip(changes, keys, strict=True):
+        group = groups.get(key) if key is not None else None
+        if group is None or len({c.pid for c in group}) < 2:
+            out.append(ch)
+        elif group[0] is ch:
+            holders = tuple(sorted((c.pid, c.fd) for c in group
+                                   if c.pid is not None and c.fd is not None))
+            out.append(replace(ch, pid=holders[0][0], fd=holders[0][1],
+                               pids=tuple(sorted({p for p, _ in holders})), holders=holders))
+    return out
 
 
 def _same_process(pa: process_pb2.Process, pb: process_pb2.Process) -> bool:

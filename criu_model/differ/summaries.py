@@ -8,6 +8,7 @@ from criu_model.images.pb import files_pb2, mm_pb2, mount_pb2, process_pb2, sock
 from criu_model.names import (
     fd_kind_name,
     prot_text,
+    pty_index_text,
     socket_family_name,
     socket_state_name,
     socket_type_name,
@@ -28,9 +29,13 @@ def process_summary(snap: Snapshot, proc: process_pb2.Process) -> dict[str, Any]
 
 
 def fd_target(fd: files_pb2.Fd) -> str:
-    """A one-word description of what the fd points at: a path, 'pipe:[N]', ..."""
+    """A one-word description of what the fd points at: a path, 'pipe:[N]', ...
+
+    A pty master names its pty ('/dev/ptmx (pts/3)'): every master's path is the same."""
     if fd.path:
-        return text(fd.path) + (" (deleted)" if fd.deleted else "")
+        pts = pty_index_text(fd)
+        return text(fd.path) + (" (deleted)" if fd.deleted else "") + \
+            (f" ({pts})" if pts else "")
     if fd.HasField("socket"):
         return f"socket:[{fd.socket.inode}]"
     if fd.HasField("pipe"):

@@ -27,6 +27,9 @@ JSON contract (`criu-model diff --json`), one object::
         "fd": int, "tid": int, "start": int (VMA start address),
         "key": str (socket "INODE LABEL", mount "mnt:NS ID POINT", sharing object),
         "pids": [int] (all processes involved: socket holders, sharers, ns members),
+        "holders": [{"pid", "fd"}] (an fd change that is the same change of one open
+                   file in several processes, given once: every holder; "pid"/"fd"
+                   are the first one's),
         "field": "dotted.path[key]" or null for the whole object,
         "before": value in A (absent for "added"), "after": value in B (absent for
         "removed"); for whole objects a small summary object,
@@ -85,6 +88,8 @@ def change_to_json(ch: Change) -> dict[str, Any]:
             out[name] = value
     if ch.pids:
         out["pids"] = list(ch.pids)
+    if ch.holders:
+        out["holders"] = [{"pid": pid, "fd": fd} for pid, fd in ch.holders]
     if ch.field is not None or ch.op in ("changed", "replaced"):
         out["field"] = ch.field
     if ch.op != "added":
@@ -134,6 +139,8 @@ def _before_after(ch: Change) -> str:
 
 def _subject(ch: Change) -> str:
     """What the change is about, inside its process group."""
+    if ch.what == "fd" and ch.holders:
+        return "open file held by " + " ".join(f"{pid}:{fd}" for pid, fd in ch.holders)
     if ch.what == "fd":
         return f"fd {ch.fd}"
     if ch.what == "vma":
@@ -228,7 +235,8 @@ def summary_line(result: Diff) -> str:
 
 def _group(ch: Change) -> int | None:
     """The process a change is shown under; None for objects shared across processes."""
-    shared = ch.what in ("sharing", "mount") or (ch.what == "namespace" and ch.key is not None)
+    shared = ch.what in ("sharing", "mount") or (ch.what == "namespace" and ch.key is not None) \
+        or (len(ch.pids) > 1 and bool(ch.holders))
     return None if shared else ch.pid
 
 

@@ -199,3 +199,85 @@ def _page_totals(snap: Snapshot, key: tuple[int, int, int]) -> dict[str, int] | 
             name = _STATE_NAMES.get(state, f"unknown({state})")
             totals[name] = totals.get(name, 0) + n
     return totals
+
+
+# --- per-view JSON (`show DIR VIEW --json`) ---------------------------------------------
+#
+# Each view is one object: {"view": NAME, "filters": {...}, LIST_KEY: [...]} where the
+# list holds what the text view shows (the same rows: render/views.py picks them), under
+# the whole-snapshot JSON's field names, plus "pid" where a row belongs to a process.
+
+
+def _process_row(snap: Snapshot, proc: Any) -> dict[str, Any]:
+    """The `procs`/`tree` row: the contract's process keys without fds, vmas, registers."""
+    from criu_model.kernel.devnum import tty_name
+
+    mm = snap.memory_by_pid.get(proc.pid)
+    return {
+        "pid": proc.pid, "ppid": proc.ppid, "pgid": proc.pgid, "sid": proc.sid,
+        "ns_pids": list(proc.ns_pids), "state": proc.state, "comm": text(proc.comm),
+        "threads": [t.tid for t in proc.threads],
+        "cmdline": [text(a) for a in proc.cmdline],
+        "tty_nr": proc.tty_nr, "tty": tty_name(proc.tty_nr) if proc.tty_nr else None,
+        "tpgid": proc.tpgid if proc.HasField("tpgid") else None,
+        "uid": proc.creds.uids[0] if proc.creds.uids else None,
+        "vma_count": len(mm.vmas) if mm else None,
+        "shares": message_to_json(proc.shares),
+    }
+
+
+def view_to_json(snap: Snapshot, sel: Any) -> dict[str, Any]:
+    """`show DIR VIEW --json`: one view's data under the documented contract."""
+    from criu_model.render import views
+
+    view = sel.view
+    out: dict[str, Any] = {"view": view, "filters": sel.to_json()}
+    if view == "tree":
+        kids = snap.children()
+        rows = views.tree_rows(snap, sel)
+        out["processes"] = [{**_process_row(snap, proc), "depth": depth,
+                             "children": kids.get(proc.pid, [])} for proc, depth in rows]
+    elif view == "procs":
+        out["processes"] = [_process_row(snap, p) for p in views.processes(snap, sel)]
+    elif view == "fds":
+        out["fds"] = [{"pid": pid, **fd_to_json(fd, snap.sockets_by_inode)}
+                      for pid, fd in views.fd_rows(snap, sel)]
+    elif view == "sockets":
+        from criu_model.names import socket_netid
+
+        holders = snap.socket_holders
+        out["sockets"] = [{**socket_to_json(s), "netid": socket_netid(s),
+                           "holders": [{"pid": pid, "fd": fd, "comm": _comm_of(snap, pid)}
+                                       for pid, fd in holders.get(s.inode, ())]}
+                          for s in views.socket_rows(snap, sel)]
+    elif view == "shared":
+        out["files"] = [{"file_id": file_id, "kind": fd_kind_name(held[0][1].kind),
+                         "path": text(held[0][1].path) if held[0][1].path else None,
+                         "holders": [{"pid": pid, "fd": fd.fd} for pid, fd in held]}
+                        for file_id, held in views.shared_files(snap, sel)]
+        out["tasks"] = [{"object": kind, "id": ident, "pids": pids}
+                        for kind, ident, pids in views.shared_tasks(snap, sel)]
+    elif view == "ns":
+        out["namespaces"] = [{**message_to_json(ns), "pids": pids}
+                             for ns, pids in views.namespace_rows(snap, sel)]
+    elif view == "mems":
+        out["vmas"] = [{"pid": mm.pid, **vma_to_json(v)}
+                       for mm, vmas in views.vma_rows(snap, sel) for v in vmas]
+    elif view == "threads":
+        from criu_model.render.threads import registers_to_json
+
+        pid = views.threads_pid(snap, sel)
+        views.selected_pids(snap, sel)   # a pid not dumped: the "not in this snapshot" error
+        proc = snap.by_pid[pid]
+        regs = registers_to_json(snap.registers_by_pid.get(pid))
+        by_tid = {t["tid"]: t for t in regs["threads"]} if regs else {}
+        out["threads"] = [{"pid": pid, **message_to_json(t),
+                           "registers": by_tid.get(t.tid)} for t in proc.threads]
+    else:
+        raise ValueError(f"no JSON for view {view!r}")   # a new view must define its JSON
+    return out
+
+
+def _comm_of(snap: Snapshot, pid: int) -> str | None:
+    proc = snap.by_pid.get(pid)
+    return text(proc.comm) if proc is not None else None

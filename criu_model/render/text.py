@@ -1,4 +1,10 @@
-"""Terminal views of a snapshot, built with rich (plain text when not a tty)."""
+"""Terminal views of a snapshot, built with rich (plain text when not a tty).
+
+Width. On a terminal, every table fits its width: the key columns (pid, fd,
+kind, state...) stay whole and the long ones (cmdline, target, holders, paths)
+wrap or are shortened. Piped output and --wide (the CLI gives their console a
+width of 100,000) are never cut: full values, one row per line, like `ps -ww`.
+"""
 
 from __future__ import annotations
 
@@ -9,33 +15,63 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from criu_model.errors import UsageError
-from criu_model.images.pb import files_pb2, mm_pb2, process_pb2, sockets_pb2
+from criu_model.images.pb import files_pb2, mm_pb2, sockets_pb2
 from criu_model.kernel.devnum import tty_name
 from criu_model.kernel.flags import open_flags_text
 from criu_model.names import (
     fd_kind_name,
     printable,
     prot_text,
+    pty_index_text,
     socket_family_name,
+    socket_netid,
     socket_state_name,
     socket_type_name,
     text,
     unix_name,
     vma_kind_name,
 )
+from criu_model.render import views
+from criu_model.render.views import Selection
 from criu_model.snapshot import Snapshot, namespace_inode
 
 if TYPE_CHECKING:
     from criu_model.features import Feature
 
+# At or above this width the console is not a terminal's: piped output or --wide.
+_UNLIMITED = 10_000
+# `shared` on a terminal: a holder list longer than this is summarised.
+HOLDERS_SHOWN = 8
+
+
+def compact(console: Console) -> bool:
+    """Whether output must fit a terminal's width (not piped, not --wide)."""
+    return console.is_terminal and console.width < _UNLIMITED
+
 
 class PlainTable(Table):
-    """A table whose str cells are data: escaped (printable), never read as rich markup."""
+    """A table whose str cells are data: escaped (printable), never read as rich markup.
+
+    It remembers each column's widest cell, so :func:`emit` can keep key columns
+    whole on a narrow terminal.
+    """
+
+    key_columns: frozenset[str] = frozenset()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.natural: list[int] = []
 
     def add_row(self, *renderables: RenderableType | None, **kwargs: Any) -> None:
-        super().add_row(*(Text(printable(c)) if isinstance(c, str) else c
-                          for c in renderables), **kwargs)
+        cells = [Text(printable(c)) if isinstance(c, str) else c for c in renderables]
+        if len(self.natural) < len(cells):
+            self.natural += [0] * (len(cells) - len(self.natural))
+        for i, cell in enumerate(cells):
+            if isinstance(cell, Text):
+                width = max((Text(part).cell_len for part in cell.plain.split("\n")),
+                            default=0)
+                self.natural[i] = max(self.natural[i], width)
+        super().add_row(*cells, **kwargs)
 
 
 def line(*parts: str | tuple[str, str]) -> Text:
@@ -44,12 +80,34 @@ def line(*parts: str | tuple[str, str]) -> Text:
                            for p in parts))
 
 
-def _table(*columns: str, right: Iterable[str] = ()) -> Table:
+def _table(*columns: str, right: Iterable[str] = (), key: Iterable[str] = ()) -> PlainTable:
+    """A borderless table; `key` columns are never shortened on a narrow terminal."""
     table = PlainTable(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    table.key_columns = frozenset(key)
     right_set = set(right)
     for col in columns:
         table.add_column(col, justify="right" if col in right_set else "left", no_wrap=True)
     return table
+
+
+def _fit(table: Table, width: int) -> None:
+    """Key columns keep their widest cell; the others may wrap (never below their header).
+
+    A table wider than the terminal also loses one of its two spaces between columns,
+    as ps does, before anything is wrapped."""
+    natural = getattr(table, "natural", [])
+    keys = getattr(table, "key_columns", frozenset())
+    widest_total = sum(max(len(str(c.header)), natural[i] if i < len(natural) else 0)
+                       for i, c in enumerate(table.columns))
+    if widest_total + 2 * (len(table.columns) - 1) > width:
+        table.padding = (0, 1, 0, 0)
+    for i, col in enumerate(table.columns):
+        header = len(str(col.header))
+        widest = max(header, natural[i] if i < len(natural) else 0)
+        if col.header in keys:
+            col.no_wrap, col.min_width = True, widest
+        else:
+            col.no_wrap, col.overflow, col.min_width = False, "fold", min(widest, header)
 
 
 def emit(console: Console, renderable: Table, *, empty: str | None = None) -> None:
@@ -61,6 +119,8 @@ def emit(console: Console, renderable: Table, *, empty: str | None = None) -> No
         console.print(empty)
         return
     if console.is_terminal:
+        if compact(console):
+            _fit(renderable, console.width)
         console.print(renderable)
         return
     with console.capture() as captured:
@@ -77,64 +137,80 @@ def _ns(ids: Iterable[int]) -> str:
     return ",".join(str(i) for i in ids)
 
 
-def show_tree(snap: Snapshot, console: Console) -> None:
+def show_tree(snap: Snapshot, console: Console, sel: Selection | None = None) -> None:
     """pid/pgid/sid/comm as an indented tree, like `ps -ejH`."""
-    kids = snap.children()
-    table = _table("PID", "PGID", "SID", "S", "NSPID", "CMD", right=("PID", "PGID", "SID"))
-
-    def walk(pid: int, depth: int) -> None:
-        proc = snap.by_pid[pid]
+    table = _table("PID", "PGID", "SID", "S", "NSPID", "CMD", right=("PID", "PGID", "SID"),
+                   key=("PID", "PGID", "SID", "S"))
+    for proc, depth in views.tree_rows(snap, sel or Selection("tree")):
         label = Text("  " * depth) + Text(_comm(proc.comm), style="bold" if depth == 0 else "")
         if len(proc.threads) > 1:
             label.append(f" ({len(proc.threads)} threads)", style="dim")
-        table.add_row(str(pid), str(proc.pgid), str(proc.sid), proc.state,
+        table.add_row(str(proc.pid), str(proc.pgid), str(proc.sid), proc.state,
                       _ns(proc.ns_pids), label)
-        for child in kids[pid]:
-            walk(child, depth + 1)
-
-    for root in snap.tree_roots():
-        walk(root, 0)
-    emit(console, table)
+    emit(console, table, empty="(no process matches)" if sel and sel.filters_processes else None)
 
 
-def show_procs(snap: Snapshot, console: Console) -> None:
-    """One row per process with its main attributes."""
-    table = _table("PID", "PPID", "PGID", "SID", "NSPID", "TTY", "TPGID", "S", "THR", "UID",
-                   "VMAS", "COMM", "CMDLINE",
-                   right=("PID", "PPID", "PGID", "SID", "TPGID", "THR", "UID", "VMAS"))
+def show_procs(snap: Snapshot, console: Console, sel: Selection | None = None) -> None:
+    """One row per process with its main attributes; the cmdline is shortened on a terminal
+    (with "…"), never when piped."""
+    procs = views.processes(snap, sel or Selection("procs"))
+    # On a terminal, NSPID goes when it only repeats PID (one pid namespace): room for CMDLINE.
+    nspid = not compact(console) or any(list(p.ns_pids) != [p.pid] for p in procs)
+    table = _table("PID", "PPID", "PGID", "SID", *(("NSPID",) if nspid else ()), "TTY",
+                   "TPGID", "S", "THR", "UID", "VMAS", "COMM", "CMDLINE",
+                   right=("PID", "PPID", "PGID", "SID", "TPGID", "THR", "UID", "VMAS"),
+                   key=("PID", "PPID", "PGID", "SID", "S", "TTY", "TPGID", "THR", "UID",
+                        "VMAS", "COMM"))
     mm = snap.memory_by_pid
-    for proc in snap.processes:
+    for proc in procs:
         uid = str(proc.creds.uids[0]) if proc.creds.uids else "?"
         vmas = str(len(mm[proc.pid].vmas)) if proc.pid in mm else "-"
         cmd = " ".join(printable(a) for a in proc.cmdline)
         tpgid = str(proc.tpgid) if proc.HasField("tpgid") else "?"   # "?": format 1.0
         table.add_row(str(proc.pid), str(proc.ppid), str(proc.pgid), str(proc.sid),
-                      _ns(proc.ns_pids), tty_name(proc.tty_nr) if proc.tty_nr else "?", tpgid,
+                      *((_ns(proc.ns_pids),) if nspid else ()),
+                      tty_name(proc.tty_nr) if proc.tty_nr else "?", tpgid,
                       proc.state, str(len(proc.threads)), uid, vmas,
-                      _comm(proc.comm), cmd[:60] + ("…" if len(cmd) > 60 else ""))
-    emit(console, table)
+                      _comm(proc.comm), Text(cmd, no_wrap=True, overflow="ellipsis"))
+    emit(console, table, empty="(no process matches)")
 
 
-def show_mems(snap: Snapshot, pid: int, console: Console) -> None:
-    """The memory layout of one process, like pmap -X."""
-    mm = snap.memory_by_pid.get(pid)
-    if mm is None:
-        raise UsageError(f"pid {pid} is not in this snapshot "
-                         f"(it holds {', '.join(str(p) for p in snap.by_pid)})")
+def show_mems(snap: Snapshot, pid: int | None, console: Console,
+              sel: Selection | None = None) -> None:
+    """The memory layout of one process (or of each selected one), like pmap -X."""
+    if sel is None:
+        sel = Selection("mems", pids=frozenset({pid}) if pid is not None else frozenset())
+    rows = views.vma_rows(snap, sel)
+    for mm, vmas in rows:
+        if len(rows) > 1:
+            comm = _comm(snap.by_pid[mm.pid].comm)
+            console.print(line((f"pid {mm.pid}", "bold"), f" {comm}"))
+        _show_one_mm(snap, mm, vmas, console)
+    if not rows:
+        console.print("(no process matches)")
+
+
+def _show_one_mm(snap: Snapshot, mm: mm_pb2.MemoryMap, vmas: list[mm_pb2.Vma],
+                 console: Console) -> None:
+    pid = mm.pid
     counted = snap.has_pages
     page_cols = ("STORED", "ZERO", "INHERIT", "SHARED") if counted else ()
-    table = _table("START", "END", "PERM", "OFFSET", "DEV", "INODE", "KIND", "RSS", "SWAP",
-                   "EXCL", *page_cols, "PATH",
-                   right=("OFFSET", "INODE", "RSS", "SWAP", "EXCL", *page_cols))
-    for vma in mm.vmas:
+    # On a terminal DEV and INODE go (the path names the file): room for PATH.
+    ident = not compact(console)
+    table = _table("START", "END", "PERM", "OFFSET", *(("DEV", "INODE") if ident else ()),
+                   "KIND", "RSS", "SWAP", "EXCL", *page_cols, "PATH",
+                   right=("OFFSET", "INODE", "RSS", "SWAP", "EXCL", *page_cols),
+                   key=("START", "END", "PERM", "OFFSET", "KIND", "RSS", "SWAP", "EXCL",
+                        *page_cols))
+    for vma in vmas:
         has_pages = vma.HasField("pages")
         path = text(vma.path) + (" (deleted)" if vma.deleted else "")
         cells: list[str] = []
         if counted:
             cells = _stored_cells(snap, pid, vma)
+        dev = (f"{vma.dev_major:02x}:{vma.dev_minor:02x}", str(vma.inode)) if ident else ()
         table.add_row(f"{vma.start:x}", f"{vma.end:x}", prot_text(vma), f"{vma.offset:x}",
-                      f"{vma.dev_major:02x}:{vma.dev_minor:02x}", str(vma.inode),
-                      vma_kind_name(vma.kind),
+                      *dev, vma_kind_name(vma.kind),
                       *(str(n) if has_pages else "?" for n in
                         (vma.pages.resident, vma.pages.swapped, vma.pages.exclusive)),
                       *cells, path)
@@ -142,7 +218,8 @@ def show_mems(snap: Snapshot, pid: int, console: Console) -> None:
     for item in mm.unreadable:
         console.print(line(("not read:", "yellow"), f" {item.field}: {item.reason}"))
     method = mm.page_counts_method or "not read"
-    console.print(line(f"{len(mm.vmas)} VMAs; page counts (pages) via {method}"))
+    shown = f"{len(vmas)} of {len(mm.vmas)}" if len(vmas) != len(mm.vmas) else str(len(vmas))
+    console.print(line(f"{shown} VMAs; page counts (pages) via {method}"))
     if counted:
         console.print("STORED: in pages.img; ZERO: the zero page; INHERIT: unchanged since the "
                       "parent snapshot; SHARED: the VMA maps a shared object stored once "
@@ -199,45 +276,37 @@ def _fd_target(fd: files_pb2.Fd, sockets: dict[int, sockets_pb2.Socket]) -> str:
         return f"{path} size={fd.memfd.size}"
     if state == "io_uring":
         return f"{path} (not restorable)"
+    if state == "tty":
+        pts = pty_index_text(fd)
+        return f"{path} ({pts})" if pts else path
     return path
 
 
-def show_fds(snap: Snapshot, pid: int | None, console: Console) -> None:
+def show_fds(snap: Snapshot, pid: int | None, console: Console,
+             sel: Selection | None = None) -> None:
     """One line per fd; '*' marks an open file shared with another process."""
-    if pid is not None and pid not in snap.by_pid:
-        raise UsageError(f"pid {pid} is not in this snapshot")
+    if sel is None:
+        sel = Selection("fds", pids=frozenset({pid}) if pid is not None else frozenset())
     holders: dict[int, set[int]] = {}
     for table in snap.fds:
         for fd in table.fds:
             if fd.file_id:
                 holders.setdefault(fd.file_id, set()).add(table.pid)
     table_out = _table("PID", "FD", "KIND", "FLAGS", "POS", "FILE_ID", "S", "TARGET",
-                       right=("PID", "FD", "POS", "FILE_ID"))
-    for table in snap.fds:
-        if pid is not None and table.pid != pid:
-            continue
-        for fd in table.fds:
-            shared = "*" if len(holders.get(fd.file_id, ())) > 1 else ""
-            table_out.add_row(str(table.pid), str(fd.fd), fd_kind_name(fd.kind),
-                              open_flags_text(fd.flags), str(fd.pos),
-                              str(fd.file_id) if fd.file_id else "?", shared,
-                              _fd_target(fd, snap.sockets_by_inode))
-    emit(console, table_out)
-    for table in snap.fds:
-        if pid is not None and table.pid != pid:
-            continue
+                       right=("PID", "FD", "POS", "FILE_ID"), key=("PID", "FD", "KIND", "S"))
+    for fd_pid, fd in views.fd_rows(snap, sel):
+        shared = "*" if len(holders.get(fd.file_id, ())) > 1 else ""
+        table_out.add_row(str(fd_pid), str(fd.fd), fd_kind_name(fd.kind),
+                          open_flags_text(fd.flags), str(fd.pos),
+                          str(fd.file_id) if fd.file_id else "?", shared,
+                          _fd_target(fd, snap.sockets_by_inode))
+    emit(console, table_out, empty="(no fd matches)")
+    for table in views.fd_tables(snap, sel):
         if table.vanished:
             console.print(line(f"pid {table.pid}: {table.vanished} fds closed while being read"))
         for item in table.unreadable:
             console.print(line((f"pid {table.pid}: not read:", "yellow"),
                                f" {item.field}: {item.reason}"))
-
-
-_NETID = {("unix", "stream"): "u_str", ("unix", "dgram"): "u_dgr", ("unix", "seqpacket"): "u_seq",
-          ("inet", "stream"): "tcp", ("inet6", "stream"): "tcp", ("inet", "dgram"): "udp",
-          ("inet6", "dgram"): "udp", ("inet", "raw"): "raw", ("inet6", "raw"): "raw",
-          ("netlink", "raw"): "nl", ("netlink", "dgram"): "nl", ("packet", "raw"): "p_raw",
-          ("packet", "dgram"): "p_dgr"}
 
 
 def _endpoints(sock: sockets_pb2.Socket) -> tuple[str, str]:
@@ -257,7 +326,7 @@ def _endpoints(sock: sockets_pb2.Socket) -> tuple[str, str]:
     return str(sock.inode), "*"
 
 
-def show_sockets(snap: Snapshot, console: Console) -> None:
+def show_sockets(snap: Snapshot, console: Console, sel: Selection | None = None) -> None:
     """Like `ss -xtuanp`, from the snapshot: every socket with its owning pids and fds."""
     def owner(pid: int, fd: int) -> str:
         comm = _comm(snap.by_pid[pid].comm) if pid in snap.by_pid else "?"
@@ -266,66 +335,63 @@ def show_sockets(snap: Snapshot, console: Console) -> None:
     owners = {inode: [owner(pid, fd) for pid, fd in held]
               for inode, held in snap.socket_holders.items()}
     out = _table("NETID", "STATE", "RECV-Q", "SEND-Q", "LOCAL", "PEER", "PROCESS",
-                 right=("RECV-Q", "SEND-Q"))
-    for sock in snap.sockets:
-        family = socket_family_name(sock.family)
-        netid = _NETID.get((family, socket_type_name(sock.type)), family)
+                 right=("RECV-Q", "SEND-Q"), key=("NETID", "STATE", "RECV-Q", "SEND-Q"))
+    for sock in views.socket_rows(snap, sel or Selection("sockets")):
         local, peer = _endpoints(sock)
-        out.add_row(netid, socket_state_name(sock.state) or "-",
-                    str(sock.rqueue), str(sock.wqueue), local, peer,
-                    ",".join(owners.get(sock.inode, [])))
-    emit(console, out)
+        held = owners.get(sock.inode, [])
+        shown = held if not compact(console) or len(held) <= HOLDERS_SHOWN else \
+            [*held[:HOLDERS_SHOWN], f"… and {len(held) - HOLDERS_SHOWN} more"]
+        out.add_row(socket_netid(sock), socket_state_name(sock.state) or "-",
+                    str(sock.rqueue), str(sock.wqueue), local, peer, ",".join(shown))
+    emit(console, out, empty="(no socket matches)" if sel and (sel.filters_processes or sel.kind
+                                                              or sel.state) else None)
     for run in snap.inventory.collectors:
         if run.name.startswith("sockets.") and not run.ran:
             console.print(line(("not collected:", "yellow"), f" {run.name}: {run.reason}"))
 
 
-def show_shared(snap: Snapshot, console: Console) -> None:
-    """Kernel objects held by more than one process: open files, fd tables, fs, sighand, vm."""
-    holders: dict[int, list[tuple[int, files_pb2.Fd]]] = {}
-    for table in snap.fds:
-        for fd in table.fds:
-            if fd.file_id:
-                holders.setdefault(fd.file_id, []).append((table.pid, fd))
-    files = _table("FILE_ID", "KIND", "HOLDERS (pid:fd)", "TARGET", right=("FILE_ID",))
-    for file_id, held in sorted(holders.items()):
-        if len({pid for pid, _ in held}) < 2:
-            continue
+def _holders_text(items: list[str], console: Console) -> str:
+    """Every holder when piped or --wide; on a terminal the first few and how many more."""
+    if compact(console) and len(items) > HOLDERS_SHOWN:
+        return " ".join(items[:HOLDERS_SHOWN]) + f" … and {len(items) - HOLDERS_SHOWN} more"
+    return " ".join(items)
+
+
+def show_shared(snap: Snapshot, console: Console, sel: Selection | None = None) -> None:
+    """Kernel objects held by more than one process: open files, fd tables, fs, sighand, vm.
+
+    On a terminal a long holder list is summarised ("27811:0 … and 412 more"); piped
+    output and --wide list every holder."""
+    sel = sel or Selection("shared")
+    files = _table("FILE_ID", "KIND", "HOLDERS (pid:fd)", "TARGET", right=("FILE_ID",),
+                   key=("FILE_ID", "KIND"))
+    for file_id, held in views.shared_files(snap, sel):
         fd = held[0][1]
         files.add_row(str(file_id), fd_kind_name(fd.kind),
-                      " ".join(f"{pid}:{f.fd}" for pid, f in held),
+                      _holders_text([f"{pid}:{f.fd}" for pid, f in held], console),
                       _fd_target(fd, snap.sockets_by_inode))
     console.print("[bold]open files shared between processes[/]")
     emit(console, files, empty="(none)")
-    tasks = _table("OBJECT", "ID", "PROCESSES", right=("ID",))
-    for kind in ("files", "fs", "sighand", "vm"):
-        groups: dict[int, list[int]] = {}
-        for proc in snap.processes:
-            ident = getattr(proc.shares, kind)
-            if ident:
-                groups.setdefault(ident, []).append(proc.pid)
-        for ident, pids in sorted(groups.items()):
-            if len(pids) > 1:
-                tasks.add_row(kind, str(ident), " ".join(map(str, pids)))
+    tasks = _table("OBJECT", "ID", "PROCESSES", right=("ID",), key=("OBJECT", "ID"))
+    for kind, ident, pids in views.shared_tasks(snap, sel):
+        tasks.add_row(kind, str(ident), _holders_text([str(p) for p in pids], console))
     console.print("[bold]task objects shared between processes[/]")
     emit(console, tasks, empty="(none)")
 
 
-def show_namespaces(snap: Snapshot, console: Console) -> None:
+def show_namespaces(snap: Snapshot, console: Console, sel: Selection | None = None) -> None:
     """One row per namespace, like lsns(8), plus its owning user namespace and parent."""
-    rows: dict[tuple[str, int], tuple[process_pb2.Namespace, list[int]]] = {}
-    for proc in snap.processes:
-        for ns in proc.namespaces:
-            if ns.type.endswith("_for_children"):
-                continue   # shown where it differs from the process's own, below
-            rows.setdefault((ns.type, ns.inode), (ns, []))[1].append(proc.pid)
+    sel = sel or Selection("ns")
     table = _table("TYPE", "NS", "OWNER", "PARENT", "NPROCS", "PIDS",
-                   right=("NS", "OWNER", "PARENT", "NPROCS"))
-    for (ns_type, inode), (ns, pids) in sorted(rows.items()):
-        table.add_row(ns_type, str(inode), str(ns.owner_user or "-"), str(ns.parent or "-"),
-                      str(len(pids)), _pid_list(pids))
+                   right=("NS", "OWNER", "PARENT", "NPROCS"),
+                   key=("TYPE", "NS", "OWNER", "PARENT", "NPROCS"))
+    for ns, pids in views.namespace_rows(snap, sel):
+        table.add_row(ns.type, str(ns.inode), str(ns.owner_user or "-"), str(ns.parent or "-"),
+                      str(len(pids)), _pid_list(pids, None if not compact(console) else 12))
     emit(console, table, empty="(no namespaces recorded)")
-    pending = [(proc.pid, ns) for proc in snap.processes for ns in proc.namespaces
+    shown = views.selected_pids(snap, sel)
+    pending = [(proc.pid, ns) for proc in snap.processes if proc.pid in shown
+               for ns in proc.namespaces
                if ns.type.endswith("_for_children")
                and ns.inode != namespace_inode(proc, ns.type.removesuffix("_for_children"))]
     for pid, ns in pending:
@@ -333,9 +399,10 @@ def show_namespaces(snap: Snapshot, console: Console) -> None:
                            "its next children are born there"))
 
 
-def _pid_list(pids: list[int], limit: int = 12) -> str:
-    more = f" (+{len(pids) - limit})" if len(pids) > limit else ""
-    return " ".join(map(str, pids[:limit])) + more
+def _pid_list(pids: list[int], limit: int | None = 12) -> str:
+    if limit is None or len(pids) <= limit:
+        return " ".join(map(str, pids))
+    return " ".join(map(str, pids[:limit])) + f" (+{len(pids) - limit})"
 
 
 def show_check(features: list[Feature], console: Console) -> None:
