@@ -194,6 +194,10 @@ class Conductor:
         self._gone: dict[int, str] = {}
         self._batch: list[tuple[int, Step, dict[str, Any]]] = []
         self._root_fd = -1      # O_PATH of our root, lent to memory jobs (closed in park)
+        # actor -> its memory job in flight: (step index, step, job memfd, job, VMA count)
+        self._pending: dict[int, tuple[int, Step, int, dict[str, Any], int]] = {}
+        self._fills: list[tuple[int, Step]] = []
+        self._memory_t0 = 0.0
 
     # ------------------------------------------------------------ setup
 
@@ -250,6 +254,7 @@ class Conductor:
         for index, step in enumerate(self.plan.steps[1:], start=1):
             self._one(index, step)
         self._flush()
+        self._finish_memory()
         self.result.outcomes.sort(key=lambda o: o.index)
         return self.result
 
@@ -554,7 +559,12 @@ class Conductor:
     def _map_vmas(self, index: int, step: Step) -> None:
         """One memory job per process: every VMA mapped, and filled as its fill_pages steps
         say (they follow in the plan); each VMA's outcome is kept for those steps and the
-        judge. The VMAs are read from the snapshot: the step carries only their count."""
+        judge. The VMAs are read from the snapshot: the step carries only their count.
+
+        The job is sent and not waited for: address spaces are independent, so the
+        sandbox processes map and fill theirs at the same time (and while the next job is
+        built); the reply is collected before anything else is asked of that process.
+        """
         from criu_model.restore import memory
 
         actor = step.actor
@@ -571,20 +581,34 @@ class Conductor:
         self._flush()
         job_fd = memory.job_memfd(job)
         try:
-            sock = self.channels[actor]
             if self._root_fd < 0:
                 self._root_fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            socket.send_fds(sock, [json.dumps({"op": "memory"}).encode()],
+            socket.send_fds(self.channels[actor], [json.dumps({"op": "memory"}).encode()],
                             [job_fd, self._root_fd, *page_fds])
-            t0 = time.perf_counter()
-            reply, fds = receive(sock, f"step {index} (map_vmas)", who=f"actor {actor}",
-                                 timeout=_MEMORY_TIMEOUT)
-            wall = time.perf_counter() - t0
+        except BaseException:
+            os.close(job_fd)
+            raise
+        if not self._pending:
+            self._memory_t0 = time.perf_counter()
+        self._pending[actor] = (index, step, job_fd, job, len(decisions))
+        return None
+
+    def _collect(self, actor: int) -> None:
+        """The reply of `actor`'s memory job, and each VMA's outcome from it."""
+        from criu_model.restore import memory
+
+        index, step, job_fd, job, count = self._pending.pop(actor)
+        vmas = self.result.vmas
+        try:
+            reply, fds = receive(self.channels[actor], f"step {index} (map_vmas)",
+                                 who=f"actor {actor}", timeout=_MEMORY_TIMEOUT)
             for fd in fds:
                 os.close(fd)
             result = memory.read_result(job_fd) if reply.get("ok") else {}
         finally:
             os.close(job_fd)
+        stats = self.result.memory
+        stats["wall_s"] = time.perf_counter() - self._memory_t0
         if not reply.get("ok"):
             for v in job["vmas"]:
                 vmas[(actor, int(v["start"]))] = (memory.FAILED, str(reply.get("error")))
@@ -593,31 +617,36 @@ class Conductor:
         for at, status, detail, _pages in result.get("vmas", []):
             vmas[(actor, int(at))] = (str(status), str(detail))
             mapped += status == memory.DONE
-        stats = self.result.memory
-        stats["vmas"] = stats.get("vmas", 0) + len(decisions)
+        stats["vmas"] = stats.get("vmas", 0) + count
         stats["mapped"] = stats.get("mapped", 0) + mapped
         stats["bytes"] = stats.get("bytes", 0) + int(result.get("bytes", 0))
         stats["fill_s"] = stats.get("fill_s", 0.0) + float(result.get("fill_s", 0.0))
-        stats["job_s"] = stats.get("job_s", 0.0) + wall
         self.result.outcomes.append(StepOutcome(index, step, "done",
-                                                f"{mapped} of {len(decisions)} VMAs mapped"))
+                                                f"{mapped} of {count} VMAs mapped"))
         return None
 
     def _fill_pages(self, index: int, step: Step) -> None:
-        """Done by the process's map_vmas job: its outcome is that VMA's."""
+        """Done by the process's map_vmas job: its outcome is that VMA's (once collected)."""
+        self._fills.append((index, step))
+
+    def _finish_memory(self) -> None:
         from criu_model.restore import memory
 
-        got = self.result.vmas.get((step.actor, int(step.args["start"])))
-        if got is None:
-            return self._skip(index, step, "its VMA was not mapped (no map_vmas step ran)")
-        status, detail = got
-        if status == memory.DONE:
-            self.result.outcomes.append(StepOutcome(index, step, "done"))
-        elif status == memory.FAILED:
-            self.result.outcomes.append(StepOutcome(index, step, "failed", detail))
-        else:
-            self._skip(index, step, detail)
-        return None
+        for actor in list(self._pending):
+            self._collect(actor)
+        fills, self._fills = self._fills, []
+        for index, step in fills:
+            got = self.result.vmas.get((step.actor, int(step.args["start"])))
+            if got is None:
+                self._skip(index, step, "its VMA was not mapped (no map_vmas step ran)")
+                continue
+            status, detail = got
+            if status == memory.DONE:
+                self.result.outcomes.append(StepOutcome(index, step, "done"))
+            elif status == memory.FAILED:
+                self.result.outcomes.append(StepOutcome(index, step, "failed", detail))
+            else:
+                self._skip(index, step, detail)
 
     def _record(self, index: int, step: Step, reply: dict[str, Any]) -> None:
         if reply.get("ok"):
@@ -635,6 +664,8 @@ class Conductor:
 
     def _exchange(self, actor: int, cmd: dict[str, Any], what: str,
                   fds: list[int] | None = None) -> tuple[dict[str, Any], list[int]]:
+        if actor in self._pending:
+            self._collect(actor)
         sock = self.channels[actor]
         socket.send_fds(sock, [json.dumps(cmd).encode()], fds or [])
         return receive(sock, what, who=f"actor {actor}")

@@ -406,8 +406,11 @@ class Judge:
 
     def _memory(self) -> None:
         """One entry per dumped VMA of every live process (see memory_judge.py)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from criu_model.restore.memory_judge import judge_vmas
 
+        jobs = []
         for proc in self.snap.processes:
             mm = self.snap.memory_by_pid.get(proc.pid)
             if mm is None or not mm.vmas or proc.state in ("Z", "X"):
@@ -416,8 +419,14 @@ class Judge:
             box_mm = self.box.memory_by_pid.get(box.pid) if box is not None else None
             why = self.ex.missing_procs.get(proc.pid) or \
                 ("" if box is not None else "its process is missing from the sandbox")
-            self.entries.extend(judge_vmas(self.snap, proc.pid, box.pid if box else 0,
-                                           box_mm, self.ex.vmas, why))
+            jobs.append((self.snap, proc.pid, box.pid if box else 0, box_mm, self.ex.vmas,
+                         why))
+        # Reading the sandbox's memory back is mostly preadv of /proc/PID/mem, which
+        # releases the GIL: two processes at a time overlap it (the index and hash work
+        # of each process is its own).
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="criu-model-judge") as pool:
+            for entries in pool.map(lambda job: judge_vmas(*job), jobs):
+                self.entries.extend(entries)
 
     # ------------------------------------------------------------ steps
 

@@ -47,8 +47,9 @@ def _span(lo: int, hi: int) -> str:
 
 
 def _expected_pages(snap: Snapshot, pid: int, vma: mm_pb2.Vma
-                    ) -> Iterator[tuple[int, int, list[int]]]:
-    """(address, npages, hash per page) of every page the snapshot holds for `vma`."""
+                    ) -> Iterator[tuple[int, list[int]]]:
+    """(address, hash per page) of each contiguous span of pages the snapshot holds for
+    `vma` (runs that follow each other are joined: one read serves many runs)."""
     store = snap.page_store
     key, base, _why = vma_owner(pid, vma)
     if store is None or key is None or not key[0]:
@@ -56,12 +57,19 @@ def _expected_pages(snap: Snapshot, pid: int, vma: mm_pb2.Vma
     index = store.owner(key)
     if index is None:
         return
+    at, hashes = -1, []
     for lo, n, state, _slot, h in index.pages(base, base + (vma.end - vma.start)):
         addr = vma.start + (lo - base)
+        if addr != at + len(hashes) * PAGE_SIZE:
+            if hashes:
+                yield at, hashes
+            at, hashes = addr, []
         if state == ZERO:
-            yield addr, n, [_ZERO_HASH] * n
+            hashes.extend([_ZERO_HASH] * n)
         else:
-            yield addr, n, index.hashes[h:h + n].tolist()
+            hashes.extend(index.hashes[h:h + n])
+    if hashes:
+        yield at, hashes
 
 
 class _Mem:
@@ -84,13 +92,14 @@ class _Mem:
                 got = os.preadv(self.fd, [self.view[:size]], at)
             except OSError:
                 got = 0
+            view = self.view
             for k, expected in enumerate(want):
-                page = at + k * PAGE_SIZE
-                if (k + 1) * PAGE_SIZE > got:
-                    return page, expected, -1     # unreadable in the sandbox
-                actual = h(self.view[k * PAGE_SIZE:(k + 1) * PAGE_SIZE])
+                off = k * PAGE_SIZE
+                if off + PAGE_SIZE > got:
+                    return at + off, expected, -1     # unreadable in the sandbox
+                actual = h(view[off:off + PAGE_SIZE])
                 if actual != expected:
-                    return page, expected, actual
+                    return at + off, expected, actual
         return None
 
     def close(self) -> None:
@@ -101,7 +110,15 @@ def _range_entry(vma: mm_pb2.Vma, box: list[mm_pb2.Vma], starts: list[int],
                  done: set[tuple[int, int]], neighbours: list[mm_pb2.Vma]
                  ) -> tuple[list[tuple[str, Any, Any]], str]:
     """(field, expected, actual) triples for range, protection and identity; and a note."""
-    i = max(bisect_right(starts, vma.start) - 1, 0)
+    i = bisect_right(starts, vma.start) - 1
+    if i >= 0:
+        b = box[i]    # the common case: one mapping, exactly the same
+        if b.start == vma.start and b.end == vma.end and b.prot == vma.prot and \
+                (b.kind == vma.kind == mm_pb2.VMA_ANON or (
+                    vma.kind == b.kind == mm_pb2.VMA_FILE and b.path == vma.path
+                    and b.inode == vma.inode)):
+            return [], ""
+    i = max(i, 0)
     hits = []
     while i < len(box) and box[i].start < vma.end:
         if box[i].end > vma.start:
@@ -174,7 +191,7 @@ def judge_vmas(snap: Snapshot, pid: int, box_pid: int, box_mm: mm_pb2.MemoryMap 
             if all(e == a for _f, e, a in pairs):
                 if mem is None:
                     mem = _Mem(box_pid)
-                for addr, n, hashes in _expected_pages(snap, pid, vma):
+                for addr, hashes in _expected_pages(snap, pid, vma):
                     diff = mem.first_difference(addr, hashes)
                     if diff is not None:
                         at, want, got = diff
@@ -182,7 +199,7 @@ def judge_vmas(snap: Snapshot, pid: int, box_pid: int, box_mm: mm_pb2.MemoryMap 
                                       f"{at:#x} " + ("unreadable" if got < 0
                                                      else f"xxh3 {got:016x}")))
                         break
-                    compared += n
+                    compared += len(hashes)
             bad = [{"field": f, "expected": e, "actual": a} for f, e, a in pairs if e != a]
             if not bad and snap.page_store is None:
                 note = "; ".join(filter(None, [note, "layout only: the snapshot holds no "

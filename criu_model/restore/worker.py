@@ -34,6 +34,7 @@ from typing import Any
 
 from criu_model.kernel.clone3 import CLONE_ARGS_SIZE_VER1, CloneArgs
 from criu_model.kernel.libc import syscall_number
+from criu_model.restore.memory import run_job  # once in the init, not in each clone
 
 F_ADD_SEALS, F_SEAL_SEAL = 1033, 0x1
 TCP_REPAIR = 19
@@ -593,7 +594,6 @@ class Worker:
                     finally:
                         os.close(nsfd)
                 elif op == "memory":      # map_vmas + fill_pages: job, host root, pages
-                    from criu_model.restore.memory import run_job
                     reply.update(run_job(fds[0], fds[1], fds[2:]))
                 elif op == "park":
                     self._send(reply, [])
