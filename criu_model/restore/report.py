@@ -53,6 +53,11 @@ def write_report(report: RehearsalReport, out: TextIO) -> None:
             more = f", ... ({len(ids) - _SHOWN} more)" if len(ids) > _SHOWN else ""
             lines.append(f"  not rehearsed: {len(ids)} {kind}s ({'; '.join(ids[:_SHOWN])}"
                          f"{more}): {reason}")
+    m = report.memory
+    if m:
+        lines.append(f"memory: {m['mapped']} of {m['vmas']} VMAs mapped, "
+                     f"{m['bytes_filled'] / 2**20:.1f} MiB filled ({m['fill_mb_per_s']:.0f} MB/s "
+                     f"per CPU second; the memory steps took {m['wall_ms']:.0f} ms)")
     t = report.timings
     total = sum(t.values()) or 1.0
     phases = ", ".join(f"{k} {v * 1000:.0f} ms ({v / total:.0%})" for k, v in t.items())
