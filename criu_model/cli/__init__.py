@@ -25,7 +25,7 @@ try:
     import signal
     from collections.abc import Sequence
     from types import FrameType, ModuleType
-    from typing import TYPE_CHECKING
+    from typing import TYPE_CHECKING, Any, cast
 
     from criu_model import __version__
     from criu_model.cli import check, diff, dump, heat, import_, memory, plan, show, thaw
@@ -78,6 +78,23 @@ def make_console(wide: bool = False) -> Console:
     return Console(highlight=False, width=100_000, height=25)
 
 
+class _LazyConsole:
+    """Stands for the stdout Console and makes it on first use.
+
+    rich costs ~20 ms to import: `dump`, `thaw` and the JSON views print
+    plain lines and never pay for it.
+    """
+
+    def __init__(self, wide: bool) -> None:
+        self._wide = wide
+        self._real: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._real is None:
+            self._real = make_console(self._wide)
+        return getattr(self._real, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; Ctrl-C before a command runs (parsing, set-up) exits 130 quietly."""
     try:
@@ -91,7 +108,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = _build_parser().parse_args(argv)
     module = COMMANDS[args.command]
     # after parsing: --help and usage errors need no rich
-    console = make_console(wide=getattr(args, "wide", False))
+    console = cast("Console", _LazyConsole(wide=getattr(args, "wide", False)))
 
     from criu_model.names import printable
 

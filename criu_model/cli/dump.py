@@ -106,7 +106,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from criu_model.dumper import dump
     from criu_model.images import write
     from criu_model.names import printable
-    from criu_model.render import text as render
+    from criu_model.render.summary import dump_summary
 
     snap = dump(roots, freeze=args.freeze, page_counts=not (args.no_page_counts or
                                                            args.no_pages_old),
@@ -115,6 +115,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
     path = write(snap, target, force=args.force)
     for item in snap.inventory.skipped:
         print(printable(f"criu-model: skipped pid {item.pid}: {item.reason}"), file=sys.stderr)
-    for row in render.dump_summary(snap, str(path)).splitlines():
-        console.print(render.line(row), soft_wrap=True)
+    for row in dump_summary(snap, str(path)).splitlines():
+        print(printable(row))
     return 0
