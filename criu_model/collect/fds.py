@@ -10,12 +10,14 @@ Three things fdinfo does not show are read without touching the target:
 * the F_SETOWN owner and F_SETSIG signal, and a pipe's queued bytes: we take a
   copy of the target's fd with ``pidfd_getfd`` (Linux 5.6), which refers to the
   *same* open file description, and ask F_GETOWN_EX / F_GETSIG / FIONREAD /
-  F_GETPIPE_SZ, all read-only. Sockets are never copied: receiving a socket
-  re-charges it to the receiver's cgroup (``__receive_sock``), a write to the
-  target's state. Without ``pidfd_getfd`` (old kernel, ptrace refused) a pipe
-  read end is reopened read-only through /proc instead (a new reader of a pipe
-  that has one already is harmless); a write end never is, because a new
-  reader would change what the target's writes do.
+  F_GETPIPE_SZ, all read-only. A socket is copied only where receiving it
+  changes nothing (``__receive_sock`` re-charges it to the receiver's
+  net_cls/net_prio cgroup: see collect/sockprobe.py), and then identified
+  with read-only getsockopt/getsockname queries. Without ``pidfd_getfd``
+  (old kernel, ptrace refused) a pipe read end is reopened read-only through
+  /proc instead (a new reader of a pipe that has one already is harmless); a
+  write end never is, because a new reader would change what the target's
+  writes do.
 * a memfd's seals and the contents of deleted files and memfds: we open
   /proc/PID/fd/N read-only, a *new* open file description, so the target's
   file position is untouched. Data is never read from pipes.
@@ -41,6 +43,7 @@ from criu_model.collect import fdinfo
 from criu_model.collect.fdinfo import FdinfoText
 from criu_model.collect.locks import waiting_locks
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all, task_state
+from criu_model.collect.sockprobe import identify, receive_is_harmless
 from criu_model.errors import PTRACE_HINT, AccessDenied, CriuModelError, ProcessGone
 from criu_model.images.pb import files_pb2
 from criu_model.kernel.devnum import (
@@ -121,9 +124,6 @@ _FLUSHING_FS = frozenset({b"fuse", b"fuseblk", b"nfs", b"nfs4", b"cifs", b"smb3"
 _FUSE_SUBTYPE = b"fuse."
 
 _NOT_RESTORABLE_IO_URING = "io_uring rings and their in-flight requests cannot be restored"
-_SOCKET_OWNER_SKIPPED = (
-    "not probed: pidfd_getfd on a socket re-charges it to the dumper's cgroup (__receive_sock)"
-)
 
 
 def share_key(fd: files_pb2.Fd) -> tuple[int, int, int, int]:
@@ -493,8 +493,11 @@ class _Collector:
 
     def _probe(self, fd: files_pb2.Fd, n: int) -> None:
         if fd.kind == files_pb2.FD_SOCKET:
-            fd.unreadable.add(field="owner", reason=_SOCKET_OWNER_SKIPPED)
-            return
+            harmless, why = receive_is_harmless()
+            if not harmless:
+                fd.unreadable.add(field="owner", reason=why)
+                fd.unreadable.add(field="socket.probe", reason=why)
+                return
         if fd.flags & O_PATH:
             fd.owner_pid = 0  # fcntl(F_SETOWN) is EBADF on O_PATH fds: never an owner
             return
@@ -513,6 +516,8 @@ class _Collector:
         if copy is None:
             if is_pipe:
                 self._pipe_by_reopen(fd, n)
+            elif fd.kind == files_pb2.FD_SOCKET:
+                fd.unreadable.add(field="socket.probe", reason=self.probe.reason)
             return
         try:
             kind, pid = _OWNER_EX.unpack(fcntl.fcntl(copy, F_GETOWN_EX, bytes(_OWNER_EX.size)))
@@ -523,6 +528,12 @@ class _Collector:
                 _pipe_queue(fd.pipe, copy)
         except OSError as err:
             fd.unreadable.add(field="owner", reason=f"fcntl: {os.strerror(err.errno)}")
+        try:
+            if fd.kind == files_pb2.FD_SOCKET:
+                fd.socket.probe.CopyFrom(identify(copy))
+        except OSError as err:
+            fd.unreadable.add(field="socket.probe",
+                              reason=f"getsockopt: {os.strerror(err.errno)}")
         finally:
             os.close(copy)
 

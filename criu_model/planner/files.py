@@ -16,6 +16,7 @@ so no child inherits (and has to close) it.
 from __future__ import annotations
 
 import os
+import socket
 import stat
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -68,6 +69,53 @@ def node_recipe(fd: files_pb2.Fd) -> dict[str, Any]:
     if f.HasField("link_target"):
         recipe["target"] = f.link_target.decode(errors="replace")
     return recipe
+
+
+_TCP_CLOSE = 7
+_PROBED_FAMILIES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6",
+                    socket.AF_NETLINK: "netlink"}
+_ANY_ADDRESS = ("", "0.0.0.0", "::")
+
+
+def unplannable_probe(fd: files_pb2.Fd) -> str:
+    """Why a socket sock_diag did not report cannot be recreated ("" when it can).
+
+    Identified by getsockopt (collect/sockprobe.py): unbound or unconnected
+    TCP, UDP, ICMP ping, raw and netlink sockets are recreated from the probe.
+    """
+    if not fd.socket.HasField("probe"):
+        reasons = [u.reason for u in fd.unreadable if u.field in ("socket", "socket.probe")]
+        return "; ".join(reasons) or "it was not identified"
+    probe = fd.socket.probe
+    if probe.domain not in _PROBED_FAMILIES:
+        try:
+            family = socket.AddressFamily(probe.domain).name
+        except ValueError:
+            family = f"family {probe.domain}"
+        return f"a {family} socket (type {probe.type}), which is recreated only from sock_diag"
+    if probe.listening or (probe.HasField("tcp_state") and probe.tcp_state != _TCP_CLOSE):
+        return f"a TCP socket in state {probe.tcp_state} that sock_diag should have listed"
+    return ""
+
+
+def probe_recipe(probe: files_pb2.SocketProbe, args: dict[str, Any]) -> str:
+    """Step arguments and reason for a socket recreated from its getsockopt probe."""
+    args.update(family=_PROBED_FAMILIES[probe.domain], type=probe.type,
+                protocol=probe.protocol, options=dict(sorted(probe.options.items())))
+    steps = [f"socket({_PROBED_FAMILIES[probe.domain]}, type {probe.type}, protocol "
+             f"{probe.protocol})", "setsockopt the recorded options"]
+    if probe.bound_device:
+        args["bound_device"] = probe.bound_device
+        steps.append(f"SO_BINDTODEVICE {probe.bound_device}")
+    raw = probe.type == socket.SOCK_RAW and probe.domain != socket.AF_NETLINK
+    port = 0 if raw else probe.sport   # a raw socket's "port" is its protocol
+    if port or probe.src not in (*_ANY_ADDRESS, "groups 0"):
+        args.update(src=probe.src, sport=port)
+        steps.append("bind")
+    if probe.dst and probe.dst not in _ANY_ADDRESS:
+        args.update(dst=probe.dst, dport=probe.dport)
+        steps.append("connect")
+    return ", ".join(steps) + " (not in sock_diag: identified by getsockopt)"
 
 
 def file_key(pid: int, fd: files_pb2.Fd) -> int:
@@ -201,6 +249,13 @@ class FilePlan:
             self.plan.problem(Severity.BLOCKER, "unrestorable-fd",
                               f"fd {fd.fd} of pid {pid} is {fd_kind_name(fd.kind)}: {reason}",
                               fix="close it before dumping", **where)
+        elif state == "socket" and fd.socket.inode not in self.snap.sockets_by_inode \
+                and (why := unplannable_probe(fd)):
+            self.plan.problem(Severity.BLOCKER, "socket-unidentified",
+                              f"fd {fd.fd} of pid {pid} is socket {fd.socket.inode}, which "
+                              f"sock_diag did not report: {why}",
+                              fix="close it before dumping, or dump where it can be probed",
+                              **where)
         elif state == "nsfs" and self._ns_holder(fd) is None:
             self.plan.problem(Severity.BLOCKER, "nsfs-no-holder",
                               f"fd {fd.fd} of pid {pid} holds {fd.nsfs.type} namespace "
@@ -322,6 +377,8 @@ class FilePlan:
             sock = self.snap.sockets_by_inode.get(fd.socket.inode)
             if sock is not None:
                 action, reason = self._socket(sock, args)
+            elif fd.socket.HasField("probe") and not unplannable_probe(fd):
+                reason = probe_recipe(fd.socket.probe, args)
         elif state == "epoll":
             reason = "epoll_create1; targets are added once they exist"
         elif state == "nsfs":

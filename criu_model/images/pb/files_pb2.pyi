@@ -176,10 +176,49 @@ class Pipe(_message.Message):
     def __init__(self, pipe_ino: _Optional[int] = ..., read_end: _Optional[bool] = ..., write_end: _Optional[bool] = ..., queued_bytes: _Optional[int] = ..., pipe_size: _Optional[int] = ...) -> None: ...
 
 class SocketRef(_message.Message):
-    __slots__ = ("inode",)
+    __slots__ = ("inode", "probe")
     INODE_FIELD_NUMBER: _ClassVar[int]
+    PROBE_FIELD_NUMBER: _ClassVar[int]
     inode: int
-    def __init__(self, inode: _Optional[int] = ...) -> None: ...
+    probe: SocketProbe
+    def __init__(self, inode: _Optional[int] = ..., probe: _Optional[_Union[SocketProbe, _Mapping]] = ...) -> None: ...
+
+class SocketProbe(_message.Message):
+    __slots__ = ("domain", "type", "protocol", "listening", "tcp_state", "src", "sport", "dst", "dport", "bound_device", "options", "rqueue", "wqueue")
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    LISTENING_FIELD_NUMBER: _ClassVar[int]
+    TCP_STATE_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    SPORT_FIELD_NUMBER: _ClassVar[int]
+    DST_FIELD_NUMBER: _ClassVar[int]
+    DPORT_FIELD_NUMBER: _ClassVar[int]
+    BOUND_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    RQUEUE_FIELD_NUMBER: _ClassVar[int]
+    WQUEUE_FIELD_NUMBER: _ClassVar[int]
+    domain: int
+    type: int
+    protocol: int
+    listening: bool
+    tcp_state: int
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    bound_device: str
+    options: _containers.ScalarMap[str, int]
+    rqueue: int
+    wqueue: int
+    def __init__(self, domain: _Optional[int] = ..., type: _Optional[int] = ..., protocol: _Optional[int] = ..., listening: _Optional[bool] = ..., tcp_state: _Optional[int] = ..., src: _Optional[str] = ..., sport: _Optional[int] = ..., dst: _Optional[str] = ..., dport: _Optional[int] = ..., bound_device: _Optional[str] = ..., options: _Optional[_Mapping[str, int]] = ..., rqueue: _Optional[int] = ..., wqueue: _Optional[int] = ...) -> None: ...
 
 class Eventfd(_message.Message):
     __slots__ = ("count", "semaphore", "id")
