@@ -769,3 +769,30 @@ def test_volatile_set_names_real_fields() -> None:
     pool = descriptor_pool.Default()
     for message, name in VOLATILE:
         assert name in pool.FindMessageTypeByName(message).fields_by_name, (message, name)
+
+
+def test_shared_file_change_is_one_change_with_its_holders() -> None:
+    """fd 0 (/dev/null, file 1) is one description held by 100 and 101."""
+    a = _snap()
+    b = _copy(a)
+    for table in b.fds:
+        table.fds[0].pos = 5                 # the shared offset moved: seen in both
+    ch = _only(diff(a, b))
+    assert (ch.op, ch.field, ch.before, ch.after) == ("changed", "pos", 0, 5)
+    assert ch.holders == ((100, 0), (101, 0)) and ch.pids == (100, 101)
+    assert (ch.pid, ch.fd, ch.key) == (100, 0, "/dev/null")
+    assert diff(a, b, pids={101}).changes == [ch]  # a holder's --pid keeps it
+    b.fds[1].fds[0].flags = os.O_CLOEXEC     # per-fd: only 101's copy differs there
+    got = sorted((c.pid, c.field, c.holders) for c in diff(a, b).changes)
+    assert got == [(100, "pos", ((100, 0), (101, 0))), (101, "flags", ())]
+
+
+def test_pid_filter_keeps_processes_born_under_it() -> None:
+    a = _snap()
+    b = _copy(a)
+    b.processes.append(_proc(102, ppid=101))
+    b.processes.append(_proc(103, ppid=102))
+    b.processes.append(_proc(104, ppid=1))
+    added = {c.pid for c in diff(a, b, pids={100}).changes if c.op == "added"}
+    assert added == {102, 103}
+    assert {c.pid for c in diff(a, b, pids={102}).changes} == {102, 103}

@@ -39,11 +39,35 @@ def diff(a: Snapshot, b: Snapshot, *, include_volatile: bool = False,
     """Every difference between snapshots `a` (before) and `b` (after).
 
     `include_volatile` also compares the VOLATILE fields. `pids` keeps the
-    changes involving those processes; `only` keeps the changes in those
-    areas (AREAS, e.g. "tree,fds"). Raises UsageError for an unknown area.
+    changes involving those processes and the processes added (or removed)
+    anywhere under them; `only` keeps the changes in those areas (AREAS, e.g.
+    "tree,fds"). Raises UsageError for an unknown area.
     """
     areas = parse_areas(only) if only is not None else None
     result = Differ(a, b, include_volatile).run()
     if pids is not None or areas is not None:
-        result = result.filter(pids=None if pids is None else set(pids), only=areas)
+        keep = None if pids is None else _with_born(result, a, b, set(pids))
+        result = result.filter(pids=keep, only=areas)
     return result
+
+
+def _subtree(snap: Snapshot, roots: set[int]) -> set[int]:
+    kids = snap.children()
+    out: set[int] = set()
+    todo = [p for p in roots if p in snap.by_pid]
+    while todo:
+        pid = todo.pop()
+        if pid not in out:
+            out.add(pid)
+            todo.extend(kids.get(pid, ()))
+    return out
+
+
+def _with_born(result: Diff, a: Snapshot, b: Snapshot, pids: set[int]) -> set[int]:
+    """`pids` and the processes added under them (in B's tree, at any depth, through
+    children that already existed) or removed from under them (in A's)."""
+    whole = {(ch.op, ch.pid) for ch in result.changes
+             if ch.what == "process" and ch.field is None and ch.pid is not None}
+    born = {pid for pid in _subtree(b, pids) if ("added", pid) in whole}
+    gone = {pid for pid in _subtree(a, pids) if ("removed", pid) in whole}
+    return pids | born | gone

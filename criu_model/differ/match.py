@@ -27,6 +27,7 @@ from criu_model.differ.partition import file_sharing, task_sharing
 from criu_model.differ.result import Change, Diff, Missing, order_key
 from criu_model.differ.summaries import (
     fd_summary,
+    fd_target,
     mount_summary,
     process_summary,
     socket_label,
@@ -378,6 +379,13 @@ def _file_ids(snap: Snapshot) -> dict[tuple[int, int], int]:
     return {(t.pid, fd.fd): fd.file_id for t in snap.fds for fd in t.fds if fd.file_id}
 
 
+def _fd_key(snap: Snapshot, where: tuple[int, int]) -> str | None:
+    """What a shared file is, for the one change that stands for all its holders."""
+    table = snap.fds_by_pid.get(where[0])
+    fd = next((f for f in table.fds if f.fd == where[1]), None) if table else None
+    return fd_target(fd) if fd is not None else None
+
+
 def _merge_shared(changes: list[Change], a: Snapshot, b: Snapshot, no_ids: set[int]
                   ) -> list[Change]:
     """One change for the same change of one open file in several processes.
@@ -411,7 +419,8 @@ def _merge_shared(changes: list[Change], a: Snapshot, b: Snapshot, no_ids: set[i
             holders = tuple(sorted((c.pid, c.fd) for c in group
                                    if c.pid is not None and c.fd is not None))
             out.append(replace(ch, pid=holders[0][0], fd=holders[0][1],
-                               pids=tuple(sorted({p for p, _ in holders})), holders=holders))
+                               pids=tuple(sorted({p for p, _ in holders})), holders=holders,
+                               key=_fd_key(a if ch.op == "removed" else b, holders[0])))
     return out
 
 

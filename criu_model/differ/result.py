@@ -130,37 +130,13 @@ class Diff:
 
     def filter(self, *, pids: Collection[int] | None = None,
                only: Iterable[str] | None = None) -> Diff:
-        """Keep the changes involving `pids` (and the processes added or removed under
-        them, at any depth) and in the `only` areas."""
+        """Keep the changes involving `pids` and in the `only` areas."""
         areas = parse_areas(only) if only is not None else None
-        if pids is not None:
-            pids = self._with_descendants(set(pids))
         keep = [ch for ch in self.changes
                 if (pids is None or ch.involves(pids)) and (areas is None or ch.area in areas)]
         missing = [m for m in self.missing
                    if areas is None or m.what != "memory" or "memory" in areas]
         return Diff(keep, missing, self.versions, self.include_volatile)
-
-
-    def _with_descendants(self, pids: set[int]) -> set[int]:
-        """`pids` and every process added or removed whose parent chain reaches them
-        (a child forked since A, its own children...)."""
-        born: dict[int, int] = {}
-        for ch in self.changes:
-            if ch.what == "process" and ch.field is None and ch.op in ("added", "removed"):
-                summary = ch.after if ch.op == "added" else ch.before
-                if isinstance(summary, dict) and ch.pid is not None \
-                        and isinstance(summary.get("ppid"), int):
-                    born[ch.pid] = summary["ppid"]
-        out = set(pids)
-        grew = True
-        while grew:
-            grew = False
-            for pid, ppid in born.items():
-                if ppid in out and pid not in out:
-                    out.add(pid)
-                    grew = True
-        return out
 
 
 def is_page_change(ch: Change) -> bool:

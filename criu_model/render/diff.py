@@ -25,7 +25,8 @@ JSON contract (`criu-model diff --json`), one object::
         "pid":   int or null             # owning process; lowest involved pid otherwise
         # where relevant:
         "fd": int, "tid": int, "start": int (VMA start address),
-        "key": str (socket "INODE LABEL", mount "mnt:NS ID POINT", sharing object),
+        "key": str (socket "INODE LABEL", mount "mnt:NS ID POINT", sharing object;
+               the file's target for an fd change with "holders"),
         "pids": [int] (all processes involved: socket holders, sharers, ns members),
         "holders": [{"pid", "fd"}] (an fd change that is the same change of one open
                    file in several processes, given once: every holder; "pid"/"fd"
@@ -140,7 +141,8 @@ def _before_after(ch: Change) -> str:
 def _subject(ch: Change) -> str:
     """What the change is about, inside its process group."""
     if ch.what == "fd" and ch.holders:
-        return "open file held by " + " ".join(f"{pid}:{fd}" for pid, fd in ch.holders)
+        what = f"open file {ch.key}" if ch.key else "open file"
+        return f"{what} held by " + " ".join(f"{pid}:{fd}" for pid, fd in ch.holders)
     if ch.what == "fd":
         return f"fd {ch.fd}"
     if ch.what == "vma":
