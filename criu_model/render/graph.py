@@ -35,6 +35,7 @@ in plain labels too).
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ _FONT = "Helvetica"
 _SESSION_COLOURS = ("#eef4fb", "#f3f8ec", "#fbf3e8", "#f5eefa", "#eaf7f6", "#fbeef0")
 _PIPE_COLOUR = "#1f5fbf"
 _SOCKET_COLOUR = "#8e3fbf"
-_FILE_COLOUR = "#777777"
+_FILE_COLOUR = "#808080"
 _ZOMBIE = 'style="rounded,filled,dashed", fillcolor="#e0e0e0", fontcolor="#555555"'
 # Diff status -> (fill, border, extra style)
 _STATUS_STYLE = {
@@ -221,16 +222,47 @@ def _emit_clusters(clusters: list[_Cluster]) -> Iterator[str]:
         yield "  }"
 
 
-def _header(title: str | None, rankdir: str) -> list[str]:
-    out = ["digraph criu_model {",
+def _header(rankdir: str) -> list[str]:
+    return ["digraph criu_model {",
            f'  graph [rankdir={rankdir}, fontname="{_FONT}", fontsize=11, nodesep=0.12, '
            'ranksep=0.35, newrank=true, compound=true, outputorder=edgesfirst];',
            f'  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="{_FONT}", '
            'fontsize=10, margin="0.08,0.03", height=0.3];',
            f'  edge [fontname="{_FONT}", fontsize=8, arrowsize=0.6];']
-    if title:
-        out.append(f'  label="{dot_text(title, limit=120)}"; labelloc=t;')
-    return out
+
+
+@dataclass(frozen=True)
+class _Key:
+    """One legend entry: our own text (not data), its colours."""
+
+    text: str
+    colour: str = "#000000"
+    fill: str | None = None     # a box, as the nodes it explains
+    border: str | None = None
+
+
+def _title(title: str, keys: Iterable[_Key]) -> str:
+    """The graph label: the title, and below it a one-line legend of what is drawn.
+
+    An HTML-like label (coloured runs and boxes in one line, instead of a legend
+    cluster as big as a small tree): the title, the only data in it, is
+    HTML-escaped after names.printable.
+    """
+    cells = []
+    for key in keys:
+        if key.fill is not None:
+            cells.append(f'<TD BGCOLOR="{key.fill}" COLOR="{key.border}" BORDER="1" '
+                         f'STYLE="rounded">{html.escape(key.text)}</TD>')
+        else:
+            cells.append(f'<TD><FONT COLOR="{key.colour}">{html.escape(key.text)}</FONT></TD>')
+    legend = (f'<TR><TD><FONT POINT-SIZE="8"><TABLE BORDER="0" CELLSPACING="6" '
+              f'CELLPADDING="2"><TR>{"".join(cells)}</TR></TABLE></FONT></TD></TR>'
+              if cells else "")
+    shown = printable(title)
+    if len(shown) > 120:
+        shown = shown[:119] + "…"
+    return (f'  label=<<TABLE BORDER="0" CELLSPACING="0"><TR><TD>{html.escape(shown)}</TD></TR>'
+            f'{legend}</TABLE>>; labelloc=t; fontsize=11;')
 
 
 # --------------------------------------------------------------- what is shared
@@ -288,6 +320,7 @@ class _SharedEdges:
         self.max_edges = max(1, max_edges)
         self.nodes: list[str] = []
         self.edges: list[str] = []
+        self.kinds: set[str] = set()    # "pipe", "socket", "file": what the legend explains
 
     def build(self) -> tuple[list[str], list[str]]:
         snap = self.snap
@@ -320,6 +353,7 @@ class _SharedEdges:
             self._pipe(*pipes[ino])
         for file_id in sorted(files):
             if len(files[file_id].holders) > 1:
+                self.kinds.add("file")
                 self._note(files[file_id], _FILE_COLOUR, "dotted", directed=None)
         self._connections()
         return self.nodes, self.edges
@@ -336,6 +370,7 @@ class _SharedEdges:
                 tip = dot_text(f"pipe: pid {w} "
                                f"{_fds_text(writers.holders[w])} writes, pid {r} "
                                f"{_fds_text(readers.holders[r])} reads")
+                self.kinds.add("pipe")
                 self.edges.append(
                     f'p{w} -> p{r} [id="{writers.key}_{w}_{r}", color="{_PIPE_COLOUR}", '
                     f'penwidth=1.6, constraint=false, tooltip="{tip}"];')
@@ -348,6 +383,7 @@ class _SharedEdges:
         note.label.append(f"{len(writers.holders)} writing, {len(readers.holders)} reading here")
         roles = {p: ("w" if p in writers.holders else "") + ("r" if p in readers.holders else "")
                  for p in pids}
+        self.kinds.add("pipe")
         self._note(note, _PIPE_COLOUR, "solid", directed=roles)
 
     def _note(self, holding: _Holding, colour: str, style: str,
@@ -421,32 +457,20 @@ class _SharedEdges:
             for a, b in ends[:self.max_edges]:
                 tip = dot_text(f"{what}: socket:[{sock.inode}] of pid {a}, "
                                f"socket:[{peer}] of pid {b}")
+                self.kinds.add("socket")
                 self.edges.append(
                     f'p{a} -> p{b} [id="sock_{pair[0]}_{pair[1]}_{a}_{b}", dir=none, '
                     f'style=dashed, color="{_SOCKET_COLOUR}", penwidth=1.4, '
                     f'constraint=false, tooltip="{tip}"];')
 
 
-def _legend(rows: list[tuple[str, str]]) -> list[str]:
-    """A legend cluster: (escaped label, node attributes) per entry."""
-    out = ["  subgraph cluster_legend {",
-           '    label="legend"; style="rounded"; color="#bbbbbb"; fontsize=9; labeljust=l;']
-    for index, (text, attrs) in enumerate(rows):
-        out.append(f'    legend_{index} [label="{text}", {attrs}, fontsize=8, height=0.2];')
-    for index in range(len(rows) - 1):
-        out.append(f"    legend_{index} -> legend_{index + 1} [style=invis];")
-    out.append("  }")
-    return out
-
-
-_EDGE_LEGEND = [
-    ("parent → child", 'shape=plaintext, style=""'),
-    ("pipe: writer → reader", f'shape=plaintext, style="", fontcolor="{_PIPE_COLOUR}"'),
-    ("socket pair: - - -", f'shape=plaintext, style="", fontcolor="{_SOCKET_COLOUR}"'),
-    ("shared open file: note ··· holders",
-     f'shape=plaintext, style="", fontcolor="{_FILE_COLOUR}"'),
-    ("zombie", _ZOMBIE),
-]
+_TREE_KEY = _Key("→ parent to child")
+_KEYS = {
+    "pipe": _Key("→ pipe, writer to reader", _PIPE_COLOUR),
+    "socket": _Key("- - connected sockets", _SOCKET_COLOUR),
+    "file": _Key("··· open file shared (note: what, held by)", _FILE_COLOUR),
+}
+_ZOMBIE_KEY = _Key("zombie", "#555555", "#e0e0e0", "#000000")
 
 
 # --------------------------------------------------------------------- pictures
@@ -465,7 +489,7 @@ def graph_dot(snap: Snapshot, *, max_edges: int = MAX_EDGES, shared: bool = True
         title = f"{len(snap.processes)} processes, {snap.thread_count} threads"
         if inv.hostname:
             title = f"{printable(inv.hostname)}: {title}"
-    lines = _header(title, rankdir)
+    lines = _header(rankdir)
     nodes = []
     for proc in snap.processes:
         style = f", {_ZOMBIE}" if proc.state == "Z" else ""
@@ -474,12 +498,16 @@ def graph_dot(snap: Snapshot, *, max_edges: int = MAX_EDGES, shared: bool = True
                            f'p{proc.pid} [id="p{proc.pid}", label={_label(*_process_lines(proc))}'
                            f', tooltip="{_tooltip(proc)}"{style}];'))
     lines.extend(_layout(nodes))
+    keys = [_TREE_KEY]
     if shared:
-        extra_nodes, edges = _SharedEdges(snap, max_edges).build()
+        drawer = _SharedEdges(snap, max_edges)
+        extra_nodes, edges = drawer.build()
         lines.extend("  " + n for n in extra_nodes)
         lines.extend("  " + e for e in edges)
-    if legend:
-        lines.extend(_legend(_EDGE_LEGEND if shared else _EDGE_LEGEND[:1] + _EDGE_LEGEND[-1:]))
+        keys.extend(key for kind, key in _KEYS.items() if kind in drawer.kinds)
+    if any(p.state == "Z" for p in snap.processes):
+        keys.append(_ZOMBIE_KEY)
+    lines.append(_title(title, keys if legend else ()))
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -586,7 +614,7 @@ def diff_graph_dot(old: Snapshot, new: Snapshot, result: Diff, *, max_changes: i
     if title is None:
         title = (f"diff: {counts['added']} added, {counts['removed']} removed, "
                  f"{counts['changed']} changed of {len(drawn)} processes")
-    lines = _header(title, rankdir)
+    lines = _header(rankdir)
     nodes = []
     for proc, node_id, parent, state in drawn:
         fill, border, extra = _STATUS_STYLE[state]
@@ -610,10 +638,8 @@ def diff_graph_dot(old: Snapshot, new: Snapshot, result: Diff, *, max_changes: i
                            f'penwidth={1.0 if state == "unchanged" else 1.8}'
                            f'{_GREY_TEXT if zombie else ""}];', edge))
     lines.extend(_layout(nodes))
-    lines.extend(_legend([
-        (f"{name} ({counts[name]})",
-         f'style="rounded,filled{extra}", fillcolor="{fill}", color="{border}"')
-        for name, (fill, border, extra) in _STATUS_STYLE.items()]))
+    lines.append(_title(title, [_Key(f"{name} ({counts[name]})", "#000000", fill, border)
+                                for name, (fill, border, _extra) in _STATUS_STYLE.items()]))
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -306,7 +306,19 @@ def test_dot_pipe_socketpair_and_shared_file(dumped: Dumped) -> None:
 @needs_root
 def test_dot_without_shared_draws_only_the_tree(dumped: Dumped) -> None:
     dot = graph_dot(dumped.snap, shared=False)
-    assert all('id="tree_' in e or e.startswith("legend_") for e in _edges(dot))
+    assert all('id="tree_' in e for e in _edges(dot))
+    assert "parent to child" in dot and "zombie</TD>" in dot
+    assert "writer to reader" not in dot and "connected sockets" not in dot
+
+
+@needs_root
+def test_legend_names_what_is_drawn(dumped: Dumped) -> None:
+    label = graph_dot(dumped.snap).splitlines()[-2]
+    assert label.startswith("  label=<")
+    for key in ("parent to child", "writer to reader", "connected sockets",
+                "open file shared", "zombie"):
+        assert key in label
+    assert "parent to child" not in graph_dot(dumped.snap, legend=False).splitlines()[-2]
 
 
 def test_dot_text_escapes_for_dot_and_terminal() -> None:
@@ -340,6 +352,9 @@ def test_svg_names_every_pid_and_shows_hostile_names_literally(dumped: Dumped) -
     assert any(printable(HOSTILE_FILE) in t for t in texts), texts
     ids = {g.get("id") for g in svg.iter(f"{SVG}g")}
     assert {f"p{pid}" for pid in dumped.pids.values()} <= ids
+    # The title is an HTML-like label: escaped for that too.
+    title = '<B>&amp;"x"\n\x1b'
+    assert printable(title) in _texts(_svg(graph_dot(dumped.snap, title=title)))
     assert any(i and i.startswith("pipe_") for i in ids)
     clusters = [g for g in svg.iter(f"{SVG}g") if g.get("class") == "cluster"]
     titles = {g.findtext(f"{SVG}title") for g in clusters}
@@ -419,7 +434,7 @@ def test_diff_picture_colours_added_removed_changed(tmp_path: Path) -> None:
     # The removed process stays under its old parent; the added one under its new one.
     assert f'p{pids["sess"]} -> p{pids["leaf"]} ' in dot
     assert f'p{pids["root"]} -> p{built.pids["late"]} ' in dot
-    assert "subgraph cluster_legend" in dot
+    assert "cluster_legend" not in dot   # the legend is a line of the graph label
     for name in ("added (1)", "removed (1)", "changed (", "unchanged ("):
         assert name in dot
     svg = _svg(dot)
