@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING
 
 from criu_model import __version__
 from criu_model.argtypes import parse_pid
 from criu_model.collect.fds import DEFAULT_GHOST_LIMIT, GhostStore, collect_fds
-from criu_model.collect.locks import read_proc_locks, waiting_locks
+from criu_model.collect.locks import may_wait_for_locks, read_proc_locks, waiting_locks
 from criu_model.collect.maps import LineCache
 from criu_model.collect.memory import FileIds, collect_memory
 from criu_model.collect.mountinfo import collect_mountinfo
@@ -59,7 +58,6 @@ if TYPE_CHECKING:
     from criu_model.progress import Report
 
 HOLD_ENV = "CRIU_MODEL_TEST_HOLD_FROZEN"
-T = TypeVar("T")
 
 
 @dataclass
@@ -70,30 +68,6 @@ class _Collected:
     ghosts: list[files_pb2.GhostFile]
     sockets: SocketDump
     skipped: list[tuple[int, str]]
-
-
-class _Background(Generic[T]):
-    """One call on a thread of its own; ``result()`` joins it and re-raises its error."""
-
-    def __init__(self, fn: Callable[..., T], *args: object) -> None:
-        self._fn, self._args = fn, args
-        self._value: T | None = None
-        self._error: Exception | None = None
-        self._thread = threading.Thread(target=self._run, name=f"criu-model {fn.__name__}",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._fn(*self._args)
-        except Exception as err:  # noqa: BLE001 - re-raised by result() in the caller
-            self._error = err
-
-    def result(self) -> T:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]
 
 
 def _boot_time_ns(proc_root: str) -> int:
@@ -406,13 +380,12 @@ def _dump(roots: list[int], method: FreezeMethod, page_counts: bool, ghost_limit
           proc_root: str, capture: PageCapture | None, started_wall: int,
           started: int) -> Snapshot:
     for attempt in range(_MAX_FREEZE_ROUNDS):
-        # The lock requests the tree waits on are read before the freeze: stopping a
-        # thread interrupts its wait, which takes its request off /proc/locks. The
-        # read can sleep for an RCU grace period (~10 ms seen here, even when the
-        # file is empty), so it runs on a thread while the tree is discovered.
-        locks_reader = _Background(read_proc_locks, proc_root)
         pids = discover(roots, proc_root)
-        proc_locks = locks_reader.result()
+        # The lock requests the tree waits on are read before the freeze: stopping a
+        # thread interrupts its wait, which takes its request off /proc/locks. That
+        # read costs an RCU grace period (6-20 ms), so only when a thread may wait.
+        proc_locks = (read_proc_locks(proc_root) if may_wait_for_locks(pids, proc_root)
+                      else [])
         with frozen(pids, method, proc_root) as report:
             now = discover(roots, proc_root)
             if set(now) - set(pids) and attempt + 1 < _MAX_FREEZE_ROUNDS:

@@ -164,3 +164,49 @@ def test_dump_records_a_blocked_lock_request(tmp_path: Path) -> None:
         for pid in (waiter, holder):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+
+
+@needs_root
+def test_lock_wait_probe_sees_flock_and_fcntl_waiters(tmp_path: Path) -> None:
+    """/proc/locks is read only when /proc/TID/syscall shows a thread in a blocking lock call."""
+    import fcntl
+    import signal
+    import time
+
+    from criu_model.collect.locks import may_wait_for_locks
+
+    path = tmp_path / "lockfile"
+    path.write_bytes(b"x" * 64)
+    ready_r, ready_w = os.pipe()
+    holder = os.fork()
+    if holder == 0:
+        fd = os.open(path, os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.lockf(os.open(path, os.O_RDWR), fcntl.LOCK_EX, 1, 0)
+        os.write(ready_w, b"h")
+        signal.pause()
+        os._exit(0)
+    assert os.read(ready_r, 1) == b"h"
+    waiters = []
+    for how in ("flock", "lockf"):
+        pid = os.fork()
+        if pid == 0:
+            fd = os.open(path, os.O_RDWR)
+            if how == "flock":
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)
+            os._exit(0)
+        waiters.append(pid)
+    try:
+        assert not may_wait_for_locks([holder])  # in pause(): no lock wait
+        for pid in waiters:
+            deadline = time.monotonic() + 5
+            while not may_wait_for_locks([pid]):
+                assert time.monotonic() < deadline, f"waiter {pid} was never seen waiting"
+                time.sleep(0.01)
+        assert not may_wait_for_locks([unused_pid()])  # gone: nothing waits
+    finally:
+        for pid in (*waiters, holder):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
