@@ -329,6 +329,11 @@ class Conductor:
             wire.update(self._socket(step))
         if index in getattr(self, "_unlink_at", ()):
             wire["unlink"] = True
+        if step.action is Action.OPEN and a.get("kind") in ("pipe", "fifo"):
+            # F_GETPIPE_SZ of the dump: the planner's open step does not carry it
+            fd = self.files.get(int(a.get("file", 0)))
+            if fd is not None and fd.HasField("pipe") and fd.pipe.HasField("pipe_size"):
+                wire["pipe_size"] = fd.pipe.pipe_size
         if step.action in (Action.PIPE, Action.SOCKETPAIR):
             wire["ends"] = [self._end(int(k)) for k in a["files"]]
         self._queue(index, step, wire)
@@ -447,6 +452,8 @@ class Conductor:
         if fd is None:
             return {"flags": 0, "read_end": True, "type": socket.SOCK_STREAM}
         out: dict[str, Any] = {"flags": fd.flags, "read_end": fd.pipe.read_end}
+        if fd.HasField("pipe") and fd.pipe.HasField("pipe_size"):
+            out["pipe_size"] = fd.pipe.pipe_size
         if fd.HasField("socket"):
             sock = self.snap.sockets_by_inode.get(fd.socket.inode)
             out["type"] = sock.type if sock is not None and sock.type else socket.SOCK_STREAM

@@ -133,6 +133,7 @@ class Judge:
         self._fds()
         self._groups("shared_file", self._file_group, "fds sharing one open file description")
         self._groups("pipe", self._pipe_group, "ends of one pipe")
+        self._pipe_buffers()
         self._groups("socketpair", self._pair_group, "connected unix sockets")
         self._namespaces()
         self._memory()
@@ -364,6 +365,53 @@ class Judge:
                 self.entries.append(Entry(kind, ident, MISMATCHED, [
                     {"field": "holders", "expected": expected_text, "actual": actual_text}],
                     reason=f"{what}: the sandbox groups them differently"))
+
+    def _pipe_buffers(self) -> None:
+        """Per pipe or FIFO: its capacity (set with F_SETPIPE_SZ as dumped) and its queue.
+
+        The dump records how many bytes were queued (FIONREAD), not the bytes: a pipe
+        that held some cannot be refilled, and says so; an empty one must be empty here.
+        """
+        pipes: dict[int, list[tuple[int, files_pb2.Fd]]] = defaultdict(list)
+        for table in self.snap.fds:
+            proc = self.snap.by_pid.get(table.pid)
+            if proc is None or proc.state == "Z":
+                continue
+            for fd in table.fds:
+                if fd.WhichOneof("state") == "pipe" and fd.pipe.pipe_ino:
+                    pipes[fd.pipe.pipe_ino].append((table.pid, fd))
+        for holders in pipes.values():
+            ident = _holders({(pid, fd.fd) for pid, fd in holders})
+            rehearsed = [(pid, fd) for pid, fd in holders
+                         if (pid, fd.fd) not in self.ex.missing_fds
+                         and pid not in self.ex.missing_procs]
+            if not rehearsed:
+                self.entries.append(Entry("pipe_buffer", ident, NOT_REHEARSED,
+                                          reason="none of its fds was rehearsed"))
+                continue
+            pid, want = rehearsed[0]
+            got = self._box_fds(pid).get(want.fd)
+            if got is None or got.WhichOneof("state") != "pipe":
+                self.entries.append(Entry("pipe_buffer", ident, MISMATCHED, [
+                    {"field": "pipe", "expected": f"{pid}:{want.fd}", "actual": None}],
+                    reason="its fd is not a pipe in the sandbox"))
+                continue
+            pairs: list[tuple[str, Any, Any]] = []
+            if want.pipe.HasField("pipe_size"):
+                pairs.append(("pipe_size", want.pipe.pipe_size, got.pipe.pipe_size
+                              if got.pipe.HasField("pipe_size") else None))
+            queued = next((fd.pipe.queued_bytes for _p, fd in holders
+                           if fd.pipe.HasField("queued_bytes")), None)
+            here = got.pipe.queued_bytes if got.pipe.HasField("queued_bytes") else None
+            if queued == 0:
+                pairs.append(("queued_bytes", 0, here))
+            entry = _entry("pipe_buffer", ident, pairs)
+            if entry.status == MATCHED and queued != 0:
+                entry = Entry("pipe_buffer", ident, NOT_REHEARSED, reason=(
+                    f"queued bytes are not captured ({queued} bytes were queued at the "
+                    "dump; the dump records their count, not their contents)"
+                    if queued else "its queued bytes were not readable at the dump"))
+            self.entries.append(entry)
 
     # ------------------------------------------------------------ namespaces
 

@@ -37,6 +37,7 @@ from criu_model.kernel.libc import syscall_number
 from criu_model.restore.memory import run_job  # once in the init, not in each clone
 
 F_ADD_SEALS, F_SEAL_SEAL = 1033, 0x1
+F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032   # Linux 2.6.35
 TCP_REPAIR = 19
 O_TMPFILE_BIT = 0o20000000
 SERVICE_FD_BASE = 1 << 20      # planner/files.py: the planner's service fds start here
@@ -156,6 +157,13 @@ def clone_thread(flags: int, set_tid: list[int]) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"clone3 (thread): {os.strerror(err)}")
     return int(ret)
+
+
+def set_pipe_size(fd: int, size: int) -> None:
+    """The dumped capacity (F_GETPIPE_SZ); as root the pipe-max-size limit does not bind."""
+    import fcntl
+    if fcntl.fcntl(fd, F_GETPIPE_SZ) != size:
+        fcntl.fcntl(fd, F_SETPIPE_SZ, size)
 
 
 def set_pdeathsig(sig: int) -> None:
@@ -323,6 +331,8 @@ class Worker:
             raise OSError(errno.ENOSYS, f"open of kind {kind} is not rehearsed")
         if kind in ("memfd", "signalfd", "timerfd", "pidfd", "epoll", "socket"):
             self.set_status_flags(tmp, flags)
+        if kind in ("pipe", "fifo") and a.get("pipe_size"):
+            set_pipe_size(tmp, int(a["pipe_size"]))
         self.place(tmp, int(a["fd"]), flags)
 
     @staticmethod
@@ -436,6 +446,9 @@ class Worker:
         ends = a["ends"]          # [{"flags", "read_end"?, "type"?}] in files order
         if kind == "pipe":
             r, w = os.pipe()
+            size = next((int(e["pipe_size"]) for e in ends if e.get("pipe_size")), 0)
+            if size:
+                set_pipe_size(r, size)
             made = [r if e["read_end"] else w for e in ends]
         else:
             sa, sb = socket.socketpair(socket.AF_UNIX, int(ends[0].get("type", 1)))
