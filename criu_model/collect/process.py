@@ -14,7 +14,7 @@ ProcessGone rather than producing a half-empty record).
 from __future__ import annotations
 
 import errno
-import platform
+import os
 
 from criu_model.collect.cgroup import CgroupParseError, parse_cgroup
 from criu_model.collect.limits import LimitsParseError, parse_limits
@@ -166,7 +166,7 @@ def _awaited(tdir: ProcDir, mem: MemReader) -> int:
         call = parse_syscall(tdir.read("syscall"))
     except (ProcessGone, AccessDenied):
         return 0
-    return awaited_signals(call, mem, platform.machine())
+    return awaited_signals(call, mem, os.uname().machine)
 
 
 def _thread(tid: int, st: StatFields, status: dict[bytes, bytes],

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import functools
-import platform
+import os
 
 from criu_model.kernel.libc import check, libc
 
@@ -181,8 +181,8 @@ REGSETS: dict[str, tuple[tuple[str, NoteType], ...]] = {
 
 @functools.cache
 def host_arch() -> str:
-    """platform.machine(), cached: it is asked once per thread."""
-    return platform.machine()
+    """uname's machine (platform.machine(), without importing platform), cached."""
+    return os.uname().machine
 
 
 def prstatus_arch(size: int, host: str | None = None) -> str | None:
