@@ -23,16 +23,20 @@ from criu_model.snapshot import Snapshot
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
-# fds 0-2: /dev/null, three opens (what the other rehearsal tests do)
+# fds 0-2: /dev/null, three opens (what the other rehearsal tests do); the ready pipe
+# (whatever number pytest gave it) moves to 250, out of the way of the fds under test
 _PROLOGUE = """
 import fcntl, os, signal, sys
+READY = 250
+os.dup2(int(sys.argv[2]), READY, inheritable=False)
+os.close(int(sys.argv[2]))
 for _ in range(3):
     os.close(_)
 for _ in range(3):
     os.set_inheritable(os.open("/dev/null", os.O_RDWR), True)
 def ready():
-    os.write(int(sys.argv[2]), b"ready\\n")
-    os.close(int(sys.argv[2]))
+    os.write(READY, b"ready\\n")
+    os.close(READY)
 """
 
 
@@ -45,6 +49,7 @@ def _program(body: str, tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
     os.close(w)
     try:
         assert os.read(r, 6) == b"ready\n"
+        assert os.read(r, 1) == b""       # and closed: the dump never sees that fd
         yield proc
     finally:
         proc.kill()
