@@ -40,7 +40,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from criu_model.images.pb import files_pb2, process_pb2, sockets_pb2
 from criu_model.names import fd_kind_name, printable, socket_type_name, unix_name
@@ -563,17 +563,66 @@ def process_status(result: Diff) -> ProcessStatus:
             if ch.pid is not None:
                 (out.added if ch.op == "added" else out.removed).add(ch.pid)
             continue
-        # Sockets, sharing, ghosts, mounts: every process involved.
-        involved: Iterable[int | None] = (
-            (ch.pid,) if ch.what in _PER_PROCESS else ch.pids or (ch.pid,))
+        involved: Iterable[int | None]
+        if ch.what in _PER_PROCESS:
+            involved = (ch.pid,)
+        elif ch.what == "sharing":
+            involved = _regrouped(ch) or ch.pids or (ch.pid,)
+        else:   # sockets, ghosts, mounts: every process involved
+            involved = ch.pids or (ch.pid,)
         for pid in involved:
             if pid is not None:
                 out.changes.setdefault(pid, []).append(ch)
     return out
 
 
+def _regrouped(ch: Change) -> list[int]:
+    """The holders whose part in a sharing change differs (not every holder of the object).
+
+    One process closing its copy of an inherited stdout changes the holders of
+    that file; only that process changed. Shapes (differ/partition.py): open
+    files as ["PID:FD", ...], task objects as [[PID, ...], ...]; None when absent.
+    """
+    def shares(value: Any) -> dict[int, frozenset[Any]]:
+        out: dict[int, set[Any]] = {}
+        for item in value or ():
+            if isinstance(item, str) and ":" in item:     # an open file: "pid:fd"
+                pid, fd = item.split(":", 1)
+                out.setdefault(int(pid), set()).add(fd)
+            elif isinstance(item, list):                 # a task object: one group
+                for pid in item:
+                    out.setdefault(int(pid), set()).update(item)
+        return {pid: frozenset(v) for pid, v in out.items()}
+
+    try:
+        before, after = shares(ch.before), shares(ch.after)
+    except (TypeError, ValueError):
+        return []
+    return sorted(pid for pid in before.keys() | after.keys()
+                  if before.get(pid) != after.get(pid))
+
+
+# Where a change is listed in a box: the process's own fields first, sharing last.
+_WHAT_RANK = {"process": 0, "thread": 1, "namespace": 2, "fd": 3, "fd_table": 3, "socket": 4,
+              "ghost": 4, "vma": 5, "memory": 5, "mount": 6, "sharing": 7}
+_PLURAL = {"fd": "fds", "vma": "VMAs", "thread": "threads", "socket": "sockets",
+           "namespace": "namespaces", "sharing": "shared objects", "memory": "memory changes",
+           "mount": "mounts", "ghost": "deleted files", "fd_table": "fd tables",
+           "process": "fields"}
+
+
+# Process fields listed first, with their values (short, and decimal in `diff` too).
+_KEY_FIELDS = ("state", "ppid", "pgid", "sid", "comm", "exit_code", "nice")
+
+
+def _short_value(value: Any) -> str | None:
+    if isinstance(value, bool | int) or (isinstance(value, str) and len(value) <= 16):
+        return printable(str(value))
+    return None
+
+
 def _change_text(ch: Change) -> str:
-    """'~ fd 3 pos', '+ thread 812', '~ creds.uids': what, never the values (raw text)."""
+    """'~ state S → Z', '+ fd 5 /dev/null', '~ fd 3 pos' (raw text: escaped by the caller)."""
     subject = {"fd": f"fd {ch.fd}", "thread": f"thread {ch.tid}",
                "vma": f"vma {ch.start:x}" if ch.start is not None else "vma",
                "socket": f"socket {ch.key}", "sharing": f"shared {ch.key or ch.field}",
@@ -585,16 +634,53 @@ def _change_text(ch: Change) -> str:
     whole = ch.after if ch.op == "added" else ch.before
     if ch.what == "fd" and ch.field is None and isinstance(whole, dict) and whole.get("target"):
         subject += f" {whole['target']}"   # which file: what tells `+ fd 5` apart
+    if ch.op == "changed" and ch.what == "process" and ch.field in _KEY_FIELDS:
+        before, after = _short_value(ch.before), _short_value(ch.after)
+        if before is not None and after is not None:
+            subject += f" {before} → {after}"
     return f"{_MARK.get(ch.op, '~')} {subject or ch.what}"
 
 
-def diff_graph_dot(old: Snapshot, new: Snapshot, result: Diff, *, max_changes: int = 3,
+def _change_lines(changes: list[Change], limit: int) -> list[str]:
+    """At most `limit` lines (escaped) for a box: own fields one by one, the rest counted.
+
+    A process that exits loses 38 VMAs and 5 fds: "- 38 VMAs" says it, three
+    VMA lines and "+49 more" would not.
+    """
+    def rank(ch: Change) -> int:
+        return _KEY_FIELDS.index(ch.field) if ch.field in _KEY_FIELDS else len(_KEY_FIELDS)
+
+    own = [_change_text(ch) for ch in sorted((c for c in changes if c.what == "process"),
+                                              key=rank)]
+    groups: dict[tuple[str, str], list[Change]] = {}
+    for ch in sorted(changes, key=lambda c: _WHAT_RANK.get(c.what, 9)):
+        if ch.what != "process":
+            groups.setdefault((ch.op, ch.what), []).append(ch)
+    counted = []
+    for (op, what), group in groups.items():
+        if len(group) == 1:
+            counted.append(_change_text(group[0]))
+        else:
+            objects = {(c.fd, c.tid, c.start, c.key) for c in group}
+            counted.append(f"{_MARK.get(op, '~')} {len(objects)} {_PLURAL.get(what, what)}")
+    if len(own) + len(counted) > limit:
+        keep = max(1, limit - 1 - len(counted))   # room for "~ N other fields"
+        if len(own) > keep:
+            own = [*own[:keep], f"~ {len(own) - keep} other fields"]
+    lines = own + counted
+    if len(lines) > limit:
+        lines = [*lines[:limit - 1], f"+{len(lines) - limit + 1} more"]
+    return [dot_text(text, limit=44) for text in lines]
+
+
+def diff_graph_dot(old: Snapshot, new: Snapshot, result: Diff, *, max_changes: int = 5,
                    rankdir: str = "LR", title: str | None = None) -> str:
     """The newer tree of `result` (a diff of `old` -> `new`) as DOT, coloured by change.
 
     Removed processes are kept as nodes from `old`, under their old parent
-    when it is still drawn. Each changed process lists its first `max_changes`
-    changes (what changed, not the values: `criu-model diff` shows those).
+    when it is still drawn. Each changed process lists up to `max_changes`
+    lines: its own fields (short values shown), then the other changes counted
+    by kind ("- 38 VMAs"); `criu-model diff` has the details.
     """
     status = process_status(result)
     new_ids = {p.pid: f"p{p.pid}" for p in new.processes}
@@ -621,10 +707,8 @@ def diff_graph_dot(old: Snapshot, new: Snapshot, result: Diff, *, max_changes: i
         label = _process_lines(proc)
         if state in ("added", "removed"):
             label.append(state)
-        mine = status.changes.get(proc.pid, []) if state == "changed" else []
-        label.extend(dot_text(_change_text(ch), limit=40) for ch in mine[:max_changes])
-        if len(mine) > max_changes:
-            label.append(f"+{len(mine) - max_changes} more")
+        if state == "changed":
+            label.extend(_change_lines(status.changes[proc.pid], max_changes))
         zombie = proc.state == "Z"
         style = "rounded,filled" + (",dashed" if zombie else "") + extra
         edge = ""

@@ -152,6 +152,11 @@ def _asleep(pid: int) -> bool:
     return True
 
 
+def _state(pid: int) -> str:
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return data[data.rindex(b")") + 2:][:1].decode()
+
+
 def _await(built: Built, roles: set[str], timeout: float = 20.0) -> None:
     """Read reports until every role has one, then wait until each is asleep (or a zombie)."""
     deadline = time.monotonic() + timeout
@@ -413,10 +418,12 @@ def test_diff_picture_colours_added_removed_changed(tmp_path: Path) -> None:
         pids = built.pids
         old = _dump_and_load(pids["root"], tmp_path / "a")
         os.kill(pids["leaf"], signal.SIGKILL)   # sess ignores SIGCHLD: reaped at once
+        os.kill(pids["writer"], signal.SIGKILL)   # root never reaps: a zombie
         os.kill(pids["root"], signal.SIGUSR1)   # opens a fd, forks [late]
         _await(built, {"late"})
         deadline = time.monotonic() + 10
-        while Path(f"/proc/{pids['leaf']}").exists() and time.monotonic() < deadline:
+        while (Path(f"/proc/{pids['leaf']}").exists() or _state(pids["writer"]) != "Z") \
+                and time.monotonic() < deadline:
             time.sleep(0.005)
         new = _dump_and_load(pids["root"], tmp_path / "b")
     result = criu_model.diff(old, new)
@@ -430,12 +437,18 @@ def test_diff_picture_colours_added_removed_changed(tmp_path: Path) -> None:
     assert 'class="added"' in late and "#c8f0c0" in late and "\\nadded" in late
     assert 'class="removed"' in leaf and "#f6c6c6" in leaf and "dashed" in leaf
     assert 'class="changed"' in root and "#ffdca8" in root and "+ fd " in root
-    assert 'class="unchanged"' in node(pids["writer"])
+    # The zombie writer dropped out of every inherited file: only it changed, not the
+    # other holders of those files.
+    writer = node(pids["writer"])
+    assert 'class="changed"' in writer and "~ state S → Z" in writer
+    assert re.search(r"\\n- \d+ fds\\n", writer) and "shared objects" in writer
+    for role in ("reader", "sp_a", "sp_b", "sess", "kid", "zombie"):
+        assert 'class="unchanged"' in node(pids[role]), role
     # The removed process stays under its old parent; the added one under its new one.
     assert f'p{pids["sess"]} -> p{pids["leaf"]} ' in dot
     assert f'p{pids["root"]} -> p{built.pids["late"]} ' in dot
     assert "cluster_legend" not in dot   # the legend is a line of the graph label
-    for name in ("added (1)", "removed (1)", "changed (", "unchanged ("):
+    for name in ("added (1)", "removed (1)", "changed (2)", "unchanged ("):
         assert name in dot
     svg = _svg(dot)
     joined = "\n".join(_texts(svg))
