@@ -57,12 +57,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "grep", help="search the dumped memory of a snapshot (dump --pages)",
         description="Every occurrence of PATTERN in the captured memory: pid, address, VMA "
                     "and some context. Exit status: 0 found, 1 not found, 2 trouble.")
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR", help="a snapshot dumped with --pages")
     p.add_argument("pattern", metavar="PATTERN", help="bytes to find (UTF-8; \\xNN escapes)")
-    p.add_argument("--pid", help="only this process")
+    p.add_argument("--pid", metavar="PID", help="only this process")
     p.add_argument("--regex", action="store_true", help="PATTERN is a Python regular expression")
-    p.add_argument("-i", "--ignore-case", action="store_true")
-    p.add_argument("--context", type=int, default=16, help="bytes shown around each hit")
+    p.add_argument("-i", "--ignore-case", action="store_true",
+                   help="ASCII letters match in either case")
+    p.add_argument("--context", type=int, default=16, metavar="N",
+                   help="bytes shown around each hit (default 16)")
     p.add_argument("--max", type=int, default=0, metavar="N", help="stop after N hits")
     p.add_argument("--json", action="store_true", help="a JSON list of hits")
     return p

@@ -29,7 +29,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Print how DIR would be restored (steps per process, helpers and why), "
                     "every problem found, and a verdict. Exit status: 0 feasible, "
                     "3 blocked, 1 error.")
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR", help="the snapshot to plan (dump -D, import -D)")
     p.add_argument("--offline", action="store_true",
                    help="skip the dry run against this machine")
     p.add_argument("--pid-ns", choices=PID_NS_MODES, default="same",

@@ -13,7 +13,6 @@ outside the allowed set is a BadArgument (exit 2) naming the allowed values.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -153,6 +152,8 @@ def selected_pids(snap: Snapshot, sel: Selection) -> set[int]:
 def _comm_matches(proc: process_pb2.Process, pattern: str) -> bool:
     comm = text(proc.comm)
     if any(c in pattern for c in "*?["):
+        import fnmatch  # 8 ms of re compilation: only for a pattern
+
         return fnmatch.fnmatchcase(comm, pattern)
     return comm == pattern
 

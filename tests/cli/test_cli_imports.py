@@ -75,3 +75,23 @@ def test_each_command_loads_only_its_machinery(tmp_path: Path) -> None:
         assert "pyroute2" not in mods and "criu_model.dumper" not in mods
     assert "criu_model.planner" not in show | diff
     assert "criu_model.differ" not in show | plan
+
+
+def test_json_output_needs_no_rich(tmp_path: Path) -> None:
+    """A snapshot's view as JSON: the images and the JSON renderer, no rich, no tables."""
+    from criu_model.images import write
+    from criu_model.images.framing import FORMAT_MAJOR, FORMAT_MINOR
+    from criu_model.images.pb import inventory_pb2, process_pb2
+    from criu_model.snapshot import Snapshot
+
+    proc = process_pb2.Process(pid=4242, ppid=1, pgid=4242, sid=4242, comm=b"x", state="S")
+    snap = Snapshot(inventory=inventory_pb2.Inventory(format_major=FORMAT_MAJOR,
+                                                      format_minor=FORMAT_MINOR,
+                                                      root_pids=[4242]),
+                    processes=[proc])
+    path = str(write(snap, str(tmp_path / "snap")))
+    mods = _modules_running(["show", path, "procs", "--json"])
+    assert "criu_model.render.json" in mods and "criu_model.images" in mods
+    assert "rich" not in mods and "criu_model.render.text" not in mods
+    text_mods = _modules_running(["show", path, "procs"])
+    assert "rich.console" in text_mods and "criu_model.render.text" in text_mods
