@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from typing import BinaryIO
 
 from criu_model.errors import CriuModelError, UsageError
 from criu_model.names import printable
@@ -65,3 +66,20 @@ def run_dot(source: str, fmt: str, *, timeout: float = 60.0, dot: str | None = N
         raise GraphvizFailed(f"Graphviz dot -T{fmt} failed (exit {done.returncode})"
                              + (f": {detail}" if detail else ""))
     return done.stdout
+
+
+def write_picture(data: bytes, fmt: str, path: str | None, stdout: BinaryIO) -> None:
+    """Write a picture to `path` (None or "-": `stdout`); PNG never goes to a terminal.
+
+    A PNG on a terminal is binary noise that can move the cursor or change the
+    title; DOT and SVG are text and may go there. Raises UsageError (the CLI's
+    exit 2) instead.
+    """
+    if path is not None and path != "-":
+        with open(path, "wb") as out:
+            out.write(data)
+        return
+    if fmt in BINARY_FORMATS and stdout.isatty():
+        raise UsageError(f"{fmt} is binary: give -o FILE, or redirect stdout to a file or pipe")
+    stdout.write(data)
+    stdout.flush()

@@ -39,7 +39,7 @@ import pytest
 
 import criu_model
 from criu_model.errors import CriuModelError, UsageError
-from criu_model.graphviz import GraphvizFailed, GraphvizMissing, run_dot
+from criu_model.graphviz import GraphvizFailed, GraphvizMissing, run_dot, write_picture
 from criu_model.names import printable
 from criu_model.render.graph import (
     diff_graph_dot,
@@ -516,3 +516,25 @@ def test_slow_dot_times_out(tmp_path: Path) -> None:
     slow.chmod(0o755)
     with pytest.raises(GraphvizFailed, match=r"more than 0\.2 s"):
         run_dot("digraph {}", "svg", timeout=0.2, dot=str(slow))
+
+
+def test_png_is_refused_on_a_terminal_but_not_in_a_file_or_pipe(tmp_path: Path) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        with open(slave, "wb", closefd=False) as tty:
+            with pytest.raises(UsageError, match="png is binary: give -o FILE"):
+                write_picture(b"\x89PNG", "png", None, tty)
+            write_picture(b"digraph {}\n", "dot", None, tty)   # text may go to a terminal
+        assert os.read(master, 100).startswith(b"digraph {}")
+    finally:
+        os.close(master)
+        os.close(slave)
+    write_picture(b"\x89PNG", "png", str(tmp_path / "x.png"), sys.stdout.buffer)
+    assert (tmp_path / "x.png").read_bytes() == b"\x89PNG"
+    r, w = os.pipe()
+    with open(w, "wb") as pipe:
+        write_picture(b"\x89PNG", "png", None, pipe)
+    with open(r, "rb") as reader:
+        assert reader.read() == b"\x89PNG"
