@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
+from criu_model.errors import UsageError
 from criu_model.images.pb import files_pb2, process_pb2, sockets_pb2
 from criu_model.names import fd_kind_name, printable, socket_type_name, unix_name
 from criu_model.snapshot import Snapshot
@@ -54,6 +55,7 @@ FAN_AFTER = 12  # leaf children of one parent (in one group) drawn one by one be
 PATH_LIMIT = 40  # characters of a path shown in a file note (its start elided)
 
 _FONT = "Helvetica"
+_RANKDIRS = ("LR", "TB", "RL", "BT")
 # Pale session backgrounds, cycled so that neighbouring sessions differ.
 _SESSION_COLOURS = ("#eef4fb", "#f3f8ec", "#fbf3e8", "#f5eefa", "#eaf7f6", "#fbeef0")
 _PIPE_COLOUR = "#1f5fbf"
@@ -223,6 +225,8 @@ def _emit_clusters(clusters: list[_Cluster]) -> Iterator[str]:
 
 
 def _header(rankdir: str) -> list[str]:
+    if rankdir not in _RANKDIRS:   # written into the DOT unquoted
+        raise UsageError(f"rankdir must be one of {', '.join(_RANKDIRS)}, not {rankdir!r}")
     return ["digraph criu_model {",
            f'  graph [rankdir={rankdir}, fontname="{_FONT}", fontsize=11, nodesep=0.12, '
            'ranksep=0.35, newrank=true, compound=true, outputorder=edgesfirst];',
@@ -482,7 +486,8 @@ def graph_dot(snap: Snapshot, *, max_edges: int = MAX_EDGES, shared: bool = True
 
     `shared` adds the pipes, sockets and files shared between processes;
     `max_edges` is how many holders of one object get an edge before it is
-    summarised. `rankdir` "LR" keeps wide trees readable (siblings stack).
+    summarised; `legend` adds the one-line key under the title. `rankdir`
+    "LR" keeps wide trees readable (siblings stack); "TB" is top-down.
     """
     if title is None:
         inv = snap.inventory

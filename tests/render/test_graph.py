@@ -326,6 +326,13 @@ def test_legend_names_what_is_drawn(dumped: Dumped) -> None:
     assert "parent to child" not in graph_dot(dumped.snap, legend=False).splitlines()[-2]
 
 
+@needs_root
+def test_rankdir_is_checked(dumped: Dumped) -> None:
+    assert "rankdir=TB," in graph_dot(dumped.snap, rankdir="TB")
+    with pytest.raises(UsageError, match="rankdir must be one of"):
+        graph_dot(dumped.snap, rankdir='LR]; x [label="y"')
+
+
 def test_dot_text_escapes_for_dot_and_terminal() -> None:
     assert dot_text(b'"') == '\\"'
     assert dot_text(b"\\") == "\\\\"
