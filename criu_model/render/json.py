@@ -274,7 +274,10 @@ def view_to_json(snap: Snapshot, sel: Any) -> dict[str, Any]:
         out["threads"] = [{"pid": pid, **message_to_json(t),
                            "registers": by_tid.get(t.tid)} for t in proc.threads]
     else:
-        raise ValueError(f"no JSON for view {view!r}")   # a new view must define its JSON
+        from criu_model.errors import BadArgument
+
+        raise BadArgument(f"the {view} view has no JSON form (show DIR --json is the whole "
+                          "snapshot)")
     return out
 
 

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 # At or above this width the console is not a terminal's: piped output or --wide.
 _UNLIMITED = 10_000
+# A terminal this wide keeps the columns a narrower one leaves out (NSPID, DEV, INODE).
+ROOMY = 120
 # `shared` on a terminal: a holder list longer than this is summarised.
 HOLDERS_SHOWN = 8
 
@@ -57,6 +59,7 @@ class PlainTable(Table):
     """
 
     key_columns: frozenset[str] = frozenset()
+    tail_columns: frozenset[str] = frozenset()   # shortened from the left ("…/bin/python3")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -80,10 +83,13 @@ def line(*parts: str | tuple[str, str]) -> Text:
                            for p in parts))
 
 
-def _table(*columns: str, right: Iterable[str] = (), key: Iterable[str] = ()) -> PlainTable:
-    """A borderless table; `key` columns are never shortened on a narrow terminal."""
+def _table(*columns: str, right: Iterable[str] = (), key: Iterable[str] = (),
+           tail: Iterable[str] = ()) -> PlainTable:
+    """A borderless table; `key` columns are never shortened on a narrow terminal, `tail`
+    columns (paths: the file name says most) lose their beginning rather than wrap."""
     table = PlainTable(box=None, pad_edge=False, show_edge=False, header_style="bold")
     table.key_columns = frozenset(key)
+    table.tail_columns = frozenset(tail)
     right_set = set(right)
     for col in columns:
         table.add_column(col, justify="right" if col in right_set else "left", no_wrap=True)
@@ -97,17 +103,30 @@ def _fit(table: Table, width: int) -> None:
     as ps does, before anything is wrapped."""
     natural = getattr(table, "natural", [])
     keys = getattr(table, "key_columns", frozenset())
-    widest_total = sum(max(len(str(c.header)), natural[i] if i < len(natural) else 0)
-                       for i, c in enumerate(table.columns))
-    if widest_total + 2 * (len(table.columns) - 1) > width:
-        table.padding = (0, 1, 0, 0)
+    tails = getattr(table, "tail_columns", frozenset())
+    widths = [max(len(str(c.header)), natural[i] if i < len(natural) else 0)
+              for i, c in enumerate(table.columns)]
+    if sum(widths) + 2 * (len(table.columns) - 1) <= width:
+        return
+    table.padding = (0, 1, 0, 0)
     for i, col in enumerate(table.columns):
         header = len(str(col.header))
-        widest = max(header, natural[i] if i < len(natural) else 0)
-        if col.header in keys:
+        widest = widths[i]
+        budget = width - (sum(widths) - widest) - (len(widths) - 1)
+        if col.header in tails and budget >= max(8, header):
+            col._cells[:] = [_cut_left(cell, budget) for cell in col._cells]
+            col.no_wrap, col.min_width = True, min(widest, budget)
+        elif col.header in keys:
             col.no_wrap, col.min_width = True, widest
         else:
             col.no_wrap, col.overflow, col.min_width = False, "fold", min(widest, header)
+
+
+def _cut_left(cell: RenderableType, width: int) -> RenderableType:
+    """'…' and the last width-1 characters of a text cell longer than `width`."""
+    if isinstance(cell, Text) and cell.cell_len > width:
+        return Text("…" + cell.plain[-(width - 1):])
+    return cell
 
 
 def emit(console: Console, renderable: Table, *, empty: str | None = None) -> None:
@@ -154,8 +173,9 @@ def show_procs(snap: Snapshot, console: Console, sel: Selection | None = None) -
     """One row per process with its main attributes; the cmdline is shortened on a terminal
     (with "…"), never when piped."""
     procs = views.processes(snap, sel or Selection("procs"))
-    # On a terminal, NSPID goes when it only repeats PID (one pid namespace): room for CMDLINE.
-    nspid = not compact(console) or any(list(p.ns_pids) != [p.pid] for p in procs)
+    # On a narrow terminal NSPID goes when it only repeats PID (one pid namespace).
+    nspid = not compact(console) or console.width >= ROOMY or \
+        any(list(p.ns_pids) != [p.pid] for p in procs)
     table = _table("PID", "PPID", "PGID", "SID", *(("NSPID",) if nspid else ()), "TTY",
                    "TPGID", "S", "THR", "UID", "VMAS", "COMM", "CMDLINE",
                    right=("PID", "PPID", "PGID", "SID", "TPGID", "THR", "UID", "VMAS"),
@@ -195,13 +215,13 @@ def _show_one_mm(snap: Snapshot, mm: mm_pb2.MemoryMap, vmas: list[mm_pb2.Vma],
     pid = mm.pid
     counted = snap.has_pages
     page_cols = ("STORED", "ZERO", "INHERIT", "SHARED") if counted else ()
-    # On a terminal DEV and INODE go (the path names the file): room for PATH.
-    ident = not compact(console)
+    # On a narrow terminal DEV and INODE go (the path names the file): room for PATH.
+    ident = not compact(console) or console.width >= ROOMY
     table = _table("START", "END", "PERM", "OFFSET", *(("DEV", "INODE") if ident else ()),
                    "KIND", "RSS", "SWAP", "EXCL", *page_cols, "PATH",
                    right=("OFFSET", "INODE", "RSS", "SWAP", "EXCL", *page_cols),
                    key=("START", "END", "PERM", "OFFSET", "KIND", "RSS", "SWAP", "EXCL",
-                        *page_cols))
+                        *page_cols), tail=("PATH",))
     for vma in vmas:
         has_pages = vma.HasField("pages")
         path = text(vma.path) + (" (deleted)" if vma.deleted else "")

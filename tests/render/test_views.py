@@ -136,10 +136,13 @@ def _console(width: int) -> tuple[Console, io.StringIO]:
 
 # view -> (render call, a regex every data row must match at its start: the key columns)
 _KEY_ROWS = {
-    "procs": r"^\s*(?P<pid>\d+)\s+\d+\s+\d+\s+\d+\s+\S+\s+-?\d+\s+S\s+\d+\s+\d+\s+\d+\s+cm-view",
+    "procs": r"^\s*(?P<pid>\d+)\s+\d+\s+\d+\s+\d+\s+(?:[\d,]+\s+)?\S+\s+-?\d+\s+S\s+\d+\s+\d+"
+             r"\s+\d+\s+cm-view",
     "fds": r"^\s*(?P<pid>\d+)\s+\d+\s+(?:regular|pipe|tty|socket)\s",
     "tree": r"^\s*(?P<pid>\d+)\s+\d+\s+\d+\s+S\s",
     "sockets": r"^(?:u_str|tcp)\s+(?:ESTABLISHED|LISTEN)\s+\d+\s+\d+\s",
+    "mems": r"^[0-9a-f]{8,}\s+[0-9a-f]{8,}\s+[r-][w-][x-][ps]\s+[0-9a-f]+\s+"
+            r"(?:[0-9a-f]{2}:[0-9a-f]{2}\s+\d+\s+)?[a-z_]+\s",
 }
 
 
@@ -163,10 +166,17 @@ def test_tables_fit_a_terminal_and_keep_key_columns(view_tree: ViewTree, width: 
             continue
         rows = [m for line in lines if (m := re.match(pattern, line))]
         expected = {"procs": 4, "tree": 4, "sockets": 3,
-                    "fds": sum(len(x.fds) for x in snap.fds)}[view]
+                    "fds": sum(len(x.fds) for x in snap.fds),
+                    "mems": len(snap.memory_by_pid[t.root].vmas)}[view]
         assert len(rows) == expected, (view, width, lines[:6])
         if "pid" in pattern:
             assert {int(m["pid"]) for m in rows} == {t.root, t.kid1, t.kid2, t.grand}
+    console, buf = _console(width)
+    render.show_mems(snap, t.root, console)
+    names = tuple({v.path.rsplit(b"/", 1)[1].decode()
+                   for v in snap.memory_by_pid[t.root].vmas if b"python" in v.path})
+    python = [line for line in buf.getvalue().splitlines() if "python" in line]
+    assert names and python and all(line.rstrip().endswith(names) for line in python)
     console, buf = _console(width)
     render.show_procs(snap, console)
     first = buf.getvalue().splitlines()[1]
