@@ -361,8 +361,10 @@ def show_sockets(snap: Snapshot, console: Console, sel: Selection | None = None)
         held = owners.get(sock.inode, [])
         shown = held if not compact(console) or len(held) <= HOLDERS_SHOWN else \
             [*held[:HOLDERS_SHOWN], f"… and {len(held) - HOLDERS_SHOWN} more"]
+        # a terminal wraps the list between holders: ", " (ss's "," when piped)
         out.add_row(socket_netid(sock), socket_state_name(sock.state) or "-",
-                    str(sock.rqueue), str(sock.wqueue), local, peer, ",".join(shown))
+                    str(sock.rqueue), str(sock.wqueue), local, peer,
+                    (", " if compact(console) else ",").join(shown))
     emit(console, out, empty="(no socket matches)" if sel and (sel.filters_processes or sel.kind
                                                               or sel.state) else None)
     for run in snap.inventory.collectors:
