@@ -95,20 +95,6 @@ class _LazyConsole:
         return getattr(self._real, name)
 
 
-class LazyConsole:
-    """The stdout Console, made on first use: a command printing only JSON never
-    imports rich (~25 ms of a start-up). Everything is forwarded to the real one."""
-
-    def __init__(self, wide: bool = False) -> None:
-        self._wide = wide
-        self._console: Console | None = None
-
-    def __getattr__(self, name: str) -> object:
-        if self._console is None:
-            self._console = make_console(self._wide)
-        return getattr(self._console, name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; Ctrl-C before a command runs (parsing, set-up) exits 130 quietly."""
     try:
