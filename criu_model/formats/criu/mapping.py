@@ -327,6 +327,12 @@ def _path_ref(files: _Files, file_id: int) -> common_pb2.PathRef | None:
     return common_pb2.PathRef(path=path, deleted=deleted)
 
 
+def _no_identity(why: dict[str, str], attr: str) -> None:
+    """cwd/root/exe: CRIU names the file by path (a REG entry), without dev and inode."""
+    for part in ("dev", "ino"):
+        why[f"{attr}.{part}"] = f"{NOT_IN_CRIU}: CRIU names {attr} by path only"
+
+
 def _process(ctx: _Ctx, entry: core_pb2.PstreeEntry) -> process_pb2.Process:
     dump = ctx.dump
     pid = entry.pid
@@ -411,6 +417,7 @@ def _process(ctx: _Ctx, entry: core_pb2.PstreeEntry) -> process_pb2.Process:
                 why[attr] = f"fs-{pid}.img names file id {fid}, not a regular file in files.img"
             else:
                 getattr(proc, attr).CopyFrom(ref)
+                _no_identity(why, attr)
         if fs.HasField("umask"):
             proc.umask = fs.umask
         else:
@@ -430,6 +437,7 @@ def _process(ctx: _Ctx, entry: core_pb2.PstreeEntry) -> process_pb2.Process:
         exe = _path_ref(ctx.files, mm.exe_file_id)
         if exe is not None:
             proc.exe.CopyFrom(exe)
+            _no_identity(why, "exe")
         else:
             why["exe"] = f"mm-{pid}.img names file id {mm.exe_file_id}, not in files.img"
     _unreadable(proc, why)
@@ -492,8 +500,14 @@ def _memory(ctx: _Ctx, pid: int, mm: core_pb2.MmEntry) -> mm_pb2.MemoryMap:
                       "resident/swapped/file/exclusive counts",
         "vmas.inode": f"{NOT_IN_CRIU}: mappings name their file by CRIU file id (path "
                       "only), no dev/inode",
+        "vmas.dev_major": f"{NOT_IN_CRIU}: mappings name their file by path only",
+        "vmas.dev_minor": f"{NOT_IN_CRIU}: mappings name their file by path only",
+        "vmas.map_file_known": f"{NOT_IN_CRIU}: file mappings have no map_files identity; "
+                               "shared memory objects only their inode (shmid)",
+        "vmas.map_file_ino": f"{NOT_IN_CRIU} for file mappings (shared memory: CRIU's shmid)",
         "vmas.map_file_dev": f"{NOT_IN_CRIU}: a shared memory object is named by its inode "
                              "(shmid) only; its device is given as 0",
+        "page_counts_method": f"{NOT_IN_CRIU}: no page counts (see vmas.pages)",
     })
     return out
 
@@ -666,9 +680,17 @@ def _inet_addr(family: int, words: Iterable[int]) -> str:
     return str(ipaddress.IPv4Address(raw[:4].ljust(4, b"\0")))
 
 
+_MEMINFO_NOT_IN_CRIU = ("rmem_alloc", "wmem_alloc", "fwd_alloc", "wmem_queued", "optmem",
+                        "backlog", "drops")
+
+
 def _meminfo(sock: cs.Socket, opts: sockets_pb2.SkOpts) -> None:
+    """SO_RCVBUF/SO_SNDBUF from CRIU's options; the usage counters are not dumped."""
     sock.meminfo.rcvbuf = opts.so_rcvbuf
     sock.meminfo.sndbuf = opts.so_sndbuf
+    _unreadable(sock, {f"meminfo.{name}": f"{NOT_IN_CRIU}: CRIU keeps SO_RCVBUF/SO_SNDBUF, "
+                       "not sock_diag's usage counters" for name in _MEMINFO_NOT_IN_CRIU})
+    _unreadable(sock, {"raw_attrs": f"{NOT_IN_CRIU}: CRIU keeps no raw sock_diag attributes"})
 
 
 def _socket(ctx: _Ctx, fe: files_pb2.FileEntry) -> cs.Socket | None:
@@ -838,7 +860,8 @@ def _fd(ctx: _Ctx, pid: int, info: files_pb2.FdinfoEntry,
             fd.deleted = True
             if remap.remap_type == REMAP_GHOST:
                 fd.file.ghost.CopyFrom(_ghost(ctx, remap, r.name))
-        why.update({"ino": NOT_IN_CRIU, "file.mtime_ns": NOT_IN_CRIU, "file.nlink": NOT_IN_CRIU})
+        why.update({"ino": NOT_IN_CRIU, "file.mtime_ns": NOT_IN_CRIU, "file.nlink": NOT_IN_CRIU,
+                    "file.dev": NOT_IN_CRIU, "file.ino": NOT_IN_CRIU, "file.rdev": NOT_IN_CRIU})
         if not r.HasField("size"):
             why["file.size"] = f"{NOT_IN_CRIU} (CRIU records sizes of mapped files only)"
     elif fe.HasField("pipe") or fe.HasField("fifo"):
@@ -961,6 +984,12 @@ def _fd(ctx: _Ctx, pid: int, info: files_pb2.FdinfoEntry,
                              if t in files_pb2.FdType.values() else f"CRIU file kind {t}")
         fd.unknown.reason += " has no criu-model mapping"
     _owner(fd, fe, why)
+    if not fd.ino:
+        why.setdefault("ino", f"{NOT_IN_CRIU} for this kind (an anonymous inode, or CRIU's own "
+                       "id instead of the inode)")
+    if fd.kind == cf.FD_EVENTFD:
+        why["eventfd.id"] = NOT_IN_CRIU
+    why["extra"] = f"{NOT_IN_CRIU}: fdinfo lines criu-model keeps raw are not in CRIU images"
     if fd.kind not in (cf.FD_REGULAR, cf.FD_DIRECTORY, cf.FD_OPATH, cf.FD_MEMFD, cf.FD_FIFO):
         why["pos"] = f"{NOT_IN_CRIU} for this kind"
     if not fd.mnt_id:
