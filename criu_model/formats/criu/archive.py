@@ -132,25 +132,70 @@ def _metadata(archive: str, member: tarfile.TarInfo, read: Callable[[], bytes]) 
         return None
 
 
-def container_info(meta: dict[str, Any], rootfs_diff: int | None) -> dict[str, Any]:
-    """What `checkpointctl show` shows, from config.dump (Podman and CRI-O names)."""
+ENGINES = {"libpod": "Podman", "cri-o": "CRI-O"}  # spec.dump io.container.manager
+# config.dump keys (Podman's libpod ContainerConfig; CRI-O and containerd write the
+# same reduced set): ours -> theirs, first present wins.
+_CONFIG_KEYS = (("id", ("id",)), ("name", ("name",)),
+                ("image", ("rootfsImageName", "rootfsImage", "image")),
+                ("image_ref", ("rootfsImageRef",)), ("image_id", ("rootfsImageID",)),
+                ("runtime", ("runtime", "ociRuntime")), ("created", ("createdTime",)),
+                ("checkpointed", ("checkpointedTime",)), ("restored_at", ("restoredTime",)))
+_ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time: not a value
+
+
+def container_info(meta: dict[str, Any], rootfs_diff: int | None,
+                   sizes: dict[str, int] | None = None) -> dict[str, Any]:
+    """The container facts `checkpointctl show` shows, from config.dump and spec.dump.
+
+    The engine comes from spec.dump's io.container.manager annotation (libpod:
+    Podman, cri-o: CRI-O, else containerd, as checkpointctl decides); CRI-O and
+    containerd keep the container's name, pod and namespace in annotations.
+    """
     config = meta.get("config.dump") or {}
     spec = meta.get("spec.dump") or {}
-    if not isinstance(config, dict):
-        config = {}
+    config = config if isinstance(config, dict) else {}
+    annotations = spec.get("annotations") if isinstance(spec, dict) else None
+    notes: dict[str, Any] = annotations if isinstance(annotations, dict) else {}
     info: dict[str, Any] = {}
-    for key, names in (("id", ("id",)), ("name", ("name",)),
-                       ("image", ("rootfsImageName", "rootfsImage", "image")),
-                       ("image_ref", ("rootfsImageRef",)), ("runtime", ("ociRuntime",)),
-                       ("created", ("createdTime",)), ("checkpointed", ("checkpointedTime",))):
+    for key, names in _CONFIG_KEYS:
         for n in names:
-            if isinstance(config.get(n), str | int):
-                info[key] = config[n]
+            value = config.get(n)
+            if isinstance(value, str | int) and not isinstance(value, bool) and value != "" \
+                    and value != _ZERO_TIME:
+                info[key] = value
                 break
-    if isinstance(spec, dict) and isinstance(spec.get("annotations"), dict):
-        engine = spec["annotations"].get("io.container.manager")
-        if isinstance(engine, str):
-            info["engine"] = engine
+    if config.get("restored") is True:
+        info["restored"] = True
+    manager = notes.get("io.container.manager")
+    if isinstance(manager, str):
+        info["engine"] = ENGINES.get(manager, manager)
+    elif notes:
+        info["engine"] = "containerd"
+    if info.get("engine") == "CRI-O":
+        try:
+            crio = json.loads(notes.get("io.kubernetes.cri-o.Metadata", "{}"))
+        except (TypeError, ValueError):
+            crio = {}
+        if isinstance(crio, dict) and isinstance(crio.get("name"), str):
+            info["name"] = crio["name"]
+        for key, note in (("created", "io.kubernetes.cri-o.Created"),
+                          ("ip", "io.kubernetes.cri-o.IP.0"),
+                          ("namespace", "io.kubernetes.pod.namespace"),
+                          ("pod", "io.kubernetes.pod.name")):
+            if isinstance(notes.get(note), str):
+                info[key] = notes[note]
+    elif info.get("engine") == "containerd":
+        for key, note in (("name", "io.kubernetes.cri.container-name"),
+                          ("namespace", "io.kubernetes.cri.sandbox-namespace"),
+                          ("pod", "io.kubernetes.cri.sandbox-name")):
+            if isinstance(notes.get(note), str):
+                info[key] = notes[note]
+    for key in ("config.dump", "spec.dump"):
+        if key in meta and meta[key] is None:
+            info.setdefault("unreadable", []).append(f"{key}: not JSON, or larger than "
+                                                     f"{MAX_METADATA >> 20} MiB")
+    if sizes:
+        info.update(sizes)
     if rootfs_diff is not None:
         info["rootfs_diff_bytes"] = rootfs_diff
     return info
@@ -159,8 +204,9 @@ def container_info(meta: dict[str, Any], rootfs_diff: int | None) -> dict[str, A
 class _Collect:
     """What one pass over the members gathers: images, pages files, metadata, links."""
 
-    def __init__(self, archive: str) -> None:
+    def __init__(self, archive: str, images: bool = True) -> None:
         self.archive = archive
+        self.images = images  # False: metadata and sizes only (container_metadata)
         self.files: dict[str, tuple[str, Callable[[], bytes], int]] = {}
         self.top_stats: tuple[str, Callable[[], bytes], int] | None = None
         self.pages: dict[int, PagesFile] = {}
@@ -168,6 +214,9 @@ class _Collect:
         self.meta: dict[str, Any] = {}
         self.rootfs_diff: int | None = None
         self.prefixed = False
+        self.sizes = {"checkpoint_bytes": 0, "pages_bytes": 0}
+        self.extra_files: list[str] = []
+        self.decoded: CriuDump | None = None
 
     def add(self, name: str, member: tarfile.TarInfo, read: Callable[[], bytes],
             pages: Callable[[], PagesFile]) -> None:
@@ -178,9 +227,15 @@ class _Collect:
         if name == "stats-dump" and member.isfile():
             self.top_stats = ("stats-dump", read, member.size)
         images_dir = name.startswith(IMAGES_DIR + "/")
+        if images_dir and member.isfile():
+            self.sizes["checkpoint_bytes"] += member.size
+            if PAGES_RE.match(posixpath.basename(name)):
+                self.sizes["pages_bytes"] += member.size
+        elif "/" not in name and name and member.isfile():
+            self.extra_files.append(name)
         self.prefixed |= images_dir
         base = name[len(IMAGES_DIR) + 1:] if images_dir else name
-        if not base or "/" in base:
+        if not base or "/" in base or not self.images:
             return
         key = f"{IMAGES_DIR}/{base}" if images_dir else base
         if member.issym() or member.islnk():
@@ -192,6 +247,9 @@ class _Collect:
                 self.pages[int(m.group(1)) if images_dir else -1 - int(m.group(1))] = pages()
             else:
                 self.files[key] = (base, read, member.size)
+
+    def decode(self) -> None:
+        self.decoded = self.dump()
 
     def dump(self) -> CriuDump:
         from criu_model.formats.criu import read_files
@@ -210,8 +268,13 @@ class _Collect:
         prefix = IMAGES_DIR + "/" if self.prefixed else "/"
         dump = read_files(f"{self.archive}:{prefix}", files, pages)
         dump.not_read.extend(self.links)
-        dump.container = container_info(self.meta, self.rootfs_diff)
+        dump.container = self.container()
         return dump
+
+    def container(self) -> dict[str, Any]:
+        info = container_info(self.meta, self.rootfs_diff, self.sizes)
+        info["files"] = sorted(self.extra_files)
+        return info
 
 
 def _open_plain(path: Path) -> tarfile.TarFile:
@@ -221,7 +284,7 @@ def _open_plain(path: Path) -> tarfile.TarFile:
         raise ImageError(str(path), None, f"not a readable tar archive: {err}") from err
 
 
-def _plain_archive(p: Path) -> CriuDump:
+def _plain_archive(p: Path, images: bool = True) -> _Collect:
     """A plain .tar: every member checked first, pages read in place at their offsets."""
     archive = str(p)
 
@@ -237,15 +300,17 @@ def _plain_archive(p: Path) -> CriuDump:
         except (tarfile.TarError, EOFError, OSError) as err:
             raise ImageError(archive, None, f"not a readable tar archive: {err}") from err
         names = [(_safe_name(archive, m), m) for m in members]
-        got = _Collect(archive)
+        got = _Collect(archive, images)
         for name, member in names:
             got.add(name, member, _reader(tar, member, archive),
                     lambda m=member, n=name: PagesFile(f"{archive}:{n}", m.size, opener,
                                                        m.offset_data))
-        return got.dump()
+        if images:
+            got.decode()
+        return got
 
 
-def _compressed_archive(p: Path, kind: str) -> CriuDump:
+def _compressed_archive(p: Path, kind: str, images: bool = True) -> _Collect:
     """.tar.gz / .tar.zst, read in one streamed pass (no seeking back in the stream).
 
     Each member is checked before its data is read; images are read into
@@ -263,13 +328,13 @@ def _compressed_archive(p: Path, kind: str) -> CriuDump:
                                    mode="r|gz" if kind == "gz" else "r|")
             except (tarfile.TarError, EOFError, OSError, zlib_error()) as err:
                 raise ImageError(archive, None, f"not a readable tar archive: {err}") from err
-            got = _Collect(archive)
+            got = _Collect(archive, images)
             with tar:
                 try:
                     for member in tar:
                         name = _safe_name(archive, member)
                         data = (_read_member(tar, member, archive)
-                                if member.isfile() and _decoded(name) else b"")
+                                if member.isfile() and _decoded(name, images) else b"")
 
                         def pages(m: tarfile.TarInfo = member, n: str = name) -> PagesFile:
                             base = _spool(tar, m, archive, spool)
@@ -280,18 +345,22 @@ def _compressed_archive(p: Path, kind: str) -> CriuDump:
                 except (tarfile.TarError, EOFError, OSError, zlib_error()) as err:
                     raise ImageError(archive, None, f"not a readable tar archive: {err}"
                                      ) from err
-            return got.dump()
+            if images:
+                got.decode()
+            return got
     except BaseException:
         spool.close()
         raise
 
 
-def _decoded(name: str) -> bool:
+def _decoded(name: str, images: bool) -> bool:
     """Members read into memory in a streamed pass: images and metadata, not page data."""
     base = posixpath.basename(name)
-    if name in METADATA or base == "stats-dump":
+    if name in METADATA:
         return True
-    return base.endswith(".img") and not PAGES_RE.match(base)
+    if not images:
+        return False
+    return base == "stats-dump" or (base.endswith(".img") and not PAGES_RE.match(base))
 
 
 @contextmanager
@@ -299,4 +368,65 @@ def open_archive(path: str | os.PathLike[str]) -> Iterator[CriuDump]:
     """The CRIU images of a checkpoint archive, decoded (page data read later, by offset)."""
     p = Path(path)
     kind = _compression(p)
-    yield _compressed_archive(p, kind) if kind else _plain_archive(p)
+    got = _compressed_archive(p, kind) if kind else _plain_archive(p)
+    assert got.decoded is not None
+    yield got.decoded
+
+
+def container_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a checkpoint archive says of its container (`criu-model show ARCHIVE container`).
+
+    Read without decoding any CRIU image: config.dump and spec.dump, the sizes
+    of checkpoint/ (and of its pages) and rootfs-diff.tar, the other files at
+    the top. Keys: engine, name, id, image, image_ref, image_id, runtime,
+    created, checkpointed, restored_at, restored, pod, namespace, ip,
+    checkpoint_bytes, pages_bytes, rootfs_diff_bytes, files (only those found),
+    plus ``archive`` and ``compression``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ImageError(str(p), None, "not a checkpoint archive (container metadata is in "
+                         "Podman/CRI-O/Kubernetes archives, not in a criu dump directory)")
+    kind = _compression(p)
+    got = _compressed_archive(p, kind, images=False) if kind else _plain_archive(p, False)
+    if not got.meta and not got.sizes["checkpoint_bytes"]:
+        raise ImageError(str(p), None, "holds neither config.dump/spec.dump nor a "
+                         "checkpoint/ directory: not a container checkpoint archive")
+    return {"archive": str(p), "compression": kind or "none", **got.container()}
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
+        value /= 1024
+    return f"{n} B"
+
+
+CONTAINER_ROWS = (("Container", "name"), ("Engine", "engine"), ("Image", "image"),
+                  ("Image ref", "image_ref"), ("ID", "id"), ("Runtime", "runtime"),
+                  ("Created", "created"), ("Checkpointed", "checkpointed"),
+                  ("Restored", "restored_at"), ("Pod", "pod"), ("Namespace", "namespace"),
+                  ("IP", "ip"), ("CHKPT size", "checkpoint_bytes"),
+                  ("Pages size", "pages_bytes"), ("Root FS diff size", "rootfs_diff_bytes"),
+                  ("Other files", "files"), ("Compression", "compression"))
+
+
+def container_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, text) of container_metadata() for a two-column table, as checkpointctl shows."""
+    rows = []
+    for label, key in CONTAINER_ROWS:
+        value = info.get(key)
+        if value is None or value == []:
+            continue
+        if key.endswith("_bytes"):
+            text = f"{_size(int(value))} ({value} bytes)"
+        elif isinstance(value, list):
+            text = ", ".join(str(v) for v in value)
+        else:
+            text = str(value)
+        rows.append((label, text))
+    for why in info.get("unreadable", []):
+        rows.append(("Unreadable", str(why)))
+    return rows
