@@ -59,17 +59,17 @@ def test_wrong_magic_for_the_name_is_named() -> None:
 
 
 def test_unknown_images_are_listed_not_fatal() -> None:
-    mnts = _u32(cmagic.IMG_COMMON, cmagic.MAGICS["MNTS"]) + _u32(2) + b"\x08\x01"
-    assert decode_image("d/mountpoints-5.img", "mountpoints-5.img", mnts) == (
-        "mountpoints-5.img", "not read: CRIU MNTS image (0x55563928), criu-model has no mapping")
+    mnts = _u32(cmagic.IMG_COMMON, cmagic.MAGICS["NETDEV"]) + _u32(2) + b"\x08\x01"
+    assert decode_image("d/netdev-5.img", "netdev-5.img", mnts) == (
+        "netdev-5.img", "not read: CRIU NETDEV image (0x57373951), criu-model has no mapping")
     odd = decode_image("d/whatever.img", "whatever.img", _u32(cmagic.IMG_COMMON, 7))
     assert isinstance(odd, tuple) and "not in CRIU's magic table" in odd[1]
     files = [(n, (lambda d=d: d), len(d)) for n, d in FILES.items()]
-    files.append(("mountpoints-5.img", lambda: mnts, len(mnts)))
+    files.append(("netdev-5.img", lambda: mnts, len(mnts)))
     snap = to_criu_model(read_files(str(TREE), files))
     runs = {c.name: c for c in snap.inventory.collectors}
-    assert not runs["criu-image:mountpoints-5.img"].ran
-    assert "MNTS" in runs["criu-image:mountpoints-5.img"].reason
+    assert not runs["criu-image:netdev-5.img"].ran
+    assert "NETDEV" in runs["criu-image:netdev-5.img"].reason
 
 
 def test_unknown_fields_are_kept() -> None:

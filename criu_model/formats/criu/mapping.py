@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import Message
 
 from criu_model.errors import InconsistentImage
+from criu_model.formats.criu import system
 from criu_model.formats.criu.framing import CriuImage
 from criu_model.formats.criu.pages import PagesFile, page_runs, page_size
 from criu_model.formats.criu.pb import core_pb2, files_pb2, sockets_pb2
@@ -165,6 +166,10 @@ class _Files:
         for info in dump.entries("tty-info.img"):
             assert isinstance(info, files_pb2.TtyInfo)
             self.tty_info[info.id] = info
+        self.tty_data: dict[int, bytes] = {}
+        for td in dump.entries("tty-data.img"):
+            assert isinstance(td, files_pb2.TtyData)
+            self.tty_data[td.tty_id] = self.tty_data.get(td.tty_id, b"") + td.data
         self.pipe_data: dict[tuple[str, int], files_pb2.PipeData] = {}
         for img in ("pipes-data.img", "fifo-data.img"):
             for pd in dump.entries(img):
@@ -350,7 +355,7 @@ def _process(ctx: _Ctx, entry: core_pb2.PstreeEntry) -> process_pb2.Process:
         "cmdline": f"{NOT_IN_CRIU} as text (it lies in the dumped memory, mm_arg_start..end)",
         "environ": f"{NOT_IN_CRIU} as text (it lies in the dumped memory, mm_env_start..end)",
         "namespaces": f"{NOT_IN_CRIU}: CRIU numbers namespaces by its own ids, not inodes",
-        "cgroups": f"{NOT_IN_CRIU} (cgroup.img is not mapped)",
+        "cgroups": f"{NOT_IN_CRIU} (no cgroup.img, or no set of this task in it)",
         "exit_signal": NOT_IN_CRIU,
         "tty_nr": NOT_IN_CRIU,
         "tpgid": NOT_IN_CRIU,
@@ -969,9 +974,12 @@ def _fd(ctx: _Ctx, pid: int, info: files_pb2.FdinfoEntry,
                 fd.tty.index = info_.pty.index
             if fd.tty.driver == "pts" and fd.tty.is_master:
                 fd.tty.driver = "ptmx"
+            system.tty_extra(fd, info_, files.tty_data.get(info_.id))
         reg = files.by_id.get(fe.tty.regf_id) if fe.tty.HasField("regf_id") else None
         if reg is not None and reg.HasField("reg"):
             fd.path, fd.pos = reg.reg.name, reg.reg.pos
+    elif fe.HasField("nsf"):
+        system.ns_file(fd, fe.nsf)
     elif fe.HasField("pidfd"):
         fd.kind, fd.flags = cf.FD_PIDFD, fe.pidfd.flags | cloexec
         fd.pidfd.pid = fe.pidfd.nspid
@@ -1016,7 +1024,6 @@ def _fd_tables(ctx: _Ctx) -> None:
         table = cf.FdTable(pid=proc.pid)
         for info in sorted(infos, key=lambda e: e.fd):
             table.fds.append(_fd(ctx, proc.pid, info, table_ids))
-        _unreadable(table, {"locks": f"{NOT_IN_CRIU} (file-locks.img is not mapped)"})
         ctx.snap.fds.append(table)
 
 
@@ -1102,6 +1109,23 @@ def _link_pending(sockets: dict[int, cs.Socket]) -> None:
                 "dumped; CRIU names the listener instead"))
 
 
+def _system(ctx: _Ctx) -> None:
+    """Namespaces, mounts, cgroups, file locks and ttys (system.py)."""
+    dump = ctx.dump
+    ids_of: dict[int, core_pb2.TaskKobjIds] = {}
+    cg_set_of: dict[int, int] = {}
+    for proc in ctx.snap.processes:
+        core = _core(dump, proc.pid)
+        if proc.state != "Z":
+            ids = _ids(dump, proc.pid, core)
+            if ids is not None:
+                ids_of[proc.pid] = ids
+        if core is not None and core.HasField("tc") and core.tc.HasField("cg_set"):
+            cg_set_of[proc.pid] = core.tc.cg_set
+    for name, note in system.apply(ctx.snap, dump, ids_of, cg_set_of):
+        ctx.snap.inventory.collectors.add(name=name, ran=True, reason=note)
+
+
 def _attach_pages(ctx: _Ctx) -> None:
     """CRIU's pagemaps as the snapshot's page store, read in place (see pages.py).
 
@@ -1172,6 +1196,7 @@ def to_snapshot(dump: CriuDump, old_handlers: dict[str, tuple[int, str]]) -> Sna
     _fd_tables(ctx)
     _registers(ctx)
     _attach_pages(ctx)
+    _system(ctx)
     snap.ghosts.extend(ctx.ghosts[k] for k in sorted(ctx.ghosts))
     _link_pending(ctx.sockets)
     snap.sockets.extend(ctx.sockets[k] for k in sorted(ctx.sockets))

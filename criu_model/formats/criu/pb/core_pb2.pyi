@@ -599,3 +599,111 @@ class TimensEntry(_message.Message):
     monotonic: Timespec
     boottime: Timespec
     def __init__(self, monotonic: _Optional[_Union[Timespec, _Mapping]] = ..., boottime: _Optional[_Union[Timespec, _Mapping]] = ...) -> None: ...
+
+class MntEntry(_message.Message):
+    __slots__ = ("fstype", "mnt_id", "root_dev", "parent_mnt_id", "flags", "root", "mountpoint", "source", "options", "shared_id", "master_id", "with_plugin", "ext_mount", "fsname", "internal_sharing", "deleted", "sb_flags", "ext_key")
+    FSTYPE_FIELD_NUMBER: _ClassVar[int]
+    MNT_ID_FIELD_NUMBER: _ClassVar[int]
+    ROOT_DEV_FIELD_NUMBER: _ClassVar[int]
+    PARENT_MNT_ID_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    MOUNTPOINT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_ID_FIELD_NUMBER: _ClassVar[int]
+    MASTER_ID_FIELD_NUMBER: _ClassVar[int]
+    WITH_PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    EXT_MOUNT_FIELD_NUMBER: _ClassVar[int]
+    FSNAME_FIELD_NUMBER: _ClassVar[int]
+    INTERNAL_SHARING_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    SB_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    EXT_KEY_FIELD_NUMBER: _ClassVar[int]
+    fstype: int
+    mnt_id: int
+    root_dev: int
+    parent_mnt_id: int
+    flags: int
+    root: str
+    mountpoint: str
+    source: str
+    options: str
+    shared_id: int
+    master_id: int
+    with_plugin: bool
+    ext_mount: bool
+    fsname: str
+    internal_sharing: bool
+    deleted: bool
+    sb_flags: int
+    ext_key: str
+    def __init__(self, fstype: _Optional[int] = ..., mnt_id: _Optional[int] = ..., root_dev: _Optional[int] = ..., parent_mnt_id: _Optional[int] = ..., flags: _Optional[int] = ..., root: _Optional[str] = ..., mountpoint: _Optional[str] = ..., source: _Optional[str] = ..., options: _Optional[str] = ..., shared_id: _Optional[int] = ..., master_id: _Optional[int] = ..., with_plugin: _Optional[bool] = ..., ext_mount: _Optional[bool] = ..., fsname: _Optional[str] = ..., internal_sharing: _Optional[bool] = ..., deleted: _Optional[bool] = ..., sb_flags: _Optional[int] = ..., ext_key: _Optional[str] = ...) -> None: ...
+
+class CgroupPerms(_message.Message):
+    __slots__ = ("mode", "uid", "gid")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    mode: int
+    uid: int
+    gid: int
+    def __init__(self, mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ...) -> None: ...
+
+class CgroupPropEntry(_message.Message):
+    __slots__ = ("name", "value", "perms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    PERMS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    perms: CgroupPerms
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., perms: _Optional[_Union[CgroupPerms, _Mapping]] = ...) -> None: ...
+
+class CgroupDirEntry(_message.Message):
+    __slots__ = ("dir_name", "children", "properties", "dir_perms")
+    DIR_NAME_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    DIR_PERMS_FIELD_NUMBER: _ClassVar[int]
+    dir_name: str
+    children: _containers.RepeatedCompositeFieldContainer[CgroupDirEntry]
+    properties: _containers.RepeatedCompositeFieldContainer[CgroupPropEntry]
+    dir_perms: CgroupPerms
+    def __init__(self, dir_name: _Optional[str] = ..., children: _Optional[_Iterable[_Union[CgroupDirEntry, _Mapping]]] = ..., properties: _Optional[_Iterable[_Union[CgroupPropEntry, _Mapping]]] = ..., dir_perms: _Optional[_Union[CgroupPerms, _Mapping]] = ...) -> None: ...
+
+class CgControllerEntry(_message.Message):
+    __slots__ = ("cnames", "dirs", "is_threaded")
+    CNAMES_FIELD_NUMBER: _ClassVar[int]
+    DIRS_FIELD_NUMBER: _ClassVar[int]
+    IS_THREADED_FIELD_NUMBER: _ClassVar[int]
+    cnames: _containers.RepeatedScalarFieldContainer[str]
+    dirs: _containers.RepeatedCompositeFieldContainer[CgroupDirEntry]
+    is_threaded: bool
+    def __init__(self, cnames: _Optional[_Iterable[str]] = ..., dirs: _Optional[_Iterable[_Union[CgroupDirEntry, _Mapping]]] = ..., is_threaded: _Optional[bool] = ...) -> None: ...
+
+class CgMemberEntry(_message.Message):
+    __slots__ = ("name", "path", "cgns_prefix")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CGNS_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    path: str
+    cgns_prefix: int
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., cgns_prefix: _Optional[int] = ...) -> None: ...
+
+class CgSetEntry(_message.Message):
+    __slots__ = ("id", "ctls")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CTLS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    ctls: _containers.RepeatedCompositeFieldContainer[CgMemberEntry]
+    def __init__(self, id: _Optional[int] = ..., ctls: _Optional[_Iterable[_Union[CgMemberEntry, _Mapping]]] = ...) -> None: ...
+
+class CgroupEntry(_message.Message):
+    __slots__ = ("sets", "controllers")
+    SETS_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLERS_FIELD_NUMBER: _ClassVar[int]
+    sets: _containers.RepeatedCompositeFieldContainer[CgSetEntry]
+    controllers: _containers.RepeatedCompositeFieldContainer[CgControllerEntry]
+    def __init__(self, sets: _Optional[_Iterable[_Union[CgSetEntry, _Mapping]]] = ..., controllers: _Optional[_Iterable[_Union[CgControllerEntry, _Mapping]]] = ...) -> None: ...

@@ -313,8 +313,64 @@ class TtyPty(_message.Message):
     index: int
     def __init__(self, index: _Optional[int] = ...) -> None: ...
 
+class Termios(_message.Message):
+    __slots__ = ("c_iflag", "c_oflag", "c_cflag", "c_lflag", "c_line", "c_ispeed", "c_ospeed", "c_cc")
+    C_IFLAG_FIELD_NUMBER: _ClassVar[int]
+    C_OFLAG_FIELD_NUMBER: _ClassVar[int]
+    C_CFLAG_FIELD_NUMBER: _ClassVar[int]
+    C_LFLAG_FIELD_NUMBER: _ClassVar[int]
+    C_LINE_FIELD_NUMBER: _ClassVar[int]
+    C_ISPEED_FIELD_NUMBER: _ClassVar[int]
+    C_OSPEED_FIELD_NUMBER: _ClassVar[int]
+    C_CC_FIELD_NUMBER: _ClassVar[int]
+    c_iflag: int
+    c_oflag: int
+    c_cflag: int
+    c_lflag: int
+    c_line: int
+    c_ispeed: int
+    c_ospeed: int
+    c_cc: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, c_iflag: _Optional[int] = ..., c_oflag: _Optional[int] = ..., c_cflag: _Optional[int] = ..., c_lflag: _Optional[int] = ..., c_line: _Optional[int] = ..., c_ispeed: _Optional[int] = ..., c_ospeed: _Optional[int] = ..., c_cc: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Winsize(_message.Message):
+    __slots__ = ("ws_row", "ws_col", "ws_xpixel", "ws_ypixel")
+    WS_ROW_FIELD_NUMBER: _ClassVar[int]
+    WS_COL_FIELD_NUMBER: _ClassVar[int]
+    WS_XPIXEL_FIELD_NUMBER: _ClassVar[int]
+    WS_YPIXEL_FIELD_NUMBER: _ClassVar[int]
+    ws_row: int
+    ws_col: int
+    ws_xpixel: int
+    ws_ypixel: int
+    def __init__(self, ws_row: _Optional[int] = ..., ws_col: _Optional[int] = ..., ws_xpixel: _Optional[int] = ..., ws_ypixel: _Optional[int] = ...) -> None: ...
+
+class TtyData(_message.Message):
+    __slots__ = ("tty_id", "data")
+    TTY_ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    tty_id: int
+    data: bytes
+    def __init__(self, tty_id: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class FileLockEntry(_message.Message):
+    __slots__ = ("flag", "type", "pid", "fd", "start", "len")
+    FLAG_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    FD_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    LEN_FIELD_NUMBER: _ClassVar[int]
+    flag: int
+    type: int
+    pid: int
+    fd: int
+    start: int
+    len: int
+    def __init__(self, flag: _Optional[int] = ..., type: _Optional[int] = ..., pid: _Optional[int] = ..., fd: _Optional[int] = ..., start: _Optional[int] = ..., len: _Optional[int] = ...) -> None: ...
+
 class TtyInfo(_message.Message):
-    __slots__ = ("id", "type", "locked", "exclusive", "packet_mode", "sid", "pgrp", "rdev", "pty", "dev", "uid", "gid")
+    __slots__ = ("id", "type", "locked", "exclusive", "packet_mode", "sid", "pgrp", "rdev", "termios", "termios_locked", "winsize", "pty", "dev", "uid", "gid")
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     LOCKED_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +379,9 @@ class TtyInfo(_message.Message):
     SID_FIELD_NUMBER: _ClassVar[int]
     PGRP_FIELD_NUMBER: _ClassVar[int]
     RDEV_FIELD_NUMBER: _ClassVar[int]
+    TERMIOS_FIELD_NUMBER: _ClassVar[int]
+    TERMIOS_LOCKED_FIELD_NUMBER: _ClassVar[int]
+    WINSIZE_FIELD_NUMBER: _ClassVar[int]
     PTY_FIELD_NUMBER: _ClassVar[int]
     DEV_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
@@ -335,11 +394,14 @@ class TtyInfo(_message.Message):
     sid: int
     pgrp: int
     rdev: int
+    termios: Termios
+    termios_locked: Termios
+    winsize: Winsize
     pty: TtyPty
     dev: int
     uid: int
     gid: int
-    def __init__(self, id: _Optional[int] = ..., type: _Optional[int] = ..., locked: _Optional[bool] = ..., exclusive: _Optional[bool] = ..., packet_mode: _Optional[bool] = ..., sid: _Optional[int] = ..., pgrp: _Optional[int] = ..., rdev: _Optional[int] = ..., pty: _Optional[_Union[TtyPty, _Mapping]] = ..., dev: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., type: _Optional[int] = ..., locked: _Optional[bool] = ..., exclusive: _Optional[bool] = ..., packet_mode: _Optional[bool] = ..., sid: _Optional[int] = ..., pgrp: _Optional[int] = ..., rdev: _Optional[int] = ..., termios: _Optional[_Union[Termios, _Mapping]] = ..., termios_locked: _Optional[_Union[Termios, _Mapping]] = ..., winsize: _Optional[_Union[Winsize, _Mapping]] = ..., pty: _Optional[_Union[TtyPty, _Mapping]] = ..., dev: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ...) -> None: ...
 
 class Memfd(_message.Message):
     __slots__ = ("id", "flags", "pos", "fown", "inode_id")
