@@ -107,6 +107,23 @@ def _floor(snap: Snapshot, plan: Plan) -> int:
     return max(top + 2, 16)
 
 
+_FD_ARGS = frozenset({"fd", "fds", "old", "new", "epfd", "tfd", "to_fd"})
+
+
+def _service_count(plan: Plan) -> int:
+    """How many service fd numbers the plan uses (1 << 20 + n: n + 1 at most)."""
+    top = -1
+    for step in plan.steps:
+        for name, value in step.args.items():
+            if name not in _FD_ARGS:
+                continue            # flags_value and others may exceed 1 << 20 too
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                if isinstance(v, int) and not isinstance(v, bool) and v >= SERVICE_FD_BASE:
+                    top = max(top, v - SERVICE_FD_BASE)
+    return top + 1
+
+
 def _writes(step: Step) -> bool:
     flags = int(step.args.get("flags", 0))
     return bool(flags & O_ACCMODE or flags & (os.O_TRUNC | os.O_CREAT))
@@ -210,9 +227,11 @@ class Conductor:
         scratch, self._refused = scratch_plan(self.plan, self.files)
         self.result.scratch = [e["dir"] for e in scratch]
         extra = int(steps[0].args.get("flags_value", 0))
-        self.sandbox = start(_floor(self.snap, self.plan), extra)
+        self.floor = _floor(self.snap, self.plan)
+        self._next_ctl = self.floor + _service_count(self.plan) + 1
+        self.sandbox = start(self.floor, extra)
         ptys = any(s.action is Action.OPEN_PTY for s in steps)
-        setup = {"scratch": scratch, "ptys": ptys}
+        setup = {"scratch": scratch, "ptys": ptys, "ctl_base": self._next_ctl}
         message = json.dumps(setup).encode()
         if len(message) > MAX_MESSAGE:
             raise CriuModelError(f"rehearsal: {len(scratch)} scratch directories are more "
@@ -336,6 +355,12 @@ class Conductor:
                 wire["pipe_size"] = fd.pipe.pipe_size
         if step.action in (Action.PIPE, Action.SOCKETPAIR):
             wire["ends"] = [self._end(int(k)) for k in a["files"]]
+        if step.action is Action.CLONE and int(a.get("flags_value", 0)) & 0x400 \
+                and not int(a.get("flags_value", 0)) & 0x10000:
+            # CLONE_FILES without CLONE_THREAD: the child's control socket needs a number
+            # of its own in the table it shares, above every service fd (worker.py)
+            wire["ctl_fd"] = self._next_ctl
+            self._next_ctl += 1
         self._queue(index, step, wire)
         return None
 

@@ -136,6 +136,7 @@ class Judge:
         self._pipe_buffers()
         self._groups("socketpair", self._pair_group, "connected unix sockets")
         self._namespaces()
+        self._task_shares()
         self._memory()
         self._steps()
         return self.entries
@@ -450,6 +451,56 @@ class Judge:
                          "actual": actual}], reason=f"processes sharing one {ns_type} "
                                                     "namespace: the sandbox splits them"))
 
+    # ------------------------------------------------------------ task sharing
+
+    def _task_shares(self) -> None:
+        """Processes (not threads) sharing an fd table, fs, signal handlers or an address
+        space (kcmp ids of the dump): the same groups in the sandbox, and nobody else in
+        them. CLONE_VM (and CLONE_SIGHAND, which needs it) is not rehearsed: a Python
+        worker cannot share its address space with another."""
+        box_key = {p.pid: k for k, p in self.box_by_key.items()}
+        live = [p for p in self.snap.processes if p.state != "Z"
+                and p.pid not in self.ex.missing_procs]
+        for kind in ("files", "fs", "sighand", "vm"):
+            want: dict[int, set[int]] = defaultdict(set)
+            for proc in live:
+                ident = getattr(proc.shares, kind)
+                if ident:
+                    want[ident].add(proc.pid)
+            got: dict[int, int] = {}
+            for proc in self.box.processes:
+                ident = getattr(proc.shares, kind)
+                if ident and proc.pid in box_key and proc.state != "Z":
+                    got[box_key[proc.pid]] = ident
+            for members in want.values():
+                inodes = {got.get(m) for m in members}
+                together = {m for m, i in got.items() if i in inodes}
+                if len(members) < 2:
+                    if together - members:        # shared here, not in the snapshot
+                        self.entries.append(Entry("task_share", f"{kind}:{_pids(members)}",
+                                                  MISMATCHED, [{"field": "members",
+                                                                "expected": _pids(members),
+                                                                "actual": _pids(together)}]))
+                    continue
+                ident = f"{kind}:{_pids(members)}"
+                note = next((self.ex.thread_note[m] for m in members
+                             if m in self.ex.thread_note), "")
+                if kind in ("vm", "sighand") and note:
+                    self.entries.append(Entry("task_share", ident, NOT_REHEARSED, reason=note))
+                    continue
+                if len(inodes) == 1 and None not in inodes and together == members:
+                    self.entries.append(Entry("task_share", ident, MATCHED))
+                    continue
+                split: dict[int | None, list[int]] = defaultdict(list)
+                for m in sorted(together | members):
+                    split[got.get(m)].append(m)
+                self.entries.append(Entry("task_share", ident, MISMATCHED, [
+                    {"field": "members", "expected": _pids(members),
+                     "actual": " / ".join(_pids(v) for v in split.values())}],
+                    reason=f"processes sharing one {kind} (CLONE_"
+                           f"{'FILES' if kind == 'files' else kind.upper()}): the sandbox "
+                           "splits them"))
+
     # ------------------------------------------------------------ memory
 
     def _memory(self) -> None:
@@ -510,6 +561,10 @@ def _targets(fd: files_pb2.Fd) -> list[str]:
 def _pipe_end(fd: files_pb2.Fd) -> str:
     return "rw" if fd.pipe.read_end and fd.pipe.write_end else \
         "read" if fd.pipe.read_end else "write"
+
+
+def _pids(members: set[int] | list[int]) -> str:
+    return ",".join(map(str, sorted(members)))
 
 
 def _holders(members: set[tuple[int, int]] | frozenset[tuple[int, int]]) -> str:

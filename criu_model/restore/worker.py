@@ -15,8 +15,11 @@ criu_model.kernel): the init starts in ~30 ms and forks cheaply.
 
 fd numbers: the planner's service fds (1 << 20 and up) cannot exist (fs.nr_open
 is 1 << 20 by default and the rehearsal never raises a host sysctl), so they
-are virtual: each is held at a real fd >= FLOOR (above every dumped fd number)
-and translated in every step. The control socket sits at FLOOR - 1.
+are virtual: service fd 1 << 20 + n is held at real fd FLOOR + n (above every
+dumped fd number) and translated in every step. The number is fixed, not the
+lowest free one, so processes sharing one fd table (CLONE_FILES) find each
+other's service fds. The control socket sits at FLOOR - 1; a CLONE_FILES child's,
+in the table it shares, at a number the conductor gives above every service fd.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ MS_PRIVATE = 1 << 18
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND = 2, 4, 8, 0x1000
 TIOCSCTTY, TIOCNOTTY, TIOCGPTN, TIOCSPTLCK = 0x540E, 0x5422, 0x80045430, 0x40045431
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-CLONE_VM, CLONE_SIGHAND, CLONE_THREAD = 0x100, 0x800, 0x10000
+CLONE_VM, CLONE_FILES, CLONE_SIGHAND, CLONE_THREAD = 0x100, 0x400, 0x800, 0x10000
 O_ACCMODE = 0o3
 O_CLOEXEC = 0o2000000
 # f_flags a restorer may set again with F_SETFL (fs/fcntl.c SETFL_MASK).
@@ -238,28 +241,26 @@ class Worker:
     def __init__(self, ctl_fd: int, floor: int) -> None:
         self.ctl = socket.socket(fileno=ctl_fd)
         self.floor = floor
-        self.virtual: dict[int, int] = {}     # service fd -> real fd
+        self.virtual: set[int] = set()        # service fds this process placed
+        self.ctl_base = 0     # CLONE_FILES children's control sockets: from here up
         self.children: dict[int, int] = {}    # actor key -> pid in our namespace
         self.threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------ fds
 
     def real(self, fd: int) -> int:
+        """The real number of planned fd `fd` (a service fd: FLOOR + its index)."""
         if fd >= SERVICE_FD_BASE:
-            real = self.virtual.get(fd)
-            if real is None:
-                raise OSError(errno.EBADF, f"service fd {fd} is not held")
-            return real
+            return self.floor + (fd - SERVICE_FD_BASE)
         return fd
 
     def place(self, tmp: int, fd: int, flags: int) -> None:
         """Move a freshly made fd to its planned number (virtual or real); close tmp."""
         cloexec = bool(flags & O_CLOEXEC)
         if fd >= SERVICE_FD_BASE:
-            import fcntl
-            cmd = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
-            self.virtual[fd] = fcntl.fcntl(tmp, cmd, self.floor)
+            os.dup2(tmp, self.real(fd), inheritable=not cloexec)
             os.close(tmp)
+            self.virtual.add(fd)
         elif tmp == fd:
             os.set_inheritable(fd, not cloexec)
         else:
@@ -474,15 +475,39 @@ class Worker:
         # The conductor learns the child's pid in its own namespace from the credentials
         # the kernel attaches to the child's first message (SCM_CREDENTIALS, translated).
         parent_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        # CLONE_FILES: one fd table for both. The child's control socket moves to its own
+        # number before the clone (after it, a close by one would race an open by the
+        # other), and neither closes a socket of the other's.
+        shared = bool(flags & CLONE_FILES)
+        if shared:
+            high = int(a["ctl_fd"])
+            os.dup2(child_end.fileno(), high, inheritable=False)
+            child_end.close()
+            child_end = socket.socket(fileno=high)
         pid = clone3(flags & ~(CLONE_VM | CLONE_SIGHAND), list(a["set_tid"]))
         if pid == 0:
-            parent_end.close()
-            os.dup2(child_end.fileno(), self.ctl.fileno(), inheritable=False)
-            child_end.close()
+            if shared:
+                parent_end.detach()
+                self.ctl.detach()
+                self.ctl = child_end
+            else:
+                # Our own table, a copy: our control socket at FLOOR - 1 (where the
+                # creator's was, or not: a CLONE_FILES child's is above), and none of the
+                # copied control sockets of the workers that share the creator's table.
+                parent_end.close()
+                os.dup2(child_end.fileno(), self.floor - 1, inheritable=False)
+                child_end.close()
+                self.ctl.detach()
+                self.ctl = socket.socket(fileno=self.floor - 1)
+                if self.ctl_base:
+                    os.closerange(self.ctl_base, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
             self.children = {}
             self.threads = []
             raise _Child  # unwinds to the loop, which keeps serving (now as the child)
-        child_end.close()
+        if shared:
+            child_end.detach()
+        else:
+            child_end.close()
         self.children[int(a["child"])] = pid
         return {"pid": pid, "_fd": parent_end}
 
@@ -516,7 +541,7 @@ class Worker:
         elif act == "close":
             fd = int(step["fd"])
             os.close(self.real(fd))
-            self.virtual.pop(fd, None)
+            self.virtual.discard(fd)
         elif act == "epoll_ctl_add":
             import struct
             # struct epoll_event is packed on x86_64 (12 bytes), padded elsewhere (16)
@@ -696,6 +721,7 @@ def main(argv: list[str]) -> None:
     try:
         msg, _fds, _f, _a = socket.recv_fds(worker.ctl, MAX_MESSAGE, 0)
         setup = json.loads(msg)
+        worker.ctl_base = int(setup.get("ctl_base", 0))
         setup_mounts(setup.get("scratch", []))
         if setup.get("ptys"):
             private_devpts()
