@@ -321,3 +321,20 @@ def test_archive_pages_read_like_the_directory(tmp_path: Path, mode: str) -> Non
                                                           grep(direct, b"scn-memfd")]
     with tarfile.open(path if mode != "zst" else tmp_path / "c.tar") as tar:
         assert "checkpoint/pages-1.img" in tar.getnames()
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.floats(0.0, 1.0), mode=st.sampled_from(["w", "w:gz"]))
+def test_a_cut_archive_gives_image_errors_only(tmp_path_factory, cut: float, mode: str) -> None:
+    from tests.formats.test_criu_archive import build
+
+    tmp = tmp_path_factory.mktemp("cut")
+    whole = build(tmp / ("c.tar" if mode == "w" else "c.tar.gz"), tree="sleep", mode=mode)
+    data = whole.read_bytes()
+    whole.write_bytes(data[:int(len(data) * cut)])
+    try:
+        snap = load_criu(whole)
+        list(grep(snap, b"never-there"))
+    except (ImageError, NotCaptured):
+        pass
