@@ -84,6 +84,8 @@ class Execution:
     # or FAILED; a VMA of a process whose map_vmas step ran is always here.
     vmas: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)
     memory: dict[str, float] = field(default_factory=dict)   # fill totals (bytes, seconds)
+    # (actor, file key) -> why its locks were not taken; a key with locks taken is absent
+    lock_notes: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 def file_index(snap: Snapshot) -> dict[int, files_pb2.Fd]:
@@ -348,6 +350,9 @@ class Conductor:
             wire.update(self._socket(step))
         if index in getattr(self, "_unlink_at", ()):
             wire["unlink"] = True
+        if step.action is Action.OPEN and a.get("locks"):
+            wire.pop("locks")
+            wire["apply_locks"] = self._locks(step)
         if step.action is Action.OPEN and a.get("kind") in ("pipe", "fifo"):
             # F_GETPIPE_SZ of the dump: the planner's open step does not carry it
             fd = self.files.get(int(a.get("file", 0)))
@@ -471,6 +476,34 @@ class Conductor:
             index, step, "done", "signal sent from outside its namespace: a namespace init "
                                  "ignores its own"))
         return None
+
+    def _locks(self, step: Step) -> list[dict[str, Any]]:
+        """The open step's locks the worker takes, or none and the reason kept.
+
+        Only on a file that exists in the sandbox alone (a stand-in in a scratch tmpfs,
+        a memfd): a lock on the host's own file would be seen by the host's processes
+        (and could make them wait). POSIX locks belong to a process: taken only when the
+        opener is their owner. Leases and delegations are not rehearsed yet.
+        """
+        a = step.args
+        key = (step.actor, int(a.get("file", 0)))
+        path = str(a.get("path", ""))
+        inside = a.get("kind") == "memfd" or any(path.startswith(d + "/")
+                                                 for d in self.result.scratch)
+        why = ""
+        if not inside:
+            why = f"{path or 'the file'} is the host's file: a lock on it would be seen " \
+                  "outside the sandbox"
+        for lock in a["locks"]:
+            kind = str(lock["type"]).upper()
+            if kind not in ("FLOCK", "POSIX", "OFD"):
+                why = why or f"{kind.lower()} locks are not rehearsed yet"
+            elif kind == "POSIX" and lock["pid"] != step.actor:
+                why = why or f"a POSIX lock of process {lock['pid']}, opened by {step.actor}"
+        if why:
+            self.result.lock_notes[key] = why
+            return []
+        return list(a["locks"])
 
     def _end(self, key: int) -> dict[str, Any]:
         fd = self.files.get(key)

@@ -134,6 +134,7 @@ class Judge:
         self._groups("shared_file", self._file_group, "fds sharing one open file description")
         self._groups("pipe", self._pipe_group, "ends of one pipe")
         self._pipe_buffers()
+        self._locks()
         self._groups("socketpair", self._pair_group, "connected unix sockets")
         self._namespaces()
         self._task_shares()
@@ -413,6 +414,53 @@ class Judge:
                     "dump; the dump records their count, not their contents)"
                     if queued else "its queued bytes were not readable at the dump"))
             self.entries.append(entry)
+
+    def _locks(self) -> None:
+        """Per fd holding file locks: the same locks (kind, mode, range, owner) there.
+
+        The owner of a POSIX or flock lock is a pid: the sandbox's, read here, is
+        translated to the snapshot's; the inode is not compared (a stand-in).
+        """
+        for table in self.snap.fds:
+            proc = self.snap.by_pid.get(table.pid)
+            if proc is None or proc.state == "Z":
+                continue
+            got_fds = self._box_fds(table.pid)
+            for fd in table.fds:
+                held = [lk for lk in fd.locks if not lk.blocked]
+                if not held:
+                    continue
+                ident = f"{table.pid}:{fd.fd}"
+                key = fd.file_id if fd.file_id else -((table.pid << 24) | fd.fd) - 1
+                why = self.ex.missing_fds.get((table.pid, fd.fd)) or \
+                    self.ex.missing_procs.get(table.pid) or \
+                    self.ex.lock_notes.get((self._opener(key), key), "")
+                if why:
+                    self.entries.append(Entry("lock", ident, NOT_REHEARSED, reason=why))
+                    continue
+                got = got_fds.get(fd.fd)
+                actual = [lk for lk in got.locks if not lk.blocked] if got is not None else []
+                self.entries.append(_entry("lock", ident, [
+                    ("locks", sorted(self._lock_text(lk, False) for lk in held),
+                     sorted(self._lock_text(lk, True) for lk in actual))]))
+
+    def _opener(self, key: int) -> int:
+        """The actor of the open step of file `key` (lock notes are kept by opener)."""
+        if not hasattr(self, "_openers"):
+            self._openers = {int(o.step.args.get("file", 0)): o.step.actor
+                             for o in self.ex.outcomes if o.step.action is Action.OPEN}
+        return self._openers.get(key, 0)
+
+    def _lock_text(self, lock: files_pb2.FileLock, sandbox: bool) -> str:
+        kind = files_pb2.LockType.Name(lock.type).removeprefix("LOCK_") \
+            if lock.type in files_pb2.LockType.values() else f"unknown({lock.type})"
+        mode = files_pb2.LockMode.Name(lock.mode).removeprefix("LOCK_") \
+            if lock.mode in files_pb2.LockMode.values() else f"unknown({lock.mode})"
+        end = "EOF" if lock.to_eof else str(lock.end)
+        owner = lock.pid
+        if sandbox and owner > 0:
+            owner = self.key_of.get(owner, owner)
+        return f"{kind} {mode} {lock.start}-{end} pid {owner}"
 
     # ------------------------------------------------------------ namespaces
 

@@ -169,6 +169,29 @@ def set_pipe_size(fd: int, size: int) -> None:
         fcntl.fcntl(fd, F_SETPIPE_SZ, size)
 
 
+F_OFD_SETLK = 37               # Linux 3.15
+
+
+def take_lock(fd: int, lock: dict[str, Any]) -> None:
+    """flock(2), a POSIX record lock (F_SETLK) or an OFD lock (F_OFD_SETLK) as dumped;
+    never waits (a conflict is an error the judge reports)."""
+    import fcntl
+    import struct
+
+    write = str(lock["mode"]).upper() == "WRITE"
+    kind = str(lock["type"]).upper()
+    if kind == "FLOCK":
+        fcntl.flock(fd, (fcntl.LOCK_EX if write else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        return
+    start = int(lock["start"])
+    length = 0 if lock.get("end") is None else int(lock["end"]) - start + 1   # 0: to EOF
+    # struct flock (x86_64 and arm64): short l_type, short l_whence, off_t l_start,
+    # off_t l_len, pid_t l_pid (padded)
+    arg = struct.pack("hhqqi4x", fcntl.F_WRLCK if write else fcntl.F_RDLCK, os.SEEK_SET,
+                      start, length, 0)
+    fcntl.fcntl(fd, fcntl.F_SETLK if kind == "POSIX" else F_OFD_SETLK, arg)
+
+
 def set_pdeathsig(sig: int) -> None:
     _check(_libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
 
@@ -334,6 +357,8 @@ class Worker:
             self.set_status_flags(tmp, flags)
         if kind in ("pipe", "fifo") and a.get("pipe_size"):
             set_pipe_size(tmp, int(a["pipe_size"]))
+        for lock in a.get("apply_locks", ()):
+            take_lock(tmp, lock)
         self.place(tmp, int(a["fd"]), flags)
 
     @staticmethod

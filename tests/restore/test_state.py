@@ -197,3 +197,62 @@ def test_lost_clone_files_is_a_mismatch(sharing: tuple[Snapshot, int, list[int]]
                                                                             both)))))
     assert entry.status == MISMATCHED
     assert entry.mismatches[0]["field"] == "members"
+
+
+# ------------------------------------------------------------------ file locks
+
+_LOCKS = """
+import struct
+d = os.path.join(sys.argv[1], "locks")
+os.mkdir(d)
+a = os.open(os.path.join(d, "a"), os.O_RDWR | os.O_CREAT)      # 3: flock, exclusive
+fcntl.flock(a, fcntl.LOCK_EX)
+b = os.open(os.path.join(d, "b"), os.O_RDWR | os.O_CREAT)      # 4: POSIX write, 10-19
+fcntl.lockf(b, fcntl.LOCK_EX, 10, 10)
+c = os.open(os.path.join(d, "c"), os.O_RDWR | os.O_CREAT)      # 5: OFD read, to EOF
+fcntl.fcntl(c, 37, struct.pack("hhqqi4x", fcntl.F_RDLCK, 0, 0, 0, 0))
+h = os.open(os.path.join(sys.argv[1], "host.txt"), os.O_RDONLY)   # 6: the host's file
+fcntl.flock(h, fcntl.LOCK_SH)
+for fd in (a, b, c, h):
+    os.set_inheritable(fd, True)
+ready()
+signal.pause()
+"""
+
+
+@pytest.fixture
+def locks(tmp_path: Path) -> Iterator[tuple[Snapshot, int]]:
+    (tmp_path / "host.txt").write_text("a file of the host\n")
+    with _program(_LOCKS, tmp_path) as proc:
+        yield criu_model.dump([proc.pid]), proc.pid
+
+
+def test_file_locks(locks: tuple[Snapshot, int]) -> None:
+    snap, pid = locks
+    report = _run(snap)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    for fd in (3, 4, 5):
+        assert _by(report, "lock", f"{pid}:{fd}").status == MATCHED
+    want = {fd.fd: [(lk.type, lk.mode, lk.start, lk.to_eof) for lk in fd.locks]
+            for fd in snap.fds_by_pid[pid].fds if fd.locks}
+    assert want[3] == [(2, 2, 0, True)]            # FLOCK WRITE
+    assert want[4] == [(1, 2, 10, False)]          # POSIX WRITE 10-19
+    assert want[5] == [(3, 1, 0, True)]            # OFD READ
+    host = _by(report, "lock", f"{pid}:6")
+    assert host.status == NOT_REHEARSED
+    assert host.reason.endswith("host.txt is the host's file: a lock on it would be seen "
+                                "outside the sandbox")
+
+
+def test_wrong_lock_mode_is_a_mismatch(locks: tuple[Snapshot, int]) -> None:
+    snap, pid = locks
+    plan = criu_model.plan(snap, live=False, pid_ns="new")
+    step = next(s for s in plan.steps if s.action == "open"
+                and str(s.args.get("path", "")).endswith("/locks/a"))
+    step.args["locks"][0]["mode"] = "read"        # a planner bug: shared, not exclusive
+    report = rehearse(snap, plan)
+    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
+    entry = _by(report, "lock", f"{pid}:3")
+    assert entry.status == MISMATCHED
+    assert entry.mismatches[0]["expected"] == [f"FLOCK WRITE 0-EOF pid {pid}"]
+    assert entry.mismatches[0]["actual"] == [f"FLOCK READ 0-EOF pid {pid}"]
