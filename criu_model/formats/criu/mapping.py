@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from criu_model.errors import InconsistentImage
 from criu_model.formats.criu import system
 from criu_model.formats.criu.framing import CriuImage
-from criu_model.formats.criu.pages import PagesFile, page_runs, page_size
+from criu_model.formats.criu.pages import PageRun, PagesFile, page_runs, page_size
 from criu_model.formats.criu.pb import core_pb2, files_pb2, sockets_pb2
 from criu_model.images import framing as cm_framing
 from criu_model.images.pb import (
@@ -129,6 +129,7 @@ class CriuDump:
     pages_files: dict[int, PagesFile] = field(default_factory=dict)  # pages_id -> file
     container: dict[str, object] = field(default_factory=dict)  # archives: config.dump facts
     directory: str | None = None  # a real directory (parent/ dumps are looked for there)
+    runs_cache: dict[str, tuple[int, list[PageRun]]] = field(default_factory=dict)
 
     def one(self, name: str) -> CriuImage | None:
         return self.images.get(name)

@@ -114,6 +114,9 @@ class PageRun:
 
 def page_runs(dump: CriuDump, name: str) -> tuple[int, list[PageRun]]:
     """(pages_id, runs) of one pagemap image (pagemap-PID.img or pagemap-shmem-ID.img)."""
+    cached = dump.runs_cache.get(name)
+    if cached is not None:
+        return cached
     image = dump.images.get(name)
     if image is None or image.head is None:
         return 0, []
@@ -126,7 +129,9 @@ def page_runs(dump: CriuDump, name: str) -> tuple[int, list[PageRun]]:
         runs.append(PageRun(e.vaddr, n, flags, at if present else None, off))
         if present:
             at += n
-    return image.head.pages_id, runs  # type: ignore[attr-defined]
+    result = (image.head.pages_id, runs)  # type: ignore[attr-defined]
+    dump.runs_cache[name] = result
+    return result
 
 
 def page_size(dump: CriuDump, name: str) -> int | None:
