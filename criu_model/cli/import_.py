@@ -36,7 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run `criu-model import`; 0 on success (errors are CriuModelError, one line)."""
     from criu_model.formats import detect
-    from criu_model.formats.criu import load_criu
+    from criu_model.formats.criu import import_pages, load_criu
     from criu_model.images import write
 
     kind = detect(args.src)
@@ -46,6 +46,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if Path(args.dir).exists() and not args.force:
         raise UsageError(f"{args.dir} already exists (use --force to replace it)")
     snap = load_criu(args.src)
+    # CRIU's pages-N.img, read in place until now, become our pages.img: the
+    # snapshot stands alone (parent dumps included).
+    import_pages(snap, Path(args.dir).absolute().parent)
     path = write(snap, args.dir, force=args.force)
     not_mapped = [c for c in snap.inventory.collectors
                   if c.name.startswith("criu-image:") and not c.ran]

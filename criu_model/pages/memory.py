@@ -92,7 +92,7 @@ def read_memory(snap: Snapshot, pid: int, addr: int, length: int) -> bytes:
     store = snap.page_store
     if store is None:
         raise NotCaptured("the snapshot holds no page contents (dumped without --pages, or read "
-                          "from CRIU images, whose pages are not imported yet)")
+                          "from CRIU images without their pages-*.img)")
     mm = snap.memory_by_pid.get(pid)
     lost = [u.reason for u in mm.unreadable if u.field == NOT_CAPTURED_FIELD] if mm else []
     out = bytearray()

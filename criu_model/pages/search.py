@@ -124,7 +124,7 @@ def grep(snap: Snapshot, pattern: bytes, *, regex: bool = False, pid: int | None
     """
     if snap.page_store is None:
         raise NotCaptured("the snapshot holds no page contents (dumped without --pages, or read "
-                          "from CRIU images, whose pages are not imported yet)")
+                          "from CRIU images without their pages-*.img)")
     if not pattern:
         raise UsageError("the pattern is empty")
     flags = re.IGNORECASE if ignore_case else 0

@@ -64,8 +64,8 @@ def plan_memory(snap: Snapshot, plan: Plan) -> int:
                      stored=stored, inherited=inherited, zero=zero, bytes=nbytes)
     if store is None:
         plan.covers = "skeleton"
-        plan.lacks = ["memory pages (read from CRIU images, whose pages are not imported "
-                      "yet): the programs could not resume"
+        plan.lacks = ["memory pages (these CRIU images hold no pages-*.img): the programs "
+                      "could not resume"
                       if snap.inventory.tool_version.startswith("criu ") else
                       "memory pages and registers (dumped without --pages): the programs "
                       "could not resume"]

@@ -9,17 +9,9 @@ import pytest
 from rich.console import Console
 
 import criu_model
+from criu_model.cli import import_ as cli_import
 from criu_model.errors import UsageError
 from tests.formats.conftest import FIXTURES
-
-try:
-    from criu_model.cli import import_ as cli_import
-except ImportError:  # before the CLI became a package
-    from criu_model import cli_import  # type: ignore[no-redef]
-
-# The command copies CRIU's pages into the snapshot once cli/import_.py calls
-# import_pages() before write(); until then it refuses with one clear line.
-WIRED = "import_pages" in Path(cli_import.__file__).read_text()
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -28,8 +20,6 @@ def _args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["import", *argv])
 
 
-@pytest.mark.xfail(not WIRED, reason="cli/import_.py does not call import_pages yet",
-                   raises=criu_model.CriuModelError, strict=True)
 def test_import_writes_a_snapshot_that_loads(tmp_path: Path, capsys) -> None:
     out = tmp_path / "snap"
     console = Console(file=None, width=200)
