@@ -42,6 +42,7 @@ from criu_model.restore.worker import (
 from criu_model.snapshot import Snapshot
 
 _OPEN_KINDS = frozenset({"regular", "directory", "opath", "pipe", "fifo", "eventfd", "memfd",
+                         "inotify",
                          "signalfd", "timerfd", "pidfd", "epoll", "socket"})
 _NOT_YET = {
     Action.LAST_PID_CLONE: "the ns_last_pid fallback is not rehearsed (clone3 set_tid is)",
@@ -366,8 +367,66 @@ class Conductor:
             # of its own in the table it shares, above every service fd (worker.py)
             wire["ctl_fd"] = self._next_ctl
             self._next_ctl += 1
+        if step.action is Action.OPEN and a.get("kind") == "inotify":
+            return self._open_inotify(index, step, wire)
         self._queue(index, step, wire)
         return None
+
+    def _open_inotify(self, index: int, step: Step, wire: dict[str, Any]) -> None:
+        """An inotify instance and its watches. The targets are named by file handle only:
+        the conductor opens each on the host (open_by_handle_at, O_PATH: a watch only
+        observes its inode) and lends the fds to the worker for inotify_add_watch."""
+        watches = list(step.args.get("watches", []))
+        if len(watches) > MAX_FDS:
+            return self._skip(index, step, f"{len(watches)} watches are more than one "
+                                           "command carries")
+        targets: list[int] = []
+        try:
+            for watch in watches:
+                fd, why = self._watch_target(watch)
+                if why:
+                    return self._skip(index, step, f"watch {watch.get('wd')}: {why}")
+                targets.append(fd)
+            reply, _ = self._ask(step.actor, {"op": "inotify", "step": wire}, f"step {index}",
+                                 targets)
+        finally:
+            for fd in targets:
+                os.close(fd)
+        self._record(index, step, reply)
+        return None
+
+    def _watch_target(self, watch: dict[str, Any]) -> tuple[int, str]:
+        """An O_PATH fd of the watched inode here, or why there is none."""
+        from criu_model.collect.mountinfo import MountinfoParseError, parse_mountinfo
+        from criu_model.kernel.fhandle import open_by_handle
+
+        if not hasattr(self, "_mounts"):
+            try:
+                with open("/proc/self/mountinfo", "rb") as f:
+                    mounts = parse_mountinfo(f.read())
+            except (OSError, MountinfoParseError):
+                mounts = []
+            self._mounts: dict[int, bytes] = {}
+            for m in mounts:
+                self._mounts.setdefault(os.makedev(m.dev_major, m.dev_minor), m.mount_point)
+        mount = self._mounts.get(int(watch.get("dev", 0)))
+        if mount is None:
+            return -1, "its filesystem is not mounted here"
+        try:
+            mount_fd = os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as err:
+            return -1, f"cannot open its mount {os.fsdecode(mount)}: {err.strerror}"
+        try:
+            fd = open_by_handle(mount_fd, int(watch.get("handle_type", 0)),
+                                bytes.fromhex(str(watch.get("handle", ""))))
+        except OSError as err:
+            return -1, f"its file handle does not open here: {err.strerror}"
+        finally:
+            os.close(mount_fd)
+        if watch.get("ino") and os.fstat(fd).st_ino != int(watch["ino"]):
+            os.close(fd)
+            return -1, f"its handle now names another inode than {watch['ino']}"
+        return fd, ""
 
     # Consecutive steps of one actor travel in one message (one round trip, not one
     # per step); a clone or an exit ends the batch, since what follows depends on it.

@@ -276,6 +276,8 @@ class Judge:
                           got.timerfd.clockid if got.HasField("timerfd") else None))
         if state == "memfd":
             pairs.append(("path", printable(want.path), printable(got.path)))
+        if state == "inotify":
+            pairs.append(("inotify_watches", _watches(want), _watches(got)))
         if state == "eventfd":
             pairs.append(("eventfd_count", want.eventfd.count,
                           got.eventfd.count if got.HasField("eventfd") else None))
@@ -604,6 +606,12 @@ def _targets(fd: files_pb2.Fd) -> list[str]:
     """An epoll's targets as `tfd:events` (data is the program's, restored as planned)."""
     return sorted(f"{t.tfd}:{t.events:#x}" for t in fd.epoll.targets) \
         if fd.HasField("epoll") else []
+
+
+def _watches(fd: files_pb2.Fd) -> list[str]:
+    """An inotify fd's watches as `wd dev:ino mask` (the handle is the inode's, not compared)."""
+    return sorted(f"{w.wd} {os.major(w.sdev)}:{os.minor(w.sdev)}:{w.ino} mask {w.mask:#x}"
+                  for w in fd.inotify.watches) if fd.HasField("inotify") else []
 
 
 def _pipe_end(fd: files_pb2.Fd) -> str:

@@ -73,6 +73,8 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
                         ctypes.c_void_p]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+_libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong]
 
@@ -170,6 +172,9 @@ def set_pipe_size(fd: int, size: int) -> None:
 
 
 F_OFD_SETLK = 37               # Linux 3.15
+# inotify_add_watch flags that steer the call and are not part of the watch's mask
+# (IN_ONLYDIR, IN_DONT_FOLLOW, IN_MASK_CREATE, IN_MASK_ADD): the target is an fd here
+IN_ADD_ONLY_FLAGS = 0x01000000 | 0x02000000 | 0x10000000 | 0x20000000
 
 
 def take_lock(fd: int, lock: dict[str, Any]) -> None:
@@ -426,6 +431,46 @@ class Worker:
             _check(_libc.timerfd_settime(fd, 0, ctypes.byref(spec), None), "timerfd_settime")
         return fd
 
+    def do_inotify(self, a: dict[str, Any], targets: list[int]) -> None:
+        """inotify_init1 (Linux 2.6.27) and each watch at its dumped wd.
+
+        wds come from a cyclic allocator (idr_alloc_cyclic, fs/notify/inotify): a watch
+        removed and added again gets the next number, so a watch is re-added until it
+        gets its wd. Each removal queues an IN_IGNORED event, drained before the fd is
+        placed (the dump does not hold queued events: the queue starts empty).
+        """
+        flags = int(a["flags"])
+        ifd = _check(_libc.inotify_init1(O_CLOEXEC | os.O_NONBLOCK), "inotify_init1")
+        try:
+            order = sorted(zip(a.get("watches", []), targets, strict=True),
+                           key=lambda wt: int(wt[0]["wd"]))
+            for watch, target in order:
+                want = int(watch["wd"])
+                mask = int(watch["mask"]) & ~IN_ADD_ONLY_FLAGS
+                path = f"/proc/self/fd/{target}".encode()
+                got = _check(_libc.inotify_add_watch(ifd, path, mask), "inotify_add_watch")
+                while got < want:
+                    _check(_libc.inotify_rm_watch(ifd, got), "inotify_rm_watch")
+                    got = _check(_libc.inotify_add_watch(ifd, path, mask), "inotify_add_watch")
+                if got != want:
+                    raise OSError(errno.EEXIST, f"inotify gave wd {got}, the dump has {want}")
+            while True:
+                try:
+                    os.read(ifd, 1 << 16)
+                except BlockingIOError:
+                    break
+            self.set_status_flags(ifd, flags)
+        except BaseException:
+            os.close(ifd)
+            raise
+        finally:
+            # The lent targets sit at the lowest free numbers, maybe the one planned for
+            # this fd: closed (and forgotten by the serve loop) before it is placed.
+            for fd in targets:
+                os.close(fd)
+            targets.clear()
+        self.place(ifd, int(a["fd"]), flags)
+
     def do_open_pty(self, a: dict[str, Any]) -> None:
         """/dev/ptmx until TIOCGPTN says the planned index, the others closed; unlock;
         then the slave files (O_NOCTTY: the controlling tty is a step of its own)."""
@@ -650,6 +695,8 @@ class Worker:
                     attach.append(self.real(int(cmd["fd"])))
                 elif op == "recv_fd":
                     self.place(fds.pop(), int(cmd["to_fd"]), 0)
+                elif op == "inotify":      # an open step, with its watch targets' fds
+                    self.do_inotify(cmd["step"], fds)
                 elif op == "setns_path":   # /proc/PID/ns/TYPE of the holder
                     nsfd = os.open(cmd["path"], os.O_RDONLY | O_CLOEXEC)
                     try:

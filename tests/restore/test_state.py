@@ -256,3 +256,54 @@ def test_wrong_lock_mode_is_a_mismatch(locks: tuple[Snapshot, int]) -> None:
     assert entry.status == MISMATCHED
     assert entry.mismatches[0]["expected"] == [f"FLOCK WRITE 0-EOF pid {pid}"]
     assert entry.mismatches[0]["actual"] == [f"FLOCK READ 0-EOF pid {pid}"]
+
+
+# ------------------------------------------------------------------ inotify
+
+_INOTIFY = """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+d = sys.argv[1]
+for name in ("one", "two"):
+    open(os.path.join(d, name), "w").close()
+i = libc.inotify_init1(0)                                            # 3
+assert libc.inotify_add_watch(i, d.encode(), 0x100 | 0x200) == 1     # IN_CREATE|IN_DELETE
+w2 = libc.inotify_add_watch(i, os.path.join(d, "one").encode(), 0x2)  # IN_MODIFY: wd 2
+libc.inotify_rm_watch(i, w2)                                         # a gap at 2
+assert libc.inotify_add_watch(i, os.path.join(d, "two").encode(), 0x2 | 0x8) == 3
+os.read(i, 4096)                                                     # its IN_IGNORED
+os.set_inheritable(i, True)
+ready()
+signal.pause()
+"""
+
+
+@pytest.fixture
+def inotify(tmp_path: Path) -> Iterator[tuple[Snapshot, int]]:
+    with _program(_INOTIFY, tmp_path) as proc:
+        yield criu_model.dump([proc.pid]), proc.pid
+
+
+def test_inotify_watches(inotify: tuple[Snapshot, int]) -> None:
+    snap, pid = inotify
+    fd = next(f for f in snap.fds_by_pid[pid].fds if f.fd == 3)
+    assert [(w.wd, w.mask) for w in fd.inotify.watches] in ([(1, 0x300), (3, 0xA)],
+                                                             [(3, 0xA), (1, 0x300)])
+    report = _run(snap)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    assert _by(report, "fd", f"{pid}:3").status == MATCHED      # wd 1 and 3, same inodes
+
+
+def test_wrong_watch_mask_is_a_mismatch(inotify: tuple[Snapshot, int]) -> None:
+    snap, pid = inotify
+    plan = criu_model.plan(snap, live=False, pid_ns="new")
+    step = next(s for s in plan.steps if s.action == "open" and s.args["kind"] == "inotify")
+    watch = next(w for w in step.args["watches"] if w["wd"] == 3)
+    watch["mask"] = 0x2                      # IN_MODIFY only: IN_CLOSE_WRITE lost
+    report = rehearse(snap, plan)
+    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
+    entry = _by(report, "fd", f"{pid}:3")
+    assert entry.status == MISMATCHED
+    [bad] = entry.mismatches
+    assert bad["field"] == "inotify_watches"
+    assert any(w.startswith("3 ") and w.endswith("mask 0x2") for w in bad["actual"])
