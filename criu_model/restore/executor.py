@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from criu_model.errors import CriuModelError, UsageError
-from criu_model.images.pb import files_pb2
+from criu_model.images.pb import files_pb2, sockets_pb2
+from criu_model.names import printable
 from criu_model.planner import NEW_NS_INIT
 from criu_model.planner.model import RESTORER, Action, Plan, Step
 from criu_model.restore.sandbox import Sandbox, await_reply, receive, start
@@ -603,6 +604,23 @@ class Conductor:
                 return "a pidfd opened inside a nested pid namespace is not rehearsed yet"
         return ""
 
+    def pending_listener(self, sock: sockets_pb2.Socket) -> sockets_pb2.Socket | None:
+        """The listener in whose accept queue `sock` waits (connected, not accepted yet),
+        or None. A listener's `pending` lists its waiting clients (UNIX_DIAG_ICONS: the
+        peers of the queued embryos, net/unix/diag.c), whose own peer the dump leaves 0."""
+        if not hasattr(self, "_pending_of"):
+            self._pending_of = {c: s for s in self.snap.sockets
+                                if s.WhichOneof("kind") == "unix" for c in s.unix.pending}
+        return self._pending_of.get(sock.inode)
+
+    def _listener_opened(self, listener: sockets_pb2.Socket) -> bool:
+        """Its open step ran and the kernel took it (so a connect can reach it)."""
+        self._flush()    # its open may still be queued
+        keys = {k for k, fd in self.files.items()
+                if fd.HasField("socket") and fd.socket.inode == listener.inode}
+        return any(o.status == "done" and o.step.action is Action.OPEN
+                   and int(o.step.args.get("file", 0)) in keys for o in self.result.outcomes)
+
     def _socket(self, step: Step) -> dict[str, Any]:
         """What the worker needs to make a socket (the open step carries addresses only)."""
         fd = self.files.get(int(step.args.get("file", 0)))
@@ -615,6 +633,9 @@ class Conductor:
             out["family"] = socket.AF_UNIX
             out["name_hex"] = sock.unix.name.hex()
             out["backlog"] = sock.unix.backlog or sock.wqueue
+            listener = self.pending_listener(sock)
+            if listener is not None:   # connect again: it waits in the same accept queue
+                out["connect_hex"] = listener.unix.name.hex()
         else:
             out["family"] = socket.AF_INET6 if ":" in sock.inet.src else socket.AF_INET
             out["src"], out["sport"] = sock.inet.src, sock.inet.sport
@@ -638,7 +659,10 @@ class Conductor:
             return "a socket the dump could not describe"
         kind = sock.WhichOneof("kind")
         if kind == "unix":
-            if sock.unix.peer_inode:
+            listener = self.pending_listener(sock)
+            if listener is not None and not self._listener_opened(listener):
+                return f"its listener {printable(listener.unix.name)} is not rehearsed"
+            if sock.unix.peer_inode and listener is None:
                 return "a connected unix socket whose peer is outside the snapshot"
             name = sock.unix.name
             if name and not sock.unix.abstract and index in self._refused:

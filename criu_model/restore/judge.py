@@ -113,6 +113,7 @@ class Judge:
         self.box = sandbox
         self.ex = execution
         self.entries: list[Entry] = []
+        self._pending: dict[int, dict[int, Any]] = {}   # id(snapshot) -> embryo -> listener
         # sandbox pid here -> the snapshot's outermost pid (its key), for processes below
         # the sandbox init
         self.key_of: dict[int, int] = {}
@@ -288,19 +289,34 @@ class Judge:
         a = self.snap.sockets_by_inode.get(want.socket.inode)
         b = self.box.sockets_by_inode.get(got.socket.inode) if got.HasField("socket") else None
 
-        def desc(s: Any) -> dict[str, Any] | None:
+        def desc(s: Any, snap: Snapshot) -> dict[str, Any] | None:
             if s is None:
                 return None
             out: dict[str, Any] = {"family": s.family, "type": s.type, "state": s.state}
             if s.WhichOneof("kind") == "unix":
                 out["name"] = printable(s.unix.name)
+                if s.unix.pending:
+                    out["pending"] = len(s.unix.pending)     # connections not accepted yet
+                listener = self._pending_in(snap, s)
+                if listener is not None:
+                    out["peer"] = f"waits in the accept queue of {printable(listener.unix.name)}"
             elif s.WhichOneof("kind") == "inet":
                 out["addr"] = f"{s.inet.src}:{s.inet.sport}"
                 if s.inet.dport:
                     out["peer"] = f"{s.inet.dst}:{s.inet.dport}"
             return out
 
-        return [("socket", desc(a), desc(b))]
+        return [("socket", desc(a, self.snap), desc(b, self.box))]
+
+    def _pending_in(self, snap: Snapshot, sock: Any) -> Any:
+        """The listener in whose accept queue `sock` waits (not accepted yet), or None
+        (a listener's `pending` lists its waiting clients: UNIX_DIAG_ICONS)."""
+        index = self._pending.get(id(snap))
+        if index is None:
+            index = self._pending[id(snap)] = {
+                e: s for s in snap.sockets if s.WhichOneof("kind") == "unix"
+                for e in s.unix.pending}
+        return index.get(sock.inode)
 
     # ------------------------------------------------------------ links between fds
 
@@ -316,6 +332,8 @@ class Judge:
         sock = snap.sockets_by_inode.get(fd.socket.inode)
         if sock is None or sock.WhichOneof("kind") != "unix" or not sock.unix.peer_inode:
             return None
+        if self._pending_in(snap, sock) is not None:
+            return None   # its peer is not an fd but an embryo in an accept queue
         return tuple(sorted((sock.inode, sock.unix.peer_inode)))
 
     def _partition(self, snap: Snapshot, key_of: Callable[[int], int | None],

@@ -382,6 +382,9 @@ class Worker:
                 sock.bind((a["src"], int(a["sport"])))
             if state == 10:   # TCP_LISTEN, for unix listeners too
                 sock.listen(int(a.get("backlog") or 0))
+            if a.get("connect_hex"):   # a connection still in a listener's accept queue
+                sock.setblocking(False)   # a full queue is an error, not a wait
+                sock.connect(bytes.fromhex(a["connect_hex"]))
             return sock.detach()
         finally:
             sock.close()

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -307,3 +308,69 @@ def test_wrong_watch_mask_is_a_mismatch(inotify: tuple[Snapshot, int]) -> None:
     [bad] = entry.mismatches
     assert bad["field"] == "inotify_watches"
     assert any(w.startswith("3 ") and w.endswith("mask 0x2") for w in bad["actual"])
+
+
+# ------------------------------------------------------------------ pending unix connections
+
+_PENDING = """
+import socket
+d = sys.argv[1]
+lst = socket.socket(socket.AF_UNIX)                     # 3: a listener on a path
+lst.bind(os.path.join(d, "l.sock"))
+lst.listen(4)
+c1 = socket.socket(socket.AF_UNIX)                      # 4, 5: two connections not accepted
+c1.connect(os.path.join(d, "l.sock"))
+c2 = socket.socket(socket.AF_UNIX)
+c2.connect(os.path.join(d, "l.sock"))
+ab = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)   # 6: an abstract listener
+ab.bind(b"\\0cm-rehearse-pending")
+ab.listen(2)
+c3 = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)   # 7: pending on it
+c3.connect(b"\\0cm-rehearse-pending")
+for s in (lst, c1, c2, ab, c3):
+    os.set_inheritable(s.fileno(), True)
+ready()
+signal.pause()
+"""
+
+
+@pytest.fixture
+def pending(tmp_path: Path) -> Iterator[tuple[Snapshot, int]]:
+    with _program(_PENDING, tmp_path) as proc:
+        yield criu_model.dump([proc.pid]), proc.pid
+
+
+def test_pending_unix_connections(pending: tuple[Snapshot, int]) -> None:
+    snap, pid = pending
+    report = _run(snap)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    for fd in (3, 4, 5, 6, 7):
+        assert _by(report, "fd", f"{pid}:{fd}").status == MATCHED, fd
+    fds = {fd.fd: snap.sockets_by_inode[fd.socket.inode] for fd in snap.fds_by_pid[pid].fds
+           if fd.HasField("socket")}
+    assert len(fds[3].unix.pending) == 2 and len(fds[6].unix.pending) == 1
+    assert fds[4].inode in fds[3].unix.pending          # the waiting clients themselves
+
+
+def test_lost_pending_connection_is_a_mismatch(pending: tuple[Snapshot, int],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restorer that does not connect the waiting client: the listener's queue is one
+    short and the client is not connected."""
+    from criu_model.restore import executor
+
+    snap, pid = pending
+    real = executor.Conductor._socket
+
+    def without_connect(self: executor.Conductor, step: Any) -> dict[str, Any]:
+        out = real(self, step)
+        if step.args.get("fd") is not None and out.get("connect_hex") and \
+                out["name_hex"] == "" and not hasattr(self, "_dropped"):
+            self._dropped = True        # type: ignore[attr-defined]
+            out.pop("connect_hex")
+        return out
+
+    monkeypatch.setattr(executor.Conductor, "_socket", without_connect)
+    report = _run(snap)
+    bad = {e.id for e in report.entries if e.status == MISMATCHED}
+    assert f"{pid}:3" in bad                      # pending 2 -> 1
+    assert len(bad & {f"{pid}:4", f"{pid}:5"}) == 1   # one client never connected
