@@ -31,18 +31,22 @@ def test_show_json_without_a_view_is_still_the_whole_snapshot(view_tree: ViewTre
 
 def test_each_view_json_is_just_its_rows(view_tree: ViewTree) -> None:
     d, t = str(view_tree.dir), view_tree
+    order = [p.pid for p in t.snap.processes]   # parents first (pids may wrap: not sorted)
     fds = _json("show", d, "fds", str(t.root))
     assert fds["view"] == "fds" and set(fds) == {"view", "filters", "fds"}
     assert {f["pid"] for f in fds["fds"]} == {t.root}
     assert {"fd", "kind", "path", "file_id", "pos", "flags"} <= set(fds["fds"][0])
     procs = _json("show", d, "procs")
-    assert [p["pid"] for p in procs["processes"]] == [t.root, t.kid1, t.kid2, t.grand]
+    assert [p["pid"] for p in procs["processes"]] == order
+    assert sorted(order) == sorted([t.root, t.kid1, t.kid2, t.grand])
     assert LONG_ARG in procs["processes"][0]["cmdline"]
     assert procs["processes"][0]["comm"] == "cm-viewroot"
     tree = _json("show", d, "tree")
-    assert [(p["pid"], p["depth"]) for p in tree["processes"]] == [
-        (t.root, 0), (t.kid1, 1), (t.kid2, 1), (t.grand, 2)]
-    assert tree["processes"][2]["children"] == [t.grand]
+    assert {p["pid"]: p["depth"] for p in tree["processes"]} == {
+        t.root: 0, t.kid1: 1, t.kid2: 1, t.grand: 2}
+    rows = [p["pid"] for p in tree["processes"]]
+    assert rows[0] == t.root and rows.index(t.grand) == rows.index(t.kid2) + 1   # ps -ejH
+    assert next(p for p in tree["processes"] if p["pid"] == t.kid2)["children"] == [t.grand]
     socks = _json("show", d, "sockets")
     assert sorted(s["netid"] for s in socks["sockets"]) == ["tcp", "u_str", "u_str"]
     listener = next(s for s in socks["sockets"] if s["netid"] == "tcp")
@@ -71,7 +75,7 @@ def test_filters_in_text_and_json_agree(view_tree: ViewTree) -> None:
     assert [int(r.split()[0]) for r in rows] == [t.kid2, t.grand]
     assert rows[1].split()[-1] == "cm-viewgrand" and "  cm-viewgrand" in rows[1]
     kids = _json("show", d, "procs", "--comm", "cm-viewkid*")
-    assert [p["pid"] for p in kids["processes"]] == [t.kid1, t.kid2]
+    assert sorted(p["pid"] for p in kids["processes"]) == sorted([t.kid1, t.kid2])
     assert _json("show", d, "procs", "--state", "zombie")["processes"] == []
     sleeping = _json("show", d, "procs", "--state", "S")["processes"]
     assert len(sleeping) == 4
@@ -185,7 +189,7 @@ def test_tables_fit_a_terminal_and_keep_key_columns(view_tree: ViewTree, width: 
 
 
 def test_narrow_terminal_through_the_command(view_tree: ViewTree) -> None:
-    d, t = str(view_tree.dir), view_tree
+    d = str(view_tree.dir)
     for width in (80, 200):
         status, lines = run_on_tty(width, "show", d, "fds")
         assert status == 0 and all(len(line) <= width for line in lines)
@@ -193,7 +197,8 @@ def test_narrow_terminal_through_the_command(view_tree: ViewTree) -> None:
         assert len(rows) == sum(len(x.fds) for x in view_tree.snap.fds)
         status, lines = run_on_tty(width, "show", d, "procs")
         assert status == 0 and all(len(line) <= width for line in lines)
-        assert [int(line.split()[0]) for line in lines[1:]] == [t.root, t.kid1, t.kid2, t.grand]
+        assert [int(line.split()[0]) for line in lines[1:]] == \
+            [p.pid for p in view_tree.snap.processes]
     # --wide: full values on the terminal too (the terminal wraps them, we do not cut)
     status, lines = run_on_tty(80, "show", d, "procs", "--wide")
     assert status == 0 and LONG_ARG in "".join(lines)
