@@ -55,9 +55,11 @@ def write_report(report: RehearsalReport, out: TextIO) -> None:
                          f"{more}): {reason}")
     m = report.memory
     if m:
-        lines.append(f"memory: {m['mapped']} of {m['vmas']} VMAs mapped, "
-                     f"{m['bytes_filled'] / 2**20:.1f} MiB filled ({m['fill_mb_per_s']:.0f} MB/s "
-                     f"per CPU second; the memory steps took {m['wall_ms']:.0f} ms)")
+        filled = (f"{m['bytes_filled'] / 2**20:.1f} MiB filled ({m['fill_mb_per_s']:.0f} MB/s "
+                  "per CPU second" if m["bytes_filled"] else
+                  "no page contents filled (layout only")
+        lines.append(f"memory: {m['mapped']} of {m['vmas']} VMAs mapped, {filled}; the memory "
+                     f"steps took {m['wall_ms']:.0f} ms)")
     t = report.timings
     total = sum(t.values()) or 1.0
     phases = ", ".join(f"{k} {v * 1000:.0f} ms ({v / total:.0%})" for k, v in t.items())
