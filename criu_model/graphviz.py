@@ -76,8 +76,12 @@ def write_picture(data: bytes, fmt: str, path: str | None, stdout: BinaryIO) -> 
     exit 2) instead.
     """
     if path is not None and path != "-":
-        with open(path, "wb") as out:
-            out.write(data)
+        try:
+            with open(path, "wb") as out:
+                out.write(data)
+        except OSError as err:
+            raise CriuModelError(f"cannot write the picture to {path}: "
+                                 f"{err.strerror or err}") from err
         return
     if fmt in BINARY_FORMATS and stdout.isatty():
         raise UsageError(f"{fmt} is binary: give -o FILE, or redirect stdout to a file or pipe")

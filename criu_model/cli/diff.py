@@ -48,6 +48,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="AREAS",
                    help="only these comma-separated areas: " + ",".join(AREAS))
     p.add_argument("--json", action="store_true", help="one JSON object (see README)")
+    p.add_argument("--graph", choices=("dot", "svg", "png"), metavar="FORMAT",
+                   help="a picture instead of text: the newer tree, added processes green, "
+                        "removed red, changed orange (dot, or svg/png through Graphviz)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="with --graph: write the picture to FILE (a PNG needs it on a terminal)")
     p.add_argument("--freeze", choices=FREEZE_METHODS, default="ptrace",
                    help="with --live: how to keep the tree still (default: ptrace)")
     p.add_argument("--no-pages", action="store_true",
@@ -98,7 +103,17 @@ def run(args: argparse.Namespace, console: Console) -> int:
     a = load(args.dir_a)
     b = _live(a, args) if args.live else load(args.dir_b)
     result = diff(a, b, include_volatile=args.all, pids=pids, only=only)
-    if args.json:
+    if args.graph is not None:
+        if args.json:
+            raise UsageError("give --graph or --json, not both")
+        import sys
+
+        from criu_model.graphviz import write_picture
+        from criu_model.render.graph import render_diff_graph
+
+        write_picture(render_diff_graph(a, b, args.graph, result=result), args.graph,
+                      args.output, sys.stdout.buffer)
+    elif args.json:
         print_json(diff_to_json(result))
     else:
         show_diff(result, console, a, b)

@@ -34,6 +34,9 @@ VIEW_HELP = {
     "ns": "one row per namespace, like lsns, with its owner and parent",
     "threads": "threads PID: every thread's registers, signal mask and rseq (--pages)",
     "memory": "memory PID ADDR [LEN]: a hexdump of dumped memory (--pages)",
+    "graph": "a picture: the tree, sessions and groups as clusters, what is shared as "
+             "edges (--format dot|svg|png, -o FILE)",
+    "container": "what a Podman/CRI-O/containerd checkpoint archive says of its container",
 }
 VIEWS = tuple(VIEW_HELP)
 # The views that take a positional PID (for fds it is optional; a filter like --pid).
@@ -86,6 +89,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="JSON: the whole snapshot without VIEW, else just the view's data")
     p.add_argument("--wide", action="store_true",
                    help="never shorten a column, even on a narrow terminal")
+    p.add_argument("--format", choices=("dot", "svg", "png"), default="dot",
+                   help="graph view: DOT text (default, needs nothing), or SVG/PNG "
+                        "through Graphviz's dot")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="graph view: write the picture to FILE (a PNG needs it on a terminal)")
     return p
 
 
@@ -146,6 +154,37 @@ _VIEWS: dict[str, Callable[[Snapshot, Selection, Console], None]] = {
 }
 
 
+def _graph(args: argparse.Namespace) -> int:
+    """`show DIR graph`: DOT always; SVG/PNG through Graphviz (one line when it is missing)."""
+    if args.json:
+        raise BadArgument("the graph view has no JSON form (--format dot is text)")
+    from criu_model.graphviz import write_picture
+    from criu_model.images import load
+    from criu_model.render.graph import render_graph
+
+    write_picture(render_graph(load(args.dir), args.format), args.format, args.output,
+                  sys.stdout.buffer)
+    return 0
+
+
+def _container(args: argparse.Namespace, console: Console) -> int:
+    """`show ARCHIVE container`: the archive's container metadata, no CRIU image decoded."""
+    from criu_model.formats.criu.archive import container_metadata, container_rows
+    from criu_model.names import printable
+
+    info = container_metadata(args.dir)
+    if args.json:
+        from criu_model.render.json import print_json
+
+        print_json({"view": "container", **info})
+        return 0
+    rows = container_rows(info)
+    width = max((len(label) for label, _ in rows), default=0)
+    for label, text in rows:
+        print(printable(f"{label:<{width}}  {text}"))
+    return 0
+
+
 def _selection(args: argparse.Namespace) -> Selection:
     """The view's filters, checked before the snapshot is read (a typo costs nothing)."""
     from criu_model.render.views import make_selection
@@ -169,6 +208,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.more:
         raise UsageError(f"unexpected arguments for the {args.view} view: {' '.join(args.more)}")
     filtered = bool(args.pids or args.children or args.comm or args.state or args.kind)
+    if args.view in ("graph", "container"):
+        if filtered or args.pid is not None:
+            raise BadArgument(f"the {args.view} view takes no PID or filter")
+        return _graph(args) if args.view == "graph" else _container(args, console)
     whole = args.json and args.view is None and not filtered
     args.view = args.view or "tree"
     sel = None if whole else _selection(args)
