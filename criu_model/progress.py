@@ -93,9 +93,14 @@ class Bar:
 
 def _columns(stream: TextIO) -> int:
     try:
-        return max(20, os.get_terminal_size(stream.fileno()).columns)
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (OSError, ValueError, AttributeError):
         return 80
+    return max(20, columns) if columns else 80  # a pty nobody sized says 0
+
+
+# Tests set this (seconds) to see a bar on short work; users never need it.
+DELAY_ENV = "CRIU_MODEL_TEST_PROGRESS_DELAY"
 
 
 def bar_for_terminal(label: str, unit: str = "bytes") -> Bar | None:
@@ -104,4 +109,10 @@ def bar_for_terminal(label: str, unit: str = "bytes") -> Bar | None:
         tty = sys.stderr.isatty()
     except (AttributeError, ValueError):
         tty = False
-    return Bar(label, unit) if tty else None
+    if not tty:
+        return None
+    try:
+        delay = float(os.environ.get(DELAY_ENV, "0.5"))
+    except ValueError:
+        delay = 0.5
+    return Bar(label, unit, delay_s=delay)

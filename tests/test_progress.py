@@ -52,3 +52,45 @@ def test_page_dump_and_grep_report_progress(tmp_path: Path) -> None:
     hits = list(grep(snap, NEEDLE, progress=lambda d, t, _n: seen.append((d, t))))
     assert hits and seen and seen[0][0] == 0
     assert all(d < t for d, t in seen) and len({t for _d, t in seen}) == 1
+
+
+@needs_root
+def test_cli_dump_and_grep_draw_a_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    """The real command on a pty: the bar is on stderr, cleared before the output."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from criu_model.progress import DELAY_ENV
+
+    env = dict(os.environ, **{DELAY_ENV: "0"})
+    with spawn_mem_tree(tmp_path) as tree:
+        def run(*args: str, tty: bool) -> tuple[int, bytes, bytes]:
+            master, slave = pty.openpty()
+            err = slave if tty else subprocess.PIPE
+            proc = subprocess.Popen([sys.executable, "-m", "criu_model", *args],
+                                    stdout=subprocess.PIPE, stderr=err, env=env)
+            os.close(slave)
+            out, piped = proc.communicate(timeout=120)
+            seen = b""
+            while tty:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the pty's last writer is gone
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            os.close(master)
+            return proc.returncode, out, seen if tty else piped
+
+        code, out, err = run("dump", str(tree.root.pid), "-D", str(tmp_path / "s1"),
+                             "--pages", tty=True)
+        assert code == 0 and out.startswith(b"dumped ")
+        assert b"dump: pages" in err and b"MiB" in err and err.endswith(b"\r")
+        code, out, err = run("dump", str(tree.root.pid), "-D", str(tmp_path / "s2"),
+                             "--pages", tty=False)
+        assert code == 0 and err == b""  # piped stderr: never a bar
+    code, out, err = run("grep", str(tmp_path / "s1"), NEEDLE.decode("latin-1"), tty=True)
+    assert code == 0 and NEEDLE in out and b"grep" in err and b"\r" in err

@@ -108,10 +108,19 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from criu_model.names import printable
     from criu_model.render.summary import dump_summary
 
-    snap = dump(roots, freeze=args.freeze, page_counts=not (args.no_page_counts or
-                                                           args.no_pages_old),
-                pages=args.pages, pages_dir=str(parent) if parent.is_dir() else None,
-                parent=args.parent, ghost_limit=args.ghost_limit)
+    bar = None
+    if args.pages:  # reading gigabytes takes seconds: say how far it is, on a terminal
+        from criu_model.progress import bar_for_terminal
+
+        bar = bar_for_terminal("dump: pages")
+    try:
+        snap = dump(roots, freeze=args.freeze, page_counts=not (args.no_page_counts or
+                                                               args.no_pages_old),
+                    pages=args.pages, pages_dir=str(parent) if parent.is_dir() else None,
+                    parent=args.parent, ghost_limit=args.ghost_limit, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
     path = write(snap, target, force=args.force)
     for item in snap.inventory.skipped:
         print(printable(f"criu-model: skipped pid {item.pid}: {item.reason}"), file=sys.stderr)

@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING, Any
 from criu_model.errors import BadArgument, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from rich.console import Console
+
+    from criu_model.pages.search import Hit
+    from criu_model.progress import Bar
 
 EXIT_FOUND, EXIT_NOT_FOUND, EXIT_TROUBLE = 0, 1, 2
 ERROR_EXIT = EXIT_TROUBLE  # as grep(1): 1 means "not found"
@@ -95,17 +100,32 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from criu_model.argtypes import parse_pid
     from criu_model.images import load
     from criu_model.pages.search import grep
+    from criu_model.progress import bar_for_terminal
     from criu_model.render.json import print_json
     from criu_model.render.memory import hit_to_json, show_hits
 
     snap = load(args.dir)
+    bar = bar_for_terminal("grep")
     hits = grep(snap, _pattern(args.pattern) if not args.regex else args.pattern.encode(),
                 regex=args.regex, pid=parse_pid(args.pid) if args.pid else None,
-                context=max(0, args.context), ignore_case=args.ignore_case)
+                context=max(0, args.context), ignore_case=args.ignore_case, progress=bar)
     if args.max > 0:
         hits = itertools.islice(hits, args.max)
-    if args.json:
-        found = [hit_to_json(h) for h in hits]
-        print_json(found)
-        return EXIT_FOUND if found else EXIT_NOT_FOUND
-    return EXIT_FOUND if show_hits(hits, console) else EXIT_NOT_FOUND
+    if bar is not None:
+        hits = _clearing(hits, bar)
+    try:
+        if args.json:
+            found = [hit_to_json(h) for h in hits]
+            print_json(found)
+            return EXIT_FOUND if found else EXIT_NOT_FOUND
+        return EXIT_FOUND if show_hits(hits, console) else EXIT_NOT_FOUND
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _clearing(hits: Iterator[Hit], bar: Bar) -> Iterator[Hit]:
+    """Clear the progress line before each hit is printed (the bar redraws after)."""
+    for hit in hits:
+        bar.close()
+        yield hit
