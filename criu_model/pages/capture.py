@@ -40,7 +40,9 @@ import ctypes
 import errno
 import mmap
 import os
+import queue
 import re
+import threading
 from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -392,6 +394,55 @@ def _split_inherited(hashes: list[int], before: list[int | None]
     return out
 
 
+class _Hasher:
+    """A thread that runs the incremental pass's hashing jobs in order.
+
+    A job that fails stops the rest: they only set their buffer's event (so
+    the ring can be settled), and finish() raises the error on the dumping
+    thread.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], threading.Event] | None] = \
+            queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="criu-model-hash", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, done = job
+            if self._error is not None:
+                done.set()
+                continue
+            try:
+                fn()
+            except BaseException as err:  # noqa: BLE001 - re-raised by finish()
+                self._error = err
+                done.set()
+
+    def submit(self, fn: Callable[[], None], done: threading.Event) -> None:
+        if self._error is not None:
+            done.set()
+            raise self._error
+        self._jobs.put((fn, done))
+
+    def stop(self) -> None:
+        """End the thread once the queued jobs ran (idempotent)."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+    def finish(self) -> None:
+        """Wait for every job; raise the first failure."""
+        self.stop()
+        if self._error is not None:
+            raise self._error
+
+
 class _ProcessPass:
     """Find, classify, read and store the private pages of one process."""
 
@@ -403,12 +454,19 @@ class _ProcessPass:
         self.proc_path = proc_path
         self.zero_pfn = zero_pfn()
         self.builder = RunBuilder()
+        self.hasher: _Hasher | None = None
         self.queue: deque[_Seg] = deque()
         self.batch: list[_Seg] = []
         self.batch_pages = 0
 
     def run(self, private: Sequence[mm_pb2.Vma]) -> RunBuilder:
         fd = os.open(f"{self.proc_path}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        # An incremental pass reads every page and stores few: hashing them is a
+        # third of its time, so it runs on a thread of its own beside the reads
+        # (process_vm_readv and /proc/PID/mem release the GIL). A full pass
+        # stores every page: its writer thread is busy already, and the hashing
+        # stays here.
+        hasher = self.hasher = _Hasher() if self.parent is not None else None
         try:
             for start, end, zero in self._candidates(fd, private):
                 if zero:
@@ -418,8 +476,15 @@ class _ProcessPass:
                 else:
                     self._classify(fd, start, end)
             self._flush()
+            if hasher is not None:
+                hasher.finish()  # every batch hashed: every run is known
+                self._drain()
         finally:
             os.close(fd)
+            if hasher is not None:
+                hasher.stop()
+        if self.queue:
+            raise AssertionError(f"{len(self.queue)} page runs were never decided")
         return self.builder
 
     def _candidates(self, fd: int, vmas: Sequence[mm_pb2.Vma]
@@ -608,37 +673,54 @@ class _ProcessPass:
         self.cap.stats.read_bytes += total
         self.cap.report()
         view = self.reader.view
-        hashes = [_hash(view[i:i + PAGE_SIZE]) for i in range(0, total, PAGE_SIZE)]
-        parent = self.parent
-        shared = self.cap.shared
-        if parent is None:
-            first = self.cap.sink.append(view[:total], self.reader.hand_off())
+        if self.hasher is not None:  # incremental: hashed beside the next read
+            done = self.reader.hand_off()
+            self.hasher.submit(lambda: self._keep_changed(batch, view, total, done), done)
             self.reader.rotate()
-            self.cap.stats.stored += total // PAGE_SIZE
-            k = 0
-            for seg in batch:
-                seg.runs = [(seg.addr, seg.npages, STORED, first + k, hashes[k:k + seg.npages])]
-                if seg.keys is not None:
-                    for i, key in enumerate(seg.keys):
-                        shared[key] = (first + k + i, hashes[k + i])
-                k += seg.npages
             self._drain()
             return
+        hashes = [_hash(view[i:i + PAGE_SIZE]) for i in range(0, total, PAGE_SIZE)]
+        shared = self.cap.shared
+        first = self.cap.sink.append(view[:total], self.reader.hand_off())
+        self.reader.rotate()
+        self.cap.stats.stored += total // PAGE_SIZE
+        k = 0
+        for seg in batch:
+            seg.runs = [(seg.addr, seg.npages, STORED, first + k, hashes[k:k + seg.npages])]
+            if seg.keys is not None:
+                for i, key in enumerate(seg.keys):
+                    shared[key] = (first + k + i, hashes[k + i])
+            k += seg.npages
+        self._drain()
+
+    def _keep_changed(self, batch: list[_Seg], view: memoryview, total: int,
+                      done: threading.Event) -> None:
+        """On the hasher thread: hash a read batch, store the pages unlike the parent's.
+
+        ``view`` is a ring buffer lent until ``done`` is set: by the page writer
+        once the changed pages are written, or here when none changed. Each
+        segment's runs are assigned whole, so the dumping thread's _drain never
+        sees half of them.
+        """
+        parent = self.parent
+        assert parent is not None
+        hashes = [_hash(view[i:i + PAGE_SIZE]) for i in range(0, total, PAGE_SIZE)]
+        shared = self.cap.shared
         changed: list[memoryview] = []
         slot = self.cap.sink.slots
         k = 0
         for seg in batch:
             mine = hashes[k:k + seg.npages]
-            seg.runs = []
+            runs: list[tuple[int, int, int, int, list[int]]] = []
             slots: list[int] = []
             for state, lo, hi in _split_inherited(mine, parent.hashes_at(seg.addr, seg.npages)):
                 addr = seg.addr + lo * PAGE_SIZE
                 if state == PARENT:
-                    seg.runs.append((addr, hi - lo, PARENT, 0, mine[lo:hi]))
+                    runs.append((addr, hi - lo, PARENT, 0, mine[lo:hi]))
                     self.cap.stats.inherited += hi - lo
                     slots.extend([-1] * (hi - lo))
                 else:
-                    seg.runs.append((addr, hi - lo, STORED, slot, mine[lo:hi]))
+                    runs.append((addr, hi - lo, STORED, slot, mine[lo:hi]))
                     for p in range(k + lo, k + hi):
                         changed.append(view[p * PAGE_SIZE:(p + 1) * PAGE_SIZE])
                     slots.extend(range(slot, slot + hi - lo))
@@ -647,8 +729,9 @@ class _ProcessPass:
             if seg.keys is not None:
                 for i, key in enumerate(seg.keys):
                     shared[key] = (slots[i], mine[i])
+            seg.runs = runs
             k += seg.npages
         if changed:
-            self.cap.sink.append_pages(changed, self.reader.hand_off())
-            self.reader.rotate()
-        self._drain()
+            self.cap.sink.append_pages(changed, done)
+        else:
+            done.set()
