@@ -100,7 +100,12 @@ def start(floor: int, flags: int = 0) -> Sandbox:
     if pid == 0:  # the init: as little Python as possible before exec
         try:
             set_pdeathsig(signal.SIGKILL)
-            os.dup2(theirs_fd, ctl_fd, inheritable=True)
+            if theirs_fd == ctl_fd:
+                # dup2 onto itself changes nothing: FD_CLOEXEC stayed, exec closed it (the
+                # init then died at once: a criu-model holding one more fd hit it)
+                os.set_inheritable(ctl_fd, True)
+            else:
+                os.dup2(theirs_fd, ctl_fd, inheritable=True)
             os.closerange(0, ctl_fd)
             os.closerange(ctl_fd + 1, 2**31 - 1)   # close_range(2) underneath (Linux 5.9)
             os.execve(sys.executable, argv, env)

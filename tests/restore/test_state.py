@@ -374,3 +374,32 @@ def test_lost_pending_connection_is_a_mismatch(pending: tuple[Snapshot, int],
     bad = {e.id for e in report.entries if e.status == MISMATCHED}
     assert f"{pid}:3" in bad                      # pending 2 -> 1
     assert len(bad & {f"{pid}:4", f"{pid}:5"}) == 1   # one client never connected
+
+
+def test_control_socket_on_its_own_number(pipes: tuple[Snapshot, int]) -> None:
+    """The sandbox init's control socket lands on the number it is moved to (FLOOR - 1)
+    when criu-model holds just enough fds: dup2 onto itself kept FD_CLOEXEC and the init
+    lost it at exec (a second --pages rehearsal in one process hit this)."""
+    from criu_model.restore.executor import _floor
+
+    snap, _pid = pipes
+    plan = criu_model.plan(snap, live=False, pid_ns="new")
+    floor = _floor(snap, plan)
+    held: list[int] = []
+    try:
+        while True:                      # every number below FLOOR - 2 taken
+            fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            if fd >= floor - 2:
+                os.close(fd)
+                break
+            held.append(fd)
+        for n in (floor - 2, floor - 1):
+            with contextlib.suppress(OSError):
+                os.fstat(n)
+                pytest.skip(f"fd {n} is taken here")
+        report = rehearse(snap, plan)    # its socketpair: FLOOR - 2 ours, FLOOR - 1 theirs
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
+    assert report.ok
