@@ -376,30 +376,46 @@ def test_lost_pending_connection_is_a_mismatch(pending: tuple[Snapshot, int],
     assert len(bad & {f"{pid}:4", f"{pid}:5"}) == 1   # one client never connected
 
 
-def test_control_socket_on_its_own_number(pipes: tuple[Snapshot, int]) -> None:
+_HIGH_FD = """
+os.dup2(os.open("/dev/null", os.O_RDONLY), 200)     # FLOOR is 202: far above our fds
+ready()
+signal.pause()
+"""
+
+
+def test_control_socket_on_its_own_number(tmp_path: Path) -> None:
     """The sandbox init's control socket lands on the number it is moved to (FLOOR - 1)
     when criu-model holds just enough fds: dup2 onto itself kept FD_CLOEXEC and the init
     lost it at exec (a second --pages rehearsal in one process hit this)."""
     from criu_model.restore.executor import _floor
 
-    snap, _pid = pipes
+    with _program(_HIGH_FD, tmp_path) as proc:
+        snap = criu_model.dump([proc.pid])
     plan = criu_model.plan(snap, live=False, pid_ns="new")
     floor = _floor(snap, plan)
+    assert floor == 202
+
+    def free(n: int) -> bool:
+        try:
+            os.fstat(n)
+        except OSError:
+            return True
+        return False
+
+    devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    # Every free number below FLOOR - 1 but one taken: the socketpair gets that one
+    # (criu-model's end) and FLOOR - 1 (the init's end).
+    spare = [n for n in range(floor) if free(n)]
+    assert spare[-2:] == [floor - 2, floor - 1]
     held: list[int] = []
     try:
-        while True:                      # every number below FLOOR - 2 taken
-            fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-            if fd >= floor - 2:
-                os.close(fd)
-                break
-            held.append(fd)
-        for n in (floor - 2, floor - 1):
-            with contextlib.suppress(OSError):
-                os.fstat(n)
-                pytest.skip(f"fd {n} is taken here")
-        report = rehearse(snap, plan)    # its socketpair: FLOOR - 2 ours, FLOOR - 1 theirs
+        for n in spare[:-2]:               # FLOOR - 2 and FLOOR - 1: the two free ones
+            os.dup2(devnull, n, inheritable=False)
+            held.append(n)
+        report = rehearse(snap, plan)
     finally:
         for fd in held:
             os.close(fd)
+        os.close(devnull)
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
     assert report.ok
