@@ -218,6 +218,10 @@ class Conductor:
         # actor -> its memory job in flight: (step index, step, job memfd, job, VMA count)
         self._pending: dict[int, tuple[int, Step, int, dict[str, Any], int]] = {}
         self._fills: list[tuple[int, Step]] = []
+        # MAP_SHARED anonymous objects: key -> (creator, start, end) of the VMA that makes
+        # it, and, once made, key -> the map_files path its other holders open ('' failed)
+        self._creating: dict[tuple[int, int, int], tuple[int, int, int]] = {}
+        self._objects: dict[tuple[int, int, int], str] = {}
         self._memory_t0 = 0.0
 
     # ------------------------------------------------------------ setup
@@ -716,7 +720,8 @@ class Conductor:
         from criu_model.restore import memory
 
         actor = step.actor
-        job, page_fds, decisions = memory.memory_job(self.snap, actor)
+        self._await_creators(actor)
+        job, page_fds, decisions = memory.memory_job(self.snap, actor, self._objects)
         vmas = self.result.vmas
         for d in decisions:
             if d.skip:
@@ -739,7 +744,37 @@ class Conductor:
         if not self._pending:
             self._memory_t0 = time.perf_counter()
         self._pending[actor] = (index, step, job_fd, job, len(decisions))
+        for d in decisions:   # sent: its later holders wait for this job
+            if d.creates is not None and d.creates not in self._creating:
+                self._creating[d.creates] = (actor, d.start, d.end)
         return None
+
+    def _await_creators(self, actor: int) -> None:
+        """Collect the jobs that create the shared objects `actor` maps (it maps the same
+        objects through their creator's /proc/PID/map_files, which must exist first)."""
+        from criu_model.pages.memory import vma_owner
+
+        mm = self.snap.memory_by_pid.get(actor)
+        for vma in mm.vmas if mm else ():
+            if not vma.shared:
+                continue
+            key = vma_owner(actor, vma)[0]
+            creator = self._creating.get(key) if key is not None else None
+            if creator is not None and creator[0] in self._pending:
+                self._collect(creator[0])
+
+    def _objects_made(self, actor: int) -> None:
+        """After `actor`'s job: the objects it created, by the path later holders open."""
+        from criu_model.restore import memory
+
+        planned = self.plan.processes.get(actor)
+        for key, (creator, lo, hi) in self._creating.items():
+            if creator != actor or key in self._objects:
+                continue
+            done = self.result.vmas.get((actor, lo), ("", ""))[0] == memory.DONE
+            # the sandbox's /proc numbers processes at the sandbox level: set_tid[-1]
+            self._objects[key] = f"/proc/{planned.set_tid[-1]}/map_files/{lo:x}-{hi:x}" \
+                if done and planned is not None and planned.set_tid else ""
 
     def _collect(self, actor: int) -> None:
         """The reply of `actor`'s memory job, and each VMA's outcome from it."""
@@ -760,11 +795,13 @@ class Conductor:
         if not reply.get("ok"):
             for v in job["vmas"]:
                 vmas[(actor, int(v["start"]))] = (memory.FAILED, str(reply.get("error")))
+            self._objects_made(actor)
             return self._record(index, step, reply)
         mapped = 0
         for at, status, detail, _pages in result.get("vmas", []):
             vmas[(actor, int(at))] = (str(status), str(detail))
             mapped += status == memory.DONE
+        self._objects_made(actor)
         stats["vmas"] = stats.get("vmas", 0) + count
         stats["mapped"] = stats.get("mapped", 0) + mapped
         stats["bytes"] = stats.get("bytes", 0) + int(result.get("bytes", 0))

@@ -575,7 +575,7 @@ class Judge:
         """One entry per dumped VMA of every live process (see memory_judge.py)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from criu_model.restore.memory_judge import judge_vmas
+        from criu_model.restore.memory_judge import judge_objects, judge_vmas
 
         jobs = []
         for proc in self.snap.processes:
@@ -594,6 +594,7 @@ class Judge:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="criu-model-judge") as pool:
             for entries in pool.map(lambda job: judge_vmas(*job), jobs):
                 self.entries.extend(entries)
+        self.entries.extend(judge_objects(self.snap, {j[1]: j[3] for j in jobs}, self.ex.vmas))
 
     # ------------------------------------------------------------ steps
 

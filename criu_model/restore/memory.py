@@ -59,12 +59,13 @@ class VmaPlan:
     A plain class: the sandbox's init imports this module, and dataclasses costs it ~2 ms.
     """
 
-    __slots__ = ("end", "nbytes", "pages", "skip", "start")
+    __slots__ = ("creates", "end", "nbytes", "pages", "skip", "start")
 
     def __init__(self, start: int, end: int, skip: str = "") -> None:
         self.start, self.end, self.skip = start, end, skip
         self.pages = 0          # pages the job writes (stored, inherited, file zero pages)
         self.nbytes = 0         # of which read from a pages.img
+        self.creates: tuple[int, int, int] | None = None   # the shared object it makes
 
 
 def _stores(store: PageStore) -> list[PageStore]:
@@ -77,8 +78,9 @@ def _stores(store: PageStore) -> list[PageStore]:
 
 
 def _resolve(chain: list[PageStore], depth: int, key: tuple[int, int, int], lo: int, hi: int,
-             out: list[list[int]], anon: bool) -> None:
-    """Runs of [lo, hi) of owner `key` as [addr, npages, src, offset], src = depth in the chain."""
+             out: list[list[int]], anon: bool, shift: int = 0) -> None:
+    """Runs of [lo, hi) of owner `key` as [addr, npages, src, offset], src = depth in the
+    chain; `shift` turns an owner address (a shared object's offset) into the process's."""
     from criu_model.pages.layout import PARENT, STORED, ZERO, slot_offset
 
     index = chain[depth].owner(key)
@@ -86,14 +88,14 @@ def _resolve(chain: list[PageStore], depth: int, key: tuple[int, int, int], lo: 
     for addr, n, state, slot, _h in index.pages(lo, hi) if index is not None else ():
         covered += n
         if state == STORED:
-            out.append([addr, n, depth, slot_offset(slot)])
+            out.append([addr + shift, n, depth, slot_offset(slot)])
         elif state == ZERO and not anon:
-            out.append([addr, n, ZERO_SRC, 0])
+            out.append([addr + shift, n, ZERO_SRC, 0])
         elif state == PARENT:
             if depth + 1 >= len(chain):
                 raise LookupError(f"pages at {addr:#x} are inherited from a parent snapshot "
                                   "that is not open")
-            _resolve(chain, depth + 1, key, addr, addr + n * PAGE_SIZE, out, anon)
+            _resolve(chain, depth + 1, key, addr, addr + n * PAGE_SIZE, out, anon, shift)
     if depth and covered * PAGE_SIZE != hi - lo:
         raise LookupError(f"pages {lo:#x}-{hi:#x} are inherited from {chain[depth].path}, "
                           "which does not hold them all")
@@ -106,14 +108,15 @@ def _skip_reason(vma: mm_pb2.Vma) -> str:
 
     if vma.kind in (mm_pb2.VMA_VDSO, mm_pb2.VMA_VVAR, mm_pb2.VMA_VSYSCALL):
         return "provided by the kernel: the sandbox process has its own"
-    if stores_object(vma):
-        return "shared memory objects (MAP_SHARED anonymous, memfd, SysV, deleted files) " \
-               "are not rehearsed yet"
+    if stores_object(vma) and vma.kind != mm_pb2.VMA_SHARED_ANON:
+        return "memfd, SysV and deleted-file shared mappings are not rehearsed yet"
+    if vma.kind == mm_pb2.VMA_SHARED_ANON and not vma.map_file_known:
+        return "MAP_SHARED anonymous memory without an identity (map_files was unreadable)"
     if vma.kind == mm_pb2.VMA_FILE and vma.deleted:
         return "a mapping of a deleted file is not rehearsed yet"
     if vma.kind == mm_pb2.VMA_FILE and not vma.path.startswith(b"/"):
         return "a file mapping without a path"
-    if vma.shared and vma.prot & PROT_WRITE:
+    if vma.kind == mm_pb2.VMA_FILE and vma.shared and vma.prot & PROT_WRITE:
         return "a writable MAP_SHARED mapping of the host's file: the rehearsal does not " \
                "open it for writing"
     if vma.start % PAGE_SIZE or vma.end % PAGE_SIZE or vma.end <= vma.start:
@@ -121,9 +124,15 @@ def _skip_reason(vma: mm_pb2.Vma) -> str:
     return ""
 
 
-def memory_job(snap: Snapshot, pid: int) -> tuple[dict[str, Any], list[int], list[VmaPlan]]:
+def memory_job(snap: Snapshot, pid: int,
+               objects: dict[tuple[int, int, int], str] | None = None
+               ) -> tuple[dict[str, Any], list[int], list[VmaPlan]]:
     """The job for one process's worker, the pages.img fds it reads, and the decision per VMA.
 
+    MAP_SHARED anonymous memory is one object however many map it: the first holder
+    creates it (mmap MAP_SHARED|MAP_ANONYMOUS) and fills it; `objects` maps each object
+    made already to the path its later holders open to map the same object
+    (/proc/CREATOR/map_files/START-END in the sandbox), or '' if its creator failed.
     The fds belong to the snapshot's page store (borrowed, not to be closed).
     """
     from criu_model.images.pb import mm_pb2
@@ -142,16 +151,29 @@ def memory_job(snap: Snapshot, pid: int) -> tuple[dict[str, Any], list[int], lis
         anon = vma.kind != mm_pb2.VMA_FILE
         runs: list[list[int]] = []
         key, base, _why = vma_owner(pid, vma)
-        if chain and key is not None and key[0]:
+        attach = None
+        if vma.kind == mm_pb2.VMA_SHARED_ANON and key is not None:
+            attach = (objects or {}).get(key)
+            if attach == "":
+                plan.skip = "the process that creates this shared memory could not map it"
+                continue
+            if attach is None and vma.offset:
+                plan.skip = (f"a shared memory object first mapped from offset {vma.offset:#x}"
+                             ": MAP_ANONYMOUS makes one from offset 0")
+                continue
+            if attach is None:
+                plan.creates = key
+        if chain and key is not None and (key[0] or plan.creates):
             try:
-                _resolve(chain, 0, key, base, base + (vma.end - vma.start), runs, anon)
+                _resolve(chain, 0, key, base, base + (vma.end - vma.start), runs, anon,
+                         vma.start - base)
             except LookupError as err:
                 plan.skip = str(err)
                 continue
         plan.pages = sum(r[1] for r in runs)
         plan.nbytes = sum(r[1] for r in runs if r[2] != ZERO_SRC) * PAGE_SIZE
         vmas.append({"start": vma.start, "end": vma.end, "prot": vma.prot,
-                     "shared": vma.shared, "offset": vma.offset,
+                     "shared": vma.shared, "offset": vma.offset, "attach": attach,
                      "path": None if anon else vma.path.hex(),
                      "ident": [vma.dev_major, vma.dev_minor, vma.inode,
                                vma.map_file_known, vma.map_file_dev, vma.map_file_ino],
@@ -244,7 +266,13 @@ class AddressSpace:
             return [start, IN_USE, clash, 0]
         runs = vma["runs"]
         fd = -1
-        if vma["path"] is not None:
+        if vma.get("attach"):     # a shared object another sandbox process created
+            try:
+                fd = os.open(vma["attach"], (os.O_RDWR if prot & PROT_WRITE else os.O_RDONLY)
+                             | os.O_CLOEXEC)
+            except OSError as err:
+                return [start, FAILED, f"open {vma['attach']}: {err.strerror}", 0]
+        elif vma["path"] is not None:
             got_file = self._files.get(vma["path"])
             if got_file is None:
                 got_file = self._files[vma["path"]] = self._open_file(vma, self.root_fd)
@@ -258,7 +286,10 @@ class AddressSpace:
         flags = (MAP_SHARED if vma["shared"] else MAP_PRIVATE) | MAP_FIXED_NOREPLACE
         if fd < 0:
             flags |= MAP_ANONYMOUS
-        got = _libc.mmap(start, end - start, first, flags, fd, int(vma["offset"]))
+        offset = 0 if fd < 0 else int(vma["offset"])   # MAP_ANONYMOUS: from offset 0
+        got = _libc.mmap(start, end - start, first, flags, fd, offset)
+        if vma.get("attach"):
+            os.close(fd)
         if got is None or got == _MAP_FAILED:
             err = ctypes.get_errno()
             if err == errno.EEXIST:   # something mapped it since we read our maps

@@ -52,7 +52,7 @@ def _expected_pages(snap: Snapshot, pid: int, vma: mm_pb2.Vma
     `vma` (runs that follow each other are joined: one read serves many runs)."""
     store = snap.page_store
     key, base, _why = vma_owner(pid, vma)
-    if store is None or key is None or not key[0]:
+    if store is None or key is None or (not key[0] and vma.kind != mm_pb2.VMA_SHARED_ANON):
         return
     index = store.owner(key)
     if index is None:
@@ -158,6 +158,40 @@ def _range_entry(vma: mm_pb2.Vma, box: list[mm_pb2.Vma], starts: list[int],
         if vma.kind in _NAMED_ANON:
             note = "; ".join(filter(None, [note, _NAMED_ANON[vma.kind]]))
     return pairs, note
+
+
+def judge_objects(snap: Snapshot, box_mm: dict[int, mm_pb2.MemoryMap | None],
+                  outcomes: dict[tuple[int, int], tuple[str, str]]) -> list[Entry]:
+    """One `shm` entry per MAP_SHARED anonymous object mapped by several rehearsed VMAs:
+    in the sandbox too they must map one object (map_files identity), and no other."""
+    groups: dict[tuple[int, int, int], list[tuple[int, mm_pb2.Vma]]] = {}
+    for pid, mm in ((p.pid, snap.memory_by_pid.get(p.pid)) for p in snap.processes):
+        for vma in mm.vmas if mm else ():
+            key = vma_owner(pid, vma)[0] if vma.kind == mm_pb2.VMA_SHARED_ANON else None
+            if key is not None and outcomes.get((pid, vma.start), ("",))[0] == memory.DONE:
+                groups.setdefault(key, []).append((pid, vma))
+    found: dict[tuple[int, int], tuple[int, int] | None] = {}   # (pid, start) -> identity
+    for pid, mm in box_mm.items():
+        for b in mm.vmas if mm else ():
+            found[(pid, b.start)] = (b.map_file_dev, b.map_file_ino) \
+                if b.map_file_known else None
+    entries = []
+    owner_of = {ident: key for key, holders in groups.items() for pid, v in holders
+                if (ident := found.get((pid, v.start))) is not None}
+    for key, holders in groups.items():
+        if len(holders) < 2:
+            continue
+        ident = f"{key[1]}:{key[2]} " + ",".join(f"{pid}:{v.start:#x}" for pid, v in holders)
+        got = [found.get((pid, v.start)) for pid, v in holders]
+        objects = {g for g in got if g is not None}
+        if None not in got and len(objects) == 1 and owner_of.get(got[0]) == key:
+            entries.append(Entry("shm", ident, MATCHED))
+        else:
+            entries.append(Entry("shm", ident, MISMATCHED, [
+                {"field": "objects", "expected": 1, "actual": len(objects) + got.count(None)}],
+                reason="VMAs of one MAP_SHARED anonymous object map different objects in "
+                       "the sandbox"))
+    return entries
 
 
 def judge_vmas(snap: Snapshot, pid: int, box_pid: int, box_mm: mm_pb2.MemoryMap | None,

@@ -158,8 +158,9 @@ def test_restorer_bug_is_a_mismatch(dumped: tuple[Snapshot, dict[str, int], Path
     snap, where, _dir = dumped
     real = memory.memory_job
 
-    def buggy(snap: Snapshot, pid: int) -> tuple[dict[str, Any], list[int], Any]:
-        job, fds, decisions = real(snap, pid)
+    def buggy(snap: Snapshot, pid: int, objects: Any = None
+              ) -> tuple[dict[str, Any], list[int], Any]:
+        job, fds, decisions = real(snap, pid, objects)
         for vma in job["vmas"]:
             if vma["start"] == where["rw"]:
                 vma["prot"] = 1
@@ -245,3 +246,76 @@ def test_address_space_names_the_colliding_mapping() -> None:
     lo, hi = (int(x, 16) for x in detail[len(prefix):].split()[0].split("-"))
     assert lo <= addr and hi >= addr + 4 * PAGE_SIZE and " rw-p " in detail   # ours, named
     assert area[:5] == b"ours!"
+
+
+_SHM = r"""
+import ctypes, json, mmap, os, signal, sys
+PAGE = mmap.PAGESIZE
+both = mmap.mmap(-1, 8 * PAGE)            # MAP_SHARED|MAP_ANONYMOUS: one object for two
+for i in range(8):
+    both[i * PAGE:(i + 1) * PAGE] = bytes([0x30 + i]) * PAGE
+addr = lambda m: ctypes.addressof(ctypes.c_char.from_buffer(m))
+if os.fork() == 0:
+    both[3 * PAGE:3 * PAGE + 6] = b"child!"     # written through the same object
+    while True:
+        signal.pause()
+mine = mmap.mmap(-1, 2 * PAGE)            # made after the fork: the parent's only
+mine[:5] = b"mine!"
+os.write(int(sys.argv[1]), (json.dumps({"pid": os.getpid(), "both": addr(both),
+                                        "mine": addr(mine)}) + "\n").encode())
+while True:
+    signal.pause()
+"""
+
+
+def test_shared_anonymous_memory(tmp_path: Path) -> None:
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", _SHM, str(w)], pass_fds=(w,),
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb", buffering=0) as f:
+            where = json.loads(f.readline())
+        import time
+        time.sleep(0.2)                   # the child's write
+        snap = _dump(proc.pid, tmp_path / "snap")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    pid = where["pid"]
+    child = next(p.pid for p in snap.processes if p.ppid == pid)
+    report = _run(snap)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    for who in (pid, child):
+        assert _vma(report, who, where["both"]).status == MATCHED
+    assert _vma(report, pid, where["mine"]).status == MATCHED
+    [shm] = [e for e in report.entries if e.kind == "shm"]
+    assert shm.status == MATCHED and f"{pid}:{where['both']:#x}" in shm.id \
+        and f"{child}:{where['both']:#x}" in shm.id
+    assert report.memory["bytes_filled"] >= 10 * PAGE_SIZE     # filled once, by the parent
+
+
+def test_split_shared_object_is_a_mismatch(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restorer that gives each holder its own copy: the pages match, the sharing not."""
+    from criu_model.restore import memory
+
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", _SHM, str(w)], pass_fds=(w,),
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb", buffering=0) as f:
+            json.loads(f.readline())
+        import time
+        time.sleep(0.2)
+        snap = _dump(proc.pid, tmp_path / "snap")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    real = memory.memory_job
+    monkeypatch.setattr(memory, "memory_job", lambda s, p, objects=None: real(s, p, {}))
+    report = _run(snap)
+    [shm] = [e for e in report.entries if e.kind == "shm"]
+    assert shm.status == MISMATCHED
+    assert shm.mismatches == [{"field": "objects", "expected": 1, "actual": 2}]
