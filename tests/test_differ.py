@@ -30,9 +30,12 @@ from criu_model.images.pb import (
     inventory_pb2,
     mm_pb2,
     mount_pb2,
+    pages_pb2,
     process_pb2,
     sockets_pb2,
 )
+from criu_model.pages.index import OwnerIndex
+from criu_model.pages.layout import STORED, ZERO
 from criu_model.snapshot import Snapshot
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="ptrace dumps of the target need root")
@@ -796,3 +799,191 @@ def test_pid_filter_keeps_processes_born_under_it() -> None:
     added = {c.pid for c in diff(a, b, pids={100}).changes if c.op == "added"}
     assert added == {102, 103}
     assert {c.pid for c in diff(a, b, pids={102}).changes} == {102, 103}
+
+
+# ------------------------------------------- a side that lacks identities (CRIU images)
+
+NOT_IN = "not in CRIU images"
+
+
+def _without_vma_identity(snap: Snapshot) -> None:
+    """What a CRIU import knows of VMAs: no dev/inode, no map_files identity (marked)."""
+    for mm in snap.memory:
+        for name in ("map_file_known", "map_file_dev", "map_file_ino", "inode", "dev_major",
+                     "dev_minor"):
+            mm.unreadable.add(field=f"vmas.{name}", reason=NOT_IN)
+        for v in mm.vmas:
+            v.map_file_known, v.map_file_dev, v.map_file_ino = False, 0, 0
+            v.inode = v.dev_major = v.dev_minor = 0
+
+
+def test_vmas_without_file_identity_are_matched_by_kind_and_path() -> None:
+    a = _snap()
+    b = _copy(a)
+    _without_vma_identity(b)
+    result = diff(a, b)
+    assert result.identical, result.changes
+    missing = {(m.what, m.field, m.side, m.count) for m in result.missing}
+    assert ("vma", "inode", "b", 2) in missing and ("vma", "map_file_ino", "b", 2) in missing
+    # Unmarked, the same zeroed identity is another file: removed plus added.
+    bare = _copy(b)
+    for mm in bare.memory:
+        del mm.unreadable[:]
+    assert {c.op for c in diff(a, bare).changes if c.what == "vma"} == {"removed", "added"}
+    # What the side does record is still compared; another path is another VMA.
+    b.memory[0].vmas[1].prot = 7
+    b.memory[1].vmas[1].path = b"/other.so"
+    got = sorted((c.pid, c.op, c.field) for c in diff(a, b).changes)
+    assert got == [(100, "changed", "prot"), (101, "added", None), (101, "removed", None)]
+
+
+def test_fds_without_dev_ino_are_the_same_open_file() -> None:
+    a = _snap()
+    b = _copy(a)
+    for fd in b.fds[0].fds[:3]:
+        fd.dev = fd.ino = 0
+        fd.unreadable.add(field="dev", reason=NOT_IN)
+        fd.unreadable.add(field="ino", reason=NOT_IN)
+    result = diff(a, b)
+    assert result.identical, result.changes
+    assert {(m.what, m.field, m.count) for m in result.missing} == {("fd", "dev", 3),
+                                                                  ("fd", "ino", 3)}
+    b.fds[0].fds[1].path = b"/elsewhere"
+    assert [(c.op, c.fd) for c in diff(a, b).changes] == [("replaced", 3)]
+    del b.fds[0].fds[2].unreadable[:]  # unmarked: ino 0 is another file
+    assert [(c.op, c.fd) for c in diff(a, b).changes] == [("replaced", 3), ("replaced", 4)]
+
+
+def test_eventfd_id_unreadable_is_not_an_identity() -> None:
+    a = _snap()
+    efd = files_pb2.Fd(fd=9, kind=files_pb2.FD_EVENTFD, path=b"anon_inode:[eventfd]",
+                       file_id=9)
+    efd.eventfd.id = 12
+    a.fds[0].fds.append(efd)
+    b = _copy(a)
+    b.fds[0].fds[-1].eventfd.id = 3
+    assert [c.op for c in diff(a, b).changes] == ["replaced"]
+    b.fds[0].fds[-1].unreadable.add(field="eventfd.id", reason=NOT_IN)
+    result = diff(a, b)
+    assert result.identical, result.changes
+    assert [(m.what, m.field) for m in result.missing] == [("fd", "eventfd.id")]
+
+
+def test_thread_fields_a_process_marks_unreadable_are_not_compared() -> None:
+    a = _snap()
+    a.processes[0].threads.add(tid=102, comm=b"worker", state="S")
+    b = _copy(a)
+    b.processes[0].threads[1].state = "T"  # stopped: never a volatile flip
+    assert [(c.tid, c.field) for c in diff(a, b).changes] == [(102, "state")]
+    b.processes[0].unreadable.add(field="threads.state", reason=f"{NOT_IN}: no thread state")
+    result = diff(a, b)
+    assert [(c.tid, c.field) for c in result.changes] == []
+    assert [(m.what, m.field, m.count) for m in result.missing] == [("thread", "state", 1)]
+    b.processes[0].threads[1].comm = b"renamed"  # recorded: still a change
+    assert [(c.tid, c.field) for c in diff(a, b).changes] == [(102, "comm")]
+
+
+def test_ghost_without_inode_is_matched_by_path() -> None:
+    a = _snap()
+    a.ghosts.append(files_pb2.GhostFile(id=1, path=b"/memfd:buf", dev=12, ino=3001,
+                                        size=4096, captured=True))
+    a.ghosts.append(files_pb2.GhostFile(id=2, path=b"/tmp/gone", dev=2049, ino=77, size=3,
+                                        captured=True))
+    b = _copy(a)
+    b.ghosts[0].id, b.ghosts[0].dev, b.ghosts[0].ino = 9, 0, 4
+    b.ghosts[0].unreadable.add(field="dev", reason=NOT_IN)
+    b.ghosts[0].unreadable.add(field="ino", reason=f"{NOT_IN}: CRIU's own id")
+    result = diff(a, b)
+    assert result.identical, result.changes
+    assert {(m.what, m.field) for m in result.missing} == {("ghost", "dev"), ("ghost", "ino")}
+    b.ghosts[0].size = 8192
+    assert [(c.what, c.field) for c in diff(a, b).changes] == [("ghost", "size")]
+    b.ghosts[1].ino = 78  # readable on both sides: another inode is another file
+    assert sorted(c.op for c in diff(a, b).changes if c.field is None) == ["added", "removed"]
+
+
+def test_mount_namespace_numbered_by_an_id_is_matched_by_its_members() -> None:
+    a = _snap()
+    b = _copy(a)
+    b.mounts[0].ns_inode = 6  # CRIU's id, given as the inode
+    b.mounts[0].unreadable.add(field="ns_inode", reason=f"{NOT_IN}: CRIU's own ids")
+    for proc in b.processes:
+        next(ns for ns in proc.namespaces if ns.type == "mnt").inode = 6
+        proc.unreadable.add(field="namespaces", reason=f"{NOT_IN}: CRIU's own ids")
+    result = diff(a, b)
+    assert result.identical, result.changes
+    assert ("mount", "ns_inode") in {(m.what, m.field) for m in result.missing}
+    b.mounts[0].mounts[0].options = "ro"
+    got = [(c.what, c.field, c.key, c.pids) for c in diff(a, b).changes]
+    assert got == [("mount", "options", "mnt:4026531841 1 /", (100, 101))]
+    # Without the mark, another inode is another namespace.
+    del b.mounts[0].unreadable[:]
+    assert sorted(c.op for c in diff(a, b).changes) == ["added", "removed"]
+
+
+class _Pages:
+    """A page store of owners built by hand: what memory_contents reads of a store."""
+
+    def __init__(self, owners: dict[tuple[int, int, int], OwnerIndex]) -> None:
+        self.owners = owners
+
+    def owner(self, key: tuple[int, int, int]) -> OwnerIndex | None:
+        return self.owners.get(key)
+
+
+def _owner(runs: list[tuple[int, int, list[int]]], size: int = 0) -> OwnerIndex:
+    """runs: (address, state, hashes); a ZERO run is one page and has no hash."""
+    entry = pages_pb2.PageRuns(object_size=size)
+    for addr, state, hashes in runs:
+        entry.addr.append(addr)
+        entry.npages.append(len(hashes) or 1)
+        entry.state.append(state)
+        entry.slot.append(0)
+        if state != ZERO:
+            entry.hashes.extend(hashes)
+    return OwnerIndex([entry])
+
+
+def _with_pages(snap: Snapshot, owners: dict[tuple[int, int, int], OwnerIndex],
+                criu: bool) -> Snapshot:
+    snap.inventory.tool_version = "criu (image format v1.1)" if criu else "0.1"
+    snap.page_store = _Pages(owners)  # type: ignore[assignment]
+    return snap
+
+
+def test_a_zero_page_equals_a_page_criu_left_out_of_private_anonymous_memory() -> None:
+    """CRIU skips zero pages: absent on its side, zero on ours, in heap memory only."""
+    ours = {(100, 0, 0): _owner([(0x1000, STORED, [11]), (0x2000, ZERO, []),
+                                 (0x10000, ZERO, [])])}
+    theirs = {(100, 0, 0): _owner([(0x1000, STORED, [11])])}
+    # The heap's zero page at 0x2000 is not a change; the file mapping's at 0x10000 is.
+    for a, b, want in (
+            (_with_pages(_snap(), ours, False), _with_pages(_snap(), theirs, True), (0, 1)),
+            (_with_pages(_snap(), theirs, True), _with_pages(_snap(), ours, False), (1, 0))):
+        got = [(c.start, c.after["added"], c.after["removed"])
+               for c in diff(a, b, only="memory").changes]
+        assert got == [(0x10000, *want)], got
+    # Between two criu-model dumps an absent page is not a zero page.
+    a, b = _with_pages(_snap(), ours, False), _with_pages(_snap(), theirs, False)
+    assert [(c.start, c.after["removed"]) for c in diff(a, b, only="memory").changes] == [
+        (0x1000, 1), (0x10000, 1)]
+
+
+def test_shared_memory_without_a_device_is_matched_on_its_inode() -> None:
+    a = _snap()
+    for mm in a.memory:
+        mm.vmas.add(start=0x30000, end=0x32000, prot=3, kind=mm_pb2.VMA_SHARED_ANON,
+                    shared=True, path=b"/dev/zero", deleted=True, map_file_known=True,
+                    map_file_dev=5, map_file_ino=900)
+    b = _copy(a)
+    for mm in b.memory:
+        mm.vmas[-1].map_file_dev = 0
+    obj_a = {(0, 5, 900): _owner([(0, STORED, [1, 2])], size=0x2000)}
+    obj_b = {(0, 0, 900): _owner([(0, STORED, [1, 3])], size=0x2000)}
+    _with_pages(a, obj_a, False)
+    _with_pages(b, obj_b, True)
+    assert diff(a, b, only="memory").identical  # other keys: not the same object
+    for mm in b.memory:
+        mm.unreadable.add(field="vmas.map_file_dev", reason=f"{NOT_IN}: shmid only")
+    got = [(c.start, c.pids, c.after["changed"]) for c in diff(a, b, only="memory").changes]
+    assert got == [(0x30000, (100, 101), 1)]

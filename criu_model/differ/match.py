@@ -35,7 +35,7 @@ from criu_model.differ.summaries import (
     vma_summary,
 )
 from criu_model.images import framing
-from criu_model.images.pb import files_pb2, mm_pb2, process_pb2, sockets_pb2
+from criu_model.images.pb import files_pb2, mm_pb2, mount_pb2, process_pb2, sockets_pb2
 from criu_model.kernel.flags import ACCMODE
 from criu_model.names import text
 from criu_model.snapshot import Snapshot, namespace_inode
@@ -177,6 +177,12 @@ class Differ:
         if pa.threads == pb.threads:
             return
         w = self.w
+        # A process marks per-thread fields it could not read as "threads.FIELD"
+        # (CRIU records no thread state): not comparable in any of its threads.
+        unknown = _inner(w.unreadable_of(pa, pb), "threads")
+        if "" in unknown:
+            w.note_missing("thread", None, *unknown[""])
+            return
         ta = {t.tid: t for t in pa.threads}
         tb = {t.tid: t for t in pb.threads}
         for tid, t in ta.items():
@@ -185,7 +191,7 @@ class Differ:
             if other is None:
                 w.emit(scope, "removed", None, {"comm": text(t.comm), "state": t.state}, None)
             elif not w.same(t, other):
-                w.walk(t, other, scope,
+                w.walk(t, other, scope, unknown=unknown,
                        skip=_LEADER_DUPLICATES if tid == pa.pid else frozenset())
         for tid, t in tb.items():
             if tid not in ta:
@@ -227,7 +233,7 @@ class Differ:
                 if db is None:
                     w.emit(scope, "removed", None, fd_summary(da), None)
                     continue
-                if _fd_identity(da) != _fd_identity(db):
+                if _fd_identity(da, db) != _fd_identity(db, da):
                     w.emit(scope, "replaced", None, fd_summary(da), fd_summary(db))
                     continue
                 self.stable_fds.append(((pid, n), da.file_id, db.file_id))
@@ -257,23 +263,32 @@ class Differ:
             if ma is None or mb is None or w.same(ma, mb):
                 continue
             w.walk(ma, mb, Scope("memory", pid, "vmas"))
+            # A memory map marks fields of all its VMAs as "vmas.FIELD" (CRIU images name
+            # mapped files by path, with no dev/inode): not compared in any VMA, and
+            # VMAs are then matched by kind and path instead of file identity.
+            unknown = _inner(w.unreadable_of(ma, mb), "vmas")
+            if "" in unknown:
+                w.note_missing("vma", None, *unknown[""])
+                continue
+            ident = _vma_name if any(f in unknown for f in _VMA_IDENTITY_FIELDS) \
+                else _vma_identity
             xs, ys = ma.vmas, mb.vmas
             if len(xs) == len(ys) and all(
-                    x.start == y.start and _vma_identity(x) == _vma_identity(y)
+                    x.start == y.start and ident(x) == ident(y)
                     for x, y in zip(xs, ys, strict=True) if x != y):
                 for x, y in zip(xs, ys, strict=True):  # the same VMAs, in the same order
                     if not w.same(x, y):
-                        w.walk(x, y, Scope("vma", pid, "vmas", start=x.start))
+                        w.walk(x, y, Scope("vma", pid, "vmas", start=x.start), unknown=unknown)
                 continue
-            va = {(v.start, _vma_identity(v)): v for v in ma.vmas}
-            vb = {(v.start, _vma_identity(v)): v for v in mb.vmas}
+            va = {(v.start, ident(v)): v for v in ma.vmas}
+            vb = {(v.start, ident(v)): v for v in mb.vmas}
             for key, x in va.items():
                 y = vb.get(key)
                 scope = Scope("vma", pid, "vmas", start=x.start)
                 if y is None:
                     w.emit(scope, "removed", None, vma_summary(x), None)
                 elif not w.same(x, y):
-                    w.walk(x, y, scope)
+                    w.walk(x, y, scope, unknown=unknown)
             for key, y in vb.items():
                 if key not in va:
                     w.emit(Scope("vma", pid, "vmas", start=y.start), "added", None, None,
@@ -321,22 +336,36 @@ class Differ:
 
     def _mounts(self) -> None:
         w = self.w
-        members = _mount_members(self.a, self.b)
         na, nb = self.a.mounts_by_ns, self.b.mounts_by_ns
-        for ino in sorted(set(na) | set(nb)):
-            x, y = na.get(ino), nb.get(ino)
-            pids = tuple(sorted(members.get(ino, ())))
-            scope = Scope("mount", pids[0] if pids else None, "mounts", key=f"mnt:{ino}",
-                           pids=pids)
-            if x is None or y is None:
-                w.emit(Scope("namespace", scope.pid, "mounts", key=f"mnt:{ino}", pids=pids),
-                       "added" if x is None else "removed", None,
-                       None if x is None else {"mounts": len(x.mounts)},
-                       None if y is None else {"mounts": len(y.mounts)})
-                continue
+        members_a, members_b = _mount_members(self.a), _mount_members(self.b)
+        pairs = [(ino, ino) for ino in sorted(na.keys() & nb.keys())
+                 if _ns_named(na[ino]) and _ns_named(nb[ino])]
+        paired = {ino for ino, _ in pairs}
+        left_a = [ino for ino in sorted(na) if ino not in paired]
+        left_b = [ino for ino in sorted(nb) if ino not in paired]
+        # A namespace numbered by an id that is not its inode (CRIU's) is matched by
+        # its members: the one namespace of the other side they share pids with.
+        for ia, ib in _by_members(left_a, left_b, members_a, members_b):
+            if not (_ns_named(na[ia]) and _ns_named(nb[ib])):
+                pairs.append((ia, ib))
+                left_a.remove(ia)
+                left_b.remove(ib)
+        # Then the same id on both sides (two dumps numbered alike, as two CRIU dumps are).
+        for ino in [i for i in left_a if i in left_b]:
+            pairs.append((ino, ino))
+            left_a.remove(ino)
+            left_b.remove(ino)
+        for ino_a, ino_b in sorted(pairs):
+            x, y = na[ino_a], nb[ino_b]
+            ino = ino_b if _ns_named(y) or not _ns_named(x) else ino_a
+            pids = tuple(sorted(members_a.get(ino_a, set()) | members_b.get(ino_b, set())))
             if x == y:
                 continue
+            scope = Scope("mount", pids[0] if pids else None, "mounts", key=f"mnt:{ino}",
+                          pids=pids)
             unknown = w.unreadable_of(x, y)
+            if ino_a != ino_b and "ns_inode" in unknown:
+                w.note_missing("mount", "ns_inode", *unknown["ns_inode"])
             if "mounts" in unknown:
                 w.note_missing("mount", None, *unknown["mounts"])
                 continue
@@ -346,7 +375,7 @@ class Differ:
             for mid, m in ma.items():
                 other = mb.get(mid)
                 sub = Scope("mount", scope.pid, "mounts",
-                             key=f"mnt:{ino} {mid} {text(m.mount_point)}", pids=pids)
+                            key=f"mnt:{ino} {mid} {text(m.mount_point)}", pids=pids)
                 if other is None:
                     w.emit(sub, "removed", None, mount_summary(m), None)
                 elif m != other:
@@ -354,25 +383,54 @@ class Differ:
             for mid, m in mb.items():
                 if mid not in ma:
                     w.emit(Scope("mount", scope.pid, "mounts",
-                                  key=f"mnt:{ino} {mid} {text(m.mount_point)}", pids=pids),
+                                 key=f"mnt:{ino} {mid} {text(m.mount_point)}", pids=pids),
                            "added", None, None, mount_summary(m))
+        for side, inos, spaces in (("a", left_a, na), ("b", left_b, nb)):
+            for ino in inos:
+                pids = tuple(sorted(members_a.get(ino, set()) | members_b.get(ino, set())))
+                summary = {"mounts": len(spaces[ino].mounts)}
+                w.emit(Scope("namespace", pids[0] if pids else None, "mounts",
+                             key=f"mnt:{ino}", pids=pids),
+                       "removed" if side == "a" else "added", None,
+                       summary if side == "a" else None, summary if side == "b" else None)
 
     def _ghosts(self) -> None:
+        """Ghosts by (dev, ino); one whose dev or ino a side marks unreadable (CRIU names a
+        memfd by its own id) by its path when that is unique, then by id."""
         w = self.w
-        ga = {(g.dev, g.ino): g for g in self.a.ghosts}
-        gb = {(g.dev, g.ino): g for g in self.b.ghosts}
-        for ident in sorted(set(ga) | set(gb)):
-            x, y = ga.get(ident), gb.get(ident)
-            sample = y if y is not None else x
-            assert sample is not None
-            scope = Scope("ghost", None, "fds", key=f"{text(sample.path)} ino {ident[1]}")
-            if x is None or y is None:
-                summary = {"path": text(sample.path), "size": sample.size,
-                           "captured": sample.captured}
-                w.emit(scope, "added" if x is None else "removed", None,
-                       None if x is None else summary, None if y is None else summary)
-            elif x != y:
-                w.walk(x, y, scope)
+
+        def named(g: files_pb2.GhostFile) -> bool:
+            return not any(u.field in ("dev", "ino") for u in g.unreadable)
+
+        ga = {(g.dev, g.ino): g for g in self.a.ghosts if named(g)}
+        gb = {(g.dev, g.ino): g for g in self.b.ghosts if named(g)}
+        pairs = [(ga[i], gb[i]) for i in sorted(ga.keys() & gb.keys())]
+        left_a = [g for i, g in ga.items() if i not in gb] + \
+            [g for g in self.a.ghosts if not named(g)]
+        left_b = [g for i, g in gb.items() if i not in ga] + \
+            [g for g in self.b.ghosts if not named(g)]
+        for keyfn in (lambda g: g.path or None, lambda g: g.id or None):
+            by_a, by_b = _unique_by(left_a, keyfn), _unique_by(left_b, keyfn)
+            found = [(x, by_b[k]) for k, x in by_a.items()
+                     if k in by_b and not (named(x) and named(by_b[k]))]
+            pairs += found
+            gone_a, gone_b = {id(x) for x, _ in found}, {id(y) for _, y in found}
+            left_a = [g for g in left_a if id(g) not in gone_a]
+            left_b = [g for g in left_b if id(g) not in gone_b]
+
+        def scope_of(g: files_pb2.GhostFile) -> Scope:
+            return Scope("ghost", None, "fds", key=f"{text(g.path)} ino {g.ino}")
+
+        def summary(g: files_pb2.GhostFile) -> dict[str, Any]:
+            return {"path": text(g.path), "size": g.size, "captured": g.captured}
+
+        for x, y in pairs:
+            if x != y:
+                w.walk(x, y, scope_of(y if named(y) else x))
+        for x in left_a:
+            w.emit(scope_of(x), "removed", None, summary(x), None)
+        for y in left_b:
+            w.emit(scope_of(y), "added", None, None, summary(y))
 
 
 def _file_ids(snap: Snapshot) -> dict[tuple[int, int], int]:
@@ -429,23 +487,27 @@ def _same_process(pa: process_pb2.Process, pb: process_pb2.Process) -> bool:
     return not pa.start_time or not pb.start_time or pa.start_time == pb.start_time
 
 
-def _fd_identity(fd: files_pb2.Fd) -> tuple[Any, ...]:
-    """What makes two fds at one number the same open file.
+def _fd_identity(fd: files_pb2.Fd, other: files_pb2.Fd) -> tuple[Any, ...]:
+    """What makes two fds at one number the same open file (`other`: the fd it is held against).
 
-    dev is left out when stat() failed on either dump (then it is 0); the
-    access mode cannot change on an open file, so a new one means a new file.
+    dev and ino are left out when either fd marks them unreadable (stat()
+    failed, or a CRIU image that names files by path only: then they are 0 or
+    CRIU's own numbers), the eventfd id likewise; the access mode cannot change
+    on an open file, so a new one means a new file.
     """
+    unknown = {u.field for u in fd.unreadable} | {u.field for u in other.unreadable}
+    stat_ok = "stat" not in unknown
     state = fd.WhichOneof("state")
     extra: tuple[Any, ...] = ()
     if state == "socket":
         extra = (fd.socket.inode,)
     elif state == "pipe":
         extra = (fd.pipe.pipe_ino,)
-    elif state == "eventfd" and fd.eventfd.HasField("id"):
+    elif state == "eventfd" and fd.eventfd.HasField("id") and "eventfd.id" not in unknown \
+            and "eventfd" not in unknown:
         extra = (fd.eventfd.id,)
-    stat_ok = not any(u.field == "stat" for u in fd.unreadable)
-    return (fd.kind, fd.dev if stat_ok else None, fd.ino, fd.path, fd.flags & ACCMODE,
-            *extra)
+    return (fd.kind, fd.dev if stat_ok and "dev" not in unknown else None,
+            fd.ino if "ino" not in unknown else None, fd.path, fd.flags & ACCMODE, *extra)
 
 
 def _vma_identity(vma: mm_pb2.Vma) -> tuple[Any, ...]:
@@ -453,6 +515,33 @@ def _vma_identity(vma: mm_pb2.Vma) -> tuple[Any, ...]:
     if vma.map_file_known:
         return (vma.kind, vma.map_file_dev, vma.map_file_ino)
     return (vma.kind, vma.dev_major, vma.dev_minor, vma.inode)
+
+
+def _vma_name(vma: mm_pb2.Vma) -> tuple[Any, ...]:
+    """The file behind a VMA by name, for a side that lacks its dev/inode (CRIU images).
+
+    The offset is not part of it (as in _vma_identity): a moved offset at the
+    same start and path is a change of ``offset``.
+    """
+    return (vma.kind, vma.path, vma.deleted)
+
+
+# Vma fields _vma_identity reads: when a side marks one unreadable, VMAs are matched by name.
+_VMA_IDENTITY_FIELDS = ("map_file_known", "map_file_dev", "map_file_ino", "dev_major",
+                        "dev_minor", "inode")
+
+
+def _inner(unknown: dict[str, tuple[str, str]], name: str) -> dict[str, tuple[str, str]]:
+    """The unreadable entries under `name.` (a parent's marks for its items), relative to them.
+
+    A mark of `name` itself is kept under the key "" (the whole collection)."""
+    out: dict[str, tuple[str, str]] = {}
+    for field, why in unknown.items():
+        if field == name:
+            out[""] = why
+        elif field.startswith(name + "."):
+            out[field[len(name) + 1:]] = why
+    return out
 
 
 def _socket_holders(snap: Snapshot) -> dict[int, list[int]]:
@@ -476,14 +565,30 @@ def _unique_by(items: list[Any], keyfn: Callable[[Any], Any]) -> dict[Any, Any]:
     return out
 
 
-def _mount_members(*snaps: Snapshot) -> dict[int, set[int]]:
+def _mount_members(snap: Snapshot) -> dict[int, set[int]]:
+    """mount namespace inode (or the id a CRIU image gives it) -> member pids."""
     out: dict[int, set[int]] = {}
-    for snap in snaps:
-        for proc in snap.processes:
-            ino = namespace_inode(proc, "mnt")
-            if ino is not None:
-                out.setdefault(ino, set()).add(proc.pid)
+    for proc in snap.processes:
+        ino = namespace_inode(proc, "mnt")
+        if ino is not None:
+            out.setdefault(ino, set()).add(proc.pid)
     return out
+
+
+def _ns_named(ns: mount_pb2.MountNamespace) -> bool:
+    """True if the namespace is known by its inode (not by an id of the dumper's own)."""
+    return not any(u.field == "ns_inode" for u in ns.unreadable)
+
+
+def _by_members(left_a: list[int], left_b: list[int], members_a: dict[int, set[int]],
+                members_b: dict[int, set[int]]) -> list[tuple[int, int]]:
+    """Pairs of namespaces that share member pids with each other and with no other."""
+    touch_a = {ia: [ib for ib in left_b if members_a.get(ia, set()) & members_b.get(ib, set())]
+               for ia in left_a}
+    touch_b = {ib: [ia for ia in left_a if members_a.get(ia, set()) & members_b.get(ib, set())]
+               for ib in left_b}
+    return [(ia, hits[0]) for ia, hits in touch_a.items()
+            if len(hits) == 1 and touch_b[hits[0]] == [ia]]
 
 
 def _socket_tuple(sock: sockets_pb2.Socket) -> tuple[Any, ...] | None:

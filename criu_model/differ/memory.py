@@ -6,13 +6,31 @@ a shared memory object (shared anonymous, memfd, SysV shm) once, as one
 change listing every process that maps it. Emitted as ``what="memory"``,
 area ``memory``: the counts in ``after`` (``changed``, ``added``,
 ``removed``), and with ``--all`` the page addresses (``pages``).
+
+Beside a CRIU dump (its inventory's tool is "criu ..."):
+
+- A shared object is CRIU's pagemap-shmem-<shmid>: its owner key is
+  (0, 0, shmid), the device unrecorded (the memory map marks
+  ``vmas.map_file_dev`` unreadable). Such objects are matched on the inode
+  alone; each side's pages are read under its own key.
+- CRIU has no zero-page record: it skips pages that map the shared zero page
+  (and never-touched ones), so they are absent from its pagemap, where
+  criu-model records them as zero pages. Only in a private anonymous VMA
+  (anon, heap, stack) does an absent page restore as a zero page, so only
+  there, and only when the CRIU side is the one that lacks it, does a zero
+  page on the other side equal an absent page on the CRIU side. Elsewhere
+  (private file mappings: an absent page is the file's; shared objects: a
+  hole) and between two criu-model dumps, an absent page stays absent.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 from criu_model.differ.fields import Scope, Walker
 from criu_model.images.pb import mm_pb2
-from criu_model.pages.compare import PageDelta, compare, segments
+from criu_model.pages.compare import ZERO_HASH, PageDelta, Segment, compare, segments
+from criu_model.pages.layout import PAGE_SIZE, OwnerKey
 from criu_model.pages.memory import vma_owner
 from criu_model.snapshot import Snapshot
 
@@ -25,6 +43,36 @@ def _detail(delta: PageDelta, vma: mm_pb2.Vma, all_pages: bool) -> dict[str, obj
     return out
 
 
+def _from_criu(snap: Snapshot) -> bool:
+    """True for a snapshot read (or imported) from CRIU images."""
+    return snap.inventory.tool_version.startswith("criu ")
+
+
+_ZERO_FILLED = frozenset({mm_pb2.VMA_ANON, mm_pb2.VMA_HEAP, mm_pb2.VMA_STACK})
+
+
+def _hash_at(segs: list[Segment], addr: int) -> int | None:
+    """The hash of the page at `addr` in `segs`, or None when it was not captured."""
+    i = bisect_right([lo for lo, _ in segs], addr) - 1
+    if i < 0:
+        return None
+    lo, hashes = segs[i]
+    n = (addr - lo) // PAGE_SIZE
+    return hashes[n] if n < len(hashes) else None
+
+
+def _zero_is_absent(delta: PageDelta, vma: mm_pb2.Vma, criu: tuple[bool, bool],
+                    segs: tuple[list[Segment], list[Segment]]) -> PageDelta:
+    """`delta` without the zero pages of one side that a CRIU side lacks (see the module)."""
+    if vma.shared or vma.kind not in _ZERO_FILLED or criu[0] == criu[1]:
+        return delta
+    if criu[0]:  # A is CRIU's: B's zero pages that A lacks are "added" by compare
+        added = [p for p in delta.added if _hash_at(segs[1], p) != ZERO_HASH]
+        return PageDelta(delta.changed, added, delta.removed)
+    removed = [p for p in delta.removed if _hash_at(segs[0], p) != ZERO_HASH]
+    return PageDelta(delta.changed, delta.added, removed)
+
+
 def memory_contents(w: Walker, a: Snapshot, b: Snapshot, matched: list[int]) -> None:
     """Emit one memory change per VMA (or shared object) whose pages differ."""
     store_a, store_b = a.page_store, b.page_store
@@ -34,31 +82,40 @@ def memory_contents(w: Walker, a: Snapshot, b: Snapshot, matched: list[int]) -> 
             w.note_missing("memory", "pages", side, "dumped without --pages: page contents "
                            "are not in this snapshot")
         return
-    objects: dict[tuple[int, int, int], tuple[mm_pb2.Vma, int, list[int]]] = {}
+    criu = (_from_criu(a), _from_criu(b))
+    # shared object key in B -> (its VMA, key in A, holder pids)
+    objects: dict[OwnerKey, tuple[mm_pb2.Vma, OwnerKey, list[int]]] = {}
     for pid in matched:
         ma, mb = a.memory_by_pid.get(pid), b.memory_by_pid.get(pid)
         if ma is None or mb is None:
             continue
+        no_dev = any(u.field == "vmas.map_file_dev" for m in (ma, mb) for u in m.unreadable)
         before = {v.start: v for v in ma.vmas}
         for vma in mb.vmas:
             old = before.get(vma.start)
             if old is None:
                 continue  # a new VMA: the vma diff reports it whole
             key, base, _why = vma_owner(pid, vma)
-            if key is None or key != vma_owner(pid, old)[0]:
+            key_a = vma_owner(pid, old)[0]
+            if key is None or key_a is None:
                 continue
             if not key[0]:  # a shared object: once, for every process mapping it
-                holders = objects.setdefault(key, (vma, base, []))[2]
+                if key_a[0] or (key_a[2] != key[2] if no_dev else key_a != key):
+                    continue
+                holders = objects.setdefault(key, (vma, key_a, []))[2]
                 holders.append(pid)
                 continue
+            if key != key_a:
+                continue
             end = base + (max(vma.end, old.end) - vma.start)
-            delta = compare(segments(store_a.owner(key), base, end),
-                            segments(store_b.owner(key), base, end))
+            segs = (segments(store_a.owner(key), base, end),
+                    segments(store_b.owner(key), base, end))
+            delta = _zero_is_absent(compare(*segs), vma, criu, segs)
             if delta:
                 w.emit(Scope("memory", pid, "memory", start=vma.start), "changed", "pages",
                        None, _detail(delta, vma, w.include_volatile))
-    for key, (vma, _base, holders) in objects.items():
-        index_a, index_b = store_a.owner(key), store_b.owner(key)
+    for key, (vma, key_a, holders) in objects.items():
+        index_a, index_b = store_a.owner(key_a), store_b.owner(key)
         size = max((x.object_size for x in (index_a, index_b) if x is not None), default=0)
         end = -(-size // 4096) * 4096 or vma.end - vma.start
         delta = compare(segments(index_a, 0, end), segments(index_b, 0, end))

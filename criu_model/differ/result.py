@@ -86,7 +86,10 @@ class Diff:
 
     @property
     def summary(self) -> dict[str, Any]:
-        """Counts per kind of object; an object with several changed fields counts once."""
+        """Counts per kind of object; an object with several changed fields counts once.
+
+        ``not_comparable`` counts the fields (and whole collections or images) not
+        compared because one side does not know them: the counts of ``missing``."""
         out: dict[str, Any] = {
             "processes": dict.fromkeys(("added", "removed", "changed"), 0),
             "threads": dict.fromkeys(("added", "removed", "changed"), 0),
@@ -97,6 +100,7 @@ class Diff:
             "sharing": dict.fromkeys(("added", "removed", "changed"), 0),
             "memory": dict.fromkeys(("vmas", "changed", "added", "removed"), 0),
             "changes": len(self.changes),
+            "not_comparable": sum(m.count for m in self.missing),
         }
         changed: dict[str, set[Any]] = {k: set() for k in _SUMMARY_BUCKETS.values()}
         whole_process: set[int | None] = set()

@@ -14,7 +14,8 @@ JSON contract (`criu-model diff --json`), one object::
         "sockets":   {"added", "removed", "changed"},
         "mounts":    {"added", "removed", "changed"},
         "sharing":   {"added", "removed", "changed"},
-        "changes":   int                 # len(changes)
+        "changes":   int,                # len(changes)
+        "not_comparable": int            # fields not compared: the sum of missing[].count
       },
       "changes": [ {
         "op":    "added" | "removed" | "changed" | "replaced",
@@ -40,7 +41,12 @@ JSON contract (`criu-model diff --json`), one object::
     }
 
 `missing` lists what was not compared because one side does not know it (an
-unreadable field, a field or image older formats lack): never a change.
+unreadable field, a field or image older formats lack): never a change. Beside a
+CRIU dump these are the facts CRIU does not record (reason "not in CRIU images
+..."); objects are then matched without the identities that side lacks (VMAs
+by kind and path, fds without dev/ino, mount namespaces by their members).
+The text view ends with one line counting them ("N fields not comparable: N
+unknown in A (not in CRIU images)"), then one dim line per entry.
 """
 
 from __future__ import annotations
@@ -235,6 +241,35 @@ def summary_line(result: Diff) -> str:
     return "; ".join(parts)
 
 
+# The head of every reason a CRIU import gives (criu_model.formats.criu.mapping.NOT_IN_CRIU).
+_NOT_IN_CRIU = "not in CRIU images"
+
+
+def _reason_kind(reason: str) -> str:
+    """'not in CRIU images for a zombie (...)' -> 'not in CRIU images': the reason's head
+    (up to its first ':' or '('), every reason of a CRIU import as one."""
+    if reason.startswith(_NOT_IN_CRIU):
+        return _NOT_IN_CRIU
+    for sep in (":", " ("):
+        reason = reason.split(sep, 1)[0]
+    return reason.strip()
+
+
+def not_comparable_line(result: Diff) -> str:
+    """'2099 fields not comparable: 2099 unknown in A (not in CRIU images)'.
+
+    The per-entry lines say which fields; this one gives the total, by side and
+    kind of reason, so a CRIU dump beside a criu-model one reads at a glance."""
+    groups: dict[tuple[str, str], int] = {}
+    for m in result.missing:
+        key = (m.side, _reason_kind(m.reason))
+        groups[key] = groups.get(key, 0) + m.count
+    total = sum(groups.values())
+    parts = [f"{n} unknown in {side.upper()} ({why})"
+             for (side, why), n in sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return printable(f"{total} fields not comparable: " + ", ".join(parts))
+
+
 def _group(ch: Change) -> int | None:
     """The process a change is shown under; None for objects shared across processes."""
     shared = ch.what in ("sharing", "mount") or (ch.what == "namespace" and ch.key is not None) \
@@ -268,6 +303,8 @@ def show_diff(result: Diff, console: Console, a: Snapshot | None = None,
         console.print("no differences", highlight=False)
     else:
         console.print(summary_line(result), highlight=False, soft_wrap=True)
+    if result.missing:
+        console.print(Text(not_comparable_line(result)), soft_wrap=True)
     for m in result.missing:
         where = f"{m.what} {m.field}" if m.field else m.what
         count = f" ({m.count}x)" if m.count > 1 else ""

@@ -407,10 +407,23 @@ def show_namespaces(snap: Snapshot, console: Console, sel: Selection | None = No
     table = _table("TYPE", "NS", "OWNER", "PARENT", "NPROCS", "PIDS",
                    right=("NS", "OWNER", "PARENT", "NPROCS"),
                    key=("TYPE", "NS", "OWNER", "PARENT", "NPROCS"))
+    # Ids a process marks unreadable (CRIU numbers namespaces by its own ids) are shown
+    # with a "?" and the reason under the table: they group processes, they are no inodes.
+    unread = {proc.pid: {u.field: u.reason for u in proc.unreadable
+                         if u.field == "namespaces" or u.field.startswith("namespaces.")}
+              for proc in snap.processes}
+    notes: dict[str, None] = {}
     for ns, pids in views.namespace_rows(snap, sel):
-        table.add_row(ns.type, str(ns.inode), str(ns.owner_user or "-"), str(ns.parent or "-"),
+        why = next((r for p in pids for f, r in unread.get(p, {}).items()
+                    if f in ("namespaces", f"namespaces.{ns.type}")), None)
+        if why is not None:
+            notes[why] = None
+        table.add_row(ns.type, f"{ns.inode}?" if why is not None else str(ns.inode),
+                      str(ns.owner_user or "-"), str(ns.parent or "-"),
                       str(len(pids)), _pid_list(pids, None if not compact(console) else 12))
     emit(console, table, empty="(no namespaces recorded)")
+    for why in notes:
+        console.print(line(f"?: not an inode number: {why}"))
     shown = views.selected_pids(snap, sel)
     pending = [(proc.pid, ns) for proc in snap.processes if proc.pid in shown
                for ns in proc.namespaces

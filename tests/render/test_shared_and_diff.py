@@ -18,8 +18,10 @@ import pytest
 from rich.console import Console
 
 import criu_model
+from criu_model.differ import Diff, Missing
 from criu_model.images import write
 from criu_model.render import text as render
+from criu_model.render.diff import diff_to_json, show_diff
 from tests.render.helpers import run_on_tty, run_piped
 
 KIDS = 12
@@ -149,3 +151,23 @@ def test_diff_one_change_per_shared_file_new_pty_and_pid_subtree(holders: Holder
     other = json.loads(run_piped("diff", before, after, "--json", "--pid",
                                  str(holders.kids[0])).stdout)["changes"]
     assert not any(c["what"] == "process" and c["pid"] == child for c in other)
+
+
+def test_diff_says_how_many_fields_were_not_comparable() -> None:
+    """One line counts what one side does not know, by side and kind of reason."""
+    result = Diff([], [Missing("process", "start_time", "a", "not in CRIU images", 11),
+                       Missing("fd", "ino", "a", "not in CRIU images: path only", 53),
+                       Missing("process", "environ", "b", "EACCES")])
+    out = io.StringIO()
+    show_diff(result, Console(file=out, width=200))
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["no differences", "65 fields not comparable: 64 unknown in A (not in "
+                         "CRIU images), 1 unknown in B (EACCES)"]
+    assert lines[2:] == [
+        "not compared: process start_time: unknown in A: not in CRIU images (11x)",
+        "not compared: fd ino: unknown in A: not in CRIU images: path only (53x)",
+        "not compared: process environ: unknown in B: EACCES"]
+    assert diff_to_json(result)["summary"]["not_comparable"] == 65
+    out = io.StringIO()
+    show_diff(Diff([]), Console(file=out, width=200))
+    assert out.getvalue() == "no differences\n"  # nothing unknown: no count line
