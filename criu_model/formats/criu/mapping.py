@@ -831,7 +831,8 @@ def _memfd_ghost(ctx: _Ctx, inode: files_pb2.MemfdInode) -> cf.GhostRef:
                                 f"{MAX_KEPT >> 20} MiB"})
         else:
             known.data, known.captured, known.data_bytes = data, True, len(data)
-        _unreadable(known, {"ino": f"{NOT_IN_CRIU}: CRIU names a memfd by its own inode id"})
+        _unreadable(known, {"ino": f"{NOT_IN_CRIU}: CRIU names a memfd by its own inode id",
+                            "dev": f"{NOT_IN_CRIU}: a memfd's device (shmem) is not recorded"})
         ctx.ghosts[gid] = known
     return cf.GhostRef(ghost_id=gid, captured=known.captured, size=known.size)
 
