@@ -35,6 +35,8 @@ for fd in (m, s, f, r, w, a.fileno(), b.fileno(), lis.fileno()):
     os.set_inheritable(fd, True)
 tell_r, tell_w = os.pipe()
 kids = []
+# Each child says "ready" only once it has named itself: the tree is dumped as
+# soon as the root prints, and a comm set a moment later would be a race.
 for name in (b"cm-viewkid1", b"cm-viewkid2"):
     pid = os.fork()
     if pid == 0:
@@ -44,17 +46,21 @@ for name in (b"cm-viewkid1", b"cm-viewkid2"):
             g = os.fork()
             if g == 0:
                 libc.prctl(15, b"cm-viewgrand", 0, 0, 0)
+                os.write(tell_w, f"g {os.getpid()}\n".encode())
                 os.close(tell_w)
                 while True:
                     signal.pause()
-            os.write(tell_w, f"{g}\n".encode())
+        os.write(tell_w, b"k 0\n")
         os.close(tell_w)
         while True:
             signal.pause()
     kids.append(pid)
 os.close(tell_w)
-grand = int(os.read(tell_r, 64))
+said = b""
+while said.count(b"\n") < 3:
+    said += os.read(tell_r, 64)
 os.close(tell_r)
+grand = next(int(w[1]) for w in (line.split() for line in said.splitlines()) if w[0] == b"g")
 print(os.getpid(), *kids, grand, os.ttyname(s), lis.getsockname()[1], flush=True)
 while True:
     signal.pause()
