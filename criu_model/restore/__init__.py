@@ -6,8 +6,10 @@ planner/ decides, restore/ does. Public API::
     report.ok, report.summary(), report.to_json()
 
 The worker (worker.py) is the program each sandbox process runs; sandbox.py
-makes and guards the namespaces; executor.py conducts the steps; judge.py
-compares the parked sandbox with the snapshot.
+makes and guards the namespaces; executor.py conducts the steps; memory.py
+maps and fills each process's address space (conductor and sandbox sides);
+judge.py compares the parked sandbox with the snapshot, memory_judge.py its
+memory, read back page by page.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Memory steps for real: map a process's VMAs at their addresses and fill their pages.
 
 The seed of a restorer's memory half, apart from the judge that checks it
-(judge.py). Two sides:
+(memory_judge.py). Two sides:
 
 * ``memory_job`` runs in criu-model (the conductor): from the snapshot's
   VMAs and page map it decides what to map and resolves every captured page
