@@ -45,6 +45,7 @@ _MAP_FAILED = ctypes.c_void_p(-1).value
 _CHUNK = 16 << 20                   # bytes per preadv: large, but a bounded fault burst
 
 ZERO_SRC = -1                       # a run to clear (a zero page of a file mapping)
+_MAPPABLE: frozenset[int] = frozenset()   # VMA kinds mapped (filled in on first use)
 
 # Statuses of one VMA, worker -> conductor.
 DONE, IN_USE, NOT_REHEARSED, FAILED = "done", "in_use", "not_rehearsed", "failed"
@@ -106,10 +107,19 @@ def _skip_reason(vma: mm_pb2.Vma) -> str:
     from criu_model.images.pb import mm_pb2
     from criu_model.pages.capture import stores_object
 
+    global _MAPPABLE
+    if not _MAPPABLE:   # what mmap can make here (a private memfd mapping is not: its kind)
+        _MAPPABLE = frozenset({mm_pb2.VMA_FILE, mm_pb2.VMA_ANON, mm_pb2.VMA_HEAP,
+                               mm_pb2.VMA_STACK, mm_pb2.VMA_OTHER, mm_pb2.VMA_SHARED_ANON})
+
     if vma.kind in (mm_pb2.VMA_VDSO, mm_pb2.VMA_VVAR, mm_pb2.VMA_VSYSCALL):
         return "provided by the kernel: the sandbox process has its own"
     if stores_object(vma) and vma.kind != mm_pb2.VMA_SHARED_ANON:
         return "memfd, SysV and deleted-file shared mappings are not rehearsed yet"
+    if vma.kind not in _MAPPABLE:
+        name = mm_pb2.VmaKind.Name(vma.kind) if vma.kind in mm_pb2.VmaKind.values() \
+            else f"unknown({vma.kind})"
+        return f"{name.removeprefix('VMA_').lower()} mappings are not rehearsed yet"
     if vma.kind == mm_pb2.VMA_SHARED_ANON and not vma.map_file_known:
         return "MAP_SHARED anonymous memory without an identity (map_files was unreadable)"
     if vma.kind == mm_pb2.VMA_FILE and vma.deleted:

@@ -319,3 +319,37 @@ def test_split_shared_object_is_a_mismatch(tmp_path: Path,
     [shm] = [e for e in report.entries if e.kind == "shm"]
     assert shm.status == MISMATCHED
     assert shm.mismatches == [{"field": "objects", "expected": 1, "actual": 2}]
+
+
+_PRIVATE_MEMFD = r"""
+import mmap, os, signal, sys
+fd = os.memfd_create("cm-private")
+os.ftruncate(fd, 4 * mmap.PAGESIZE)
+m = mmap.mmap(fd, 4 * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE)
+m[:5] = b"hello"
+import ctypes
+addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+os.write(int(sys.argv[1]), f"{addr}\n".encode())
+signal.pause()
+"""
+
+
+def test_private_memfd_mapping_is_not_rehearsed(tmp_path: Path) -> None:
+    """mmap cannot make a private mapping of a memfd look like one without the memfd:
+    said so, never a kind mismatch of the restorer's making."""
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", _PRIVATE_MEMFD, str(w)], pass_fds=(w,),
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb", buffering=0) as f:
+            addr = int(f.readline())
+        snap = _dump(proc.pid, tmp_path / "snap")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    report = _run(snap)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    entry = _vma(report, proc.pid, addr)
+    assert entry.status == NOT_REHEARSED and entry.reason == "memfd mappings are not " \
+        "rehearsed yet"
