@@ -110,18 +110,21 @@ def _skip_reason(vma: mm_pb2.Vma) -> str:
     global _MAPPABLE
     if not _MAPPABLE:   # what mmap can make here (a private memfd mapping is not: its kind)
         _MAPPABLE = frozenset({mm_pb2.VMA_FILE, mm_pb2.VMA_ANON, mm_pb2.VMA_HEAP,
-                               mm_pb2.VMA_STACK, mm_pb2.VMA_OTHER, mm_pb2.VMA_SHARED_ANON})
+                               mm_pb2.VMA_STACK, mm_pb2.VMA_OTHER, mm_pb2.VMA_SHARED_ANON,
+                               mm_pb2.VMA_MEMFD})
 
     if vma.kind in (mm_pb2.VMA_VDSO, mm_pb2.VMA_VVAR, mm_pb2.VMA_VSYSCALL):
         return "provided by the kernel: the sandbox process has its own"
-    if stores_object(vma) and vma.kind != mm_pb2.VMA_SHARED_ANON:
-        return "memfd, SysV and deleted-file shared mappings are not rehearsed yet"
+    if stores_object(vma) and vma.kind not in (mm_pb2.VMA_SHARED_ANON, mm_pb2.VMA_MEMFD):
+        return "SysV and deleted-file shared mappings are not rehearsed yet"
+    if vma.kind == mm_pb2.VMA_MEMFD and not vma.shared:
+        return "private mappings of a memfd are not rehearsed yet"
     if vma.kind not in _MAPPABLE:
         name = mm_pb2.VmaKind.Name(vma.kind) if vma.kind in mm_pb2.VmaKind.values() \
             else f"unknown({vma.kind})"
         return f"{name.removeprefix('VMA_').lower()} mappings are not rehearsed yet"
-    if vma.kind == mm_pb2.VMA_SHARED_ANON and not vma.map_file_known:
-        return "MAP_SHARED anonymous memory without an identity (map_files was unreadable)"
+    if vma.kind in (mm_pb2.VMA_SHARED_ANON, mm_pb2.VMA_MEMFD) and not vma.map_file_known:
+        return "shared memory without an identity (map_files was unreadable)"
     if vma.kind == mm_pb2.VMA_FILE and vma.deleted:
         return "a mapping of a deleted file is not rehearsed yet"
     if vma.kind == mm_pb2.VMA_FILE and not vma.path.startswith(b"/"):
@@ -139,8 +142,9 @@ def memory_job(snap: Snapshot, pid: int,
                ) -> tuple[dict[str, Any], list[int], list[VmaPlan]]:
     """The job for one process's worker, the pages.img fds it reads, and the decision per VMA.
 
-    MAP_SHARED anonymous memory is one object however many map it: the first holder
-    creates it (mmap MAP_SHARED|MAP_ANONYMOUS) and fills it; `objects` maps each object
+    MAP_SHARED anonymous memory and a shared memfd are one object however many map it:
+    the first holder creates it (mmap MAP_SHARED|MAP_ANONYMOUS; the memfd: the one the
+    skeleton made, or a new one) and fills it; `objects` maps each object
     made already to the path its later holders open to map the same object
     (/proc/CREATOR/map_files/START-END in the sandbox), or '' if its creator failed.
     The fds belong to the snapshot's page store (borrowed, not to be closed).
@@ -162,12 +166,18 @@ def memory_job(snap: Snapshot, pid: int,
         runs: list[list[int]] = []
         key, base, _why = vma_owner(pid, vma)
         attach = None
-        if vma.kind == mm_pb2.VMA_SHARED_ANON and key is not None:
+        memfd: dict[str, Any] = {}
+        if vma.kind in (mm_pb2.VMA_SHARED_ANON, mm_pb2.VMA_MEMFD) and key is not None:
             attach = (objects or {}).get(key)
             if attach == "":
                 plan.skip = "the process that creates this shared memory could not map it"
                 continue
-            if attach is None and vma.offset:
+            if attach is None and vma.kind == mm_pb2.VMA_MEMFD:
+                memfd, why = _memfd_source(snap, pid, vma, chain)
+                if why:
+                    plan.skip = why
+                    continue
+            elif attach is None and vma.offset:
                 plan.skip = (f"a shared memory object first mapped from offset {vma.offset:#x}"
                              ": MAP_ANONYMOUS makes one from offset 0")
                 continue
@@ -184,11 +194,37 @@ def memory_job(snap: Snapshot, pid: int,
         plan.nbytes = sum(r[1] for r in runs if r[2] != ZERO_SRC) * PAGE_SIZE
         vmas.append({"start": vma.start, "end": vma.end, "prot": vma.prot,
                      "shared": vma.shared, "offset": vma.offset, "attach": attach,
+                     "memfd": memfd or None,
                      "path": None if anon else vma.path.hex(),
                      "ident": [vma.dev_major, vma.dev_minor, vma.inode,
                                vma.map_file_known, vma.map_file_dev, vma.map_file_ino],
                      "runs": runs})
     return {"vmas": vmas}, [s.fd for s in chain], decisions
+
+
+def _memfd_source(snap: Snapshot, pid: int, vma: mm_pb2.Vma, chain: list[PageStore]
+                  ) -> tuple[dict[str, Any], str]:
+    """How the first mapper of a memfd gets it: the fd the skeleton made for it (its final
+    number), or a new memfd of the dumped name and size when no process holds one."""
+    from criu_model.images.pb import files_pb2
+
+    ident = (vma.map_file_dev, vma.map_file_ino)
+    holders = [(t.pid, fd) for t in snap.fds for fd in t.fds
+               if fd.kind == files_pb2.FD_MEMFD and (fd.dev, fd.ino) == ident]
+    mine = next((fd for p, fd in holders if p == pid), None)
+    if holders and mine is None:
+        return {}, (f"the memfd is held by process {holders[0][0]}, but mapped first by {pid}: "
+                    "its mapping would be another memfd")
+    if mine is not None:
+        if mine.memfd.seals & 0x18:      # F_SEAL_WRITE | F_SEAL_FUTURE_WRITE
+            return {}, "the memfd is sealed against writing: its pages cannot be filled " \
+                       "after the seals (a restorer fills it before sealing)"
+        return {"fd": mine.fd}, ""
+    name = vma.path.removeprefix(b"/memfd:").removesuffix(b" (deleted)")
+    index = chain[0].owner((0, *ident)) if chain else None
+    size = index.object_size if index is not None and index.object_size else \
+        vma.offset + (vma.end - vma.start)
+    return {"name": os.fsdecode(name), "size": size}, ""
 
 
 def job_memfd(job: dict[str, Any]) -> int:
@@ -276,12 +312,18 @@ class AddressSpace:
             return [start, IN_USE, clash, 0]
         runs = vma["runs"]
         fd = -1
+        own_fd = bool(vma.get("attach") or vma.get("memfd"))    # closed once mapped
         if vma.get("attach"):     # a shared object another sandbox process created
             try:
                 fd = os.open(vma["attach"], (os.O_RDWR if prot & PROT_WRITE else os.O_RDONLY)
                              | os.O_CLOEXEC)
             except OSError as err:
                 return [start, FAILED, f"open {vma['attach']}: {err.strerror}", 0]
+        elif vma.get("memfd"):    # the memfd's first mapper: the skeleton's fd, or a new one
+            try:
+                fd = _open_memfd(vma["memfd"])
+            except OSError as err:
+                return [start, FAILED, f"memfd: {err.strerror or err}", 0]
         elif vma["path"] is not None:
             got_file = self._files.get(vma["path"])
             if got_file is None:
@@ -298,7 +340,7 @@ class AddressSpace:
             flags |= MAP_ANONYMOUS
         offset = 0 if fd < 0 else int(vma["offset"])   # MAP_ANONYMOUS: from offset 0
         got = _libc.mmap(start, end - start, first, flags, fd, offset)
-        if vma.get("attach"):
+        if own_fd:
             os.close(fd)
         if got is None or got == _MAP_FAILED:
             err = ctypes.get_errno()
@@ -363,6 +405,16 @@ class AddressSpace:
                 raise OSError(errno.EIO, f"pages.img ends at {offset + done:#x}")
             done += got
         self.filled_bytes += length
+
+
+def _open_memfd(source: dict[str, Any]) -> int:
+    """A read-write fd of the memfd to map: a reopen of the fd the process holds (whatever
+    its access mode), or a new memfd at the dumped size."""
+    if "fd" in source:
+        return os.open(f"/proc/self/fd/{int(source['fd'])}", os.O_RDWR | os.O_CLOEXEC)
+    fd = os.memfd_create(str(source["name"]), os.MFD_CLOEXEC)
+    os.ftruncate(fd, int(source["size"]))
+    return fd
 
 
 def run_job(job_fd: int, root_fd: int, page_fds: list[int]) -> dict[str, Any]:

@@ -38,6 +38,9 @@ _NAMED_ANON = {mm_pb2.VMA_HEAP: "[heap] is recreated as anonymous memory (naming
                "memory"}
 
 
+_SHARED_MADE = frozenset({mm_pb2.VMA_SHARED_ANON, mm_pb2.VMA_MEMFD})   # objects rehearsed
+
+
 def _prot(p: int) -> str:
     return ("r" if p & 1 else "-") + ("w" if p & 2 else "-") + ("x" if p & 4 else "-")
 
@@ -52,7 +55,7 @@ def _expected_pages(snap: Snapshot, pid: int, vma: mm_pb2.Vma
     `vma` (runs that follow each other are joined: one read serves many runs)."""
     store = snap.page_store
     key, base, _why = vma_owner(pid, vma)
-    if store is None or key is None or (not key[0] and vma.kind != mm_pb2.VMA_SHARED_ANON):
+    if store is None or key is None or (not key[0] and vma.kind not in _SHARED_MADE):
         return
     index = store.owner(key)
     if index is None:
@@ -146,6 +149,9 @@ def _range_entry(vma: mm_pb2.Vma, box: list[mm_pb2.Vma], starts: list[int],
             got = want
     pairs.append(("range", want, got))
     pairs.append(("prot", _prot(vma.prot), "/".join(sorted({_prot(b.prot) for b in hits}))))
+    if vma.kind == mm_pb2.VMA_MEMFD:
+        pairs.append(("memfd", os.fsdecode(vma.path),
+                      "/".join(sorted({os.fsdecode(b.path) for b in hits}))))
     if vma.kind == mm_pb2.VMA_FILE:
         pairs.append(("file", f"{os.fsdecode(vma.path)} inode {vma.inode}",
                       "/".join(sorted({f"{os.fsdecode(b.path)} inode {b.inode}"
@@ -162,12 +168,12 @@ def _range_entry(vma: mm_pb2.Vma, box: list[mm_pb2.Vma], starts: list[int],
 
 def judge_objects(snap: Snapshot, box_mm: dict[int, mm_pb2.MemoryMap | None],
                   outcomes: dict[tuple[int, int], tuple[str, str]]) -> list[Entry]:
-    """One `shm` entry per MAP_SHARED anonymous object mapped by several rehearsed VMAs:
+    """One `shm` entry per shared anonymous or memfd object mapped by several VMAs:
     in the sandbox too they must map one object (map_files identity), and no other."""
     groups: dict[tuple[int, int, int], list[tuple[int, mm_pb2.Vma]]] = {}
     for pid, mm in ((p.pid, snap.memory_by_pid.get(p.pid)) for p in snap.processes):
         for vma in mm.vmas if mm else ():
-            key = vma_owner(pid, vma)[0] if vma.kind == mm_pb2.VMA_SHARED_ANON else None
+            key = vma_owner(pid, vma)[0] if vma.kind in _SHARED_MADE else None
             if key is not None and outcomes.get((pid, vma.start), ("",))[0] == memory.DONE:
                 groups.setdefault(key, []).append((pid, vma))
     found: dict[tuple[int, int], tuple[int, int] | None] = {}   # (pid, start) -> identity
@@ -189,8 +195,8 @@ def judge_objects(snap: Snapshot, box_mm: dict[int, mm_pb2.MemoryMap | None],
         else:
             entries.append(Entry("shm", ident, MISMATCHED, [
                 {"field": "objects", "expected": 1, "actual": len(objects) + got.count(None)}],
-                reason="VMAs of one MAP_SHARED anonymous object map different objects in "
-                       "the sandbox"))
+                reason="VMAs of one shared memory object map different objects in the "
+                       "sandbox"))
     return entries
 
 

@@ -351,5 +351,63 @@ def test_private_memfd_mapping_is_not_rehearsed(tmp_path: Path) -> None:
     report = _run(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     entry = _vma(report, proc.pid, addr)
-    assert entry.status == NOT_REHEARSED and entry.reason == "memfd mappings are not " \
-        "rehearsed yet"
+    assert entry.status == NOT_REHEARSED
+    assert entry.reason == "private mappings of a memfd are not rehearsed yet"
+
+
+_SHARED_MEMFD = r"""
+import ctypes, json, mmap, os, signal, sys
+PAGE = mmap.PAGESIZE
+for _ in range(3):
+    os.close(_)
+for _ in range(3):
+    os.set_inheritable(os.open("/dev/null", os.O_RDWR), True)
+held = os.memfd_create("cm-held", 0)          # fd 3: held by both, mapped by both
+os.ftruncate(held, 4 * PAGE)
+m = mmap.mmap(held, 4 * PAGE)                  # MAP_SHARED
+for i in range(4):
+    m[i * PAGE:(i + 1) * PAGE] = bytes([0x60 + i]) * PAGE
+addr = lambda x: ctypes.addressof(ctypes.c_char.from_buffer(x))
+if os.fork() == 0:
+    while True:
+        signal.pause()
+gone = os.memfd_create("cm-unheld", 0)         # mapped, its fd closed: no fd holds it
+os.ftruncate(gone, 2 * PAGE)
+u = mmap.mmap(gone, 2 * PAGE)
+os.close(gone)
+u[:7] = b"unheld!"
+os.write(int(sys.argv[1]), (json.dumps({"pid": os.getpid(), "held": addr(m),
+                                        "unheld": addr(u)}) + "\n").encode())
+os.close(int(sys.argv[1]))
+while True:
+    signal.pause()
+"""
+
+
+def test_shared_memfd_mappings(tmp_path: Path) -> None:
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", _SHARED_MEMFD, str(w)], pass_fds=(w,),
+                            start_new_session=True)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb", buffering=0) as f:
+            where = json.loads(f.readline())
+        snap = _dump(proc.pid, tmp_path / "snap")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    pid = where["pid"]
+    child = next(p.pid for p in snap.processes if p.ppid == pid)
+    report = _run(snap)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    for who in (pid, child):
+        assert _vma(report, who, where["held"]).status == MATCHED
+    assert _vma(report, pid, where["unheld"]).status == MATCHED
+    shm = [e for e in report.entries if e.kind == "shm" and f"{where['held']:#x}" in e.id]
+    assert [e.status for e in shm] == [MATCHED]
+    assert _by_fd(report, pid, 3).status == MATCHED and _by_fd(report, child, 3).status \
+        == MATCHED
+
+
+def _by_fd(report: RehearsalReport, pid: int, fd: int) -> Entry:
+    return next(e for e in report.entries if e.kind == "fd" and e.id == f"{pid}:{fd}")
