@@ -23,6 +23,8 @@ from criu_model.images.pb import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from criu_model.pages.sink import PageSink
     from criu_model.pages.store import PageStore
 
@@ -100,6 +102,18 @@ class Snapshot:
             if p.ppid in kids and p.ppid != p.pid:
                 kids[p.ppid].append(p.pid)
         return kids
+
+    def subtree(self, roots: Iterable[int]) -> set[int]:
+        """``roots`` present in the snapshot and all their descendants in it."""
+        kids = self.children()
+        out: set[int] = set()
+        todo = [p for p in roots if p in self.by_pid]
+        while todo:
+            pid = todo.pop()
+            if pid not in out:
+                out.add(pid)
+                todo.extend(kids.get(pid, ()))
+        return out
 
     def tree_roots(self) -> list[int]:
         """Processes whose parent is not in the snapshot, in snapshot order."""

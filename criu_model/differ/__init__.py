@@ -51,23 +51,11 @@ def diff(a: Snapshot, b: Snapshot, *, include_volatile: bool = False,
     return result
 
 
-def _subtree(snap: Snapshot, roots: set[int]) -> set[int]:
-    kids = snap.children()
-    out: set[int] = set()
-    todo = [p for p in roots if p in snap.by_pid]
-    while todo:
-        pid = todo.pop()
-        if pid not in out:
-            out.add(pid)
-            todo.extend(kids.get(pid, ()))
-    return out
-
-
 def _with_born(result: Diff, a: Snapshot, b: Snapshot, pids: set[int]) -> set[int]:
     """`pids` and the processes added under them (in B's tree, at any depth, through
     children that already existed) or removed from under them (in A's)."""
     whole = {(ch.op, ch.pid) for ch in result.changes
              if ch.what == "process" and ch.field is None and ch.pid is not None}
-    born = {pid for pid in _subtree(b, pids) if ("added", pid) in whole}
-    gone = {pid for pid in _subtree(a, pids) if ("removed", pid) in whole}
+    born = {pid for pid in b.subtree(pids) if ("added", pid) in whole}
+    gone = {pid for pid in a.subtree(pids) if ("removed", pid) in whole}
     return pids | born | gone

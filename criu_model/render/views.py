@@ -118,18 +118,6 @@ def _socket_state(value: str) -> str:
     return name
 
 
-def _subtree(snap: Snapshot, roots: frozenset[int]) -> set[int]:
-    kids = snap.children()
-    out: set[int] = set()
-    todo = [p for p in roots if p in snap.by_pid]
-    while todo:
-        pid = todo.pop()
-        if pid not in out:
-            out.add(pid)
-            todo.extend(kids.get(pid, ()))
-    return out
-
-
 def selected_pids(snap: Snapshot, sel: Selection) -> set[int]:
     """The pids the process filters let through (all of them without filters).
 
@@ -141,7 +129,7 @@ def selected_pids(snap: Snapshot, sel: Selection) -> set[int]:
                          f"(it holds {', '.join(str(p) for p in snap.by_pid)})")
     pids = set(snap.by_pid)
     if sel.pids:
-        pids = _subtree(snap, sel.pids) if sel.children else set(sel.pids)
+        pids = snap.subtree(sel.pids) if sel.children else set(sel.pids)
     if sel.comm is not None:
         pids = {p for p in pids if _comm_matches(snap.by_pid[p], sel.comm)}
     if sel.state is not None and sel.view != "sockets":
