@@ -21,7 +21,6 @@ import contextlib
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_dump import spawn_tree  # noqa: E402
+from bench_startup import wall as _run  # noqa: E402
 
 PSUTIL_SIDE = """
 import sys, psutil
@@ -40,16 +40,6 @@ for p in [root, *root.children(recursive=True)]:
     p.as_dict()
     p.memory_maps(grouped=False)
 """
-
-
-def _run(argv: list[str], env: dict[str, str]) -> float:
-    t = time.perf_counter()
-    res = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    took = time.perf_counter() - t
-    if res.returncode != 0:
-        raise SystemExit(f"{argv[0]} ... exit {res.returncode}: "
-                         f"{res.stderr.decode(errors='replace').strip()[-300:]}")
-    return took
 
 
 def main() -> int:
