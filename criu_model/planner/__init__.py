@@ -74,6 +74,7 @@ def plan(snapshot: Snapshot, *, live: bool = True, pid_ns: str = "same",
     files.transfers()
     files.install()
     files.check_pidfds()
+    files.check_pending_connects()
     ctty.finish()
     builder.finish()
     if not builder.failed and not ctty.failed and not nsorder.failed:

@@ -152,6 +152,7 @@ class FilePlan:
         self.host_ttys: dict[int, str] = {}  # device -> path, for ttys the restore opens
         self.private: set[int] = set()
         self._tcp_ends: set[tuple[str, int, str, int]] | None = None
+        self._pending_of: dict[int, sockets_pb2.Socket] | None = None
         self._collect()
         self._choose_openers(creators)
 
@@ -376,6 +377,7 @@ class FilePlan:
         elif state == "socket":
             sock = self.snap.sockets_by_inode.get(fd.socket.inode)
             if sock is not None:
+                args["socket_inode"] = sock.inode
                 action, reason = self._socket(sock, args)
             elif fd.socket.HasField("probe") and not unplannable_probe(fd):
                 reason = probe_recipe(fd.socket.probe, args)
@@ -436,6 +438,34 @@ class FilePlan:
                     return proc.pid, ns.type
         return None
 
+    def _pending_listener(self, sock: sockets_pb2.Socket) -> sockets_pb2.Socket | None:
+        """The snapshot's listener in whose accept queue ``sock`` waits, if any.
+
+        A listener's ``pending`` (UNIX_DIAG_ICONS) lists the peers of its queued
+        embryos: the clients that connected and were not accepted yet.
+        """
+        if self._pending_of is None:
+            self._pending_of = {c: s for s in self.snap.sockets
+                                if s.WhichOneof("kind") == "unix" for c in s.unix.pending}
+        return self._pending_of.get(sock.inode)
+
+    def check_pending_connects(self) -> None:
+        """A waiting client connects after its listener listens, or the plan says why not."""
+        listening: dict[int, int] = {}
+        for index, step in enumerate(self.plan.steps):
+            if step.action is not Action.OPEN or step.args.get("kind") != "socket":
+                continue
+            if "listener" not in step.args:
+                if step.args.get("socket_inode"):
+                    listening.setdefault(int(step.args["socket_inode"]), index)
+                continue
+            if int(step.args["listener"]) not in listening:
+                self.plan.problem(Severity.BLOCKER, "unix-connect-order",
+                                  f"pid {step.actor} connects to {step.args['connect']} "
+                                  "before the listener is made", pid=step.actor,
+                                  fix="not supported yet: the client would have to be "
+                                      "created after the listener's holder")
+
     def _unix_listeners(self) -> set[bytes]:
         """Names of the snapshot's listening unix sockets."""
         return {s.unix.name for s in self.snap.sockets
@@ -488,6 +518,16 @@ class FilePlan:
                 if name:
                     args["name"] = name
                 return Action.OPEN, "unix listener: socket, bind, listen"
+            listener = self._pending_listener(sock)
+            if listener is not None:
+                # A client that connected and was not accepted yet: its peer is an
+                # embryo in the listener's queue, held by no fd. It connects again
+                # and waits in the same queue (the listener accepts it when it runs).
+                target = unix_name(listener)
+                args["connect"] = target
+                args["listener"] = listener.inode
+                return Action.OPEN, f"unix client waiting in the accept queue of {target}: " \
+                                    "socket, connect() again (queued, not accepted)"
             if sock.unix.peer_inode:
                 if name and sock.unix.name in self._unix_listeners():
                     # The server end of a connection accepted on one of the tree's own

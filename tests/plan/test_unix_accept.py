@@ -66,3 +66,52 @@ def test_accepted_connection_is_not_reconnected_to_the_trees_own_listener(
     live = plan(snap)
     in_use = [x for x in live.problems if x.kind == "unix-path-in-use"]
     assert [(x.severity, x.path) for x in in_use] == [(Severity.BLOCKER, path)]  # once
+
+
+# A listener and a child that connects to it; nobody accepts: the child waits in the queue.
+_WAITING = r"""
+import os, socket, sys, time
+lis = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+lis.bind(sys.argv[1]); lis.listen(4)
+if os.fork() == 0:
+    lis.close()
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(sys.argv[1])
+    print(c.fileno(), flush=True)
+    time.sleep(600)
+time.sleep(600)
+"""
+
+
+def test_a_client_waiting_in_the_accept_queue_connects_again(tmp_path: Path) -> None:
+    """Found by the rehearsal: it was planned as a plain unconnected socket."""
+    path = str(tmp_path / "queue.sock")
+    proc = subprocess.Popen([sys.executable, "-c", _WAITING, path], stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        fd = int(proc.stdout.readline())
+        time.sleep(0.1)
+        snap = criu_model.dump([proc.pid])
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+    child = next(p.pid for p in snap.processes if p.pid != proc.pid)
+    lis = next(s for s in snap.sockets if s.WhichOneof("kind") == "unix" and s.unix.pending)
+    file_id = next(f.file_id for f in snap.fds_by_pid[child].fds if f.fd == fd)
+    p = plan(snap, live=False)
+    step = next(s for s in p.steps if s.args.get("file") == file_id
+                and s.action is Action.OPEN)
+    assert step.args["connect"] == path and step.args["listener"] == lis.inode
+    assert "accept queue" in step.reason
+    assert not [x for x in p.problems if x.kind in ("unix-peer-outside", "unix-connect-order")]
+    # Without the listener's fd in the snapshot nothing listens: the connect cannot be planned.
+    root = snap.fds_by_pid[proc.pid]
+    keep = [f for f in root.fds if not (f.HasField("socket") and f.socket.inode == lis.inode)]
+    assert len(keep) == len(root.fds) - 1
+    del root.fds[:]
+    root.fds.extend(keep)
+    for cached in ("fds_by_pid", "sockets_by_inode"):
+        snap.__dict__.pop(cached, None)
+    broken = plan(snap, live=False)
+    assert [x.pid for x in broken.problems if x.kind == "unix-connect-order"] == [child]
