@@ -417,6 +417,16 @@ def run_one(test: Path, work: Path) -> Row:
     return row
 
 
+@contextlib.contextmanager
+def _restored(path: Path, text: str | None):  # type: ignore[no-untyped-def]
+    """Write `text` back to `path` at the end (a sysctl a test changes)."""
+    try:
+        yield
+    finally:
+        if text is not None and path.read_text() != text:
+            path.write_text(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("criu_source", type=Path)
@@ -433,7 +443,11 @@ def main() -> int:
         build(args.criu_source)
     tests, skipped = host_tests(static, args.only)
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="zdtm-run-") as tmp:
+    # socket_icmp and socket6_icmp widen the host's ping_group_range and leave it so
+    ping_range = Path("/proc/sys/net/ipv4/ping_group_range")
+    saved_range = ping_range.read_text() if ping_range.exists() else None
+    with tempfile.TemporaryDirectory(prefix="zdtm-run-") as tmp, \
+            _restored(ping_range, saved_range):
         env = v1_net_controllers()
         for test in tests:
             row = run_one(test, Path(tmp))
