@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from criu_model.differ.fields import Scope, Walker
-from criu_model.differ.memory import memory_contents
+from criu_model.differ.memory import from_criu, memory_contents
 from criu_model.differ.partition import file_sharing, task_sharing
 from criu_model.differ.result import Change, Diff, Missing, order_key
 from criu_model.differ.summaries import (
@@ -272,7 +272,7 @@ class Differ:
                 continue
             ident = _vma_name if any(f in unknown for f in _VMA_IDENTITY_FIELDS) \
                 else _vma_identity
-            xs, ys = ma.vmas, mb.vmas
+            xs, ys = self._vvar_folded(list(ma.vmas), list(mb.vmas))
             if len(xs) == len(ys) and all(
                     x.start == y.start and ident(x) == ident(y)
                     for x, y in zip(xs, ys, strict=True) if x != y):
@@ -280,8 +280,8 @@ class Differ:
                     if not w.same(x, y):
                         w.walk(x, y, Scope("vma", pid, "vmas", start=x.start), unknown=unknown)
                 continue
-            va = {(v.start, ident(v)): v for v in ma.vmas}
-            vb = {(v.start, ident(v)): v for v in mb.vmas}
+            va = {(v.start, ident(v)): v for v in xs}
+            vb = {(v.start, ident(v)): v for v in ys}
             for key, x in va.items():
                 y = vb.get(key)
                 scope = Scope("vma", pid, "vmas", start=x.start)
@@ -293,6 +293,20 @@ class Differ:
                 if key not in va:
                     w.emit(Scope("vma", pid, "vmas", start=y.start), "added", None, None,
                            vma_summary(y))
+
+    def _vvar_folded(self, xs: list[mm_pb2.Vma], ys: list[mm_pb2.Vma]
+                     ) -> tuple[list[mm_pb2.Vma], list[mm_pb2.Vma]]:
+        """The two VMA lists, with a criu-model side's [vvar] + [vvar_vclock] as one VMA
+        where a CRIU side has one [vvar] spanning both (CRIU merges what Linux 6.13
+        split): noted as not comparable, not reported as a VMA added and an end changed."""
+        for criu_side, single, split in (("a", xs, ys), ("b", ys, xs)):
+            if not from_criu(self.a if criu_side == "a" else self.b):
+                continue
+            merged = _fold_vvar(single, split)
+            if merged is not None:
+                self.w.note_missing("vma", "vvar_vclock", criu_side, _VVAR_MERGED)
+                return (xs, merged) if criu_side == "a" else (merged, ys)
+        return xs, ys
 
     # -- sockets -------------------------------------------------------------
 
@@ -508,6 +522,26 @@ def _fd_identity(fd: files_pb2.Fd, other: files_pb2.Fd) -> tuple[Any, ...]:
         extra = (fd.eventfd.id,)
     return (fd.kind, fd.dev if stat_ok and "dev" not in unknown else None,
             fd.ino if "ino" not in unknown else None, fd.path, fd.flags & ACCMODE, *extra)
+
+
+_VVAR_MERGED = ("not in CRIU images: CRIU records [vvar] and [vvar_vclock] (split out of "
+                "[vvar] in Linux 6.13) as one [vvar] VMA")
+
+
+def _fold_vvar(single: list[mm_pb2.Vma], split: list[mm_pb2.Vma]) -> list[mm_pb2.Vma] | None:
+    """`split` with an adjacent [vvar], [vvar_vclock] pair merged into one VMA, when
+    `single` has one [vvar] VMA spanning exactly that pair; else None."""
+    spans = {(v.start, v.end) for v in single
+             if v.kind == mm_pb2.VMA_VVAR and v.path == b"[vvar]"}
+    for i in range(len(split) - 1):
+        x, y = split[i], split[i + 1]
+        if (x.path == b"[vvar]" and y.path == b"[vvar_vclock]" and x.end == y.start
+                and (x.start, y.end) in spans):
+            whole = mm_pb2.Vma()
+            whole.CopyFrom(x)
+            whole.end = y.end
+            return [*split[:i], whole, *split[i + 2:]]
+    return None
 
 
 def _vma_identity(vma: mm_pb2.Vma) -> tuple[Any, ...]:

@@ -43,7 +43,7 @@ def _detail(delta: PageDelta, vma: mm_pb2.Vma, all_pages: bool) -> dict[str, obj
     return out
 
 
-def _from_criu(snap: Snapshot) -> bool:
+def from_criu(snap: Snapshot) -> bool:
     """True for a snapshot read (or imported) from CRIU images."""
     return snap.inventory.tool_version.startswith("criu ")
 
@@ -82,7 +82,7 @@ def memory_contents(w: Walker, a: Snapshot, b: Snapshot, matched: list[int]) -> 
             w.note_missing("memory", "pages", side, "dumped without --pages: page contents "
                            "are not in this snapshot")
         return
-    criu = (_from_criu(a), _from_criu(b))
+    criu = (from_criu(a), from_criu(b))
     # shared object key in B -> (its VMA, key in A, holder pids)
     objects: dict[OwnerKey, tuple[mm_pb2.Vma, OwnerKey, list[int]]] = {}
     for pid in matched:

@@ -868,7 +868,9 @@ def _fd(ctx: _Ctx, pid: int, info: files_pb2.FdinfoEntry,
             if remap.remap_type == REMAP_GHOST:
                 fd.file.ghost.CopyFrom(_ghost(ctx, remap, r.name))
         why.update({"ino": NOT_IN_CRIU, "file.mtime_ns": NOT_IN_CRIU, "file.nlink": NOT_IN_CRIU,
-                    "file.dev": NOT_IN_CRIU, "file.ino": NOT_IN_CRIU, "file.rdev": NOT_IN_CRIU})
+                    "file.dev": NOT_IN_CRIU, "file.ino": NOT_IN_CRIU, "file.rdev": NOT_IN_CRIU,
+                    "file.uid": f"{NOT_IN_CRIU}: a regular file entry has its mode, not its owner",
+                    "file.gid": f"{NOT_IN_CRIU}: a regular file entry has its mode, not its owner"})
         if not r.HasField("size"):
             why["file.size"] = f"{NOT_IN_CRIU} (CRIU records sizes of mapped files only)"
     elif fe.HasField("pipe") or fe.HasField("fifo"):
@@ -903,6 +905,8 @@ def _fd(ctx: _Ctx, pid: int, info: files_pb2.FdinfoEntry,
         fd.ino, fd.socket.inode = ino, ino
         if fe.HasField("psk"):
             why["socket.inode"] = f"{NOT_IN_CRIU}: CRIU's packet socket entry has no inode"
+        why["socket.probe"] = (f"{NOT_IN_CRIU}: criu-model's getsockopt probe; CRIU's "
+                               "socket entry is mapped into sockets instead")
         sock = _socket(ctx, fe)
         if sock is not None and sock.inode not in ctx.sockets:
             ctx.sockets[sock.inode] = sock
