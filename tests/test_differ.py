@@ -1015,3 +1015,24 @@ def test_criu_vvar_spanning_vvar_vclock_is_not_a_change() -> None:
     plain = _vvar(_snap(), False)
     assert sorted((c.op, c.field) for c in diff(plain, ours).changes) == [
         ("added", None), ("added", None), ("changed", "end"), ("changed", "end")]
+
+
+def test_a_list_whose_items_lack_a_field_on_one_side_is_compared_without_it() -> None:
+    """A CRIU lock has no dev/ino: the locks are still compared, on everything else."""
+    def with_lock(snap: Snapshot, mode: int, criu: bool) -> Snapshot:
+        fd = snap.fds[0].fds[1]
+        fd.locks.add(type=files_pb2.LOCK_FLOCK, mode=mode, to_eof=True, pid=100,
+                     dev=0 if criu else 2049, ino=0 if criu else 5003)
+        if criu:
+            fd.unreadable.add(field="locks.dev", reason="not in CRIU images")
+            fd.unreadable.add(field="locks.ino", reason="not in CRIU images")
+        return snap
+
+    a = with_lock(_snap(), files_pb2.LOCK_WRITE, True)
+    d = diff(a, with_lock(_snap(), files_pb2.LOCK_WRITE, False))
+    assert d.changes == []
+    assert sorted((m.what, m.field, m.side) for m in d.missing) == [
+        ("fd", "locks.dev", "a"), ("fd", "locks.ino", "a")]
+    d = diff(a, with_lock(_snap(), files_pb2.LOCK_READ, False))
+    assert [(c.what, c.fd, c.field) for c in d.changes] == [("fd", 3, "locks")]
+    assert d.changes[0].after[0].get("dev", 0) == 0  # compared without it

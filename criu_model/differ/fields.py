@@ -353,12 +353,53 @@ class Walker:
                 self._report(scope, path, plan, [_plain(plan.desc, v) for v in va],
                              [_plain(plan.desc, v) for v in vb], not va, not vb, unknown)
             elif kind == _REP_MESSAGE:
+                inner = self._item_fields(unknown, path)
+                if inner:
+                    self._items_without(scope, path, plan, va, vb, inner)
+                    continue
                 self._report(scope, path, plan, [message_to_json(v) for v in va],
                              [message_to_json(v) for v in vb], not va, not vb, unknown)
             elif kind == _KEYED_LIST:
                 self._keyed(va, vb, scope, path, plan, unknown)
             else:
                 self._map(va, vb, scope, path, plan, unknown)
+
+    @staticmethod
+    def _item_fields(unknown: dict[str, tuple[str, str]], path: str
+                     ) -> dict[str, tuple[str, str]]:
+        """Fields of a repeated message's items one side marked unreadable ("locks.dev"),
+        by item field name; empty when the list itself is marked (or nothing is)."""
+        if not unknown:
+            return {}
+        norm = _norm(path)
+        if any(norm == name or norm.startswith(name + ".") or norm.startswith(name + "_")
+               for name in unknown):
+            return {}
+        prefix = norm + "."
+        return {name[len(prefix):].split(".")[0]: why for name, why in unknown.items()
+                if name.startswith(prefix)}
+
+    def _items_without(self, scope: Scope, path: str, plan: _FieldPlan, va: Any, vb: Any,
+                       inner: dict[str, tuple[str, str]]) -> None:
+        """A repeated message compared item by item without the fields a side does not
+        know: those are noted as not comparable, the rest must agree."""
+        def stripped(items: Any) -> list[Any]:
+            out = []
+            for item in items:
+                copy = type(item)()
+                copy.CopyFrom(item)
+                for name in inner:
+                    if name in copy.DESCRIPTOR.fields_by_name:
+                        copy.ClearField(name)
+                out.append(copy)
+            return out
+
+        for name, (side, reason) in inner.items():
+            self.note_missing(scope.what, f"{path}.{name}", side, reason)
+        ca, cb = stripped(va), stripped(vb)
+        if ca != cb:
+            self.emit(scope, "changed", path, [message_to_json(v) for v in ca],
+                      [message_to_json(v) for v in cb], plan.volatile)
 
     def _keyed(self, va: Any, vb: Any, scope: Scope, path: str, plan: _FieldPlan,
                unknown: dict[str, tuple[str, str]]) -> None:

@@ -41,6 +41,8 @@ from criu_model.images.pb import (
 from criu_model.snapshot import Snapshot
 
 NOT_IN_CRIU = "not in CRIU images"
+# The memfd name CRIU 4.x gives a shared anonymous mapping ("/dev/zero (deleted)" in maps)
+SHARED_ANON_MEMFD = b"/dev/zero"
 
 # CRIU task states (criu/include/pstree.h, compel): what core's tc.task_state holds.
 TASK_ALIVE, TASK_DEAD, TASK_STOPPED = 1, 2, 3
@@ -485,8 +487,14 @@ def _memory(ctx: _Ctx, pid: int, mm: core_pb2.MmEntry) -> mm_pb2.MemoryMap:
                            shared=bool(v.flags & MAP_SHARED), offset=v.pgoff, kind=kind)
         if v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) or kind == mm_pb2.VMA_MEMFD:
             fe = files.by_id.get(v.shmid)
-            if fe is not None and fe.HasField("memfd"):
-                inode = files.memfd_inodes.get(fe.memfd.inode_id)
+            inode = files.memfd_inodes.get(fe.memfd.inode_id) \
+                if fe is not None and fe.HasField("memfd") else None
+            if inode is not None and inode.name == SHARED_ANON_MEMFD and vma.shared:
+                # CRIU 4.x dumps shared anonymous memory (shmem named "dev/zero", shown
+                # as "/dev/zero (deleted)" in maps) as a memfd of that name.
+                vma.kind, vma.path, vma.deleted = mm_pb2.VMA_SHARED_ANON, b"/dev/zero", True
+                _shared_object(ctx, vma, inode.shmid, inode.size)
+            elif fe is not None and fe.HasField("memfd"):
                 vma.kind = mm_pb2.VMA_MEMFD
                 vma.path = b"/memfd:" + (inode.name if inode is not None else b"")
                 vma.deleted = True
@@ -599,22 +607,35 @@ def _registers(ctx: _Ctx) -> None:
 
 # -- pages ----------------------------------------------------------------
 
-def _shmem_contents(dump: CriuDump, shmid: int, size: int) -> bytes | None:
-    """A shared memory object's bytes (memfd contents) from pagemap-shmem-ID.img, or None."""
+def _shmem_contents(dump: CriuDump, shmid: int, size: int
+                    ) -> bytes | list[tuple[int, bytes]] | None:
+    """A shared memory object's bytes (memfd contents) from pagemap-shmem-ID.img, or None.
+
+    The whole object when its runs cover it, else the (offset, bytes) extents
+    of its runs, adjacent ones merged: CRIU dumps the pages a shmem file holds,
+    so a page it left out is a hole, as criu-model keeps a sparse file
+    (SEEK_DATA on shmem answers by page).
+    """
     name = f"pagemap-shmem-{shmid}.img"
     pages_id, runs = page_runs(dump, name)
     ps = page_size(dump, name)
     pf = dump.pages_files.get(pages_id)
     if ps is None or pf is None or any(r.offset is None for r in runs) or size > MAX_KEPT:
         return None
-    out = bytearray(size)
-    for r in runs:
+    extents: list[tuple[int, bytearray]] = []
+    for r in sorted(runs, key=lambda r: r.vaddr):
         assert r.offset is not None
         if r.vaddr >= size:
             continue
         take = min(r.nr_pages * ps, size - r.vaddr)
-        out[r.vaddr:r.vaddr + take] = pf.pread(r.offset * ps, take)
-    return bytes(out)
+        chunk = pf.pread(r.offset * ps, take)
+        if extents and extents[-1][0] + len(extents[-1][1]) == r.vaddr:
+            extents[-1][1].extend(chunk)
+        else:
+            extents.append((r.vaddr, bytearray(chunk)))
+    if not size or [(o, len(c)) for o, c in extents] == [(0, size)]:
+        return bytes(extents[0][1]) if extents else b""
+    return [(o, bytes(c)) for o, c in extents]
 
 
 class ProcessMemory:
@@ -829,8 +850,12 @@ def _memfd_ghost(ctx: _Ctx, inode: files_pb2.MemfdInode) -> cf.GhostRef:
             _unreadable(known, {"data": f"pagemap-shmem-{inode.shmid}.img or its pages are "
                                 "missing or in a parent dump, or the memfd is larger than "
                                 f"{MAX_KEPT >> 20} MiB"})
-        else:
+        elif isinstance(data, bytes):
             known.data, known.captured, known.data_bytes = data, True, len(data)
+        else:
+            for offset, chunk in data:
+                known.extents.add(offset=offset, data=chunk)
+            known.captured, known.data_bytes = True, sum(len(c) for _o, c in data)
         _unreadable(known, {"ino": f"{NOT_IN_CRIU}: CRIU names a memfd by its own inode id",
                             "dev": f"{NOT_IN_CRIU}: a memfd's device (shmem) is not recorded"})
         ctx.ghosts[gid] = known
@@ -1003,6 +1028,8 @@ def _fd(ctx: _Ctx, pid: int, info: files_pb2.FdinfoEntry,
                        "id instead of the inode)")
     if fd.kind == cf.FD_EVENTFD:
         why["eventfd.id"] = NOT_IN_CRIU
+        why["eventfd.semaphore"] = (f"{NOT_IN_CRIU}: CRIU's eventfd entry has the counter "
+                                    "and the open flags, not EFD_SEMAPHORE")
     why["extra"] = f"{NOT_IN_CRIU}: fdinfo lines criu-model keeps raw are not in CRIU images"
     if fd.kind not in (cf.FD_REGULAR, cf.FD_DIRECTORY, cf.FD_OPATH, cf.FD_MEMFD, cf.FD_FIFO):
         why["pos"] = f"{NOT_IN_CRIU} for this kind"

@@ -225,17 +225,35 @@ def file_locks(snap: Snapshot, dump: CriuDump) -> int:
     any locks without --file-locks: without filelocks.img the tree held none.
     """
     tables = {t.pid: {fd.fd: fd for fd in t.fds} for t in snap.fds}
+    by_file: dict[int, list[tuple[int, cf.Fd]]] = {}
+    for t in snap.fds:
+        for fd in t.fds:
+            if fd.file_id:
+                by_file.setdefault(fd.file_id, []).append((t.pid, fd))
     count = 0
     for e in dump.entries("filelocks.img"):
         assert isinstance(e, files_pb2.FileLockEntry)
-        fd = tables.get(e.pid, {}).get(e.fd)
-        if fd is None:
+        owner = tables.get(e.pid, {}).get(e.fd)
+        if owner is None:
             continue
-        fd.locks.append(_lock(e))
+        lock = _lock(e)
         count += 1
-        if not any(u.field == "locks.dev" for u in fd.unreadable):
-            _unreadable(fd, {"locks.dev": f"{NOT_IN_CRIU}: a lock is recorded by pid and fd",
-                             "locks.ino": f"{NOT_IN_CRIU}: a lock is recorded by pid and fd"})
+        # CRIU records a lock once, by the pid and fd it was found on; the kernel shows
+        # it in the fdinfo of every fd it belongs to (fs/locks.c show_fd_locks): a
+        # flock or OFD lock is owned by the open file, so on every fd of that open
+        # file in any process; a POSIX lock on the owner process's fds of it.
+        holders = by_file.get(owner.file_id, [(e.pid, owner)]) if owner.file_id \
+            else [(e.pid, owner)]
+        if lock.type == cf.LOCK_POSIX:
+            holders = [(pid, fd) for pid, fd in holders if pid == e.pid]
+        for _pid, fd in holders:
+            fd.locks.append(lock)
+            if not any(u.field == "locks.dev" for u in fd.unreadable):
+                _unreadable(fd, {
+                    "locks.dev": f"{NOT_IN_CRIU}: a lock is recorded by pid and fd",
+                    "locks.ino": f"{NOT_IN_CRIU}: a lock is recorded by pid and fd",
+                    "locks.raw": f"{NOT_IN_CRIU}: the /proc/locks line (raw holds CRIU's "
+                                 "entry instead)"})
     for table in snap.fds:
         _drop_reason(table, "locks")
         _unreadable(table, {"waiting_locks": f"{NOT_IN_CRIU}: CRIU dumps held locks only"})
