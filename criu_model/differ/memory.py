@@ -13,6 +13,11 @@ Beside a CRIU dump (its inventory's tool is "criu ..."):
   (0, 0, shmid), the device unrecorded (the memory map marks
   ``vmas.map_file_dev`` unreadable). Such objects are matched on the inode
   alone; each side's pages are read under its own key.
+- A thread's rseq area (struct rseq, at the pointer both sides' registers
+  record) holds fields the kernel rewrites whenever the thread returns to user
+  space (cpu_id_start, cpu_id, node_id, mm_cid): CRIU's parasite runs every
+  thread, and any thread may move to another CPU between two dumps. A page
+  that differs only there is volatile: left out unless ``--all``.
 - CRIU has no zero-page record: it skips pages that map the shared zero page
   (and never-touched ones), so they are absent from its pagemap, where
   criu-model records them as zero pages. Only in a private anonymous VMA
@@ -28,10 +33,11 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from criu_model.differ.fields import Scope, Walker
+from criu_model.errors import CriuModelError
 from criu_model.images.pb import mm_pb2
 from criu_model.pages.compare import ZERO_HASH, PageDelta, Segment, compare, segments
 from criu_model.pages.layout import PAGE_SIZE, OwnerKey
-from criu_model.pages.memory import vma_owner
+from criu_model.pages.memory import read_memory, vma_owner
 from criu_model.snapshot import Snapshot
 
 
@@ -73,6 +79,46 @@ def _zero_is_absent(delta: PageDelta, vma: mm_pb2.Vma, criu: tuple[bool, bool],
     return PageDelta(delta.changed, delta.added, removed)
 
 
+# struct rseq (include/uapi/linux/rseq.h): the kernel writes cpu_id_start and cpu_id
+# (bytes 0-8), node_id and mm_cid (20-28, Linux 6.3) when the thread returns to user
+# space; rseq_cs and flags (8-20) are the thread's own.
+_RSEQ_KERNEL = ((0, 8), (20, 28))
+_RSEQ_SIZE = 28
+
+
+def _rseq_pointers(snap: Snapshot, pid: int) -> set[int]:
+    regs = snap.registers_by_pid.get(pid)
+    return {t.rseq.abi_pointer for t in regs.threads if t.rseq.abi_pointer} if regs else set()
+
+
+def _same_but_rseq(a: Snapshot, b: Snapshot, pid: int, page: int, ptrs: list[int]) -> bool:
+    try:
+        x = bytearray(read_memory(a, pid, page, PAGE_SIZE))
+        y = bytearray(read_memory(b, pid, page, PAGE_SIZE))
+    except CriuModelError:
+        return False
+    for ptr in ptrs:
+        for lo, hi in _RSEQ_KERNEL:
+            at = ptr - page
+            x[at + lo:at + hi] = y[at + lo:at + hi] = bytes(hi - lo)
+    return x == y
+
+
+def _rseq_is_volatile(delta: PageDelta, pid: int, a: Snapshot, b: Snapshot) -> PageDelta:
+    """`delta` without the changed pages that differ only in the kernel-written fields of
+    a thread's rseq area (the CPU it last returned to user space on: volatile, shown
+    with --all). Those pages are read, both sides; only pages holding a whole area."""
+    ptrs = _rseq_pointers(a, pid) | _rseq_pointers(b, pid)
+    if not ptrs or not delta.changed:
+        return delta
+    changed = []
+    for page in delta.changed:
+        inside = [p for p in ptrs if page <= p and p + _RSEQ_SIZE <= page + PAGE_SIZE]
+        if not inside or not _same_but_rseq(a, b, pid, page, inside):
+            changed.append(page)
+    return PageDelta(changed, delta.added, delta.removed)
+
+
 def memory_contents(w: Walker, a: Snapshot, b: Snapshot, matched: list[int]) -> None:
     """Emit one memory change per VMA (or shared object) whose pages differ."""
     store_a, store_b = a.page_store, b.page_store
@@ -111,6 +157,8 @@ def memory_contents(w: Walker, a: Snapshot, b: Snapshot, matched: list[int]) -> 
             segs = (segments(store_a.owner(key), base, end),
                     segments(store_b.owner(key), base, end))
             delta = _zero_is_absent(compare(*segs), vma, criu, segs)
+            if not w.include_volatile:
+                delta = _rseq_is_volatile(delta, pid, a, b)
             if delta:
                 w.emit(Scope("memory", pid, "memory", start=vma.start), "changed", "pages",
                        None, _detail(delta, vma, w.include_volatile))
