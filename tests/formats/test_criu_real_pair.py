@@ -223,6 +223,52 @@ def test_rich_shared_anonymous_memory_and_sparse_memfd(rich):
             (R_ROOT, False, 0), (R_CHILD, False, 0), (R_ZOMBIE, True, 7 << 8)]
 
 
+# -- third/: a pty, locks, a stopped process, a pipe held by writers only -----------
+
+THIRD = PAIR / "third"
+T_ROOT, T_STOPPED, T_MID, T_GRAND = 20121, 20123, 20124, 20125
+
+
+@pytest.fixture(scope="module")
+def third() -> tuple[criu_model.Snapshot, criu_model.Snapshot]:
+    return criu_model.load(THIRD / "criu"), criu_model.load(THIRD / "criu-model")
+
+
+def test_third_pair_differs_only_by_the_sigstop_criu_left_pending(third):
+    """criu-model dumped right after `criu dump --leave-running`, which re-stops the
+    stopped task with a SIGSTOP left pending (a dump before CRIU's had none)."""
+    criu, ours = third
+    for a, b, before, after in ((criu, ours, 0, 1 << 18), (ours, criu, 1 << 18, 0)):
+        d = criu_model.diff(a, b)
+        assert [(ch.what, ch.pid, ch.field, ch.before, ch.after) for ch in d.changes] == [
+            ("process", T_STOPPED, "sig_shared_pending", before, after)]
+        assert d.summary["not_comparable"] == 805
+
+
+def test_third_tty_stop_signal_locks_and_writer_only_pipe(third):
+    criu, ours = third
+    for snap in third:
+        ttys = [(fd.fd, fd.tty.driver, fd.tty.is_master, fd.tty.rdev_major, fd.tty.rdev_minor,
+                 fd.tty.index) for fd in snap.fds_by_pid[T_ROOT].fds if fd.kind == cf.FD_TTY]
+        # CRIU's tty-info rdev is st_rdev (makedev's encoding: 1282 is 5:2)
+        assert ttys == [(3, "ptmx", True, 5, 2, 0), (4, "pts", False, 136, 0, 0)]
+        stopped = snap.by_pid[T_STOPPED]
+        assert (stopped.state, stopped.exit_code) == ("T", 19)  # CRIU: tc.stop_signo
+        locks = {(t.pid, fd.fd): [(lk.type, lk.start, lk.end) for lk in fd.locks]
+                 for t in snap.fds for fd in t.fds if fd.locks}
+        # the POSIX lock on its owner's fd only, the OFD lock on every holder's
+        assert locks == {(T_ROOT, 5): [(cf.LOCK_POSIX, 10, 29)],
+                         **{(p, 6): [(cf.LOCK_OFD, 0, 0)]
+                            for p in (T_ROOT, T_STOPPED, T_MID, T_GRAND)}}
+    # a pipe the tree holds only write ends of, 13 bytes queued: CRIU did not dump them
+    (pipe,) = [fd for fd in criu.fds_by_pid[T_ROOT].fds if fd.kind == cf.FD_PIPE]
+    assert not pipe.pipe.HasField("queued_bytes")
+    assert "read end" in next(u.reason for u in pipe.unreadable
+                              if u.field == "pipe.queued_bytes")
+    (pipe,) = [fd for fd in ours.fds_by_pid[T_ROOT].fds if fd.kind == cf.FD_PIPE]
+    assert pipe.pipe.queued_bytes == 13
+
+
 def test_fixture_is_small():
     total = sum(f.stat().st_size for f in Path(PAIR).rglob("*") if f.is_file())
-    assert total < 1200 * 1024
+    assert total < 1000 * 1024

@@ -7,6 +7,7 @@ into a copy of the `sleep` dump; namespaces come from the real ids-*.img.
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -153,7 +154,7 @@ def test_a_pty_its_session_and_an_open_namespace_file(criu_copy) -> None:
                                  files_pb2.FdinfoEntry(id=8, flags=1, type=files_pb2.NS,
                                                        fd=6)])
     info = files_pb2.TtyInfo(id=1, type=1, locked=False, exclusive=False, packet_mode=False,
-                             sid=PID, pgrp=PID, rdev=136 << 20 | 3)
+                             sid=PID, pgrp=PID, rdev=os.makedev(136, 3))
     info.pty.index = 3
     info.winsize.ws_row, info.winsize.ws_col = 24, 80
     (d / "tty-info.img").write_bytes(_image("TTY_INFO", [info]))

@@ -287,6 +287,9 @@ def _fill_task(proc: process_pb2.Process, tc: core_pb2.TaskCore) -> None:
     proc.personality = tc.personality
     proc.flags = tc.flags
     proc.exit_code = tc.exit_code
+    if tc.task_state == TASK_STOPPED and tc.HasField("stop_signo"):
+        # a stopped task's exit_code (/proc/PID/stat) is its stop signal
+        proc.exit_code = tc.stop_signo
     for i, lim in enumerate(tc.rlimits.rlimits):
         name = RLIMIT_NAMES[i] if i < len(RLIMIT_NAMES) else f"RLIMIT_{i}"
         proc.rlimits.add(resource=name, soft=lim.cur, hard=lim.max)
@@ -997,7 +1000,8 @@ def _fd(ctx: _Ctx, pid: int, info: files_pb2.FdinfoEntry,
         fd.kind, fd.flags = cf.FD_TTY, fe.tty.flags | cloexec
         info_ = files.tty_info.get(fe.tty.tty_info_id)
         if info_ is not None:
-            major, minor = info_.rdev >> 20, info_.rdev & 0xFFFFF
+            # st_rdev as fstat(2) gives it (makedev's encoding), not the kernel's dev_t
+            major, minor = os.major(info_.rdev), os.minor(info_.rdev)
             fd.tty.rdev_major, fd.tty.rdev_minor = major, minor
             fd.tty.driver = TTY_DRIVER.get(info_.type, f"unknown({info_.type})")
             fd.tty.is_master = info_.type == 1 and major == PTMX_MAJOR
@@ -1058,6 +1062,26 @@ def _fd_tables(ctx: _Ctx) -> None:
         for info in sorted(infos, key=lambda e: e.fd):
             table.fds.append(_fd(ctx, proc.pid, info, table_ids))
         ctx.snap.fds.append(table)
+    _write_only_pipes(ctx)
+
+
+def _write_only_pipes(ctx: _Ctx) -> None:
+    """A pipe (or FIFO) the dump holds only write ends of: CRIU leaves its queued bytes
+    out (it reads them through a read end), so "none queued" is not known."""
+    ends: dict[tuple[str, int], list[cf.Fd]] = defaultdict(list)
+    for table in ctx.snap.fds:
+        for fd in table.fds:
+            if fd.WhichOneof("state") == "pipe":
+                img = "pipes-data.img" if fd.kind == cf.FD_PIPE else "fifo-data.img"
+                ends[(img, fd.pipe.pipe_ino)].append(fd)
+    for key, fds in ends.items():
+        if key in ctx.files.pipe_data or any(fd.pipe.read_end for fd in fds):
+            continue
+        for fd in fds:
+            fd.pipe.ClearField("queued_bytes")
+            _unreadable(fd, {"pipe.queued_bytes": (
+                f"{NOT_IN_CRIU}: CRIU reads a pipe's queued bytes through a read end, and "
+                "no fd of the dump reads this one")})
 
 
 # -- inventory ------------------------------------------------------------

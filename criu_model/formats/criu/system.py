@@ -288,7 +288,7 @@ def controlling_ttys(snap: Snapshot, infos: Iterable[files_pb2.TtyInfo]) -> int:
         info = by_sid.get(proc.sid)
         if info is None or proc.state == "Z":
             continue
-        proc.tty_nr = new_encode_dev(info.rdev >> 20, info.rdev & 0xFFFFF)
+        proc.tty_nr = new_encode_dev(os.major(info.rdev), os.minor(info.rdev))  # st_rdev
         proc.tpgid = info.pgrp
         _drop_reason(proc, "tty_nr")
         _drop_reason(proc, "tpgid")
