@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING
 
 from criu_model import __version__
 from criu_model.argtypes import parse_pid
-from criu_model.collect.fds import DEFAULT_GHOST_LIMIT, GhostStore, collect_fds
+from criu_model.collect.fds import (
+    DEFAULT_GHOST_LIMIT,
+    GhostStore,
+    collect_fds,
+    settle_pipe_data,
+)
 from criu_model.collect.locks import may_wait_for_locks, read_proc_locks, waiting_locks
 from criu_model.collect.maps import LineCache
 from criu_model.collect.memory import FileIds, collect_memory
@@ -105,6 +110,7 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: 
         _capture_pages(capture, processes, memory, fds, skipped, proc_root)
     for table in fds.values():
         table.waiting_locks.extend(waiting_locks(proc_locks, table.pid))
+    settle_pipe_data(list(fds.values()))
     fill_ownership(processes.values(), proc_root)
     sockets = _collect_sockets(list(fds.values()))
     stats = fill_sharing(list(processes.values()), list(fds.values()))

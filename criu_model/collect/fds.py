@@ -56,6 +56,7 @@ from criu_model.kernel.devnum import (
 from criu_model.kernel.extents import data_extents
 from criu_model.kernel.flags import ACCMODE, OpenFlag
 from criu_model.kernel.libc import libc, syscall
+from criu_model.kernel.pipes import peek_pipe
 
 DEFAULT_GHOST_LIMIT = 1 << 20
 
@@ -526,6 +527,7 @@ class _Collector:
             fd.owner_signum = fcntl.fcntl(copy, F_GETSIG)
             if is_pipe:
                 _pipe_queue(fd.pipe, copy)
+                self._pipe_data(fd, copy)
         except OSError as err:
             fd.unreadable.add(field="owner", reason=f"fcntl: {os.strerror(err.errno)}")
         try:
@@ -537,6 +539,27 @@ class _Collector:
         finally:
             os.close(copy)
 
+    def _pipe_data(self, fd: files_pb2.Fd, copy: int) -> None:
+        """The queued bytes, copied with tee(2) (they stay in the pipe), up to the limit.
+
+        Only through a read end (tee needs one: a pipe held by its write end alone
+        is never opened for reading, which would add a reader).
+        """
+        pipe = fd.pipe
+        if not pipe.queued_bytes:
+            return
+        if not pipe.read_end:
+            fd.unreadable.add(field="pipe.data", reason=WRITE_END_ONLY)
+            return
+        if pipe.queued_bytes > self.ghost_limit:
+            fd.unreadable.add(field="pipe.data", reason=f"{pipe.queued_bytes} bytes queued, "
+                              f"above the ghost limit {self.ghost_limit}")
+            return
+        try:
+            pipe.data = peek_pipe(copy, self.ghost_limit)
+        except OSError as err:
+            fd.unreadable.add(field="pipe.data", reason=f"tee: {os.strerror(err.errno)}")
+
     def _pipe_by_reopen(self, fd: files_pb2.Fd, n: int) -> None:
         if not fd.pipe.read_end:
             fd.unreadable.add(field="pipe.queued_bytes",
@@ -546,6 +569,7 @@ class _Collector:
         try:
             with _Reopened(b"%s/%d" % (self.fd_dir, n), None, nonblock=True) as copy:
                 _pipe_queue(fd.pipe, copy.fd)
+                self._pipe_data(fd, copy.fd)
         except OSError as err:
             fd.unreadable.add(field="pipe.queued_bytes",
                               reason=f"reopen through /proc: {os.strerror(err.errno)}")
@@ -557,6 +581,32 @@ def _unparsable(n: int, link: bytes, raw: bytes, err: ValueError) -> files_pb2.F
     fd.unknown.raw = raw
     fd.unknown.reason = f"fdinfo not understood: {err}"
     return fd
+
+
+WRITE_END_ONLY = ("no fd of the dump reads this pipe: looking into it would add a reader "
+                  "(tee(2) needs a read end)")
+
+
+def settle_pipe_data(tables: Sequence[files_pb2.FdTable]) -> None:
+    """One copy of a pipe's bytes per dump: on its first reading fd, in dump order.
+
+    A write end's "not captured" mark goes when a read end of the dump holds
+    the data; it stays for a pipe the dump only writes to.
+    """
+    captured: set[int] = set()
+    for table in tables:
+        for fd in table.fds:
+            if fd.WhichOneof("state") == "pipe" and fd.pipe.HasField("data"):
+                if fd.pipe.pipe_ino in captured:
+                    fd.pipe.ClearField("data")
+                captured.add(fd.pipe.pipe_ino)
+    for table in tables:
+        for fd in table.fds:
+            if fd.WhichOneof("state") == "pipe" and fd.pipe.pipe_ino in captured and \
+                    any(u.field == "pipe.data" for u in fd.unreadable):
+                keep = [u for u in fd.unreadable if u.field != "pipe.data"]
+                del fd.unreadable[:]
+                fd.unreadable.extend(keep)
 
 
 def _pipe_queue(pipe: files_pb2.Pipe, copy: int) -> None:

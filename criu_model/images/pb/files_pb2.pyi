@@ -162,18 +162,20 @@ class RegularFile(_message.Message):
     def __init__(self, size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., mode: _Optional[int] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., nlink: _Optional[int] = ..., rdev: _Optional[int] = ..., ghost: _Optional[_Union[GhostRef, _Mapping]] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., link_target: _Optional[bytes] = ...) -> None: ...
 
 class Pipe(_message.Message):
-    __slots__ = ("pipe_ino", "read_end", "write_end", "queued_bytes", "pipe_size")
+    __slots__ = ("pipe_ino", "read_end", "write_end", "queued_bytes", "pipe_size", "data")
     PIPE_INO_FIELD_NUMBER: _ClassVar[int]
     READ_END_FIELD_NUMBER: _ClassVar[int]
     WRITE_END_FIELD_NUMBER: _ClassVar[int]
     QUEUED_BYTES_FIELD_NUMBER: _ClassVar[int]
     PIPE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     pipe_ino: int
     read_end: bool
     write_end: bool
     queued_bytes: int
     pipe_size: int
-    def __init__(self, pipe_ino: _Optional[int] = ..., read_end: _Optional[bool] = ..., write_end: _Optional[bool] = ..., queued_bytes: _Optional[int] = ..., pipe_size: _Optional[int] = ...) -> None: ...
+    data: bytes
+    def __init__(self, pipe_ino: _Optional[int] = ..., read_end: _Optional[bool] = ..., write_end: _Optional[bool] = ..., queued_bytes: _Optional[int] = ..., pipe_size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class SocketRef(_message.Message):
     __slots__ = ("inode", "probe")
