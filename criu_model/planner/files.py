@@ -153,6 +153,7 @@ class FilePlan:
         self.private: set[int] = set()
         self._tcp_ends: set[tuple[str, int, str, int]] | None = None
         self._pending_of: dict[int, sockets_pb2.Socket] | None = None
+        self._pipe_data: dict[int, int] | None = None
         self._collect()
         self._choose_openers(creators)
 
@@ -344,10 +345,13 @@ class FilePlan:
             if key in self._ptys:
                 self._open_pty(pid, keys, [self.service[k] for k in keys])
             elif len(keys) == 2:
-                action = Action.PIPE if entry.fd.WhichOneof("state") == "pipe" else \
-                    Action.SOCKETPAIR
+                is_pipe = entry.fd.WhichOneof("state") == "pipe"
+                action = Action.PIPE if is_pipe else Action.SOCKETPAIR
+                extra = self._pipe_queue(entry.fd) if is_pipe else {}
                 self.plan.add(pid, action, files=keys, fds=[self.service[k] for k in keys],
-                              reason="one call creates both ends")
+                              reason="one call creates both ends" + (
+                                  f", then its {extra['queued']} queued bytes written back"
+                                  if extra else ""), **extra)
             else:
                 self._open(pid, entry)
             self.held[pid].update(keys)
@@ -399,6 +403,9 @@ class FilePlan:
         elif (recipe := fd_recipe(fd)) is not None:
             args.update(recipe[0])
             reason = recipe[1]
+        if state == "pipe" and (queue := self._pipe_queue(fd)):
+            args.update(queue)
+            reason += f"; its {queue['queued']} queued bytes written back first"
         args.update(common_state(fd))
         self.plan.add(pid, action, reason=reason, **args)
 
@@ -437,6 +444,19 @@ class FilePlan:
                 if (kind, ns.inode) == want:
                     return proc.pid, ns.type
         return None
+
+    def _pipe_queue(self, fd: files_pb2.Fd) -> dict[str, int]:
+        """{"queued": N} when the dump captured the N bytes queued in fd's pipe, else {}.
+
+        The bytes are on one fd of the pipe (the first reader in dump order);
+        the step that makes the pipe writes them back before anyone reads.
+        """
+        if self._pipe_data is None:
+            self._pipe_data = {f.pipe.pipe_ino: len(f.pipe.data) for t in self.snap.fds
+                               for f in t.fds if f.WhichOneof("state") == "pipe"
+                               and f.pipe.HasField("data") and f.pipe.data}
+        n = self._pipe_data.pop(fd.pipe.pipe_ino, 0)  # once: a FIFO may be opened twice
+        return {"queued": n} if n else {}
 
     def _pending_listener(self, sock: sockets_pb2.Socket) -> sockets_pb2.Socket | None:
         """The snapshot's listener in whose accept queue ``sock`` waits, if any.

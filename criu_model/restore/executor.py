@@ -366,6 +366,11 @@ class Conductor:
                 wire["pipe_size"] = fd.pipe.pipe_size
         if step.action in (Action.PIPE, Action.SOCKETPAIR):
             wire["ends"] = [self._end(int(k)) for k in a["files"]]
+        if a.get("queued"):
+            # the pipe's captured bytes (on its first reader's fd in the dump), written
+            # back by the worker right after it makes the pipe
+            key = int(a["files"][0]) if step.action is Action.PIPE else int(a.get("file", 0))
+            wire["data_hex"] = self._pipe_data(key).hex()
         if step.action is Action.CLONE and int(a.get("flags_value", 0)) & 0x400 \
                 and not int(a.get("flags_value", 0)) & 0x10000:
             # CLONE_FILES without CLONE_THREAD: the child's control socket needs a number
@@ -568,6 +573,15 @@ class Conductor:
             self.result.lock_notes[key] = why
             return []
         return list(a["locks"])
+
+    def _pipe_data(self, key: int) -> bytes:
+        """The bytes the dump captured for the pipe of file `key` (b"" if none)."""
+        fd = self.files.get(key)
+        if fd is None or fd.WhichOneof("state") != "pipe":
+            return b""
+        return next((f.pipe.data for t in self.snap.fds for f in t.fds
+                     if f.WhichOneof("state") == "pipe" and f.pipe.pipe_ino == fd.pipe.pipe_ino
+                     and f.pipe.HasField("data")), b"")
 
     def _end(self, key: int) -> dict[str, Any]:
         fd = self.files.get(key)

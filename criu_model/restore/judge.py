@@ -391,8 +391,9 @@ class Judge:
     def _pipe_buffers(self) -> None:
         """Per pipe or FIFO: its capacity (set with F_SETPIPE_SZ as dumped) and its queue.
 
-        The dump records how many bytes were queued (FIONREAD), not the bytes: a pipe
-        that held some cannot be refilled, and says so; an empty one must be empty here.
+        The dump holds the queued bytes where a reader of the tree could copy them
+        (tee): those must be back, byte for byte; a queue it could only count is
+        not rehearsed, and says why; an empty pipe must be empty here.
         """
         pipes: dict[int, list[tuple[int, files_pb2.Fd]]] = defaultdict(list)
         for table in self.snap.fds:
@@ -425,15 +426,26 @@ class Judge:
             queued = next((fd.pipe.queued_bytes for _p, fd in holders
                            if fd.pipe.HasField("queued_bytes")), None)
             here = got.pipe.queued_bytes if got.pipe.HasField("queued_bytes") else None
-            if queued == 0:
-                pairs.append(("queued_bytes", 0, here))
+            data = next((fd.pipe.data for _p, fd in holders if fd.pipe.HasField("data")), None)
+            if queued == 0 or data is not None:
+                pairs.append(("queued_bytes", queued, here))
+            if data is not None:  # the bytes themselves, as the sandbox's dump read them
+                back = self._box_pipe_data(got.pipe.pipe_ino)
+                pairs.append(("data", _digest(data), _digest(back)))
             entry = _entry("pipe_buffer", ident, pairs)
-            if entry.status == MATCHED and queued != 0:
+            if entry.status == MATCHED and queued != 0 and data is None:
                 entry = Entry("pipe_buffer", ident, NOT_REHEARSED, reason=(
-                    f"queued bytes are not captured ({queued} bytes were queued at the "
-                    "dump; the dump records their count, not their contents)"
+                    f"its {queued} queued bytes were not captured: "
+                    + next((u.reason for _p, fd in holders for u in fd.unreadable
+                            if u.field == "pipe.data"), "no reader of the dump held them")
                     if queued else "its queued bytes were not readable at the dump"))
             self.entries.append(entry)
+
+    def _box_pipe_data(self, pipe_ino: int) -> bytes | None:
+        """The bytes the sandbox's dump captured for one of its pipes."""
+        return next((fd.pipe.data for t in self.box.fds for fd in t.fds
+                     if fd.WhichOneof("state") == "pipe" and fd.pipe.pipe_ino == pipe_ino
+                     and fd.pipe.HasField("data")), None)
 
     def _locks(self) -> None:
         """Per fd holding file locks: the same locks (kind, mode, range, owner) there.
@@ -640,6 +652,15 @@ def _pipe_end(fd: files_pb2.Fd) -> str:
 
 def _pids(members: set[int] | list[int]) -> str:
     return ",".join(map(str, sorted(members)))
+
+
+def _digest(data: bytes | None) -> str | None:
+    """A short, comparable stand-in for bytes in a report: length and sha256 prefix."""
+    if data is None:
+        return None
+    import hashlib
+
+    return f"{len(data)} bytes sha256:{hashlib.sha256(data).hexdigest()[:16]}"
 
 
 def _holders(members: set[tuple[int, int]] | frozenset[tuple[int, int]]) -> str:

@@ -164,6 +164,25 @@ def clone_thread(flags: int, set_tid: list[int]) -> int:
     return int(ret)
 
 
+def write_queued(fd: int, a: dict[str, Any]) -> None:
+    """Put the dumped queue back into a new pipe (its size is set first: it fits).
+
+    Non-blocking, so a queue larger than the pipe fails the step (EAGAIN)
+    instead of parking the worker.
+    """
+    data = bytes.fromhex(a.get("data_hex", ""))
+    if not data:
+        return
+    was_blocking = os.get_blocking(fd)
+    os.set_blocking(fd, False)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.set_blocking(fd, was_blocking)
+
+
 def set_pipe_size(fd: int, size: int) -> None:
     """The dumped capacity (F_GETPIPE_SZ); as root the pipe-max-size limit does not bind."""
     import fcntl
@@ -329,10 +348,16 @@ class Worker:
             try:
                 tmp = os.open(a["path"], (flags & ~(O_CLOEXEC | os.O_CREAT | os.O_TRUNC))
                               | O_CLOEXEC)
+                if a.get("pipe_size"):
+                    set_pipe_size(rdwr, int(a["pipe_size"]))
+                write_queued(rdwr, a)
             finally:
                 os.close(rdwr)
         elif kind == "pipe":   # the other end is outside: pipe(), keep one end
             r, w = os.pipe()
+            if a.get("pipe_size"):
+                set_pipe_size(r, int(a["pipe_size"]))
+            write_queued(w, a)
             keep, drop = (w, r) if flags & O_ACCMODE == os.O_WRONLY else (r, w)
             os.close(drop)
             tmp = keep
@@ -523,6 +548,7 @@ class Worker:
             size = next((int(e["pipe_size"]) for e in ends if e.get("pipe_size")), 0)
             if size:
                 set_pipe_size(r, size)
+            write_queued(w, a)
             made = [r if e["read_end"] else w for e in ends]
         else:
             sa, sb = socket.socketpair(socket.AF_UNIX, int(ends[0].get("type", 1)))

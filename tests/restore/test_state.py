@@ -78,8 +78,9 @@ r2, w2 = os.pipe()                      # 5, 6: five bytes queued
 os.write(w2, b"hello")
 path = os.path.join(sys.argv[1], "fifo")
 os.mkfifo(path)
-f = os.open(path, os.O_RDWR)            # 7: a FIFO grown to 32 pages
+f = os.open(path, os.O_RDWR)            # 7: a FIFO grown to 32 pages, 10 bytes queued
 fcntl.fcntl(f, 1031, 32 * 4096)
+os.write(f, b"fifo-bytes")
 for fd in (r1, w1, r2, w2, f):
     os.set_inheritable(fd, True)
 ready()
@@ -101,10 +102,24 @@ def test_pipe_buffers(pipes: tuple[Snapshot, int]) -> None:
     report = _run(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     assert _by(report, "pipe_buffer", f"{pid}:3,{pid}:4").status == MATCHED
+    # the queued bytes (captured with tee at the dump) are written back, byte for byte
     assert _by(report, "pipe_buffer", f"{pid}:7").status == MATCHED      # the FIFO
-    queued = _by(report, "pipe_buffer", f"{pid}:5,{pid}:6")
-    assert queued.status == NOT_REHEARSED
-    assert queued.reason.startswith("queued bytes are not captured (5 bytes were queued")
+    assert _by(report, "pipe_buffer", f"{pid}:5,{pid}:6").status == MATCHED
+    data = {fd.fd: fd.pipe.data for fd in snap.fds_by_pid[pid].fds
+            if fd.HasField("pipe") and fd.pipe.HasField("data")}
+    assert data == {5: b"hello", 7: b"fifo-bytes"}
+
+
+def test_a_restorer_writing_other_bytes_is_caught(pipes: tuple[Snapshot, int],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The judge compares the bytes the sandbox holds with the dump's, not the plan's."""
+    from criu_model.restore import executor
+
+    snap, pid = pipes
+    monkeypatch.setattr(executor.Conductor, "_pipe_data", lambda self, key: b"jello")
+    entry = _by(_run(snap), "pipe_buffer", f"{pid}:5,{pid}:6")
+    assert entry.status == MISMATCHED
+    assert [m["field"] for m in entry.mismatches] == ["data"]
 
 
 def test_pipe_size_the_kernel_rounds_is_a_mismatch(pipes: tuple[Snapshot, int]) -> None:
