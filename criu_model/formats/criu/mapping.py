@@ -174,10 +174,15 @@ class _Files:
             assert isinstance(td, files_pb2.TtyData)
             self.tty_data[td.tty_id] = self.tty_data.get(td.tty_id, b"") + td.data
         self.pipe_data: dict[tuple[str, int], files_pb2.PipeData] = {}
+        self.pipe_bytes: dict[tuple[str, int], bytes] = {}  # the queued bytes themselves
         for img in ("pipes-data.img", "fifo-data.img"):
-            for pd in dump.entries(img):
+            image = dump.one(img)
+            if image is None:
+                continue
+            for pd, extra in zip(image.entries, image.extras, strict=True):
                 assert isinstance(pd, files_pb2.PipeData)
                 self.pipe_data[(img, pd.pipe_id)] = pd
+                self.pipe_bytes[(img, pd.pipe_id)] = extra
         self.sk_queued: dict[int, int] = defaultdict(int)    # file id -> bytes queued
         for pkt in dump.entries("sk-queues.img"):
             assert isinstance(pkt, sockets_pb2.SkPacket)
@@ -1066,8 +1071,9 @@ def _fd_tables(ctx: _Ctx) -> None:
 
 
 def _write_only_pipes(ctx: _Ctx) -> None:
-    """A pipe (or FIFO) the dump holds only write ends of: CRIU leaves its queued bytes
-    out (it reads them through a read end), so "none queued" is not known."""
+    """Each pipe's (or FIFO's) queued bytes from pipes-data/fifo-data, on its first read
+    end; one the dump holds only write ends of: CRIU leaves its queued bytes out (it
+    reads them through a read end), so "none queued" is not known."""
     ends: dict[tuple[str, int], list[cf.Fd]] = defaultdict(list)
     for table in ctx.snap.fds:
         for fd in table.fds:
@@ -1075,7 +1081,11 @@ def _write_only_pipes(ctx: _Ctx) -> None:
                 img = "pipes-data.img" if fd.kind == cf.FD_PIPE else "fifo-data.img"
                 ends[(img, fd.pipe.pipe_ino)].append(fd)
     for key, fds in ends.items():
-        if key in ctx.files.pipe_data or any(fd.pipe.read_end for fd in fds):
+        data = ctx.files.pipe_bytes.get(key)
+        reader = next((fd for fd in fds if fd.pipe.read_end), None)
+        if data and reader is not None:  # on the first reader in dump order, as a dump has it
+            reader.pipe.data = data
+        if key in ctx.files.pipe_data or reader is not None:
             continue
         for fd in fds:
             fd.pipe.ClearField("queued_bytes")
