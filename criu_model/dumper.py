@@ -169,8 +169,12 @@ def _collect_sockets(tables: list[files_pb2.FdTable]) -> SocketDump:
     for table in tables:
         for fd in table.fds:
             if fd.HasField("socket") and fd.socket.inode in dump.missing:
-                fd.unreadable.add(field="socket", reason="not reported by sock_diag (another "
-                                  "network namespace, or a family without a diag handler)")
+                probed = fd.socket.HasField("probe")
+                fd.unreadable.add(field="socket", reason=(
+                    "not reported by sock_diag (unbound or unconnected, another network "
+                    "namespace, or a family without a diag handler)" + (
+                        "; identified by getsockopt on a copy instead (socket.probe)"
+                        if probed else "")))
     return dump
 
 

@@ -8,6 +8,8 @@ width of 100,000) are never cut: full values, one row per line, like `ps -ww`.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -260,19 +262,50 @@ def _stored_cells(snap: Snapshot, pid: int, vma: mm_pb2.Vma) -> list[str]:
             "" if key[0] else "yes"]
 
 
+_NODE_NAMES = {stat.S_IFDIR: "directory", stat.S_IFCHR: "chr", stat.S_IFBLK: "blk",
+               stat.S_IFLNK: "symlink", stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
+
+
+def _deleted_node(f: files_pb2.RegularFile) -> str:
+    """"directory 0710 0:0", "chr 1:3 0640 12:34", "symlink -> TARGET"; "" for a file."""
+    kind = _NODE_NAMES.get(stat.S_IFMT(f.mode)) if f.mode else None
+    if kind is None:
+        return ""
+    out = kind
+    if kind in ("chr", "blk"):
+        out += f" {os.major(f.rdev)}:{os.minor(f.rdev)}"
+    out += f" {stat.S_IMODE(f.mode):04o}"
+    if f.HasField("uid"):
+        out += f" {f.uid}:{f.gid}"
+    if kind == "symlink":
+        out += f" -> {text(f.link_target)}" if f.HasField("link_target") else " -> ?"
+    return out
+
+
 def _fd_target(fd: files_pb2.Fd, sockets: dict[int, sockets_pb2.Socket]) -> str:
     """What the fd points at, in the kind's own terms."""
     state = fd.WhichOneof("state")
     path = text(fd.path) + (" (deleted)" if fd.deleted else "")
+    if state == "file" and fd.deleted and (node := _deleted_node(fd.file)):
+        return f"{path} {node}"
     if state == "pipe":
         ends = "rw" if fd.pipe.read_end and fd.pipe.write_end else \
             ("r" if fd.pipe.read_end else "w")
         queued = (f" queued={fd.pipe.queued_bytes}" if fd.pipe.HasField("queued_bytes")
                   else "")
+        if fd.pipe.HasField("data"):
+            queued += " (bytes captured)"
         return f"{path or f'pipe:[{fd.pipe.pipe_ino}]'} {ends}{queued}"
     if state == "socket":
         sock = sockets.get(fd.socket.inode)
         name = path or f"socket:[{fd.socket.inode}]"
+        if sock is None and fd.socket.HasField("probe"):
+            p = fd.socket.probe
+            tcp = (f" {socket_state_name(p.tcp_state)}" if p.HasField("tcp_state") else
+                   " LISTEN" if p.listening else "")
+            peer = f"{p.dst}:{p.dport}" if p.dst else "*:*"
+            return (f"{name} {socket_family_name(p.domain)} {socket_type_name(p.type)}{tcp} "
+                    f"{p.src}:{p.sport} -> {peer} (getsockopt)")
         if sock is None:
             return f"{name} (not in sock_diag)"
         local, peer = _endpoints(sock)
