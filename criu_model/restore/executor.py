@@ -40,7 +40,7 @@ from criu_model.restore.worker import (
     O_ACCMODE,
     SERVICE_FD_BASE,
 )
-from criu_model.snapshot import Snapshot
+from criu_model.snapshot import Snapshot, namespace_inode
 
 _OPEN_KINDS = frozenset({"regular", "directory", "opath", "pipe", "fifo", "eventfd", "memfd",
                          "inotify",
@@ -62,6 +62,37 @@ _TCP_LISTEN, _TCP_CLOSE = 10, 7
 _SANDBOX_ADDRS = frozenset({"0.0.0.0", "::", "::1", "::ffff:127.0.0.1"})
 _UNSAFE_SCRATCH = frozenset({"/", "/proc", "/sys", "/dev", "/run", "/etc", "/usr", "/bin",
                              "/lib", "/sbin", "/boot"})
+# Deleted nodes (planner/files.py node_recipe "node"): device kinds need a scratch tmpfs
+# without nodev; the memory devices (drivers/char/mem.c: null, zero, full, random,
+# urandom) are the only ones opened for real: any other device is the host's hardware.
+_DEVICE_NODES = frozenset({"character device", "block device"})
+_HARMLESS_RDEV = frozenset({"1:3", "1:5", "1:7", "1:8", "1:9"})
+O_PATH = getattr(os, "O_PATH", 0o10000000)
+_CLONE_NEWUSER = 0x10000000
+
+
+def node_refusal(step: Step) -> str:
+    """Why the open of a deleted node (step arg `node`) is not rehearsed ("" when it is).
+
+    An O_PATH open calls no driver (fs/open.c do_dentry_open: FMODE_PATH), so any
+    device node is fine then; otherwise only the memory devices: opening another
+    device's node would act on the host's hardware (a tty, a disk, a tape rewinds).
+    A FIFO or socket file opened for I/O is not a plain open (it blocks, or ENXIO).
+    """
+    node = str(step.args.get("node", ""))
+    flags = int(step.args.get("flags", 0))
+    path_only = bool(flags & O_PATH)
+    if node in _DEVICE_NODES and not path_only \
+            and str(step.args.get("rdev")) not in _HARMLESS_RDEV:
+        return f"a deleted {node} {step.args.get('rdev')}: opening it would open the " \
+               "host's device (only the memory devices 1:3, 1:5, 1:7, 1:8, 1:9 are opened)"
+    if node in ("fifo", "socket file") and not path_only:
+        return f"a deleted {node} opened for I/O is not rehearsed yet (O_PATH only)"
+    if node == "symlink" and "target" not in step.args:
+        return "a deleted symlink without its target"
+    if node not in (*_DEVICE_NODES, "directory", "symlink", "fifo", "socket file"):
+        return f"a deleted {node or 'node'} of a kind the rehearsal does not make"
+    return ""
 
 
 @dataclass
@@ -140,8 +171,10 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
     refused: dict[int, str] = {}
     dirs: set[str] = set()
     opens = [(i, s) for i, s in enumerate(plan.steps)
-             if s.action is Action.OPEN and s.args.get("kind") in ("regular", "fifo")
-             and "path" in s.args]
+             if s.action is Action.OPEN and "path" in s.args
+             and (s.args.get("kind") in ("regular", "fifo") or s.args.get("node"))]
+    nodes: set[str] = set()     # paths of deleted nodes: the open step makes them
+    devices: set[str] = set()   # directories holding a device node: no nodev there
     for index, step in enumerate(plan.steps):
         name = str(step.args.get("name", ""))
         if step.action is Action.OPEN and step.args.get("kind") == "socket" \
@@ -157,10 +190,15 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
         fd = files.get(int(step.args.get("file", 0)))
         deleted = fd is not None and fd.deleted
         fifo = step.args.get("kind") == "fifo"   # opening the host's would wake its peers
+        node = str(step.args.get("node", ""))
+        if node and (why := node_refusal(step)):
+            refused[index] = why
+            continue
         if not deleted and not fifo and (not _writes(step) or path in HARMLESS_DEVICES):
             continue
         parent = posixpath.dirname(path)
-        why = "is deleted (recreated from its contents)" if deleted else \
+        why = f"is a deleted {node} (made again there)" if node else \
+            "is deleted (recreated from its contents)" if deleted else \
             "is a FIFO" if fifo else "is opened for writing"
         if parent in _UNSAFE_SCRATCH or path.startswith(("/dev/", "/proc/", "/sys/")):
             refused[index] = f"{path} {why} in {parent}, which the rehearsal does not " \
@@ -170,6 +208,10 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
             refused[index] = f"{path} {why}, but its directory {parent} is gone here"
             continue
         dirs.add(parent)
+        if node:
+            nodes.add(path)
+            if node in _DEVICE_NODES:
+                devices.add(parent)
     # Keep the outermost directories only; everything planned below one is recreated.
     tops = sorted(d for d in dirs if not any(d.startswith(o + "/") for o in dirs if o != d))
     entries = []
@@ -187,6 +229,10 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
                 continue
             rel = path[len(top) + 1:]
             fd = files.get(int(step.args.get("file", 0)))
+            if path in nodes:
+                if "/" in rel:
+                    sub.add(posixpath.dirname(rel))
+                continue
             if fd is not None and stat.S_ISDIR(fd.file.mode):
                 sub.add(rel)
                 continue
@@ -197,7 +243,11 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
                     fd.file.size if fd is not None else 0
             if "/" in rel:
                 sub.add(posixpath.dirname(rel))
-        entries.append({"dir": top, "subdirs": sorted(sub), "files": sorted(made.items())})
+        entry: dict[str, Any] = {"dir": top, "subdirs": sorted(sub),
+                                 "files": sorted(made.items())}
+        if any(d == top or d.startswith(top + "/") for d in devices):
+            entry["devices"] = True   # mounted without nodev: a device node opens there
+        entries.append(entry)
     return entries, refused
 
 
@@ -261,9 +311,17 @@ class Conductor:
         assert self.sandbox is not None
         self._unlink_at: set[int] = set()
         last: dict[str, int] = {}
+        made: dict[str, int] = {}
+        self._node_make: set[int] = set()     # open steps that make their deleted node
+        self._node_remove: set[int] = set()   # ... and that remove it (the last opener)
         for index, step in enumerate(self.plan.steps):
             fd = self.files.get(int(step.args.get("file", 0))) \
                 if step.action is Action.OPEN else None
+            if fd is not None and step.args.get("node") and index not in self._refused:
+                path = str(step.args["path"])
+                self._node_make.add(made.setdefault(path, index))
+                last[path] = index
+                continue
             if fd is None or not fd.deleted or step.args.get("kind") != "regular" \
                     or index in self._refused:
                 continue
@@ -273,7 +331,8 @@ class Conductor:
             if ghost is not None and ghost.captured and ghost.data:
                 with open(f"/proc/{self.sandbox.pid}/root{path}", "r+b") as f:
                     f.write(ghost.data)
-        self._unlink_at = set(last.values())
+        self._node_remove = {i for p, i in last.items() if p in made}
+        self._unlink_at = {i for p, i in last.items() if p not in made}
 
     # ------------------------------------------------------------ steps
 
@@ -356,6 +415,12 @@ class Conductor:
             wire.update(self._socket(step))
         if index in getattr(self, "_unlink_at", ()):
             wire["unlink"] = True
+        if index in getattr(self, "_node_make", ()):
+            # the deleted node, made in the scratch tmpfs by its first opener
+            wire["make_node"] = {k: a[k] for k in ("node", "mode", "uid", "gid", "rdev",
+                                                   "target") if k in a}
+        if index in getattr(self, "_node_remove", ()):
+            wire["remove_node"] = True
         if step.action is Action.OPEN and a.get("locks"):
             wire.pop("locks")
             wire["apply_locks"] = self._locks(step)
@@ -604,6 +669,8 @@ class Conductor:
         if kind not in _OPEN_KINDS:
             return f"{kind} files are not rehearsed yet"
         fd = self.files.get(int(step.args.get("file", 0)))
+        if step.args.get("node"):
+            return self._node_userns(step)
         if fd is not None and fd.deleted and kind == "regular" and not fd.file.ghost.captured:
             return "a deleted file whose contents were not captured"
         if fd is not None and fd.deleted and kind not in ("regular", "memfd"):
@@ -620,6 +687,22 @@ class Conductor:
                 return f"its target {target} is not running here: {self._gone[target]}"
             if me is None or len(me.set_tid) != 1:
                 return "a pidfd opened inside a nested pid namespace is not rehearsed yet"
+        return ""
+
+    def _node_userns(self, step: Step) -> str:
+        """mknod of a device needs CAP_MKNOD in the initial user namespace (fs/namei.c
+        vfs_mknod: capable(), not ns_capable): not in a user namespace the plan makes."""
+        if step.args.get("node") not in _DEVICE_NODES:
+            return ""
+        if int(self.plan.steps[0].args.get("flags_value", 0)) & _CLONE_NEWUSER:
+            return f"mknod of a {step.args['node']} needs CAP_MKNOD in the initial user " \
+                   "namespace: the sandbox is in a user namespace of its own"
+        me = self.snap.by_pid.get(step.actor)
+        root = self.snap.processes[0] if self.snap.processes else None
+        if me is not None and root is not None and \
+                namespace_inode(me, "user") != namespace_inode(root, "user"):
+            return f"mknod of a {step.args['node']} needs CAP_MKNOD in the initial user " \
+                   f"namespace: process {step.actor} is in a user namespace of its own"
         return ""
 
     def pending_listener(self, sock: sockets_pb2.Socket) -> sockets_pb2.Socket | None:

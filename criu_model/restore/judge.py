@@ -13,6 +13,7 @@ and the snapshot's are [outermost, inner...], so ``sandbox[1:] == snapshot``.
 from __future__ import annotations
 
 import os
+import stat
 from collections import defaultdict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 from criu_model.images.pb import files_pb2, process_pb2
 from criu_model.names import fd_kind_name, printable
+from criu_model.planner.files import deleted_node
 from criu_model.planner.model import Action
 from criu_model.restore.executor import Execution
 from criu_model.snapshot import Snapshot, namespace_inode
@@ -260,6 +262,8 @@ class Judge:
         if state == "file":
             pairs.append(("path", printable(want.path), printable(got.path)))
             pairs.append(("deleted", want.deleted, got.deleted))
+        if state == "file" and deleted_node(want) is not None:
+            pairs.extend(_node_pairs(want, got))
         if state == "file" and want.kind == files_pb2.FD_REGULAR and not want.file.rdev:
             pairs.append(("size", want.file.size, got.file.size if got.HasField("file")
                           else None))
@@ -631,6 +635,30 @@ def _standalone(detail: str, args: dict[str, Any]) -> bool:
     if ("fd" in args and "kind" in args) or "fds" in args or "child" in args:
         return False
     return not detail.startswith(("fd ", "actor ", "receiver "))
+
+
+def _node_pairs(want: files_pb2.Fd, got: files_pb2.Fd) -> list[tuple[str, Any, Any]]:
+    """A deleted node made again (directory, device, symlink): what its inode must be.
+
+    Its type and permission bits, its device number, its owner and a symlink's target:
+    what the sandbox's own dump reads from the fd (fstat, readlink of O_PATH).
+    """
+    f = want.file
+    g = got.file if got.HasField("file") else None
+
+    def dev(rdev: int) -> str:
+        return f"{os.major(rdev)}:{os.minor(rdev)}"
+
+    pairs: list[tuple[str, Any, Any]] = [
+        ("file.mode", f"{f.mode:o}", f"{g.mode:o}" if g is not None else None),
+        ("owner", f"{f.uid}:{f.gid}", f"{g.uid}:{g.gid}" if g is not None else None)]
+    if stat.S_ISCHR(f.mode) or stat.S_ISBLK(f.mode):
+        pairs.append(("rdev", dev(f.rdev), dev(g.rdev) if g is not None else None))
+    if f.HasField("link_target"):
+        pairs.append(("link_target", printable(f.link_target),
+                      printable(g.link_target) if g is not None and g.HasField("link_target")
+                      else None))
+    return pairs
 
 
 def _targets(fd: files_pb2.Fd) -> list[str]:

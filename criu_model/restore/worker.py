@@ -216,6 +216,43 @@ def take_lock(fd: int, lock: dict[str, Any]) -> None:
     fcntl.fcntl(fd, fcntl.F_SETLK if kind == "POSIX" else F_OFD_SETLK, arg)
 
 
+def make_node(path: str, node: dict[str, Any]) -> None:
+    """A deleted node made again in the scratch tmpfs: its type, owner and mode (chown
+    first: it would clear set-id bits; chmod after, past the umask). A directory may
+    exist already (setup made it to hold a path planned below it)."""
+    import stat
+
+    kind, mode = str(node["node"]), int(node.get("mode", 0))
+    uid, gid = int(node.get("uid", 0)), int(node.get("gid", 0))
+    if kind == "symlink":
+        os.symlink(str(node["target"]), path)
+        os.lchown(path, uid, gid)      # a symlink's mode is always 0777
+        return
+    if kind == "directory":
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise
+    else:
+        fmt = {"character device": stat.S_IFCHR, "block device": stat.S_IFBLK,
+               "fifo": stat.S_IFIFO, "socket file": stat.S_IFSOCK}[kind]
+        rdev = 0
+        if node.get("rdev"):
+            major, minor = (int(x) for x in str(node["rdev"]).split(":"))
+            rdev = os.makedev(major, minor)
+        os.mknod(path, fmt | 0o600, rdev)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+
+
+def remove_node(path: str, node: str) -> None:
+    if node == "directory":
+        os.rmdir(path)
+    else:
+        os.unlink(path)
+
+
 def set_pdeathsig(sig: int) -> None:
     _check(_libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
 
@@ -266,7 +303,10 @@ def setup_mounts(scratch: list[dict[str, Any]]) -> None:
     _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
     for entry in scratch:   # shallowest directory first
-        _mount("criu-model-rehearsal", entry["dir"], "tmpfs", MS_NOSUID | MS_NODEV,
+        # nodev except where a deleted device node is made again (executor.node_refusal
+        # lets only the memory devices, or O_PATH opens, through): this namespace only
+        nodev = 0 if entry.get("devices") else MS_NODEV
+        _mount("criu-model-rehearsal", entry["dir"], "tmpfs", MS_NOSUID | nodev,
                "mode=0755")
         for sub in entry.get("subdirs", []):
             os.makedirs(os.path.join(entry["dir"], sub), exist_ok=True)
@@ -336,11 +376,17 @@ class Worker:
                 oflags &= ~os.O_DIRECTORY
             if path.startswith("/dev/") and flags & O_ACCMODE and path not in HARMLESS_DEVICES:
                 raise OSError(errno.EPERM, f"{path}: a device opened for writing")
+            if a.get("make_node"):
+                make_node(path, a["make_node"])
+            if a.get("node") == "symlink":
+                oflags |= os.O_NOFOLLOW   # the link itself (O_PATH), never its target
             tmp = os.open(path, oflags | O_CLOEXEC)
             if a.get("pos") and kind == "regular":
                 os.lseek(tmp, int(a["pos"]), os.SEEK_SET)
             if a.get("unlink"):   # a deleted file: its stand-in goes once the last opens it
                 os.unlink(path)
+            if a.get("remove_node"):   # deleted again, once its last opener holds it
+                remove_node(path, str(a["node"]))
         elif kind == "fifo":
             # O_RDWR first (a FIFO open for one end blocks until the other exists), then
             # the planned end; the stand-in lives in the scratch tmpfs.
