@@ -121,6 +121,73 @@ class Execution:
     lock_notes: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
+def _option_numbers() -> dict[str, tuple[int, int]]:
+    """Probe option name -> (level, optname), from the table the dump reads them with."""
+    from criu_model.collect import sockprobe
+
+    tables = (sockprobe._SOCKET_INTS, sockprobe._IP_INTS, sockprobe._RAW_INTS,
+              sockprobe._IPV6_INTS, sockprobe._TCP_INTS)
+    return {name: (level, number) for table in tables for level, number, name in table}
+
+
+def is_ping(step: Step) -> bool:
+    """An ICMP (or ICMPv6) ping socket: SOCK_DGRAM of IPPROTO_ICMP / IPPROTO_ICMPV6."""
+    return step.args.get("family") in ("inet", "inet6") \
+        and step.args.get("type") == socket.SOCK_DGRAM \
+        and step.args.get("protocol") in (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6)
+
+
+def _sandbox_addr(addr: str) -> bool:
+    return addr in ("", *_SANDBOX_ADDRS) or addr.startswith("127.")
+
+
+def probe_refusal(step: Step, probe: files_pb2.SocketProbe) -> str:
+    """Why a socket recreated from its getsockopt probe is not rehearsed ("" if it is).
+
+    Its addresses must be the sandbox's own (loopback or any: it has its own network
+    namespace with lo only), and so must the device it is bound to.
+    """
+    a = step.args
+    if a.get("family") not in ("inet", "inet6", "netlink"):
+        return f"a {a.get('family')} socket from a probe is not rehearsed yet"
+    if a.get("family") != "netlink":
+        for name in ("src", "dst"):
+            if name in a and not _sandbox_addr(str(a[name])):
+                return f"{a[name]} is not an address of the sandbox's loopback"
+    elif a.get("dst"):
+        return "a connected netlink socket is not rehearsed yet"
+    device = str(a.get("bound_device", ""))
+    if device not in ("", "lo"):
+        return f"bound to device {device}: the sandbox has only lo"
+    unknown = sorted(n for n in probe.options if n not in _option_numbers()
+                     and not n.startswith("SO_LINGER."))
+    if unknown:
+        return f"options the rehearsal cannot set: {', '.join(unknown)}"
+    return ""
+
+
+def probe_wire(step: Step, probe: files_pb2.SocketProbe) -> dict[str, Any]:
+    """What the worker needs to make a socket from its probe. The domain comes from the
+    snapshot's probe (the step names the family as text); the bind and connect addresses
+    from the step (the planner leaves a raw socket's "port", its protocol, out)."""
+    a = step.args
+    numbers = _option_numbers()
+    options = [[*numbers[name], int(value)] for name, value in sorted(probe.options.items())
+               if name in numbers]
+    out: dict[str, Any] = {"domain": probe.domain, "type": probe.type,
+                           "protocol": probe.protocol, "options": options}
+    if "SO_LINGER.onoff" in probe.options:
+        out["linger"] = [int(probe.options["SO_LINGER.onoff"]),
+                         int(probe.options.get("SO_LINGER.linger", 0))]
+    if a.get("bound_device"):
+        out["bound_device"] = str(a["bound_device"])
+    if "src" in a:
+        out["src"], out["sport"] = str(a["src"]), int(a.get("sport", 0))
+    if a.get("dst"):
+        out["dst"], out["dport"] = str(a["dst"]), int(a.get("dport", 0))
+    return out
+
+
 def file_index(snap: Snapshot) -> dict[int, files_pb2.Fd]:
     """The planner's file key (planner/files.py file_key) -> one snapshot Fd of that file."""
     out: dict[int, files_pb2.Fd] = {}
@@ -289,7 +356,9 @@ class Conductor:
         self._next_ctl = self.floor + _service_count(self.plan) + 1
         self.sandbox = start(self.floor, extra)
         ptys = any(s.action is Action.OPEN_PTY for s in steps)
-        setup = {"scratch": scratch, "ptys": ptys, "ctl_base": self._next_ctl}
+        setup: dict[str, Any] = {"scratch": scratch, "ptys": ptys, "ctl_base": self._next_ctl}
+        if any(s.action is Action.OPEN and is_ping(s) for s in steps):
+            setup["ping"] = True   # net.ipv4.ping_group_range of the sandbox's netns only
         message = json.dumps(setup).encode()
         if len(message) > MAX_MESSAGE:
             raise CriuModelError(f"rehearsal: {len(scratch)} scratch directories are more "
@@ -726,6 +795,8 @@ class Conductor:
         """What the worker needs to make a socket (the open step carries addresses only)."""
         fd = self.files.get(int(step.args.get("file", 0)))
         sock = self.snap.sockets_by_inode.get(fd.socket.inode) if fd is not None else None
+        if sock is None and fd is not None and fd.socket.HasField("probe"):
+            return {"probe": probe_wire(step, fd.socket.probe)}
         assert sock is not None
         out: dict[str, Any] = {"type": sock.type, "state": sock.state,
                                "backlog": sock.wqueue}
@@ -756,6 +827,9 @@ class Conductor:
     def _socket_refusal(self, index: int, step: Step) -> str:
         fd = self.files.get(int(step.args.get("file", 0)))
         sock = self.snap.sockets_by_inode.get(fd.socket.inode) if fd is not None else None
+        if sock is None and fd is not None and fd.socket.HasField("probe") \
+                and "family" in step.args:
+            return probe_refusal(step, fd.socket.probe)
         if sock is None:
             return "a socket the dump could not describe"
         kind = sock.WhichOneof("kind")

@@ -292,6 +292,10 @@ class Judge:
                                                                                   Any]]:
         a = self.snap.sockets_by_inode.get(want.socket.inode)
         b = self.box.sockets_by_inode.get(got.socket.inode) if got.HasField("socket") else None
+        if a is None and want.socket.HasField("probe"):
+            return _probe_pairs(want.socket.probe, got.socket.probe
+                                if got.HasField("socket") and got.socket.HasField("probe")
+                                else None)
 
         def desc(s: Any, snap: Snapshot) -> dict[str, Any] | None:
             if s is None:
@@ -659,6 +663,33 @@ def _node_pairs(want: files_pb2.Fd, got: files_pb2.Fd) -> list[tuple[str, Any, A
                       printable(g.link_target) if g is not None and g.HasField("link_target")
                       else None))
     return pairs
+
+
+def _probe_pairs(want: files_pb2.SocketProbe, got: files_pb2.SocketProbe | None
+                 ) -> list[tuple[str, Any, Any]]:
+    """A socket sock_diag did not list, held against the sandbox's own probe of it: what
+    it is, where it is bound or connected, and its options (only the ones that differ are
+    shown). Queue lengths are not compared: a new socket's are empty."""
+
+    def desc(p: files_pb2.SocketProbe | None) -> dict[str, Any] | None:
+        if p is None:
+            return None
+        out: dict[str, Any] = {"domain": p.domain, "type": p.type, "protocol": p.protocol,
+                               "listening": p.listening, "addr": f"{p.src}:{p.sport}"}
+        if p.HasField("tcp_state"):
+            out["tcp_state"] = p.tcp_state
+        if p.dst:
+            out["peer"] = f"{p.dst}:{p.dport}"
+        if p.bound_device:
+            out["bound_device"] = p.bound_device
+        return out
+
+    theirs = dict(got.options) if got is not None else {}
+    differ = sorted(k for k in set(want.options) | set(theirs)
+                    if want.options.get(k) != theirs.get(k))
+    return [("socket", desc(want), desc(got)),
+            ("socket.options", {k: want.options.get(k) for k in differ},
+             {k: theirs.get(k) for k in differ})]
 
 
 def _targets(fd: files_pb2.Fd) -> list[str]:

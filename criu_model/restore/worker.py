@@ -253,6 +253,61 @@ def remove_node(path: str, node: str) -> None:
         os.unlink(path)
 
 
+SO_SNDBUF, SO_RCVBUF, SO_SNDBUFFORCE, SO_RCVBUFFORCE = 7, 8, 32, 33
+SO_LINGER, SO_BINDTODEVICE = 13, 25
+_FORCE = {SO_SNDBUF: SO_SNDBUFFORCE, SO_RCVBUF: SO_RCVBUFFORCE}
+
+
+def probed_socket(p: dict[str, Any]) -> int:
+    """A socket sock_diag did not list, made from its getsockopt probe: socket(), each
+    recorded option that differs here set again, SO_BINDTODEVICE, bind, connect (the
+    conductor lets only sandbox addresses through: it has its own network namespace).
+
+    The kernel doubles a buffer size it is given (net/core/sock.c sk_setsockopt): half
+    the read value is set, with the FORCE variants so the netns's rmem_max/wmem_max do
+    not cap it. An option already at its recorded value is left alone (setting TCP_MAXSEG
+    to the default it reads would pin it).
+    """
+    import struct
+
+    domain, stype = int(p["domain"]), int(p["type"])
+    sock = socket.socket(domain, stype, int(p["protocol"]))
+    try:
+        for level, name, value in p.get("options", []):
+            if sock.getsockopt(level, name) == value:
+                continue
+            if level == socket.SOL_SOCKET and name in _FORCE:
+                sock.setsockopt(level, _FORCE[name], value // 2)
+            else:
+                sock.setsockopt(level, name, value)
+        if p.get("linger"):
+            onoff, linger = (int(x) for x in p["linger"])
+            if (onoff, linger) != struct.unpack("ii", sock.getsockopt(socket.SOL_SOCKET,
+                                                                      SO_LINGER, 8)):
+                sock.setsockopt(socket.SOL_SOCKET, SO_LINGER, struct.pack("ii", onoff, linger))
+        if p.get("bound_device"):
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, str(p["bound_device"]).encode())
+        if "src" in p:
+            if domain == socket.AF_NETLINK:   # "groups HEX" and the port id (sockopt.py)
+                sock.bind((int(p.get("sport", 0)), int(str(p["src"]).split()[-1], 16)))
+            else:
+                any_addr = "::" if domain == socket.AF_INET6 else "0.0.0.0"
+                sock.bind((str(p["src"]) or any_addr, int(p.get("sport", 0))))
+        if p.get("dst"):
+            sock.connect((str(p["dst"]), int(p.get("dport", 0))))
+        return sock.detach()
+    finally:
+        sock.close()
+
+
+def allow_ping() -> None:
+    """ICMP ping sockets for our gid: net.ipv4.ping_group_range is per network namespace
+    (Linux 3.0; "1 0", nobody, in a new one), and this is the sandbox's own /proc."""
+    gid = os.getgid()
+    with open("/proc/sys/net/ipv4/ping_group_range", "w") as f:
+        f.write(f"{gid} {gid}")
+
+
 def set_pdeathsig(sig: int) -> None:
     _check(_libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
 
@@ -441,6 +496,8 @@ class Worker:
     def _socket(a: dict[str, Any]) -> int:
         """A unix socket (bound by name, listening), or an inet listener or UDP socket
         bound on the sandbox's own loopback: nothing is bound outside the sandbox."""
+        if a.get("probe"):
+            return probed_socket(a["probe"])
         family, stype, state = int(a["family"]), int(a["type"]), int(a["state"])
         sock = socket.socket(family, stype)
         try:
@@ -874,6 +931,8 @@ def main(argv: list[str]) -> None:
             private_devpts()
         leave_terminal()
         loopback_up()
+        if setup.get("ping"):
+            allow_ping()
         worker._send({"ok": True}, [])
     except OSError as err:
         worker._send({"ok": False, "errno": err.errno or 0, "error": str(err)}, [])
