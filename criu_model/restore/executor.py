@@ -10,8 +10,9 @@ yet is recorded as not rehearsed with the reason, and so are the fds and
 processes that depend on it: never silently skipped.
 
 What a step omits and a restorer needs (which pipe end a file is, a pipe's
-or socket's flags, a unix socketpair's type) is read from the snapshot by the
-step's file key; see the report for the planner fields this asks for.
+or socket's flags, a unix socketpair's type, a probed socket's numeric domain
+and each option's level and number) is read from the snapshot by the step's
+file key; see the report for the planner fields this asks for.
 """
 
 from __future__ import annotations
