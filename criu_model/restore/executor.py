@@ -382,14 +382,17 @@ class Conductor:
         self._unlink_at: set[int] = set()
         last: dict[str, int] = {}
         made: dict[str, int] = {}
-        self._node_make: set[int] = set()     # open steps that make their deleted node
+        # open steps of deleted nodes: each makes its node unless it exists (an earlier
+        # opener's step may have been skipped); the last opener removes it
+        self._node_make: set[int] = set()
         self._node_remove: set[int] = set()   # ... and that remove it (the last opener)
         for index, step in enumerate(self.plan.steps):
             fd = self.files.get(int(step.args.get("file", 0))) \
                 if step.action is Action.OPEN else None
             if fd is not None and step.args.get("node") and index not in self._refused:
                 path = str(step.args["path"])
-                self._node_make.add(made.setdefault(path, index))
+                made.setdefault(path, index)
+                self._node_make.add(index)
                 last[path] = index
                 continue
             if fd is None or not fd.deleted or step.args.get("kind") != "regular" \

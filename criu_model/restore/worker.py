@@ -218,30 +218,30 @@ def take_lock(fd: int, lock: dict[str, Any]) -> None:
 
 def make_node(path: str, node: dict[str, Any]) -> None:
     """A deleted node made again in the scratch tmpfs: its type, owner and mode (chown
-    first: it would clear set-id bits; chmod after, past the umask). A directory may
-    exist already (setup made it to hold a path planned below it)."""
+    first: it would clear set-id bits; chmod after, past the umask). It may exist
+    already: made by an earlier opener of it, or (a directory) by the setup, to hold
+    a path planned below it; then only its owner and mode are set."""
+    import contextlib
     import stat
 
     kind, mode = str(node["node"]), int(node.get("mode", 0))
     uid, gid = int(node.get("uid", 0)), int(node.get("gid", 0))
     if kind == "symlink":
-        os.symlink(str(node["target"]), path)
+        with contextlib.suppress(FileExistsError):
+            os.symlink(str(node["target"]), path)
         os.lchown(path, uid, gid)      # a symlink's mode is always 0777
         return
-    if kind == "directory":
-        try:
+    with contextlib.suppress(FileExistsError):
+        if kind == "directory":
             os.mkdir(path, 0o700)
-        except FileExistsError:
-            if not os.path.isdir(path):
-                raise
-    else:
-        fmt = {"character device": stat.S_IFCHR, "block device": stat.S_IFBLK,
-               "fifo": stat.S_IFIFO, "socket file": stat.S_IFSOCK}[kind]
-        rdev = 0
-        if node.get("rdev"):
-            major, minor = (int(x) for x in str(node["rdev"]).split(":"))
-            rdev = os.makedev(major, minor)
-        os.mknod(path, fmt | 0o600, rdev)
+        else:
+            fmt = {"character device": stat.S_IFCHR, "block device": stat.S_IFBLK,
+                   "fifo": stat.S_IFIFO, "socket file": stat.S_IFSOCK}[kind]
+            rdev = 0
+            if node.get("rdev"):
+                major, minor = (int(x) for x in str(node["rdev"]).split(":"))
+                rdev = os.makedev(major, minor)
+            os.mknod(path, fmt | 0o600, rdev)
     os.chown(path, uid, gid)
     os.chmod(path, mode)
 

@@ -31,13 +31,14 @@ link = os.open(f"{d}/link", os.O_PATH | os.O_NOFOLLOW)       # 3
 os.unlink(f"{d}/link")
 os.mkdir(f"{d}/dir", 0o710)
 dfd = os.open(f"{d}/dir", os.O_RDONLY | os.O_DIRECTORY)       # 4
+again = os.open(f"{d}/dir", os.O_RDONLY | os.O_DIRECTORY)     # 5: a second description
 os.rmdir(f"{d}/dir")
 os.mknod(f"{d}/null", 0o640 | 0o020000, os.makedev(1, 3))
 os.chown(f"{d}/null", 12, 34)
 os.chmod(f"{d}/null", 0o640)
-nfd = os.open(f"{d}/null", os.O_WRONLY)                       # 5
+nfd = os.open(f"{d}/null", os.O_WRONLY)                       # 6
 os.unlink(f"{d}/null")
-for fd in (link, dfd, nfd):
+for fd in (link, dfd, again, nfd):
     os.set_inheritable(fd, True)
 ready()
 signal.pause()
@@ -55,8 +56,11 @@ def test_deleted_nodes_are_made_again(nodes: tuple[Snapshot, int, Path]) -> None
     assert os.listdir(tmp) == []
     report = _run(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
-    for fd in (3, 4, 5):
+    for fd in (3, 4, 5, 6):
         assert _by(report, "fd", f"{pid}:{fd}").status == MATCHED, fd
+    plan = criu_model.plan(snap, live=False, pid_ns="new")
+    dirs = [s for s in plan.steps if s.action == "open" and s.args.get("node") == "directory"]
+    assert len(dirs) == 2        # two opens of one deleted directory: made once, removed once
     assert os.listdir(tmp) == []            # the host's directory was never written
 
 
@@ -66,13 +70,15 @@ def test_a_node_made_with_another_mode_is_caught(nodes: tuple[Snapshot, int, Pat
     snap, pid, _tmp = nodes
     plan = criu_model.plan(snap, live=False, pid_ns="new")
     opens = {s.args["fd"]: s for s in plan.steps if s.action == "open" and s.actor == pid}
-    opens[4].args["mode"] = 0o700
-    opens[5].args["rdev"] = "1:5"
+    for fd in (4, 5):            # both opens of the directory (each may make it)
+        opens[fd].args["mode"] = 0o700
+    opens[6].args["rdev"] = "1:5"
     report = rehearse(snap, plan)
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
     assert pidns_members(report.sandbox_pidns) == []
-    d, dev = _by(report, "fd", f"{pid}:4"), _by(report, "fd", f"{pid}:5")
+    d, dev = _by(report, "fd", f"{pid}:4"), _by(report, "fd", f"{pid}:6")
     assert (d.status, dev.status) == (MISMATCHED, MISMATCHED)
+    assert _by(report, "fd", f"{pid}:5").mismatches == d.mismatches   # one inode
     assert d.mismatches == [{"field": "file.mode", "expected": "40710", "actual": "40700"}]
     assert dev.mismatches == [{"field": "rdev", "expected": "1:3", "actual": "1:5"}]
     assert _by(report, "fd", f"{pid}:3").status == MATCHED
@@ -83,11 +89,11 @@ def test_a_host_device_is_not_opened(nodes: tuple[Snapshot, int, Path]) -> None:
     with the reason, instead of opening the host's disk."""
     snap, pid, _tmp = nodes
     plan = criu_model.plan(snap, live=False, pid_ns="new")
-    step = next(s for s in plan.steps if s.action == "open" and s.args.get("fd") == 5)
+    step = next(s for s in plan.steps if s.action == "open" and s.args.get("fd") == 6)
     step.args["rdev"] = "8:0"
     report = rehearse(snap, plan)
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
-    entry = _by(report, "fd", f"{pid}:5")
+    entry = _by(report, "fd", f"{pid}:6")
     assert entry.status == NOT_REHEARSED
     assert "8:0" in entry.reason and "host's device" in entry.reason
     assert _by(report, "fd", f"{pid}:4").status == MATCHED
