@@ -10,6 +10,7 @@ or one that is not the snapshot this one was dumped against, is an error then.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -148,6 +149,12 @@ class PageStore:
         if self.owns_fd and self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    def __del__(self) -> None:  # a snapshot dropped without close() must not leak its fd
+        with contextlib.suppress(OSError, AttributeError):
+            if self.owns_fd and self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
 
 
 def _check_runs(runs: Sequence[pages_pb2.PageRuns], slots: int, path: str,

@@ -21,6 +21,7 @@ computed from the data the first time an owner's index is asked for them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from array import array
 from collections.abc import Callable, Iterator
@@ -84,6 +85,10 @@ class PagesFile:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def __del__(self) -> None:  # a snapshot dropped without close() must not leak its fds
+        with contextlib.suppress(OSError):
+            self.close()
 
 
 def file_opener(path: str) -> Callable[[], int]:
