@@ -94,3 +94,21 @@ def test_cli_dump_and_grep_draw_a_bar_on_a_terminal_only(tmp_path: Path) -> None
         assert code == 0 and err == b""  # piped stderr: never a bar
     code, out, err = run("grep", str(tmp_path / "s1"), NEEDLE.decode("latin-1"), tty=True)
     assert code == 0 and NEEDLE in out and b"grep" in err and b"\r" in err
+
+
+def test_criu_import_reports_the_bytes_it_copies(tmp_path: Path) -> None:
+    """`import` copies a CRIU dump's pages: the reports count up to the pagemaps' total."""
+    from criu_model.formats.criu import import_pages, load_criu
+    from tests.formats.conftest import FIXTURES
+
+    snap = load_criu(FIXTURES / "tree-full")
+    calls: list[tuple[int, int, str]] = []
+    import_pages(snap, tmp_path, progress=lambda d, t, n: calls.append((d, t, n)))
+    try:
+        done = [c[0] for c in calls]
+        assert done == sorted(done) and len({c[1] for c in calls}) == 1
+        assert done[-1] == calls[-1][1] == snap.inventory.page_stats.stored * 4096 > 0
+        assert calls[-1][2].startswith("owner ")
+    finally:
+        assert snap.page_sink is not None
+        snap.page_sink.close()

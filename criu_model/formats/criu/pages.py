@@ -44,6 +44,7 @@ from criu_model.pages.store import PageStore
 
 if TYPE_CHECKING:
     from criu_model.formats.criu.mapping import CriuDump
+    from criu_model.progress import Report
     from criu_model.snapshot import Snapshot
 
 PE_PARENT, PE_LAZY, PE_PRESENT = 1, 2, 4
@@ -384,12 +385,15 @@ def _open_parent(directory: str, seen: set[str]) -> CriuPageStore | None:
     return CriuPageStore(pages, _open_parent(link, seen) if pages.parent_pages else None)
 
 
-def import_pages(snap: Snapshot, directory: str | os.PathLike[str] | None = None) -> None:
+def import_pages(snap: Snapshot, directory: str | os.PathLike[str] | None = None,
+                 progress: Report | None = None) -> None:
     """Copy a CRIU snapshot's pages into criu-model's layout, so images.write() stores them.
 
     Call before ``criu_model.write(snap, DIR)`` with DIR's parent as ``directory``
     (the data then lands in an unnamed file there, linked in by the writer).
     Inherited (parent) pages are copied too: the snapshot stands alone.
+    ``progress(copied, total, note)`` hears the bytes copied so far (total: the
+    pagemaps' pages, parents' included).
     """
     from criu_model.images.pb import pages_pb2
     from criu_model.pages.sink import PageSink
@@ -401,8 +405,11 @@ def import_pages(snap: Snapshot, directory: str | os.PathLike[str] | None = None
     messages: list[pages_pb2.PageRuns] = []
     h = xxhash.xxh3_64_intdigest
     stored = 0
+    keys = list(store.owner_keys())
+    total = sum(run.nr_pages for k in keys for run in store.pages.owners[k].runs
+                if run.offset is not None or run.in_parent) * PAGE_SIZE if progress else 0
     try:
-        for key in store.owner_keys():
+        for n, key in enumerate(keys, 1):
             owner = store.pages.owners[key]
             builder = RunBuilder()
             for addr, data in store.segments(key, 0, MAX_ADDR):
@@ -413,6 +420,8 @@ def import_pages(snap: Snapshot, directory: str | os.PathLike[str] | None = None
                 builder.add(addr, len(data) // PAGE_SIZE, STORED, slot,
                             [h(view[i:i + PAGE_SIZE]) for i in range(0, len(view), PAGE_SIZE)])
                 stored += len(data) // PAGE_SIZE
+                if progress is not None:
+                    progress(stored * PAGE_SIZE, total, f"owner {n}/{len(keys)}")
             ident: dict[str, object] = ({"pid": key[0]} if key[0] else {
                 "object_dev": key[1], "object_ino": key[2], "object_size": owner.object_size,
                 "object_path": owner.object_path})
