@@ -48,9 +48,16 @@ def show_memory(args: argparse.Namespace, extra: list[str], console: Console) ->
     length = parse_address(extra[2]) if len(extra) == 3 else DEFAULT_LENGTH
     snap = load(args.dir)
     data = snap.read_memory(pid, addr, length)
+    if args.raw and args.json:
+        raise BadArgument("give --raw or --json, not both")
     if args.raw:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
+    elif args.json:  # the view's JSON: where, how much, and the bytes as hex
+        from criu_model.render.json import print_json
+
+        print_json({"view": "memory", "pid": pid, "addr": addr, "length": len(data),
+                    "hex": data.hex()})
     else:
         show_hexdump(data, addr, console)
     return 0

@@ -94,6 +94,8 @@ def fd_to_json(fd: files_pb2.Fd, sockets: dict[int, sockets_pb2.Socket]) -> dict
         sock = sockets.get(fd.socket.inode)
         out["socket"] = socket_to_json(sock) if sock is not None else \
             {"inode": fd.socket.inode, "family": None, "type": None, "state": None}
+        if fd.socket.HasField("probe"):  # what getsockopt said (sock_diag or not)
+            out["socket"]["probe"] = message_to_json(fd.socket.probe)
     return out
 
 

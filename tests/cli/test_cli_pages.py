@@ -41,6 +41,14 @@ def test_show_memory_hexdump_and_raw(dumped: tuple[MemTree, Path]) -> None:
                           str(tree.root.pid), f"{addr:x}", str(len(NEEDLE)), "--raw"],
                          capture_output=True, timeout=60)
     assert raw.stdout == NEEDLE
+    js = run("show", str(snap), "memory", str(tree.root.pid), f"{addr:#x}",
+             str(len(NEEDLE)), "--json")
+    assert js.returncode == 0, js.stderr
+    assert json.loads(js.stdout) == {"view": "memory", "pid": tree.root.pid, "addr": addr,
+                                     "length": len(NEEDLE), "hex": NEEDLE.hex()}
+    both = run("show", str(snap), "memory", str(tree.root.pid), f"{addr:#x}", "4", "--raw",
+               "--json")
+    assert both.returncode == 2
     # decimal addresses work too; an address outside every VMA is one clear line
     assert run("show", str(snap), "memory", str(tree.root.pid), str(addr), "4").returncode == 0
     bad = run("show", str(snap), "memory", str(tree.root.pid), "0x1000", "4")

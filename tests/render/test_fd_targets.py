@@ -52,3 +52,11 @@ def test_fd_targets_of_deleted_nodes_pipe_bytes_and_probed_sockets(tmp_path: Pat
     assert rows[r].endswith(" r queued=12 (bytes captured)")
     assert rows[tcp].endswith(" inet stream UNCONN 0.0.0.0:0 -> *:* (getsockopt)")  # as ss
     assert os.path.exists(tmp_path / "snap")
+    js = subprocess.run([sys.executable, "-m", "criu_model", "show", str(snap), "fds",
+                         str(proc.pid), "--json"], capture_output=True, text=True, timeout=60)
+    import json
+
+    sock = next(f for f in json.loads(js.stdout)["fds"] if f["fd"] == tcp)["socket"]
+    assert sock["family"] is None  # sock_diag did not list it; the probe did
+    assert (sock["probe"]["domain"], sock["probe"]["type"], sock["probe"]["protocol"]) == \
+        (2, 1, 6)
