@@ -56,12 +56,12 @@ _FREEZE_PB = {
 # New processes may appear between discovery and freezing; after this many
 # rounds of "freeze, rediscover, found more" we give up rather than loop.
 _MAX_FREEZE_ROUNDS = 3
-# Test hook: seconds to hold the tree frozen before collecting, so tests can
-# deliver SIGINT/SIGTERM or kill a target at a known point of the dump.
 if TYPE_CHECKING:
     from criu_model.pages.capture import PageCapture
     from criu_model.progress import Report
 
+# Test hook: seconds to hold the tree frozen before collecting, so tests can
+# deliver SIGINT/SIGTERM or kill a target at a known point of the dump.
 HOLD_ENV = "CRIU_MODEL_TEST_HOLD_FROZEN"
 
 

@@ -10,8 +10,9 @@ Three things fdinfo does not show are read without touching the target:
 * the F_SETOWN owner and F_SETSIG signal, and a pipe's queued bytes: we take a
   copy of the target's fd with ``pidfd_getfd`` (Linux 5.6), which refers to the
   *same* open file description, and ask F_GETOWN_EX / F_GETSIG / FIONREAD /
-  F_GETPIPE_SZ, all read-only. A socket is copied only where receiving it
-  changes nothing (``__receive_sock`` re-charges it to the receiver's
+  F_GETPIPE_SZ, all read-only; a read end's queued bytes themselves are copied
+  with tee(2), which leaves them in the pipe (kernel/pipes.py). A socket is
+  copied only where receiving it changes nothing (``__receive_sock`` re-charges it to the receiver's
   net_cls/net_prio cgroup: see collect/sockprobe.py), and then identified
   with read-only getsockopt/getsockname queries. Without ``pidfd_getfd``
   (old kernel, ptrace refused) a pipe read end is reopened read-only through
