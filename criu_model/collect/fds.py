@@ -12,8 +12,9 @@ Three things fdinfo does not show are read without touching the target:
   *same* open file description, and ask F_GETOWN_EX / F_GETSIG / FIONREAD /
   F_GETPIPE_SZ, all read-only; a read end's queued bytes themselves are copied
   with tee(2), which leaves them in the pipe (kernel/pipes.py). A socket is
-  copied only where receiving it changes nothing (``__receive_sock`` re-charges it to the receiver's
-  net_cls/net_prio cgroup: see collect/sockprobe.py), and then identified
+  copied only where receiving it changes nothing (``__receive_sock``
+  re-charges it to the receiver's net_cls/net_prio cgroup: see
+  collect/sockprobe.py), and then identified
   with read-only getsockopt/getsockname queries. Without ``pidfd_getfd``
   (old kernel, ptrace refused) a pipe read end is reopened read-only through
   /proc instead (a new reader of a pipe that has one already is harmless); a
@@ -21,7 +22,8 @@ Three things fdinfo does not show are read without touching the target:
   writes do.
 * a memfd's seals and the contents of deleted files and memfds: we open
   /proc/PID/fd/N read-only, a *new* open file description, so the target's
-  file position is untouched. Data is never read from pipes.
+  file position is untouched. Nothing is ever read out of a pipe (tee copies
+  its bytes without taking them).
 
 A fd closed between listing and reading (ENOENT on its link or fdinfo) is
 skipped and counted in ``FdTable.vanished``; when the whole process is gone we
