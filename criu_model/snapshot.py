@@ -77,6 +77,26 @@ class Snapshot:
         return out
 
     @cached_property
+    def accept_queues(self) -> dict[int, sockets_pb2.Socket]:
+        """Client socket inode -> the unix listener in whose accept queue it waits.
+
+        A listener's ``pending`` (UNIX_DIAG_ICONS) lists the peers of its queued
+        embryos: the clients that connected and were not accepted yet.
+        """
+        return {c: s for s in self.sockets if s.WhichOneof("kind") == "unix"
+                for c in s.unix.pending}
+
+    @cached_property
+    def pipe_data(self) -> dict[int, bytes]:
+        """Pipe inode -> its captured queued bytes (on the first reading fd of the dump)."""
+        out: dict[int, bytes] = {}
+        for table in self.fds:
+            for fd in table.fds:
+                if fd.WhichOneof("state") == "pipe" and fd.pipe.HasField("data"):
+                    out.setdefault(fd.pipe.pipe_ino, fd.pipe.data)
+        return out
+
+    @cached_property
     def registers_by_pid(self) -> dict[int, regs_pb2.ProcessRegs]:
         return {r.pid: r for r in self.registers}
 

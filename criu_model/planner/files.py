@@ -152,8 +152,7 @@ class FilePlan:
         self.host_ttys: dict[int, str] = {}  # device -> path, for ttys the restore opens
         self.private: set[int] = set()
         self._tcp_ends: set[tuple[str, int, str, int]] | None = None
-        self._pending_of: dict[int, sockets_pb2.Socket] | None = None
-        self._pipe_data: dict[int, int] | None = None
+        self._pipes_refilled: set[int] = set()
         self._collect()
         self._choose_openers(creators)
 
@@ -451,23 +450,11 @@ class FilePlan:
         The bytes are on one fd of the pipe (the first reader in dump order);
         the step that makes the pipe writes them back before anyone reads.
         """
-        if self._pipe_data is None:
-            self._pipe_data = {f.pipe.pipe_ino: len(f.pipe.data) for t in self.snap.fds
-                               for f in t.fds if f.WhichOneof("state") == "pipe"
-                               and f.pipe.HasField("data") and f.pipe.data}
-        n = self._pipe_data.pop(fd.pipe.pipe_ino, 0)  # once: a FIFO may be opened twice
+        if fd.pipe.pipe_ino in self._pipes_refilled:
+            return {}  # once: a FIFO may be opened twice
+        self._pipes_refilled.add(fd.pipe.pipe_ino)
+        n = len(self.snap.pipe_data.get(fd.pipe.pipe_ino, b""))
         return {"queued": n} if n else {}
-
-    def _pending_listener(self, sock: sockets_pb2.Socket) -> sockets_pb2.Socket | None:
-        """The snapshot's listener in whose accept queue ``sock`` waits, if any.
-
-        A listener's ``pending`` (UNIX_DIAG_ICONS) lists the peers of its queued
-        embryos: the clients that connected and were not accepted yet.
-        """
-        if self._pending_of is None:
-            self._pending_of = {c: s for s in self.snap.sockets
-                                if s.WhichOneof("kind") == "unix" for c in s.unix.pending}
-        return self._pending_of.get(sock.inode)
 
     def check_pending_connects(self) -> None:
         """A waiting client connects after its listener listens, or the plan says why not."""
@@ -538,7 +525,7 @@ class FilePlan:
                 if name:
                     args["name"] = name
                 return Action.OPEN, "unix listener: socket, bind, listen"
-            listener = self._pending_listener(sock)
+            listener = self.snap.accept_queues.get(sock.inode)
             if listener is not None:
                 # A client that connected and was not accepted yet: its peer is an
                 # embryo in the listener's queue, held by no fd. It connects again

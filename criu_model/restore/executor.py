@@ -717,9 +717,7 @@ class Conductor:
         fd = self.files.get(key)
         if fd is None or fd.WhichOneof("state") != "pipe":
             return b""
-        return next((f.pipe.data for t in self.snap.fds for f in t.fds
-                     if f.WhichOneof("state") == "pipe" and f.pipe.pipe_ino == fd.pipe.pipe_ino
-                     and f.pipe.HasField("data")), b"")
+        return self.snap.pipe_data.get(fd.pipe.pipe_ino, b"")
 
     def _end(self, key: int) -> dict[str, Any]:
         fd = self.files.get(key)
@@ -780,12 +778,8 @@ class Conductor:
 
     def pending_listener(self, sock: sockets_pb2.Socket) -> sockets_pb2.Socket | None:
         """The listener in whose accept queue `sock` waits (connected, not accepted yet),
-        or None. A listener's `pending` lists its waiting clients (UNIX_DIAG_ICONS: the
-        peers of the queued embryos, net/unix/diag.c), whose own peer the dump leaves 0."""
-        if not hasattr(self, "_pending_of"):
-            self._pending_of = {c: s for s in self.snap.sockets
-                                if s.WhichOneof("kind") == "unix" for c in s.unix.pending}
-        return self._pending_of.get(sock.inode)
+        or None; the dump leaves such a client's own peer 0."""
+        return self.snap.accept_queues.get(sock.inode)
 
     def _listener_opened(self, listener: sockets_pb2.Socket) -> bool:
         """Its open step ran and the kernel took it (so a connect can reach it)."""

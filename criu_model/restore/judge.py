@@ -115,7 +115,6 @@ class Judge:
         self.box = sandbox
         self.ex = execution
         self.entries: list[Entry] = []
-        self._pending: dict[int, dict[int, Any]] = {}   # id(snapshot) -> embryo -> listener
         # sandbox pid here -> the snapshot's outermost pid (its key), for processes below
         # the sandbox init
         self.key_of: dict[int, int] = {}
@@ -305,7 +304,7 @@ class Judge:
                 out["name"] = printable(s.unix.name)
                 if s.unix.pending:
                     out["pending"] = len(s.unix.pending)     # connections not accepted yet
-                listener = self._pending_in(snap, s)
+                listener = snap.accept_queues.get(s.inode)
                 if listener is not None:
                     out["peer"] = f"waits in the accept queue of {printable(listener.unix.name)}"
             elif s.WhichOneof("kind") == "inet":
@@ -315,16 +314,6 @@ class Judge:
             return out
 
         return [("socket", desc(a, self.snap), desc(b, self.box))]
-
-    def _pending_in(self, snap: Snapshot, sock: Any) -> Any:
-        """The listener in whose accept queue `sock` waits (not accepted yet), or None
-        (a listener's `pending` lists its waiting clients: UNIX_DIAG_ICONS)."""
-        index = self._pending.get(id(snap))
-        if index is None:
-            index = self._pending[id(snap)] = {
-                e: s for s in snap.sockets if s.WhichOneof("kind") == "unix"
-                for e in s.unix.pending}
-        return index.get(sock.inode)
 
     # ------------------------------------------------------------ links between fds
 
@@ -340,7 +329,7 @@ class Judge:
         sock = snap.sockets_by_inode.get(fd.socket.inode)
         if sock is None or sock.WhichOneof("kind") != "unix" or not sock.unix.peer_inode:
             return None
-        if self._pending_in(snap, sock) is not None:
+        if sock.inode in snap.accept_queues:
             return None   # its peer is not an fd but an embryo in an accept queue
         return tuple(sorted((sock.inode, sock.unix.peer_inode)))
 
@@ -434,11 +423,11 @@ class Judge:
             queued = next((fd.pipe.queued_bytes for _p, fd in holders
                            if fd.pipe.HasField("queued_bytes")), None)
             here = got.pipe.queued_bytes if got.pipe.HasField("queued_bytes") else None
-            data = next((fd.pipe.data for _p, fd in holders if fd.pipe.HasField("data")), None)
+            data = self.snap.pipe_data.get(want.pipe.pipe_ino)
             if queued == 0 or data is not None:
                 pairs.append(("queued_bytes", queued, here))
             if data is not None:  # the bytes themselves, as the sandbox's dump read them
-                back = self._box_pipe_data(got.pipe.pipe_ino)
+                back = self.box.pipe_data.get(got.pipe.pipe_ino)
                 pairs.append(("data", _digest(data), _digest(back)))
             entry = _entry("pipe_buffer", ident, pairs)
             if entry.status == MATCHED and queued != 0 and data is None:
@@ -448,12 +437,6 @@ class Judge:
                             if u.field == "pipe.data"), "no reader of the dump held them")
                     if queued else "its queued bytes were not readable at the dump"))
             self.entries.append(entry)
-
-    def _box_pipe_data(self, pipe_ino: int) -> bytes | None:
-        """The bytes the sandbox's dump captured for one of its pipes."""
-        return next((fd.pipe.data for t in self.box.fds for fd in t.fds
-                     if fd.WhichOneof("state") == "pipe" and fd.pipe.pipe_ino == pipe_ino
-                     and fd.pipe.HasField("data")), None)
 
     def _locks(self) -> None:
         """Per fd holding file locks: the same locks (kind, mode, range, owner) there.
