@@ -57,6 +57,12 @@ _EXECUTED = frozenset({Action.CLONE, Action.SETSID, Action.SETPGID, Action.SUBRE
                        Action.SEND_FD, Action.EPOLL_ADD, Action.OPEN_PTY,
                        Action.SET_CTTY, Action.DROP_CTTY, Action.SET_FG,
                        Action.TCP_REPAIR, Action.MAP_VMAS, Action.FILL_PAGES})
+# What a CLONE_VM child's creator runs for it through its mailbox (worker.run_remote):
+# a step that acts on the caller runs in the child; any other is not rehearsed there.
+_REMOTE = frozenset({Action.SETSID, Action.SETPGID, Action.EXIT, Action.OPEN, Action.PIPE,
+                     Action.SOCKETPAIR, Action.DUP2, Action.CLOSE, Action.UNSHARE,
+                     Action.TCP_REPAIR, Action.OPEN_PTY, Action.SET_CTTY, Action.MAP_VMAS,
+                     Action.FILL_PAGES})
 _MEMORY_TIMEOUT = 300.0   # seconds for one process's memory job (a GiB fills in ~1 s)
 _BATCH = 64   # steps per message: a few KiB, far below MAX_MESSAGE
 _TCP_LISTEN, _TCP_CLOSE = 10, 7
@@ -341,6 +347,10 @@ class Conductor:
         self._creating: dict[tuple[int, int, int], tuple[int, int, int]] = {}
         self._objects: dict[tuple[int, int, int], str] = {}
         self._memory_t0 = 0.0
+        # CLONE_VM children: actor -> the creator whose worker runs their steps (they run
+        # no Python of their own, restore/clonevm.py); their map_vmas steps wait for it
+        self._via: dict[int, int] = {}
+        self._vm_maps: list[tuple[int, Step]] = []
 
     # ------------------------------------------------------------ setup
 
@@ -445,6 +455,13 @@ class Conductor:
         if actor not in self.channels:
             why = self._gone.get(actor, "its actor does not exist")
             return self._skip(index, step, f"actor {actor} is not running: {why}")
+        if actor in self._via and step.action not in _REMOTE:
+            return self._skip(index, step, f"{step.action} is not rehearsed in a CLONE_VM "
+                                           "child (its creator runs its steps through a "
+                                           "syscall mailbox)")
+        if step.action is Action.MAP_VMAS and actor in self._via:
+            self._vm_maps.append((index, step))   # its address space is its creator's
+            return None
         if step.action is Action.MAP_VMAS:
             return self._map_vmas(index, step)
         if step.action is Action.FILL_PAGES:
@@ -473,11 +490,6 @@ class Conductor:
             return self._send_fd(index, step)
         if step.action is Action.SETNS:
             return self._setns(index, step)
-        if step.action is Action.CLONE and int(a.get("flags_value", 0)) & 0x100 \
-                and not int(a.get("flags_value", 0)) & 0x10000:
-            self.result.thread_note[int(a["child"])] = \
-                "CLONE_VM/CLONE_SIGHAND sharing is not rehearsed (a Python fork keeps its own " \
-                "address space)"
         planned = self.plan.processes.get(actor)
         if step.action is Action.EXIT and a.get("signal") and planned is not None \
                 and planned.new_pid_ns:
@@ -509,10 +521,11 @@ class Conductor:
             # back by the worker right after it makes the pipe
             key = int(a["files"][0]) if step.action is Action.PIPE else int(a.get("file", 0))
             wire["data_hex"] = self._pipe_data(key).hex()
-        if step.action is Action.CLONE and int(a.get("flags_value", 0)) & 0x400 \
+        if step.action is Action.CLONE and int(a.get("flags_value", 0)) & 0x500 \
                 and not int(a.get("flags_value", 0)) & 0x10000:
             # CLONE_FILES without CLONE_THREAD: the child's control socket needs a number
-            # of its own in the table it shares, above every service fd (worker.py)
+            # of its own in the table it shares, above every service fd (worker.py); a
+            # CLONE_VM child's copied table holds its pidfd of the creator there
             wire["ctl_fd"] = self._next_ctl
             self._next_ctl += 1
         if step.action is Action.OPEN and a.get("kind") == "inotify":
@@ -613,8 +626,14 @@ class Conductor:
         if step.action is Action.CLONE:
             self._adopt(index, step, reply, fds)
         elif step.action is Action.EXIT:
-            with contextlib.suppress(OSError):
-                self.channels.pop(actor).close()
+            sock = self.channels.pop(actor)
+            if actor not in self._via:       # a CLONE_VM child's is its creator's
+                with contextlib.suppress(OSError):
+                    sock.close()
+            for child in [c for c, via in self._via.items() if via == actor]:
+                self._gone.setdefault(child, f"its creator {actor}, which ran its steps, "
+                                             f"exited (step {index})")
+                self.channels.pop(child, None)
             self._gone[actor] = f"it exited (step {index})"
             self._await_death(actor)
         return None
@@ -624,6 +643,14 @@ class Conductor:
         inherit = {k: v for k, v in self.result.missing_fds.items() if k[0] == step.actor}
         for (_, fd), why in inherit.items():
             self.result.missing_fds.setdefault((child, fd), why)
+        if step.action is Action.CLONE and not reply.get("vm") \
+                and int(step.args.get("flags_value", 0)) & 0x100 \
+                and not int(step.args.get("flags_value", 0)) & 0x10000:
+            self.result.thread_note[child] = \
+                "CLONE_VM/CLONE_SIGHAND sharing is not rehearsed here (its mailbox child " \
+                "runs x86_64 code only): a Python fork keeps its own address space"
+        if reply.get("vm"):
+            return self._adopt_vm(step.actor, child, int(reply["pid"]))
         if reply.get("thread"):
             if reply.get("tid") is None:
                 self.result.thread_note[step.actor] = \
@@ -646,6 +673,25 @@ class Conductor:
                 self.host_pid[child] = struct.unpack("iII", data[:12])[0]
         # Off again: credentials on every reply would crowd out the fds they carry.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
+
+    def _adopt_vm(self, creator: int, child: int, pid: int) -> None:
+        """A CLONE_VM child: its steps go to its creator's worker; its pid here is found
+        among the creator's children by its pid in the creator's namespace (NSpid)."""
+        self._via[child] = creator
+        self.channels[child] = self.channels[creator]
+        host = self.host_pid.get(creator)
+        if host is None:
+            return
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{host}/task/{host}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+            for kid in kids:
+                with open(f"/proc/{kid}/status") as f:
+                    nspid = next((line.split()[1:] for line in f
+                                  if line.startswith("NSpid:")), [])
+                if nspid and int(nspid[-1]) == pid:
+                    self.host_pid[child] = kid
+                    return
 
     def _await_death(self, actor: int, timeout: float = 5.0) -> None:
         """The worker answers before it exits: wait until the kernel has it dead (a zombie
@@ -988,6 +1034,7 @@ class Conductor:
 
         for actor in list(self._pending):
             self._collect(actor)
+        self._vm_memory()
         fills, self._fills = self._fills, []
         for index, step in fills:
             got = self.result.vmas.get((step.actor, int(step.args["start"])))
@@ -1001,6 +1048,26 @@ class Conductor:
                 self.result.outcomes.append(StepOutcome(index, step, "failed", detail))
             else:
                 self._skip(index, step, detail)
+
+    def _vm_memory(self) -> None:
+        """A CLONE_VM child's VMAs are its creator's (one address space): each takes the
+        outcome its creator's job had at the same address."""
+        from criu_model.restore import memory
+
+        vmas = self.result.vmas
+        for index, step in self._vm_maps:
+            actor = step.actor
+            creator = self._via[actor]
+            mm = self.snap.memory_by_pid.get(actor)
+            for vma in mm.vmas if mm else ():
+                vmas[(actor, vma.start)] = vmas.get(
+                    (creator, vma.start),
+                    (memory.NOT_REHEARSED, f"not mapped by its creator {creator}, whose "
+                                           "address space it shares (CLONE_VM)"))
+            self.result.outcomes.append(StepOutcome(
+                index, step, "done", f"the address space of its creator {creator} "
+                                     "(CLONE_VM): mapped there"))
+        self._vm_maps = []
 
     def _record(self, index: int, step: Step, reply: dict[str, Any]) -> None:
         if reply.get("ok"):
@@ -1018,8 +1085,9 @@ class Conductor:
 
     def _exchange(self, actor: int, cmd: dict[str, Any], what: str,
                   fds: list[int] | None = None) -> tuple[dict[str, Any], list[int]]:
-        if actor in self._pending:
-            self._collect(actor)
+        owner = self._via.get(actor, actor)   # a CLONE_VM child's channel is its creator's
+        if owner in self._pending:
+            self._collect(owner)
         sock = self.channels[actor]
         socket.send_fds(sock, [json.dumps(cmd).encode()], fds or [])
         return receive(sock, what, who=f"actor {actor}")
@@ -1031,6 +1099,8 @@ class Conductor:
         if self._root_fd >= 0:
             os.close(self._root_fd)
             self._root_fd = -1
+        for child in self._via:              # parked by their creator's worker
+            self.channels.pop(child, None)
         order = [k for k in self.channels if k != NEW_NS_INIT] + [NEW_NS_INIT]
         for actor in order:
             sock = self.channels.get(actor)

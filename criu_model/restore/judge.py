@@ -527,8 +527,8 @@ class Judge:
     def _task_shares(self) -> None:
         """Processes (not threads) sharing an fd table, fs, signal handlers or an address
         space (kcmp ids of the dump): the same groups in the sandbox, and nobody else in
-        them. CLONE_VM (and CLONE_SIGHAND, which needs it) is not rehearsed: a Python
-        worker cannot share its address space with another."""
+        them. CLONE_VM (and CLONE_SIGHAND, which needs it) children are mailbox children
+        (clonevm.py, x86_64); elsewhere the executor's note says why not rehearsed."""
         box_key = {p.pid: k for k, p in self.box_by_key.items()}
         live = [p for p in self.snap.processes if p.state != "Z"
                 and p.pid not in self.ex.missing_procs]

@@ -197,7 +197,7 @@ def test_fd_table_and_fs_sharing(sharing: tuple[Snapshot, int, list[int]]) -> No
     assert _by(report, "task_share", f"fs:{root},{fs},{both}").status == MATCHED
     for kind in ("vm", "sighand"):
         entry = _by(report, "task_share", f"{kind}:{root},{vm}")
-        assert entry.status == NOT_REHEARSED and "CLONE_VM" in entry.reason
+        assert entry.status == MATCHED, entry.to_json()
     # the shared table's fds are the same fds in all three (one table)
     for pid in (files, both):
         assert _by(report, "fd", f"{pid}:3").status == MATCHED
