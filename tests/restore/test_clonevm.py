@@ -120,3 +120,27 @@ def test_lost_clone_vm_is_a_mismatch(vm_tree: tuple[Snapshot, int, int, int]) ->
     entry = _by(report, "task_share", f"vm:{root},{a},{b}")
     assert entry.status == MISMATCHED
     assert entry.mismatches[0]["expected"] == f"{root},{a},{b}"
+
+
+def test_mailbox_child_runs_calls_and_reports_errors() -> None:
+    import errno
+
+    from criu_model.restore.clonevm import spawn
+
+    child = spawn(0x100, [])
+    try:
+        assert child.call("setsid") == child.pid          # it acted on itself
+        with open(f"/proc/{child.pid}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[3]) == child.pid   # its session
+        with pytest.raises(OSError) as err:
+            child.call("close", 1 << 20)
+        assert err.value.errno == errno.EBADF
+        child.exit(7)
+        assert os.waitpid(child.pid, 0)[1] >> 8 == 7
+        with pytest.raises(OSError) as err:
+            child.call("setsid")
+        assert err.value.errno == errno.ESRCH
+    finally:
+        if child.alive:
+            os.kill(child.pid, 9)
+            os.waitpid(child.pid, 0)
