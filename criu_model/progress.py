@@ -49,11 +49,15 @@ class Bar:
         self.delay_s = delay_s
         self._next = self.started + delay_s
         self._drawn = False
+        self._note = ""
 
     def __call__(self, done: int, total: int, note: str = "") -> None:
         now = time.monotonic()
-        if now < self._next:
+        # a new note is a new phase: drawn at once (past the quiet start), since the
+        # phase may be long and the last drawn line would stand for it
+        if now < self._next and (note == self._note or now < self.started + self.delay_s):
             return
+        self._note = note
         self._next = now + _INTERVAL_S
         self._draw(done, total, note, now)
 

@@ -94,6 +94,10 @@ def test_cli_dump_and_grep_draw_a_bar_on_a_terminal_only(tmp_path: Path) -> None
         assert code == 0 and err == b""  # piped stderr: never a bar
     code, out, err = run("grep", str(tmp_path / "s1"), NEEDLE.decode("latin-1"), tty=True)
     assert code == 0 and NEEDLE in out and b"grep" in err and b"\r" in err
+    # plan --rehearse counts the plan's steps, then says it judges; the report follows
+    code, out, err = run("plan", str(tmp_path / "s1"), "--rehearse", tty=True)
+    assert code in (0, 3) and b"rehearsed:" in out
+    assert b"rehearsing" in err and b" steps" in err and b"judging" in err
 
 
 def test_criu_import_reports_the_bytes_it_copies(tmp_path: Path) -> None:
@@ -112,3 +116,27 @@ def test_criu_import_reports_the_bytes_it_copies(tmp_path: Path) -> None:
     finally:
         assert snap.page_sink is not None
         snap.page_sink.close()
+
+
+@needs_root
+def test_rehearsal_reports_its_steps() -> None:
+    """rehearse(progress=) hears every step in order, up to the plan's length, then judging."""
+    import subprocess
+
+    import criu_model
+    from criu_model.restore import rehearse
+
+    proc = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        snap = criu_model.dump([proc.pid])
+    finally:
+        proc.kill()
+        proc.wait()
+    plan = criu_model.plan(snap, live=False, pid_ns="new")
+    calls: list[tuple[int, int, str]] = []
+    report = rehearse(snap, plan, progress=lambda d, t, n: calls.append((d, t, n)))
+    assert report.ok
+    done = [c[0] for c in calls]
+    assert done == sorted(done) and {c[1] for c in calls} == {len(plan.steps)}
+    assert done[-1] == len(plan.steps) and calls[-1][2] == "judging"

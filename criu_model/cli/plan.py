@@ -71,12 +71,19 @@ def _rehearse(args: argparse.Namespace, console: Console) -> int:
 
     from criu_model.images import load
     from criu_model.planner import plan
+    from criu_model.progress import bar_for_terminal
     from criu_model.render.json import print_json
     from criu_model.restore import rehearse
     from criu_model.restore.report import write_report
 
     snap = load(args.dir)
-    report = rehearse(snap, plan(snap, live=False, pid_ns="new"), keep=args.keep)
+    made = plan(snap, live=False, pid_ns="new")
+    bar = bar_for_terminal("rehearsing", unit="steps")
+    try:
+        report = rehearse(snap, made, keep=args.keep, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
     if args.json:
         print_json(report.to_json())
     else:

@@ -33,6 +33,7 @@ from criu_model.images.pb import files_pb2, sockets_pb2
 from criu_model.names import printable
 from criu_model.planner import NEW_NS_INIT
 from criu_model.planner.model import RESTORER, Action, Plan, Step
+from criu_model.progress import Report
 from criu_model.restore.sandbox import Sandbox, await_reply, receive, start
 from criu_model.restore.worker import (
     HARMLESS_DEVICES,
@@ -419,10 +420,16 @@ class Conductor:
 
     # ------------------------------------------------------------ steps
 
-    def run(self) -> Execution:
+    def run(self, progress: Report | None = None) -> Execution:
+        """Every step in plan order; `progress` hears (steps done, steps, note)."""
+        total = len(self.plan.steps)
         for index, step in enumerate(self.plan.steps[1:], start=1):
             self._one(index, step)
+            if progress is not None:
+                progress(index, total, "")
         self._flush()
+        if progress is not None:
+            progress(total, total, "memory" if self._pending else "")
         self._finish_memory()
         self.result.outcomes.sort(key=lambda o: o.index)
         return self.result

@@ -21,6 +21,7 @@ from types import FrameType
 from criu_model.errors import CriuModelError
 from criu_model.images.pb import sockets_pb2
 from criu_model.planner.model import Plan
+from criu_model.progress import Report
 from criu_model.restore.executor import Conductor
 from criu_model.restore.judge import RehearsalReport, judge
 from criu_model.snapshot import Snapshot
@@ -102,11 +103,13 @@ def memory_totals(stats: dict[str, float]) -> dict[str, float]:
             "wall_mb_per_s": round(nbytes / wall / 1e6, 1) if wall > 0 else 0.0}
 
 
-def rehearse(snapshot: Snapshot, plan: Plan, *, keep: bool = False) -> RehearsalReport:
+def rehearse(snapshot: Snapshot, plan: Plan, *, keep: bool = False,
+             progress: Report | None = None) -> RehearsalReport:
     """Execute `plan` (made with pid_ns="new") in a sandbox; compare it with `snapshot`.
 
     keep: leave the parked sandbox running; ``report.sandbox_pid`` is its init
-    here (``kill -9`` it to end the whole sandbox).
+    here (``kill -9`` it to end the whole sandbox). progress: hears (steps done,
+    steps, note) while the plan runs, then "judging".
     """
     from criu_model.dumper import dump
 
@@ -118,9 +121,11 @@ def rehearse(snapshot: Snapshot, plan: Plan, *, keep: bool = False) -> Rehearsal
             sandbox = conductor.create()
             report.sandbox_pid = sandbox.pid
             report.sandbox_pidns = sandbox.pidns
-            execution = conductor.run()
+            execution = conductor.run(progress)
             conductor.park(keep)
             t1 = time.perf_counter()
+            if progress is not None:
+                progress(len(plan.steps), len(plan.steps), "judging")
             hold = os.environ.get(HOLD_ENV)
             if hold:
                 import sys
