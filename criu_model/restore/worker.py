@@ -6,9 +6,9 @@ nothing of criu-model's heap, threads or fds leaks into the sandbox. Every
 other sandbox process is a clone3 copy of its creator's worker, as the plan
 says, except a CLONE_VM child: it runs no Python (clonevm.py), and its creator
 runs its steps through a syscall mailbox (run_remote). Each worker holds one
-SOCK_SEQPACKET control socket to the conductor
-(criu-model, outside): one JSON command in, one JSON reply out, fds attached
-with SCM_RIGHTS where a step moves one. Steps run one at a time in plan
+SOCK_SEQPACKET control socket to the conductor (criu-model, outside): one JSON
+command in, one JSON reply out, fds attached with SCM_RIGHTS where a step
+moves one. Steps run one at a time in plan
 order, because the kernel's rules (setpgid, setsid, reparenting) depend on
 the order across processes.
 
