@@ -49,12 +49,11 @@ _OPEN_KINDS = frozenset({"regular", "directory", "opath", "pipe", "fifo", "event
                          "signalfd", "timerfd", "pidfd", "epoll", "socket"})
 _NOT_YET = {
     Action.LAST_PID_CLONE: "the ns_last_pid fallback is not rehearsed (clone3 set_tid is)",
-    Action.SETNS_PID: "setns into a pid namespace is not rehearsed yet",
 }
 # What the workers execute; any other action (a newer planner's too) is not rehearsed.
 _EXECUTED = frozenset({Action.CLONE, Action.SETSID, Action.SETPGID, Action.SUBREAPER,
                        Action.EXIT, Action.WAIT, Action.OPEN, Action.PIPE, Action.SOCKETPAIR,
-                       Action.DUP2, Action.CLOSE, Action.UNSHARE, Action.SETNS,
+                       Action.DUP2, Action.CLOSE, Action.UNSHARE, Action.SETNS, Action.SETNS_PID,
                        Action.SEND_FD, Action.EPOLL_ADD, Action.OPEN_PTY,
                        Action.SET_CTTY, Action.DROP_CTTY, Action.SET_FG,
                        Action.TCP_REPAIR, Action.MAP_VMAS, Action.FILL_PAGES})
@@ -497,6 +496,8 @@ class Conductor:
             return self._send_fd(index, step)
         if step.action is Action.SETNS:
             return self._setns(index, step)
+        if step.action is Action.SETNS_PID:
+            return self._setns_pid(index, step)
         planned = self.plan.processes.get(actor)
         if step.action is Action.EXIT and a.get("signal") and planned is not None \
                 and planned.new_pid_ns:
@@ -927,6 +928,24 @@ class Conductor:
         # The sandbox's /proc numbers processes at the sandbox level: set_tid[-1].
         wire = {"op": "setns_path", "path": f"/proc/{holder.set_tid[-1]}/ns/{step.args['ns']}"}
         reply, _ = self._ask(step.actor, wire, f"step {index}")
+        self._record(index, step, reply)
+        return None
+
+    def _setns_pid(self, index: int, step: Step) -> None:
+        """pid_ns_for_children := the active pid namespace of `ns_init` (setns(2) on
+        /proc/PID/ns/pid, Linux 3.8): the creator's next clone lands there. Back home is
+        /proc/self/ns/pid (its own active one) or the sandbox init's, pid 1."""
+        ns_init = int(step.args["ns_init"])
+        if ns_init == NEW_NS_INIT:
+            path = "/proc/1/ns/pid"
+        elif ns_init == step.actor:
+            path = "/proc/self/ns/pid"
+        else:
+            holder = self.plan.processes.get(ns_init)
+            if holder is None or ns_init in self._gone or not holder.set_tid:
+                return self._skip(index, step, f"namespace init {ns_init} is not running")
+            path = f"/proc/{holder.set_tid[-1]}/ns/pid"   # numbered at the sandbox level
+        reply, _ = self._ask(step.actor, {"op": "setns_path", "path": path}, f"step {index}")
         self._record(index, step, reply)
         return None
 

@@ -280,8 +280,9 @@ def test_dup2_keeps_cloexec(data_file: str) -> None:
 
 # Seeds of tests/plan/simtrees.py's random trees: 52 holds a pid-namespace init that
 # died of SIGKILL (a namespace init ignores its own kill(): the conductor signals it),
-# 26 and 35 threads whose tids a later sibling's set_tid needs.
-_SEEDS = (0, 1, 2, 3, 26, 35, 52)
+# 26 and 35 threads whose tids a later sibling's set_tid needs; 578 and 2500 a creator
+# that must setns into a nested pid namespace for a clone (setns_pid) and back.
+_SEEDS = (0, 1, 2, 3, 26, 35, 52, 578, 2500)
 
 
 @pytest.mark.parametrize("seed", _SEEDS)
@@ -298,6 +299,9 @@ def test_random_trees_the_kernel_runs(seed: int) -> None:
     report = rehearse(snap, plan)
     _gone(report)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    if seed in (578, 2500):
+        assert any(s.action == "setns_pid" for s in plan.steps)
+        assert not [e for e in report.entries if e.status != MATCHED]
 
 
 @pytest.mark.parametrize("kind", ["regular", "dirs", "fifo", "eventfd", "signalfd", "timerfd",
