@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from criu_model.sharing import FdKey, SharingStats, assign_file_ids, task_shares
+from criu_model.collect.sharing import FdKey, SharingStats, assign_file_ids, task_shares
 
 SIZES = (10, 30, 100)
 FILES = 5
