@@ -163,7 +163,7 @@ def _collect_sockets(tables: list[files_pb2.FdTable]) -> SocketDump:
     inodes = {fd.socket.inode for t in tables for fd in t.fds if fd.HasField("socket")}
     if not inodes:
         return SocketDump()
-    from criu_model.collect.sockets import collect_sockets  # pyroute2: only when needed
+    from criu_model.collect.sockets import collect_sockets  # only when needed
 
     dump = collect_sockets(inodes)
     for table in tables:

@@ -1,12 +1,12 @@
 """The sock_diag protocol: message layouts, requests, and one dump connection.
 
-* pyroute2 declares the unix and inet diag messages like the C headers
-  (``fields`` + ``nla_map``) but has no netlink_diag or packet_diag classes, and
-  its unix attribute map stops before ``UNIX_DIAG_UID``. We declare the missing
-  ones the same way, from include/uapi/linux/{unix,inet,netlink,packet}_diag.h,
-  and compile all four with :mod:`nlcodec` (pyroute2's own decoder is ~30 µs
-  per message; tests/collect/test_sockets.py checks both agree).
-* Requests are pyroute2 messages, encoded by pyroute2.
+* Every message is declared like the C headers (``fields`` + ``nla_map``, the
+  convention of pyroute2, on :mod:`nlcodec`'s own base classes), from
+  include/uapi/linux/{unix,inet,netlink,packet}_diag.h, and compiled with
+  :mod:`nlcodec`. Nothing here imports pyroute2: its package import cost a
+  dump 150-300 ms, inside the frozen window. tests/collect/test_sockets.py
+  holds these declarations and our decoder to pyroute2's, on the same messages.
+* Requests are encoded from the same declarations (:class:`Request`).
 * :class:`DiagConnection` is a plain NETLINK_SOCK_DIAG socket: pyroute2's
   DiagSocket runs an asyncio loop per call and disables NLMSG_ERROR checking
   (its MarshalDiag keys replies on the family byte), so a missing handler
@@ -19,24 +19,31 @@ import errno
 import socket
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
-from pyroute2.netlink import (
-    NETLINK_SOCK_DIAG,
-    NLM_F_DUMP,
-    NLM_F_DUMP_INTR,
-    NLM_F_REQUEST,
-    NLMSG_DONE,
-    NLMSG_ERROR,
+from criu_model.collect.nlcodec import (
+    NLA_HDRLEN,
+    NLMSG_HDRLEN,
+    NLMSG_HEADER,
+    Layout,
+    StructCodec,
+    align4,
     nla,
     nlmsg,
-    nlmsgerr,
 )
-from pyroute2.netlink.diag import inet_diag_msg, inet_diag_req, unix_diag_msg, unix_diag_req
-
-from criu_model.collect.nlcodec import NLMSG_HDRLEN, NLMSG_HEADER, Layout, align4
 from criu_model.errors import KernelUnsupported
 
-# --- constants (include/uapi/linux/*_diag.h, sock_diag.h, tcp.h) -------------
+# --- constants (include/uapi/linux/netlink.h, *_diag.h, sock_diag.h, tcp.h) --
+
+NETLINK_SOCK_DIAG = 4
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP_INTR = 0x10
+NLM_F_DUMP = 0x300             # NLM_F_ROOT | NLM_F_MATCH
+NLM_F_CAPPED = 0x100           # (in an NLMSG_ERROR) the request is echoed as a header only
+NLM_F_ACK_TLVS = 0x200         # (in an NLMSG_ERROR) extended ack attributes follow, Linux 4.12
+NLMSGERR_ATTR_MSG = 1
+NLMSG_ERROR, NLMSG_DONE = 2, 3
 
 SOCK_DIAG_BY_FAMILY = 20
 
@@ -103,7 +110,7 @@ def split_wscale(byte: int) -> tuple[int, int]:
     return byte & TCPI_SND_WSCALE_MASK, byte >> TCPI_RCV_WSCALE_SHIFT
 
 
-# --- declarations missing from pyroute2 -------------------------------------
+# --- declarations (include/uapi/linux/*_diag.h) ---------------------------
 
 
 class sk_meminfo(nla):
@@ -122,12 +129,34 @@ class sk_meminfo(nla):
     )
 
 
-class unix_diag_msg_full(unix_diag_msg):
-    """pyroute2's unix_diag_msg with the whole attribute map we ask for.
+class unix_diag_req(nlmsg):
+    """struct unix_diag_req (include/uapi/linux/unix_diag.h)."""
+
+    fields = (
+        ("sdiag_family", "B"),
+        ("sdiag_protocol", "B"),
+        ("__pad", "H"),
+        ("udiag_states", "I"),
+        ("udiag_ino", "I"),
+        ("udiag_show", "I"),
+        ("udiag_cookie", "Q"),
+    )
+
+
+class unix_diag_msg_full(nlmsg):
+    """struct unix_diag_msg with the whole attribute map we ask for.
 
     UNIX_DIAG_NAME is raw bytes, not 'asciiz': an abstract name starts with NUL.
     """
 
+    fields = (
+        ("udiag_family", "B"),
+        ("udiag_type", "B"),
+        ("udiag_state", "B"),
+        ("__pad", "B"),
+        ("udiag_ino", "I"),
+        ("udiag_cookie", "Q"),
+    )
     nla_map = (
         ("UNIX_DIAG_NAME", "cdata"),
         ("UNIX_DIAG_VFS", "unix_diag_vfs"),
@@ -139,6 +168,12 @@ class unix_diag_msg_full(unix_diag_msg):
         ("UNIX_DIAG_UID", "uint32"),
     )
     sk_meminfo = sk_meminfo
+
+    class unix_diag_vfs(nla):
+        fields = (("udiag_vfs_ino", "I"), ("udiag_vfs_dev", "I"))
+
+    class unix_diag_rqlen(nla):
+        fields = (("udiag_rqueue", "I"), ("udiag_wqueue", "I"))
 
 
 class tcp_info_basic(nla):
@@ -184,16 +219,80 @@ class tcp_info_basic(nla):
     )
 
 
-class inet_diag_msg_full(inet_diag_msg):
-    """pyroute2's inet_diag_msg, with tcp_info read as its stable prefix and sk_meminfo typed."""
+class inet_diag_req(nlmsg):
+    """struct inet_diag_req_v2 (include/uapi/linux/inet_diag.h): ports and addresses in
+    network byte order."""
 
-    nla_map = tuple(
-        (name, {"INET_DIAG_INFO": "tcp_info_basic", "INET_DIAG_SKMEMINFO": "sk_meminfo"}.get(
-            name, kind))
-        for name, kind in inet_diag_msg.nla_map
+    fields = (
+        ("sdiag_family", "B"),
+        ("sdiag_protocol", "B"),
+        ("idiag_ext", "B"),
+        ("__pad", "B"),
+        ("idiag_states", "I"),
+        ("idiag_sport", ">H"),
+        ("idiag_dport", ">H"),
+        ("idiag_src", ">4I"),
+        ("idiag_dst", ">4I"),
+        ("idiag_if", "I"),
+        ("idiag_cookie", "Q"),
+    )
+
+
+class inet_diag_msg_full(nlmsg):
+    """struct inet_diag_msg + INET_DIAG_*: tcp_info read as its stable prefix, sk_meminfo
+    typed; the attributes no handler reads are declared raw (kept as bytes)."""
+
+    fields = (
+        ("idiag_family", "B"),
+        ("idiag_state", "B"),
+        ("idiag_timer", "B"),
+        ("idiag_retrans", "B"),
+        ("idiag_sport", ">H"),
+        ("idiag_dport", ">H"),
+        ("idiag_src", ">4I"),
+        ("idiag_dst", ">4I"),
+        ("idiag_if", "I"),
+        ("idiag_cookie", "Q"),
+        ("idiag_expires", "I"),
+        ("idiag_rqueue", "I"),
+        ("idiag_wqueue", "I"),
+        ("idiag_uid", "I"),
+        ("idiag_inode", "I"),
+    )
+    nla_map = (
+        ("INET_DIAG_NONE", "none"),
+        ("INET_DIAG_MEMINFO", "inet_diag_meminfo"),
+        ("INET_DIAG_INFO", "tcp_info_basic"),
+        ("INET_DIAG_VEGASINFO", "hex"),
+        ("INET_DIAG_CONG", "asciiz"),
+        ("INET_DIAG_TOS", "hex"),
+        ("INET_DIAG_TCLASS", "hex"),
+        ("INET_DIAG_SKMEMINFO", "sk_meminfo"),
+        ("INET_DIAG_SHUTDOWN", "uint8"),
+        ("INET_DIAG_DCTCPINFO", "hex"),
+        ("INET_DIAG_PROTOCOL", "hex"),
+        ("INET_DIAG_SKV6ONLY", "uint8"),
+        ("INET_DIAG_LOCALS", "hex"),
+        ("INET_DIAG_PEERS", "hex"),
+        ("INET_DIAG_PAD", "hex"),
+        ("INET_DIAG_MARK", "hex"),
+        ("INET_DIAG_BBRINFO", "hex"),
+        ("INET_DIAG_CLASS_ID", "uint32"),
+        ("INET_DIAG_MD5SIG", "hex"),
+        ("INET_DIAG_ULP_INFO", "hex"),
+        ("INET_DIAG_SK_BPF_STORAGES", "hex"),
+        ("INET_DIAG_CGROUP_ID", "uint64"),
     )
     tcp_info_basic = tcp_info_basic
     sk_meminfo = sk_meminfo
+
+    class inet_diag_meminfo(nla):
+        fields = (
+            ("idiag_rmem", "I"),
+            ("idiag_wmem", "I"),
+            ("idiag_fmem", "I"),
+            ("idiag_tmem", "I"),
+        )
 
 
 class netlink_diag_req(nlmsg):
@@ -319,6 +418,23 @@ PACKET = Layout(packet_diag_msg)
 RECV_SIZE = 1 << 16  # the kernel fills at most ~32 KiB per dump skb
 
 
+@dataclass
+class Request:
+    """One dump request: its declaration and field values (absent fields are zero)."""
+
+    decl: type[nlmsg]
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values.get(name, 0)
+
+    def encode(self, seq: int) -> bytes:
+        """nlmsghdr (SOCK_DIAG_BY_FAMILY, a dump request) + the struct."""
+        body = StructCodec(self.decl.__name__, self.decl.fields).encode(self.values)
+        return NLMSG_HEADER.pack(NLMSG_HDRLEN + len(body), SOCK_DIAG_BY_FAMILY,
+                                 NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+
+
 class DumpFailed(Exception):
     """The kernel refused one dump (NLMSG_ERROR): carries errno and the extended ack text."""
 
@@ -351,7 +467,7 @@ class DiagConnection:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def dump(self, request: nlmsg) -> Iterator[tuple[bytes, int, int]]:
+    def dump(self, request: Request) -> Iterator[tuple[bytes, int, int]]:
         """Send one dump request; yield (buffer, start, end) of each reply message.
 
         Raises :class:`DumpFailed` when the kernel answers NLMSG_ERROR (or a
@@ -360,14 +476,7 @@ class DiagConnection:
         self._seq += 1
         seq = self._seq
         self.interrupted = False
-        request["header"] = {
-            "type": SOCK_DIAG_BY_FAMILY,
-            "flags": NLM_F_REQUEST | NLM_F_DUMP,
-            "sequence_number": seq,
-            "pid": 0,
-        }
-        request.encode()
-        self._sock.send(request.data)
+        self._sock.send(request.encode(seq))
         unpack = NLMSG_HEADER.unpack_from
         while True:
             buf = self._sock.recv(RECV_SIZE)
@@ -394,21 +503,39 @@ class DiagConnection:
 
 
 def _error_of(buf: bytes, off: int) -> DumpFailed:
-    """The NLMSG_ERROR at `off`, decoded by pyroute2's nlmsgerr (rare path)."""
-    msg = nlmsgerr(buf, offset=off)
-    msg.decode()
-    code = -int(msg["error"])
+    """The NLMSG_ERROR at `off`: struct nlmsgerr (int error; the request's nlmsghdr, or
+    the whole request without NLM_F_CAPPED), then extended ack attributes with
+    NLM_F_ACK_TLVS, of which NLMSGERR_ATTR_MSG is the kernel's text."""
+    length, _type, flags, _seq, _pid = NLMSG_HEADER.unpack_from(buf, off)
+    end = min(off + length, len(buf))
+    if end < off + NLMSG_HDRLEN + 4:
+        return DumpFailed(errno.EBADMSG, "an NLMSG_ERROR too short for its error code")
+    (error,) = struct.unpack_from("=i", buf, off + NLMSG_HDRLEN)
+    code = -error
     if code == 0:  # an ACK where a dump reply was expected
         return DumpFailed(errno.EPROTO, "unexpected ACK")
-    return DumpFailed(code, msg.get_attr("NLMSGERR_ATTR_MSG") or "")
+    detail = ""
+    pos = off + NLMSG_HDRLEN + 4
+    if flags & NLM_F_ACK_TLVS and pos + NLMSG_HDRLEN <= end:
+        echoed = NLMSG_HEADER.unpack_from(buf, pos)[0]
+        pos += NLMSG_HDRLEN if flags & NLM_F_CAPPED else align4(max(echoed, NLMSG_HDRLEN))
+        while pos + NLA_HDRLEN <= end:
+            alen, atype = struct.unpack_from("=HH", buf, pos)
+            if alen < NLA_HDRLEN or pos + alen > end:
+                break
+            if atype == NLMSGERR_ATTR_MSG:
+                detail = buf[pos + NLA_HDRLEN : pos + alen].split(b"\0", 1)[0].decode(
+                    "utf-8", "replace")
+            pos += align4(alen)
+    return DumpFailed(code, detail)
 
 
-def unix_request() -> nlmsg:
+def unix_request() -> Request:
     """Every unix socket with every attribute a restore needs."""
-    req = unix_diag_req()
-    req["sdiag_family"] = socket.AF_UNIX
-    req["udiag_states"] = 0xFFFFFFFF
-    req["udiag_show"] = (
+    req = Request(unix_diag_req)
+    req.values["sdiag_family"] = socket.AF_UNIX
+    req.values["udiag_states"] = 0xFFFFFFFF
+    req.values["udiag_show"] = (
         UDIAG_SHOW_NAME
         | UDIAG_SHOW_VFS
         | UDIAG_SHOW_PEER
@@ -420,31 +547,31 @@ def unix_request() -> nlmsg:
     return req
 
 
-def inet_request(family: int, protocol: int) -> nlmsg:
+def inet_request(family: int, protocol: int) -> Request:
     """inet_diag_req_v2 for one family/protocol, owned states only, with tcp_info + sk_meminfo."""
-    req = inet_diag_req()
-    req["sdiag_family"] = family
-    req["sdiag_protocol"] = protocol
-    req["idiag_ext"] = inet_ext_bit(INET_DIAG_INFO) | inet_ext_bit(INET_DIAG_SKMEMINFO)
+    req = Request(inet_diag_req)
+    req.values["sdiag_family"] = family
+    req.values["sdiag_protocol"] = protocol
+    req.values["idiag_ext"] = inet_ext_bit(INET_DIAG_INFO) | inet_ext_bit(INET_DIAG_SKMEMINFO)
     # raw_diag reads this byte as sdiag_raw_protocol; IPPROTO_RAW means "every protocol"
-    req["__pad"] = socket.IPPROTO_RAW if protocol == socket.IPPROTO_RAW else 0
-    req["idiag_states"] = OWNED_STATES
+    req.values["__pad"] = socket.IPPROTO_RAW if protocol == socket.IPPROTO_RAW else 0
+    req.values["idiag_states"] = OWNED_STATES
     return req
 
 
-def netlink_request() -> nlmsg:
-    req = netlink_diag_req()
-    req["sdiag_family"] = socket.AF_NETLINK
-    req["sdiag_protocol"] = NDIAG_PROTO_ALL
-    req["ndiag_show"] = NDIAG_SHOW_MEMINFO | NDIAG_SHOW_GROUPS | NDIAG_SHOW_FLAGS
-    req["ndiag_cookie"] = (0, 0)
+def netlink_request() -> Request:
+    req = Request(netlink_diag_req)
+    req.values["sdiag_family"] = socket.AF_NETLINK
+    req.values["sdiag_protocol"] = NDIAG_PROTO_ALL
+    req.values["ndiag_show"] = NDIAG_SHOW_MEMINFO | NDIAG_SHOW_GROUPS | NDIAG_SHOW_FLAGS
+    req.values["ndiag_cookie"] = (0, 0)
     return req
 
 
-def packet_request() -> nlmsg:
-    req = packet_diag_req()
-    req["sdiag_family"] = socket.AF_PACKET
-    req["pdiag_show"] = (
+def packet_request() -> Request:
+    req = Request(packet_diag_req)
+    req.values["sdiag_family"] = socket.AF_PACKET
+    req.values["pdiag_show"] = (
         PACKET_SHOW_INFO
         | PACKET_SHOW_MCLIST
         | PACKET_SHOW_RING_CFG
@@ -452,5 +579,5 @@ def packet_request() -> nlmsg:
         | PACKET_SHOW_MEMINFO
         | PACKET_SHOW_FILTER
     )
-    req["pdiag_cookie"] = (0, 0)
+    req.values["pdiag_cookie"] = (0, 0)
     return req

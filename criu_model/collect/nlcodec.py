@@ -1,13 +1,16 @@
-"""A compiled decoder for messages declared on pyroute2's netlink framework.
+"""Netlink messages declared like the C headers, compiled once into a fast codec.
 
-pyroute2 declares netlink messages like the C headers: ``fields`` (name,
-struct format) and an ``nla_map`` (attribute name, type). Its generic decoder
-builds an object per attribute, about 30 µs per message. :class:`Layout`
-compiles one such declaration once into ``struct.Struct`` + ``namedtuple`` and
-decodes a message with one unpack plus one walk over its attributes (a few
-µs). Offsets and sizes come from the declarations, never from callers.
-Attributes we do not declare, or whose type we cannot compile, are handed
-over as raw bytes so newer kernels do not break collection.
+A declaration follows pyroute2's convention (DESIGN.md): a class with
+``fields`` (name, struct format) and an ``nla_map`` (attribute name, type),
+nested classes for attribute payloads. The base classes are our own, so a dump
+never imports pyroute2 (its package import costs 150-300 ms, which a dump of a
+tree with sockets paid while the tree was frozen); pyroute2 stays the tests'
+oracle (tests/collect/test_sockets.py). :class:`Layout` compiles one
+declaration into ``struct.Struct`` + ``namedtuple`` and decodes a message with
+one unpack plus one walk over its attributes (a few µs; pyroute2's generic
+decoder takes ~30 µs). Offsets and sizes come from the declarations, never from
+callers. Attributes we do not declare, or whose type we cannot compile, are
+handed over as raw bytes so newer kernels do not break collection.
 """
 
 from __future__ import annotations
@@ -18,9 +21,42 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from pyroute2.netlink import nlmsg
-
 T = TypeVar("T")
+
+
+class nla:  # named like the C structs (and pyroute2's classes)
+    """A netlink attribute payload declared as its C struct: ``fields`` in order.
+
+    The scalar types an ``nla_map`` names are nested here, as in pyroute2.
+    """
+
+    fields: tuple[tuple[str, str], ...] = ()
+    nla_map: tuple[tuple[str, str], ...] = ()
+
+    class uint8:
+        fields = (("value", "B"),)
+
+    class uint16:
+        fields = (("value", "H"),)
+
+    class uint32:
+        fields = (("value", "I"),)
+
+    class uint64:
+        fields = (("value", "Q"),)
+
+    class int32:
+        fields = (("value", "i"),)
+
+    class be16:
+        fields = (("value", ">H"),)
+
+    class be32:
+        fields = (("value", ">I"),)
+
+
+class nlmsg(nla):
+    """A netlink message declared as its fixed C struct (``fields``) and its attributes."""
 
 NLMSG_HDRLEN = 16  # struct nlmsghdr
 NLA_HDRLEN = 4  # struct nlattr
@@ -60,6 +96,9 @@ class StructCodec:
                 segments.append((order, []))
             segments[-1][1].append((code, count))
         self._parts: list[tuple[struct.Struct, int, list[int]]] = []
+        # what encode() puts for an absent field: b"" for s, zeros for a count
+        self._zero: list[Any] = [b"" if c == "s" else (0,) * n if n > 1 else 0
+                                 for _order, items in segments for c, n in items]
         offset = 0
         for order, items in segments:
             st = struct.Struct(order + "".join(f"{n if n > 1 else ''}{c}" for c, n in items))
@@ -71,6 +110,19 @@ class StructCodec:
         simple = len(self._parts) == 1 and all(w == 1 for w in self._parts[0][2])
         self._flat = self._parts[0][0].unpack_from if simple else None
         self._make = self.tuple_type._make
+
+    def encode(self, values: Mapping[str, Any]) -> bytes:
+        """The declared struct with `values` by field name (absent ones zero)."""
+        out = bytearray()
+        fields = iter(zip(self.names, self._zero, strict=True))
+        for st, _rel, widths in self._parts:
+            flat: list[Any] = []
+            for w in widths:
+                name, zero = next(fields)
+                value = values.get(name, zero)
+                flat.extend(value if w > 1 else (value,))
+            out += st.pack(*flat)
+        return bytes(out)
 
     def decode(self, buf: bytes, offset: int = 0) -> Any:
         """The declared fields at `offset`, as a namedtuple; multi-count fields as tuples."""
@@ -86,7 +138,7 @@ class StructCodec:
         return self._make(values)
 
 
-def _attr_decoder(owner: type[nlmsg], kind: str) -> Callable[[bytes], Any]:
+def _attr_decoder(owner: type[nla], kind: str) -> Callable[[bytes], Any]:
     """A payload -> value function for one nla_map entry, from its declared class."""
     if kind in _RAW_KINDS:
         return bytes

@@ -1,7 +1,8 @@
-"""What one sock_diag collection found: light types the dumper needs without pyroute2.
+"""What one sock_diag collection found: light types the dumper needs without the codec.
 
-``collect.sockets`` (which imports pyroute2, ~80 ms) is only imported when
-the tree holds sockets; a dump without any builds an empty SocketDump.
+``collect.sockets`` (the netlink declarations and their compiled layouts) is
+only imported when the tree holds sockets; a dump without any builds an empty
+SocketDump.
 """
 
 from __future__ import annotations

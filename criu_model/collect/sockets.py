@@ -3,10 +3,11 @@
 One dump request per family/protocol per snapshot (not one per socket): the
 kernel streams every socket of our network namespace and we keep those whose
 inode an fd points at (``socket:[INODE]``). Messages are declared in
-:mod:`netlink_diag` on pyroute2's framework and encoded by pyroute2; replies
-are read from one plain NETLINK_SOCK_DIAG socket and decoded with the compiled
-layouts, because pyroute2's asyncio socket and generic decoder cost 60-200 ms
-for 2,000 unix sockets where this takes a few (see scripts/bench/bench_sockets.py).
+:mod:`netlink_diag` like the C headers (pyroute2's convention, our own code: a
+dump imports no pyroute2); replies are read from one plain NETLINK_SOCK_DIAG
+socket and decoded with the compiled layouts, because pyroute2's asyncio socket
+and generic decoder cost 60-200 ms for 2,000 unix sockets where this takes a
+few (see scripts/bench/bench_sockets.py).
 
 A family the kernel cannot dump (no diag handler: module or config missing)
 is recorded as not collected, with the reason; the other families still run.
@@ -24,8 +25,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
-
-from pyroute2.netlink import nlmsg
 
 from criu_model.collect import netlink_diag as nd
 from criu_model.collect.sockdump import FamilyResult, SocketDump
@@ -52,7 +51,8 @@ AttrHandler = Callable[[Socket, Any], None]
 
 
 def _cookie(value: int | tuple[int, int]) -> int:
-    """pyroute2 declares unix/inet cookies as Q; ours follow the C u32[2] (low half first)."""
+    """unix/inet cookies are declared as Q (as pyroute2 does); ours follow the C u32[2] (low
+    half first)."""
     return value if isinstance(value, int) else value[0] | value[1] << 32
 
 
@@ -350,7 +350,7 @@ class FamilySpec:
 
     name: str
     config: str  # the kernel option that provides the diag handler
-    request: Callable[[], nlmsg]
+    request: Callable[[], nd.Request]
     layout: nd.Layout
     inode: Callable[[Any], int]  # header -> inode
     build: Callable[[Any], Socket]  # header -> Socket with the fixed fields

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-from pyroute2.netlink.diag import unix_diag_req
 
 from criu_model.collect import netlink_diag as nd
 from criu_model.collect import nlcodec
@@ -275,8 +274,7 @@ def test_every_family_recorded_and_missing_handlers_are_reasons() -> None:
 
 
 def test_family_without_handler_raises_dump_failed() -> None:
-    req = unix_diag_req()
-    req["sdiag_family"] = AF_BLUETOOTH
+    req = nd.Request(nd.unix_diag_req, {"sdiag_family": AF_BLUETOOTH})
     with nd.DiagConnection() as conn, pytest.raises(nd.DumpFailed) as info:
         list(conn.dump(req))
     assert info.value.code == errno.ENOENT
@@ -308,17 +306,74 @@ def test_thousands_of_sockets_all_found_with_consistent_peers() -> None:
 # --- the compiled decoder against pyroute2's, on the same messages --------------------
 
 
+def _oracle(decl: type, base: type | None = None) -> type:
+    """Our declaration as a pyroute2 class (nested payload classes too), on pyroute2's
+    own message class where it has one (its address codec turns inet addresses to text)."""
+    from pyroute2.netlink import nla, nlmsg
+
+    attrs: dict[str, object] = {"fields": decl.fields, "nla_map": decl.nla_map}
+    for _name, kind in decl.nla_map:
+        kind = kind.removeprefix("array(").removesuffix(")")
+        nested = getattr(decl, kind, None)
+        if isinstance(nested, type) and getattr(nested, "fields", None) \
+                and not hasattr(nla, kind):
+            attrs[kind] = type(kind, (nla,), {"fields": nested.fields})
+    return type(decl.__name__, (base or nlmsg,), attrs)
+
+
+def test_declarations_agree_with_pyroute2() -> None:
+    """The fixed parts we declare from the kernel headers are pyroute2's, field for field,
+    and our attribute maps extend theirs in the same order (the attribute type numbers)."""
+    from pyroute2.netlink import diag
+
+    for ours, theirs in ((nd.unix_diag_req, diag.unix_diag_req),
+                         (nd.inet_diag_req, diag.inet_diag_req),
+                         (nd.unix_diag_msg_full, diag.unix_diag_msg),
+                         (nd.inet_diag_msg_full, diag.inet_diag_msg)):
+        assert tuple(ours.fields) == tuple(theirs.fields), ours.__name__
+        names = [n for n, _ in getattr(theirs, "nla_map", ())]
+        assert [n for n, _ in ours.nla_map][: len(names)] == names, ours.__name__
+    # and a request we encode is byte for byte the one pyroute2 encodes
+    req = nd.inet_request(socket.AF_INET6, socket.IPPROTO_TCP)
+    theirs = diag.inet_diag_req()
+    for name, value in req.values.items():
+        theirs[name] = value
+    theirs["header"] = {"type": nd.SOCK_DIAG_BY_FAMILY, "flags": nd.NLM_F_REQUEST
+                        | nd.NLM_F_DUMP, "sequence_number": 7, "pid": 0}
+    theirs.encode()
+    assert req.encode(7) == bytes(theirs.data)
+
+
+def test_a_dump_imports_no_pyroute2() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, criu_model.collect.sockets as s; "
+            "s.collect_sockets(set(), families=['unix']); "
+            "print(sorted(m for m in sys.modules if m.startswith('pyroute2')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+_ORACLE_BASES = {"unix": "unix_diag_msg", "tcp": "inet_diag_msg", "udp6": "inet_diag_msg"}
+
+
 def _compare_with_pyroute2(spec_name: str, inodes: set[int]) -> int:
     """Decode every reply about `inodes` both ways; return how many were compared."""
+    from pyroute2.netlink import diag
+
     spec = family_spec(spec_name)
     layout = spec.layout
+    base = getattr(diag, _ORACLE_BASES.get(spec_name, ""), None)
+    oracle = _oracle(layout.msg_class, base)
     compared = 0
     with nd.DiagConnection() as conn:
         for buf, off, end in conn.dump(spec.request()):
             header = layout.header(buf, off)
             if spec.inode(header) not in inodes:
                 continue
-            theirs = layout.msg_class(buf, offset=off)
+            theirs = oracle(buf, offset=off)
             theirs.decode()
             for name, ours in zip(layout.codec.names, header, strict=True):
                 if name.startswith("__") or name in ("idiag_src", "idiag_dst"):
