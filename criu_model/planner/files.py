@@ -554,6 +554,15 @@ class FilePlan:
                                   "the snapshot", fix="dump the peer's tree too")
                 return Action.OPEN, "connected unix socket whose peer is outside: reconnected " \
                                     "by name if it has one"
+            if sock.state == TCP_ESTABLISHED and sock.type != socket.SOCK_DGRAM:
+                # Connected, and its peer is gone (closed: the kernel reports no peer inode
+                # and both directions shut down). A socketpair whose other end is closed
+                # at once is that socket: reads see EOF, writes fail with EPIPE.
+                args["peer_closed"] = True
+                if name:
+                    args["name"] = name
+                return Action.OPEN, "connected unix socket whose peer has closed: " \
+                                    "socketpair(), the other end closed at once"
             if name:
                 args["name"] = name
         return Action.OPEN, ""

@@ -512,7 +512,11 @@ class Worker:
         if a.get("probe"):
             return probed_socket(a["probe"])
         family, stype, state = int(a["family"]), int(a["type"]), int(a["state"])
-        sock = socket.socket(family, stype)
+        if a.get("peer_closed"):   # connected, its peer closed: a socketpair, half closed
+            sock, other = socket.socketpair(socket.AF_UNIX, stype)
+            other.close()
+        else:
+            sock = socket.socket(family, stype)
         try:
             if family == socket.AF_UNIX:
                 name = bytes.fromhex(a.get("name_hex", ""))
