@@ -16,14 +16,18 @@ flavour (the "h" flavour of its .desc, no "noauto" flag), as zdtm.py would:
    UDP, PING, RAW, NETLINK, UNIX, PACKET) agree with lsof's (a test's
    --ghost-limit from its .desc is passed on, as zdtm.py passes it to CRIU);
 4. ``criu-model plan --offline`` it (feasible, or the blockers' kinds; a
-   "crfail" test is one whose CRIU dump is expected to fail);
+   "crfail" test is one whose CRIU dump is expected to fail); with
+   --rehearse, also ``plan --rehearse`` the snapshot (the kernel as judge, in a
+   sandbox: the test itself is not touched) and count matched, mismatched and
+   not rehearsed objects, listing every mismatch;
 5. stop it (SIGTERM) and read PASS/FAIL from NAME.out; a FAIL is run again
    without any dump, to tell a harm of ours from a test that fails here anyway.
 
 Prints one row per test and the totals. Run as root (the tests and ptrace
 need it). Usage:
 
-    scripts/zdtm_run.py CRIU_SOURCE_DIR [--only REGEX] [--no-build] [--json OUT]
+    scripts/zdtm_run.py CRIU_SOURCE_DIR [--only REGEX] [--no-build] [--rehearse]
+                        [--json OUT]
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ class Row:
     mismatches: list[str] = field(default_factory=list)
     masks: str = ""           # "ok": every thread's SigBlk/SigPnd as sampled live
     plan: str = ""            # "feasible", or the blocker kinds
+    rehearsal: dict[str, int] = field(default_factory=dict)   # summary of plan --rehearse
+    rehearsal_mismatches: list[str] = field(default_factory=list)
+    not_rehearsed: list[str] = field(default_factory=list)     # the reasons
     result: str = ""          # PASS, FAIL, or why it did not run
     baseline: str = ""        # the result of a run without a dump (FAILs only)
     seconds: float = 0.0
@@ -346,6 +353,25 @@ def plan_verdict(directory: Path) -> str:
     return "feasible" if done.returncode == 0 else "blocked: " + ",".join(kinds)
 
 
+def rehearse(row: Row, directory: Path) -> None:
+    """`plan --rehearse --json`: its summary, each mismatch (kind id: fields) and the
+    reasons of what was not rehearsed."""
+    done = subprocess.run([sys.executable, "-m", "criu_model", "plan", "--rehearse", "--json",
+                           str(directory)], capture_output=True, text=True, timeout=300)
+    if done.returncode not in (0, 3, 4):
+        row.rehearsal = {"error": done.returncode}
+        row.rehearsal_mismatches = [done.stderr.strip()[-200:]]
+        return
+    report = json.loads(done.stdout)
+    row.rehearsal = report["summary"]
+    for e in report["entries"]:
+        if e["status"] == "mismatched":
+            fields = ",".join(m["field"] for m in e.get("mismatches", []))
+            row.rehearsal_mismatches.append(f"{e['kind']} {e['id']}: {fields or e.get('reason')}")
+        elif e["status"] == "not_rehearsed":
+            row.not_rehearsed.append(f"{e['kind']}: {e.get('reason', '')}"[:120])
+
+
 def dump_options(d: dict[str, str]) -> list[str]:
     """The CRIU dump options of a .desc that criu-model shares: --ghost-limit."""
     words = (d.get("opts", "") + " " + d.get("dopts", "")).split()
@@ -358,7 +384,7 @@ def dump_options(d: dict[str, str]) -> list[str]:
     return out
 
 
-def run_one(test: Path, work: Path) -> Row:
+def run_one(test: Path, work: Path, with_rehearsal: bool = False) -> Row:
     row = Row(test.name)
     began = time.monotonic()
     d = desc(test)
@@ -400,6 +426,8 @@ def run_one(test: Path, work: Path) -> Row:
             row.plan = plan_verdict(directory)
             if row.plan.startswith("blocked") and "crfail" in d.get("flags", "").split():
                 row.plan += " (crfail: CRIU's dump is expected to fail too)"
+            if with_rehearsal:
+                rehearse(row, directory)
     except subprocess.TimeoutExpired as err:
         row.dump = f"timeout: {err}"
     finally:
@@ -433,6 +461,8 @@ def main() -> int:
     parser.add_argument("--only", help="run only tests whose name matches this regex")
     parser.add_argument("--no-build", action="store_true")
     parser.add_argument("--json", type=Path, help="write every row as JSON here")
+    parser.add_argument("--rehearse", action="store_true",
+                        help="also rehearse each snapshot's plan (plan --rehearse)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.error("run as root: the tests and the ptrace freeze need it")
@@ -450,7 +480,7 @@ def main() -> int:
             _restored(ping_range, saved_range):
         env = v1_net_controllers()
         for test in tests:
-            row = run_one(test, Path(tmp))
+            row = run_one(test, Path(tmp), args.rehearse)
             rows.append(row)
             if v1_net_controllers() != env:
                 env = v1_net_controllers()
@@ -462,6 +492,9 @@ def main() -> int:
                   f"masks={row.masks or '-':3} "
                   f"fds={row.fds_matched}/{row.fds} plan={row.plan or '-'} "
                   f"{row.result}{base} {note}", flush=True)
+            if row.rehearsal:
+                print(f"{'':28} rehearsal {row.rehearsal} "
+                      f"{'; '.join(row.rehearsal_mismatches[:3])}", flush=True)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     ran = [r for r in rows if r.dump]
@@ -477,6 +510,18 @@ def main() -> int:
     print(f"fds matched lsof: {sum(r.fds_matched for r in ran)}/{sum(r.fds for r in ran)}")
     print(f"plans feasible: {sum(r.plan == 'feasible' for r in ran)}/{len(ran)}; "
           f"blocked by {dict(blocked)}")
+    rehearsed = [r for r in ran if "matched" in r.rehearsal]
+    if rehearsed:
+        total = Counter()
+        for r in rehearsed:
+            total.update({k: v for k, v in r.rehearsal.items() if isinstance(v, int)})
+        clean = sum(not r.rehearsal.get("mismatched") for r in rehearsed)
+        reasons = Counter(x for r in rehearsed for x in r.not_rehearsed)
+        print(f"rehearsals: {len(rehearsed)} run, {clean} with no mismatch; objects "
+              f"{dict(total)}; not rehearsed, most often: {reasons.most_common(6)}")
+        for r in rehearsed:
+            if r.rehearsal.get("mismatched"):
+                print(f"  {r.test}: {'; '.join(r.rehearsal_mismatches[:4])}")
     print(f"results: {sum(r.result == 'PASS' for r in ran)} PASS, {len(fails)} not PASS "
           f"({sum(r.baseline == r.result for r in fails)} of them the same without a dump: "
           f"{', '.join(r.test for r in fails)})")
