@@ -567,6 +567,33 @@ class FilePlan:
                 args["name"] = name
         return Action.OPEN, ""
 
+    def _foreign_target(self, owner: int, epfd: int, target: files_pb2.EpollTarget,
+                        final: dict[int, int], flags: dict[int, int]) -> None:
+        """A watch whose fd number now holds another file, or none (ZDTM epoll01).
+
+        The kernel keys a watch by (file, fd number) and keeps it until the file is
+        released, not when the fd is closed or reused, so the number it was added
+        with outlives the fd. It is added again under that number: the target's file
+        dup'ed there for the call, then the final occupant put back.
+        """
+        tfd = target.tfd
+        occupant = final.get(tfd)
+        spare = SERVICE_FD_BASE + len(self.files)   # one past every file's service fd
+        if occupant is not None:
+            self.plan.add(owner, Action.DUP2, old=tfd, new=spare,
+                          reason=f"fd {tfd} set aside while a watch is added under its number")
+        self.plan.add(owner, Action.DUP2, old=self.service[target.file_id], new=tfd,
+                      reason="the watch's file at the fd number it was added with")
+        self.plan.add(owner, Action.EPOLL_ADD, epfd=epfd, tfd=tfd, events=target.events,
+                      data=target.data, reason="a watch that outlived its fd number")
+        if occupant is None:
+            self.plan.add(owner, Action.CLOSE, fd=tfd)
+            return
+        cloexec = {"cloexec": True} if flags.get(tfd, 0) & O_CLOEXEC else {}
+        self.plan.add(owner, Action.DUP2, old=spare, new=tfd, reason=f"fd {tfd} back",
+                      **cloexec)
+        self.plan.add(owner, Action.CLOSE, fd=spare)
+
     # ------------------------------------------------------------ after creation
 
     def transfers(self) -> None:
@@ -645,10 +672,12 @@ class FilePlan:
                 for target in entry.fd.epoll.targets:
                     if not target.file_id or target.file_id not in self.service:
                         continue
-                    tfd = target.tfd if final.get(target.tfd) == target.file_id \
-                        else self.service[target.file_id]
-                    self.plan.add(owner, Action.EPOLL_ADD, epfd=fd, tfd=tfd,
-                                  events=target.events, reason="the target exists now")
+                    if final.get(target.tfd) == target.file_id:
+                        self.plan.add(owner, Action.EPOLL_ADD, epfd=fd, tfd=target.tfd,
+                                      events=target.events, data=target.data,
+                                      reason="the target exists now")
+                    else:
+                        self._foreign_target(owner, fd, target, final, flags)
             for key in sorted(self.held[owner], key=self.service.__getitem__):
                 self.plan.add(owner, Action.CLOSE, fd=self.service[key])
             self.held[owner].clear()

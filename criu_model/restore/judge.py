@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import defaultdict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,13 +241,16 @@ class Judge:
                 if why:
                     self.entries.append(Entry("fd", ident, NOT_REHEARSED, reason=why))
                     continue
-                self.entries.append(self._fd(ident, fd, got.get(fd.fd)))
+                self.entries.append(self._fd(ident, fd, got.get(fd.fd), table.fds,
+                                             list(got.values())))
             for number in sorted(set(got) - {fd.fd for fd in table.fds}):
                 self.entries.append(Entry("fd", f"{table.pid}:{number}", MISMATCHED, [
                     {"field": "fd", "expected": None, "actual": number}],
                     reason=f"an fd the snapshot does not have ({fd_kind_name(got[number].kind)})"))
 
-    def _fd(self, ident: str, want: files_pb2.Fd, got: files_pb2.Fd | None) -> Entry:
+    def _fd(self, ident: str, want: files_pb2.Fd, got: files_pb2.Fd | None,
+            want_table: Iterable[files_pb2.Fd] = (),
+            got_table: Iterable[files_pb2.Fd] = ()) -> Entry:
         if got is None:
             return Entry("fd", ident, MISMATCHED, [{"field": "fd", "expected": want.fd,
                                                     "actual": None}])
@@ -271,7 +274,8 @@ class Judge:
         if state == "socket":
             pairs.extend(self._socket_pairs(want, got))
         if state == "epoll":
-            pairs.append(("epoll_targets", _targets(want), _targets(got)))
+            pairs.append(("epoll_targets", _targets(want, want_table),
+                          _targets(got, got_table)))
         if state == "signalfd":
             pairs.append(("sigmask", want.signalfd.sigmask,
                           got.signalfd.sigmask if got.HasField("signalfd") else None))
@@ -675,10 +679,19 @@ def _probe_pairs(want: files_pb2.SocketProbe, got: files_pb2.SocketProbe | None
              {k: theirs.get(k) for k in differ})]
 
 
-def _targets(fd: files_pb2.Fd) -> list[str]:
-    """An epoll's targets as `tfd:events` (data is the program's, restored as planned)."""
-    return sorted(f"{t.tfd}:{t.events:#x}" for t in fd.epoll.targets) \
-        if fd.HasField("epoll") else []
+def _targets(fd: files_pb2.Fd, table: Iterable[files_pb2.Fd]) -> list[str]:
+    """An epoll's targets as `tfd:events:data -> fds`: data is the program's cookie
+    (restored), fds where the owner holds the watched file now (a watch keeps the number
+    it was added with, which may have moved on: its file is told by where it is held)."""
+    if not fd.HasField("epoll"):
+        return []
+    held: dict[int, list[int]] = defaultdict(list)
+    for other in table:
+        if other.file_id:
+            held[other.file_id].append(other.fd)
+    return sorted(f"{t.tfd}:{t.events:#x}:{t.data:#x} -> "
+                  f"{','.join(map(str, sorted(held.get(t.file_id, [])))) or '-'}"
+                  for t in fd.epoll.targets)
 
 
 def _watches(fd: files_pb2.Fd) -> list[str]:

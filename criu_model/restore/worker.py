@@ -787,7 +787,7 @@ class Worker:
             remote.pidfd_at = -1
             del self.vm_children[int(step["actor"])]
         elif act == "dup2":
-            old, new = self.real(int(step["old"])), int(step["new"])
+            old, new = self.real(int(step["old"])), self.real(int(step["new"]))
             child.call("dup2", old, new)
             if step.get("cloexec"):
                 child.call("fcntl", new, 2, 1)   # F_SETFD FD_CLOEXEC
@@ -849,7 +849,8 @@ class Worker:
             self.do_pair(step, act)
         elif act == "dup2":
             # dup2 clears FD_CLOEXEC; a "cloexec" argument (not planned yet) sets it again.
-            os.dup2(self.real(int(step["old"])), int(step["new"]),
+            # `new` may be a service fd (a planner's spare: epoll watches, files.py)
+            os.dup2(self.real(int(step["old"])), self.real(int(step["new"])),
                     inheritable=not step.get("cloexec", False))
         elif act == "close":
             fd = int(step["fd"])
