@@ -26,7 +26,7 @@ from criu_model.images.pb import files_pb2, sockets_pb2
 from criu_model.kernel.devnum import decode_dev
 from criu_model.names import SOCKET_STATES, fd_kind_name, unix_name
 from criu_model.planner.model import RESTORER, Action, CloneFlag, Plan, Severity
-from criu_model.planner.recipes import common_state, fd_recipe
+from criu_model.planner.recipes import common_state, fd_recipe, lock_args
 from criu_model.planner.sessions import NEW_NS_INIT, Builder
 from criu_model.planner.ttys import is_pty, tty_device, tty_name
 from criu_model.snapshot import Snapshot
@@ -567,6 +567,23 @@ class FilePlan:
                 args["name"] = name
         return Action.OPEN, ""
 
+    def _posix_locks(self, owner: int, rows: list[tuple[int, int]]) -> None:
+        """`owner`'s POSIX locks, once its fds are final (Action.LOCK): taken at the open
+        they would be dropped by the close of the service fd (ZDTM file_locks00)."""
+        done: set[int] = set()
+        for fd_number, key in rows:
+            fd = self.files[key].fd
+            mine = [lk for lk in lock_args(fd, posix=True) if lk["pid"] == owner]
+            if not mine or key in done:
+                continue
+            done.add(key)
+            args: dict[str, Any] = {"fd": fd_number, "file": key, "locks": mine,
+                                    "kind": fd_kind_name(fd.kind)}
+            if fd.path:
+                args["path"] = fd.path.decode(errors="replace")
+            self.plan.add(owner, Action.LOCK, reason="POSIX locks belong to the process: "
+                          "taken once its fds are final (a close would drop them)", **args)
+
     def _foreign_target(self, owner: int, epfd: int, target: files_pb2.EpollTarget,
                         final: dict[int, int], flags: dict[int, int]) -> None:
         """A watch whose fd number now holds another file, or none (ZDTM epoll01).
@@ -681,3 +698,4 @@ class FilePlan:
             for key in sorted(self.held[owner], key=self.service.__getitem__):
                 self.plan.add(owner, Action.CLOSE, fd=self.service[key])
             self.held[owner].clear()
+            self._posix_locks(owner, rows)

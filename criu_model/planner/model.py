@@ -40,6 +40,10 @@ class Action(enum.StrEnum):
     DUP2 = "dup2"                  # args: old, new
     CLOSE = "close"                # args: fd
     EPOLL_ADD = "epoll_ctl_add"    # args: epfd, tfd
+    # POSIX record locks (F_SETLK): they belong to the process, and closing any fd of
+    # the file drops them all, so they are taken once the fds are final. args: fd, file,
+    # locks, path, kind
+    LOCK = "lock"
     TCP_REPAIR = "tcp_repair"      # restore an established (or half-closed) TCP connection
     OPEN_PTY = "open_pty"          # args: index, tty, files/fds (the master first)
     SET_CTTY = "ioctl_tiocsctty"   # args: tty, and fd (held) or path (opened O_NOCTTY)

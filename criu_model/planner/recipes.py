@@ -102,16 +102,22 @@ def fd_recipe(fd: files_pb2.Fd) -> Recipe | None:
     return make(fd) if make is not None else None
 
 
+def lock_args(fd: files_pb2.Fd, posix: bool) -> list[dict[str, Any]]:
+    """The held locks of `fd` as step arguments: the POSIX ones (posix=True, see
+    Action.LOCK) or the others (flock, OFD, leases: on the open file description)."""
+    return [{"type": enum_name(files_pb2.LockType.DESCRIPTOR, lock.type, "LOCK_"),
+             "mode": enum_name(files_pb2.LockMode.DESCRIPTOR, lock.mode, "LOCK_"),
+             "start": lock.start, "end": None if lock.to_eof else lock.end, "pid": lock.pid}
+            for lock in fd.locks
+            if not lock.blocked and (lock.type == files_pb2.LOCK_POSIX) == posix]
+
+
 def common_state(fd: files_pb2.Fd) -> dict[str, Any]:
-    """Per-file state any kind can carry: locks and the F_SETOWN owner."""
+    """Per-file state any kind can carry: locks (but POSIX ones) and the F_SETOWN owner."""
     out: dict[str, Any] = {}
-    held = [lock for lock in fd.locks if not lock.blocked]
+    held = lock_args(fd, posix=False)
     if held:
-        out["locks"] = [{"type": enum_name(files_pb2.LockType.DESCRIPTOR, lock.type, "LOCK_"),
-                         "mode": enum_name(files_pb2.LockMode.DESCRIPTOR, lock.mode, "LOCK_"),
-                         "start": lock.start,
-                         "end": None if lock.to_eof else lock.end, "pid": lock.pid}
-                        for lock in held]
+        out["locks"] = held
     if fd.HasField("owner_pid") and fd.owner_pid:
         owner = enum_name(files_pb2.OwnerType.DESCRIPTOR, fd.owner_type, "OWNER_")
         out["owner"] = {"pid": fd.owner_pid, "type": owner, "signal": fd.owner_signum}

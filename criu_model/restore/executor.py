@@ -56,7 +56,7 @@ _EXECUTED = frozenset({Action.CLONE, Action.SETSID, Action.SETPGID, Action.SUBRE
                        Action.DUP2, Action.CLOSE, Action.UNSHARE, Action.SETNS, Action.SETNS_PID,
                        Action.SEND_FD, Action.EPOLL_ADD, Action.OPEN_PTY,
                        Action.SET_CTTY, Action.DROP_CTTY, Action.SET_FG,
-                       Action.TCP_REPAIR, Action.MAP_VMAS, Action.FILL_PAGES})
+                       Action.TCP_REPAIR, Action.MAP_VMAS, Action.FILL_PAGES, Action.LOCK})
 # What a CLONE_VM child's creator runs for it through its mailbox (worker.run_remote):
 # a step that acts on the caller runs in the child; any other is not rehearsed there.
 _REMOTE = frozenset({Action.SETSID, Action.SETPGID, Action.EXIT, Action.OPEN, Action.PIPE,
@@ -484,6 +484,8 @@ class Conductor:
         if step.action is Action.EPOLL_ADD and ((actor, int(a["epfd"])) in missing
                                                 or (actor, int(a["tfd"])) in missing):
             return self._skip(index, step, "fd its epoll or its target was not made")
+        if step.action is Action.LOCK and (actor, int(a["fd"])) in missing:
+            return self._skip(index, step, f"fd {a['fd']} was not made")
         if step.action is Action.CLOSE and (actor, int(a["fd"])) in missing:
             return self._skip(index, step, f"fd {a['fd']} was not made")
         if step.action is Action.SET_CTTY and a.get("fd") is None and a.get("host"):
@@ -514,7 +516,7 @@ class Conductor:
                                                    "target") if k in a}
         if index in getattr(self, "_node_remove", ()):
             wire["remove_node"] = True
-        if step.action is Action.OPEN and a.get("locks"):
+        if step.action in (Action.OPEN, Action.LOCK) and a.get("locks"):
             wire.pop("locks")
             wire["apply_locks"] = self._locks(step)
         if step.action is Action.OPEN and a.get("kind") in ("pipe", "fifo"):

@@ -856,6 +856,9 @@ class Worker:
             fd = int(step["fd"])
             os.close(self.real(fd))
             self.virtual.discard(fd)
+        elif act == "lock":       # POSIX locks, once the fds are final (planner: LOCK)
+            for lock in step.get("apply_locks", ()):
+                take_lock(self.real(int(step["fd"])), lock)
         elif act == "epoll_ctl_add":
             import struct
             # struct epoll_event is packed on x86_64 (12 bytes), padded elsewhere (16)
