@@ -16,6 +16,7 @@ so no child inherits (and has to close) it.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 from collections import defaultdict
@@ -31,6 +32,7 @@ from criu_model.planner.sessions import NEW_NS_INIT, Builder
 from criu_model.planner.ttys import is_pty, tty_device, tty_name
 from criu_model.snapshot import Snapshot
 
+PROC_FD_PATH = re.compile(r"^/proc/(\d+|self)/(fd|fdinfo)/(\d+)$")
 SERVICE_FD_BASE = 1 << 20   # above every dumped fd number (checked), below NR_OPEN
 TCP_ESTABLISHED = 1
 TCP_SYN_SENT = 2
@@ -567,6 +569,11 @@ class FilePlan:
                 args["name"] = name
         return Action.OPEN, ""
 
+    def _names_own_fd(self, owner: int, key: int) -> bool:
+        """Whether file `key` is one of `owner`'s own /proc/PID/fd/N or fdinfo/N files."""
+        m = PROC_FD_PATH.match(self.files[key].fd.path.decode(errors="replace"))
+        return m is not None and m.group(1) in ("self", str(owner))
+
     def _posix_locks(self, owner: int, rows: list[tuple[int, int]]) -> None:
         """`owner`'s POSIX locks, once its fds are final (Action.LOCK): taken at the open
         they would be dropped by the close of the service fd (ZDTM file_locks00)."""
@@ -665,7 +672,11 @@ class FilePlan:
         for owner, rows in self.wanted.items():
             flags = {f.fd: f.flags for f in tables[owner].fds} if owner in tables else {}
             opened_at: dict[int, int] = {}
-            for fd, key in rows:
+            # /proc/self/fd/N and /proc/self/fdinfo/N name one of its own fds: opened last,
+            # once every other fd is at its number (ZDTM fanotify00 reads an fdinfo)
+            ordered = sorted(rows, key=lambda row: (row[1] in self.private
+                                                    and self._names_own_fd(owner, row[1])))
+            for fd, key in ordered:
                 # dup2 clears FD_CLOEXEC: the step says when it must be set again
                 # (dup3(O_CLOEXEC)); a rehearsal showed every moved fd losing it.
                 cloexec = {"cloexec": True} if flags.get(fd, 0) & O_CLOEXEC else {}

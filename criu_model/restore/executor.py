@@ -32,6 +32,7 @@ from criu_model.errors import CriuModelError, UsageError
 from criu_model.images.pb import files_pb2, sockets_pb2
 from criu_model.names import printable
 from criu_model.planner import NEW_NS_INIT
+from criu_model.planner.files import PROC_FD_PATH
 from criu_model.planner.model import RESTORER, Action, Plan, Step
 from criu_model.progress import Report
 from criu_model.restore.sandbox import Sandbox, await_reply, receive, start
@@ -484,6 +485,8 @@ class Conductor:
         if step.action is Action.EPOLL_ADD and ((actor, int(a["epfd"])) in missing
                                                 or (actor, int(a["tfd"])) in missing):
             return self._skip(index, step, "fd its epoll or its target was not made")
+        if step.action is Action.OPEN and (why := self._names_missing_fd(step)):
+            return self._skip(index, step, why)
         if step.action is Action.LOCK and (actor, int(a["fd"])) in missing:
             return self._skip(index, step, f"fd {a['fd']} was not made")
         if step.action is Action.CLOSE and (actor, int(a["fd"])) in missing:
@@ -542,6 +545,21 @@ class Conductor:
             return self._open_inotify(index, step, wire)
         self._queue(index, step, wire)
         return None
+
+    def _names_missing_fd(self, step: Step) -> str:
+        """Why an open of /proc/PID/fd/N or /proc/PID/fdinfo/N of a sandbox process
+        cannot run: that fd was not made (ZDTM fanotify00 reads its fanotify fd's
+        fdinfo). "" when the path names no such fd."""
+        m = PROC_FD_PATH.match(str(step.args.get("path", "")))
+        if m is None:
+            return ""
+        pid, fd = m.group(1), int(m.group(3))
+        actor = step.actor
+        planned = self.plan.processes.get(actor)
+        own = pid == "self" or int(pid) == actor or (
+            planned is not None and int(pid) in planned.set_tid)
+        why = self.result.missing_fds.get((actor, fd)) if own else None
+        return f"it opens {m.group(0)}, an fd that was not made ({why})" if why else ""
 
     def _open_inotify(self, index: int, step: Step, wire: dict[str, Any]) -> None:
         """An inotify instance and its watches. The targets are named by file handle only:
