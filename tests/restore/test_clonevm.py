@@ -8,6 +8,7 @@ signal handlers, and each has a session, group and fd table of its own. The kern
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -63,12 +64,17 @@ def vm_tree() -> Iterator[tuple[Snapshot, int, int, int]]:
     proc = subprocess.Popen([sys.executable, "-c", _TREE.format(root=ROOT), str(w)],
                             pass_fds=(w,), start_new_session=True)
     os.close(w)
+    kids: list[int] = []
     try:
-        a, b = (int(x) for x in os.read(r, 100).split())
+        kids = [int(x) for x in os.read(r, 100).split()]
+        a, b = kids
         assert os.read(r, 1) == b""
         snap = criu_model.dump([proc.pid])
     finally:
-        os.killpg(proc.pid, 9)
+        # the children have sessions and groups of their own: killpg misses them
+        for pid in (proc.pid, *kids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
         proc.wait()
         os.close(r)
     yield snap, proc.pid, a, b
