@@ -234,6 +234,19 @@ def _service_count(plan: Plan) -> int:
     return top + 1
 
 
+def _data_memfd(data: bytes) -> int:
+    """A memfd holding `data`, read from offset 0 by the worker."""
+    fd = os.memfd_create("criu-model-queued", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _writes(step: Step) -> bool:
     flags = int(step.args.get("flags", 0))
     return bool(flags & O_ACCMODE or flags & (os.O_TRUNC | os.O_CREAT))
@@ -339,6 +352,7 @@ class Conductor:
         self.host_pid: dict[int, int] = {}      # actor -> its pid in criu-model's namespace
         self._gone: dict[int, str] = {}
         self._batch: list[tuple[int, Step, dict[str, Any]]] = []
+        self._batch_fds: list[int] = []   # lent with the batch (steps with data_fd, in order)
         self._root_fd = -1      # O_PATH of our root, lent to memory jobs (closed in park)
         # actor -> its memory job in flight: (step index, step, job memfd, job, VMA count)
         self._pending: dict[int, tuple[int, Step, int, dict[str, Any], int]] = {}
@@ -533,7 +547,12 @@ class Conductor:
             # the pipe's captured bytes (on its first reader's fd in the dump), written
             # back by the worker right after it makes the pipe
             key = int(a["files"][0]) if step.action is Action.PIPE else int(a.get("file", 0))
-            wire["data_hex"] = self._pipe_data(key).hex()
+            data = self._pipe_data(key)
+            if data:
+                # in a memfd lent with the batch: up to a pipe's 1 MiB would not fit a
+                # control message as JSON (ZDTM fifo: a full 64 KiB FIFO killed the worker)
+                wire["data_fd"] = True
+                wire["_lend"] = _data_memfd(data)   # _queue takes it off the wire
         if step.action is Action.CLONE and int(a.get("flags_value", 0)) & 0x500 \
                 and not int(a.get("flags_value", 0)) & 0x10000:
             # CLONE_FILES without CLONE_THREAD: the child's control socket needs a number
@@ -621,19 +640,29 @@ class Conductor:
     # per step); a clone or an exit ends the batch, since what follows depends on it.
 
     def _queue(self, index: int, step: Step, wire: dict[str, Any]) -> None:
-        if self._batch and self._batch[0][1].actor != step.actor:
+        lend = wire.pop("_lend", None)   # an fd the step lends its worker (data_fd)
+        if self._batch and (self._batch[0][1].actor != step.actor
+                            or (lend is not None and len(self._batch_fds) >= MAX_FDS)):
             self._flush()
         self._batch.append((index, step, wire))
+        if lend is not None:
+            self._batch_fds.append(lend)   # closed once the batch is sent
         if step.action in (Action.CLONE, Action.EXIT) or len(self._batch) >= _BATCH:
             self._flush()
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
+        lent, self._batch_fds = self._batch_fds, []
         if not batch:
             return
         actor = batch[0][1].actor
-        reply, fds = self._exchange(actor, {"op": "steps", "steps": [w for _, _, w in batch]},
-                                    f"steps {batch[0][0]}-{batch[-1][0]}")
+        try:
+            reply, fds = self._exchange(actor, {"op": "steps",
+                                                "steps": [w for _, _, w in batch]},
+                                        f"steps {batch[0][0]}-{batch[-1][0]}", lent)
+        finally:
+            for fd in lent:
+                os.close(fd)
         results = reply.get("results", [])
         for n, (index, step, _) in enumerate(batch):
             result = results[n] if n < len(results) else \

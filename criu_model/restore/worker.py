@@ -169,10 +169,14 @@ def clone_thread(flags: int, set_tid: list[int]) -> int:
 def write_queued(fd: int, a: dict[str, Any]) -> None:
     """Put the dumped queue back into a new pipe (its size is set first: it fits).
 
+    The bytes come in the memfd the conductor lent with the step (`data_fd`).
     Non-blocking, so a queue larger than the pipe fails the step (EAGAIN)
     instead of parking the worker.
     """
-    data = bytes.fromhex(a.get("data_hex", ""))
+    src = a.get("_data_fd")
+    if src is None:
+        return
+    data = os.pread(src, os.fstat(src).st_size, 0)
     if not data:
         return
     was_blocking = os.get_blocking(fd)
@@ -927,7 +931,13 @@ class Worker:
                 elif op == "steps":       # a batch of one actor's consecutive steps
                     results: list[dict[str, Any]] = []
                     reply["results"] = results
+                    # a step with data_fd takes the next lent fd; they arrived at the
+                    # lowest free numbers, which the steps may plan for: moved up first
+                    fds = [self._out_of_the_way(fd) for fd in fds]
+                    lent = iter(fds)
                     for st in cmd["steps"]:
+                        if st.get("data_fd"):
+                            st["_data_fd"] = next(lent)
                         out = self._guarded(st)
                         if "_fd" in out:
                             sock = out.pop("_fd")
@@ -971,6 +981,16 @@ class Worker:
             self._send(reply, attach)
             for sock in keep:
                 sock.close()
+
+    @staticmethod
+    def _out_of_the_way(fd: int) -> int:
+        """`fd` moved to the top of the table (F_DUPFD_CLOEXEC from RLIMIT_NOFILE - 64:
+        above every planned, service and control fd), the old number closed."""
+        import fcntl
+        top = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 4 * MAX_FDS
+        moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top)
+        os.close(fd)
+        return moved
 
     def _guarded(self, step: dict[str, Any]) -> dict[str, Any]:
         """One step of a batch: its result, an error answered instead of raised."""
