@@ -25,6 +25,7 @@ import socket
 import stat
 import struct
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,13 +248,37 @@ def _data_memfd(data: bytes) -> int:
     return fd
 
 
+def _node_is(path: bytes, sock: sockets_pb2.Socket) -> bool:
+    """Whether the host's `path` is still this socket's node (else it was unlinked)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_ino == sock.unix.vfs_ino and stat.S_ISSOCK(st.st_mode)
+
+
+def _pair_names(step: Step, files: dict[int, files_pb2.Fd],
+                sockets: Mapping[int, sockets_pb2.Socket]) -> list[str]:
+    """The paths the ends of a socketpair step are bound to (a connected socket bound
+    before connect(), or accepted on a listener: ZDTM deleted_unix_sock)."""
+    out = []
+    for key in step.args.get("files", []):
+        fd = files.get(int(key))
+        sock = sockets.get(fd.socket.inode) if fd is not None and fd.HasField("socket") \
+            else None
+        if sock is not None and sock.HasField("unix") and sock.unix.name.startswith(b"/"):
+            out.append(sock.unix.name.decode(errors="replace"))
+    return out
+
+
 def _writes(step: Step) -> bool:
     flags = int(step.args.get("flags", 0))
     return bool(flags & O_ACCMODE or flags & (os.O_TRUNC | os.O_CREAT))
 
 
-def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[str, Any]],
-                                                                      dict[int, str]]:
+def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd],
+                 sockets: Mapping[int, sockets_pb2.Socket] | None = None,
+                 ) -> tuple[list[dict[str, Any]], dict[int, str]]:
     """Directories to cover with a tmpfs inside the sandbox (so a file opened for writing is
     a sparse stand-in there, at its own path), and the open steps refused (index -> why)."""
     refused: dict[int, str] = {}
@@ -262,17 +287,23 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
              if s.action is Action.OPEN and "path" in s.args
              and (s.args.get("kind") in ("regular", "fifo") or s.args.get("node"))]
     nodes: set[str] = set()     # paths of deleted nodes: the open step makes them
+    bound: set[str] = set()     # unix socket paths: bind() makes them
     devices: set[str] = set()   # directories holding a device node: no nodev there
     for index, step in enumerate(plan.steps):
-        name = str(step.args.get("name", ""))
-        if step.action is Action.OPEN and step.args.get("kind") == "socket" \
-                and name.startswith("/"):
+        names = [str(step.args.get("name", ""))] \
+            if step.action is Action.OPEN and step.args.get("kind") == "socket" else \
+            _pair_names(step, files, sockets or {}) if step.action is Action.SOCKETPAIR \
+            else []
+        for name in names:
+            if not name.startswith("/"):
+                continue
             parent = posixpath.dirname(name)   # bind() would create the socket file here
             if parent in _UNSAFE_SCRATCH or not os.path.isdir(parent):
                 refused[index] = f"unix socket {name}: its directory is not covered by a " \
                                  "scratch tmpfs"
             else:
                 dirs.add(parent)
+                bound.add(name)
     for index, step in opens:
         path = str(step.args["path"])
         fd = files.get(int(step.args.get("file", 0)))
@@ -309,7 +340,9 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
              and s.args.get("kind") in ("regular", "directory", "opath", "fifo")
              and "path" in s.args]
     for top in tops:
-        sub: set[str] = set()
+        # a socket's directory below the top (a deleted file in /tmp covers all of /tmp)
+        sub: set[str] = {posixpath.dirname(p[len(top) + 1:]) for p in bound
+                         if p.startswith(top + "/") and "/" in p[len(top) + 1:]}
         made: dict[str, int] = {}
         for index, step in paths:
             path = str(step.args["path"])
@@ -375,7 +408,8 @@ class Conductor:
                 or steps[0].args.get("child") != NEW_NS_INIT:
             raise UsageError("a rehearsal needs a plan made with pid_ns='new' (its first step "
                              "creates the fresh pid namespace's init)")
-        scratch, self._refused = scratch_plan(self.plan, self.files)
+        scratch, self._refused = scratch_plan(self.plan, self.files,
+                                              self.snap.sockets_by_inode)
         self.result.scratch = [e["dir"] for e in scratch]
         extra = int(steps[0].args.get("flags_value", 0))
         self.floor = _floor(self.snap, self.plan)
@@ -832,6 +866,10 @@ class Conductor:
         if fd.HasField("socket"):
             sock = self.snap.sockets_by_inode.get(fd.socket.inode)
             out["type"] = sock.type if sock is not None and sock.type else socket.SOCK_STREAM
+            name = sock.unix.name if sock is not None and sock.HasField("unix") else b""
+            if name:   # bound: bind() again after socketpair(), in the sandbox only
+                out["name_hex"] = name.hex()
+                out["unlink"] = name.startswith(b"/") and not _node_is(name, sock)
         return out
 
     def _unsupported_open(self, index: int, step: Step) -> str:

@@ -676,6 +676,16 @@ class Worker:
             made = [r if e["read_end"] else w for e in ends]
         else:
             sa, sb = socket.socketpair(socket.AF_UNIX, int(ends[0].get("type", 1)))
+            for sock, end in zip((sa, sb), ends, strict=True):
+                if end.get("name_hex"):     # bound before it connected, or accepted
+                    name = bytes.fromhex(end["name_hex"])
+                    try:
+                        sock.bind(name)
+                        if end.get("unlink"):   # its node was deleted since
+                            os.unlink(name)
+                    except OSError as err:
+                        raise OSError(err.errno, f"bind {name!r}: "
+                                                 f"{err.strerror}") from err
             made = [sa.detach(), sb.detach()]
         for tmp, end, fd in zip(made, ends, a["fds"], strict=True):
             self.set_status_flags(tmp, int(end["flags"]))
