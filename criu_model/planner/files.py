@@ -208,7 +208,14 @@ class FilePlan:
                     pair = tuple(sorted((sock.inode, sock.unix.peer_inode)))
                     by_pipe[-hash(pair) & ((1 << 62) - 1) | (1 << 62)].append(key)
         for keys in by_pipe.values():
-            if len(keys) == 2:
+            is_pipe = self.files[keys[0]].fd.WhichOneof("state") == "pipe"
+            if len(keys) == 2 or (is_pipe and len(keys) > 2):
+                if is_pipe:   # the pipe() pair first: a read end, then a write end
+                    keys.sort(key=lambda k: not self.files[k].fd.pipe.read_end)
+                    writer = next((k for k in keys if not self.files[k].fd.pipe.read_end), None)
+                    if writer is not None:
+                        keys.remove(writer)
+                        keys.insert(1, writer)
                 self._group(keys)
         self._group_ptys()
 
@@ -345,6 +352,9 @@ class FilePlan:
             entry = self.files[key]
             if key in self._ptys:
                 self._open_pty(pid, keys, [self.service[k] for k in keys])
+            elif entry.fd.WhichOneof("state") == "pipe" and len(keys) >= 2 \
+                    and not self._one_pair(keys):
+                self._open_pipe_set(pid, keys)
             elif len(keys) == 2:
                 is_pipe = entry.fd.WhichOneof("state") == "pipe"
                 action = Action.PIPE if is_pipe else Action.SOCKETPAIR
@@ -356,6 +366,36 @@ class FilePlan:
             else:
                 self._open(pid, entry)
             self.held[pid].update(keys)
+
+    def _one_pair(self, keys: list[int]) -> bool:
+        """Whether a pipe's descriptions are one read end and one write end (one pipe())."""
+        return len(keys) == 2 and {self.files[k].fd.pipe.read_end for k in keys} == {True, False}
+
+    def _open_pipe_set(self, pid: int, keys: list[int]) -> None:
+        """One pipe held through more open file descriptions than pipe() makes (ZDTM
+        pipe01/pipe02: an end opened again through /proc/self/fd): pipe() for the first
+        read and write ends (or one end, the other closed), every other description
+        opened through /proc/self/fd of one of them, which never blocks on a pipe."""
+        entry = self.files[keys[0]]
+        if self._one_pair(keys[:2]):
+            made = keys[:2]
+            extra = self._pipe_queue(entry.fd)
+            self.plan.add(pid, Action.PIPE, files=made, fds=[self.service[k] for k in made],
+                          reason="one call creates both ends" + (
+                              f", then its {extra['queued']} queued bytes written back"
+                              if extra else ""), **extra)
+        else:
+            made = keys[:1]
+            self._open(pid, entry)
+        source = self.service[made[0]]
+        for key in keys[len(made):]:
+            fd = self.files[key].fd
+            self.plan.add(pid, Action.OPEN, file=key, fd=self.service[key], kind="pipe",
+                          flags=fd.flags, pos=0, reopen=source,
+                          path=f"/proc/self/fd/{source}",
+                          reason="another open file description of the same pipe: "
+                                 "opened again through /proc/self/fd",
+                          **common_state(fd))
 
     def _open(self, pid: int, entry: _File, at: int | None = None) -> None:
         fd = entry.fd

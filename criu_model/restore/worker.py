@@ -471,6 +471,10 @@ class Worker:
                 write_queued(rdwr, a)
             finally:
                 os.close(rdwr)
+        elif kind == "pipe" and a.get("reopen") is not None:
+            # another description of a pipe made here: /proc/self/fd never blocks on one
+            tmp = os.open(f"/proc/self/fd/{self.real(int(a['reopen']))}",
+                          (flags & ~(O_CLOEXEC | os.O_CREAT | os.O_TRUNC)) | O_CLOEXEC)
         elif kind == "pipe":   # the other end is outside: pipe(), keep one end
             r, w = os.pipe()
             if a.get("pipe_size"):
