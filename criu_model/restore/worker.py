@@ -490,6 +490,13 @@ class Worker:
             self.set_status_flags(tmp, flags)
         elif kind == "memfd":
             tmp = self._memfd(a)
+            if flags & O_ACCMODE != os.O_RDWR:
+                # memfd_create is O_RDWR: a read-only (or write-only) description, as a
+                # program gets by opening /proc/PID/fd/N of one (ZDTM memfd01), is opened
+                # again through /proc/self/fd with the dumped access mode
+                narrow = os.open(f"/proc/self/fd/{tmp}", (flags & O_ACCMODE) | O_CLOEXEC)
+                os.close(tmp)
+                tmp = narrow
         elif kind == "signalfd":
             mask = (ctypes.c_ulong * 16)()    # sigset_t: 1024 bits
             for sig in a.get("signals", []):
