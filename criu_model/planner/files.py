@@ -155,6 +155,7 @@ class FilePlan:
         self.private: set[int] = set()
         self._tcp_ends: set[tuple[str, int, str, int]] | None = None
         self._pipes_refilled: set[int] = set()
+        self._cwd: dict[int, str] = {}      # actor -> its working directory, once set
         self._collect()
         self._choose_openers(creators)
 
@@ -341,12 +342,15 @@ class FilePlan:
         builder.on_created.append(self._on_created)
 
     def _on_clone(self, creator: int, child: int, flags: int) -> None:
+        if creator in self._cwd:      # a fork inherits its creator's working directory
+            self._cwd[child] = self._cwd[creator]
         if flags & CloneFlag.FILES:
             self.held[child] = self.held[creator]
         else:
             self.held[child] = set(self.held[creator])
 
     def _on_created(self, pid: int) -> None:
+        self._chdir(pid)
         for key in self.opens.get(pid, []):
             keys = self._groups.get(key, [key])
             entry = self.files[key]
@@ -366,6 +370,24 @@ class FilePlan:
             else:
                 self._open(pid, entry)
             self.held[pid].update(keys)
+
+    def _chdir(self, pid: int) -> None:
+        """The process's working directory, before any of its files: a unix socket bound
+        by a relative name (ZDTM sk-unix-rel) binds relative to it."""
+        proc = self.snap.by_pid.get(pid)
+        if proc is None or not proc.HasField("cwd") or not proc.cwd.path:
+            return
+        path = proc.cwd.path.decode(errors="replace")
+        if proc.cwd.deleted:
+            self.plan.problem(Severity.WARNING, "cwd-deleted",
+                              f"pid {pid} works in {path}, a directory deleted since: the "
+                              "restore leaves it in the restorer's", pid=pid,
+                              fix="none: a deleted directory cannot be entered again")
+            return
+        if self._cwd.get(pid) == path:
+            return                   # inherited from its creator, which went there first
+        self.plan.add(pid, Action.CHDIR, path=path, reason="its working directory")
+        self._cwd[pid] = path
 
     def _one_pair(self, keys: list[int]) -> bool:
         """Whether a pipe's descriptions are one read end and one write end (one pipe())."""
@@ -566,6 +588,21 @@ class FilePlan:
             if sock.state == TCP_LISTEN:
                 if name:
                     args["name"] = name
+                gone = [c for c in sock.unix.pending if c not in self.snap.sockets_by_inode]
+                if gone:
+                    # Connections queued by clients that are not in the snapshot (closed
+                    # since, or another tree's: ZDTM sk-unix-listen03): queued again by
+                    # clients that close at once, so accept() still returns them.
+                    args["orphans"] = len(gone)
+                    self.plan.problem(Severity.WARNING, "unix-pending-outside",
+                                      f"unix listener {name or sock.inode} has {len(gone)} "
+                                      "connection(s) queued by clients outside the snapshot: "
+                                      "they are queued again from clients that close at once "
+                                      "(accept() returns a socket that reads EOF; what the "
+                                      "client sent is not restored)",
+                                      fix="dump the clients' trees too")
+                    return Action.OPEN, f"unix listener: socket, bind, listen, then " \
+                                        f"{len(gone)} connection(s) from clients that close"
                 return Action.OPEN, "unix listener: socket, bind, listen"
             listener = self.snap.accept_queues.get(sock.inode)
             if listener is not None:

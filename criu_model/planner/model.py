@@ -27,6 +27,8 @@ class Action(enum.StrEnum):
     SETNS_PID = "setns_pid"        # pid_ns_for_children := the namespace of `ns_init`
     SETNS = "setns"                # args: ns (type), holder (actor already in it)
     UNSHARE = "unshare"            # args: flags, flags_value (CLONE_NEW*, user first)
+    CHDIR = "chdir"                # args: path (the dumped cwd; before its files: a unix
+                                   # socket's relative name binds there)
     CLONE = "clone3"               # args: child, set_tid (innermost first), flags
     LAST_PID_CLONE = "ns_last_pid_clone"  # racy fallback: write ns_last_pid then clone
     SETSID = "setsid"

@@ -599,6 +599,8 @@ class Simulator:
             task = self.task(step.actor)
             self._fd(task, a["fd"])
             del task.files[a["fd"]]
+        elif act is Action.CHDIR:
+            self.task(step.actor)   # the working directory is not modeled: it must exist
         elif act is Action.LOCK:
             self._fd(self.task(step.actor), a["fd"])   # locks are not modeled: the fd exists
         elif act is Action.EPOLL_ADD:

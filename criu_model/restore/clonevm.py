@@ -48,7 +48,8 @@ _MAILBOX = struct.Struct("=I4x7Qq")   # state, nr, 6 args, result (offsets 0, 8.
 _STACK = 64 * 1024
 
 # x86_64 numbers of what the mailbox runs (the only architecture with machine code here)
-SYS = {"close": 3, "ioctl": 16, "dup2": 33, "fcntl": 72, "exit": 60, "setpgid": 109,
+SYS = {"close": 3, "ioctl": 16, "dup2": 33, "fcntl": 72, "exit": 60, "chdir": 80,
+       "setpgid": 109,
        "setsid": 112, "epoll_ctl": 233, "unshare": 272, "dup3": 292, "prlimit64": 302,
        "close_range": 436, "pidfd_getfd": 438, "futex": 202}
 FUTEX_WAIT, FUTEX_WAKE = 0, 1

@@ -58,13 +58,14 @@ _EXECUTED = frozenset({Action.CLONE, Action.SETSID, Action.SETPGID, Action.SUBRE
                        Action.DUP2, Action.CLOSE, Action.UNSHARE, Action.SETNS, Action.SETNS_PID,
                        Action.SEND_FD, Action.EPOLL_ADD, Action.OPEN_PTY,
                        Action.SET_CTTY, Action.DROP_CTTY, Action.SET_FG,
-                       Action.TCP_REPAIR, Action.MAP_VMAS, Action.FILL_PAGES, Action.LOCK})
+                       Action.TCP_REPAIR, Action.MAP_VMAS, Action.FILL_PAGES, Action.LOCK,
+                       Action.CHDIR})
 # What a CLONE_VM child's creator runs for it through its mailbox (worker.run_remote):
 # a step that acts on the caller runs in the child; any other is not rehearsed there.
 _REMOTE = frozenset({Action.SETSID, Action.SETPGID, Action.EXIT, Action.OPEN, Action.PIPE,
                      Action.SOCKETPAIR, Action.DUP2, Action.CLOSE, Action.UNSHARE,
                      Action.TCP_REPAIR, Action.OPEN_PTY, Action.SET_CTTY, Action.MAP_VMAS,
-                     Action.FILL_PAGES})
+                     Action.FILL_PAGES, Action.CHDIR})
 _MEMORY_TIMEOUT = 300.0   # seconds for one process's memory job (a GiB fills in ~1 s)
 _BATCH = 64   # steps per message: a few KiB, far below MAX_MESSAGE
 _TCP_LISTEN, _TCP_CLOSE = 10, 7
@@ -266,7 +267,8 @@ def _pair_names(step: Step, files: dict[int, files_pb2.Fd],
         fd = files.get(int(key))
         sock = sockets.get(fd.socket.inode) if fd is not None and fd.HasField("socket") \
             else None
-        if sock is not None and sock.HasField("unix") and sock.unix.name.startswith(b"/"):
+        if sock is not None and sock.HasField("unix") and sock.unix.name \
+                and not sock.unix.abstract:
             out.append(sock.unix.name.decode(errors="replace"))
     return out
 
@@ -289,14 +291,27 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd],
     nodes: set[str] = set()     # paths of deleted nodes: the open step makes them
     bound: set[str] = set()     # unix socket paths: bind() makes them
     devices: set[str] = set()   # directories holding a device node: no nodev there
+    cwds: dict[int, str] = {}   # actor -> its working directory (chdir steps)
     for index, step in enumerate(plan.steps):
+        if step.action is Action.CHDIR:
+            cwds[step.actor] = str(step.args["path"])
+            continue
         names = [str(step.args.get("name", ""))] \
             if step.action is Action.OPEN and step.args.get("kind") == "socket" else \
             _pair_names(step, files, sockets or {}) if step.action is Action.SOCKETPAIR \
             else []
         for name in names:
+            if not name or name.startswith("@"):
+                continue    # unnamed, or abstract: the sandbox's network namespace's own
             if not name.startswith("/"):
-                continue
+                # a relative name binds in the process's working directory: covered too,
+                # never the host's (ZDTM sk-unix-rel bound into criu-model's own cwd)
+                cwd = cwds.get(step.actor)
+                if cwd is None:
+                    refused[index] = f"unix socket {name}: a relative name, and its " \
+                                     "process's working directory is unknown"
+                    continue
+                name = posixpath.join(cwd, name)
             parent = posixpath.dirname(name)   # bind() would create the socket file here
             if parent in _UNSAFE_SCRATCH or not os.path.isdir(parent):
                 refused[index] = f"unix socket {name}: its directory is not covered by a " \
@@ -340,9 +355,11 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd],
              and s.args.get("kind") in ("regular", "directory", "opath", "fifo")
              and "path" in s.args]
     for top in tops:
-        # a socket's directory below the top (a deleted file in /tmp covers all of /tmp)
+        # a socket's directory below the top (a deleted file in /tmp covers all of /tmp),
+        # and every working directory there
         sub: set[str] = {posixpath.dirname(p[len(top) + 1:]) for p in bound
                          if p.startswith(top + "/") and "/" in p[len(top) + 1:]}
+        sub.update(c[len(top) + 1:] for c in cwds.values() if c.startswith(top + "/"))
         made: dict[str, int] = {}
         for index, step in paths:
             path = str(step.args["path"])
@@ -869,10 +886,13 @@ class Conductor:
             name = sock.unix.name if sock is not None and sock.HasField("unix") else b""
             if name:   # bound: bind() again after socketpair(), in the sandbox only
                 out["name_hex"] = name.hex()
+                # (a relative name's node is left: the host's cwd is not criu-model's)
                 out["unlink"] = name.startswith(b"/") and not _node_is(name, sock)
         return out
 
     def _unsupported_open(self, index: int, step: Step) -> str:
+        if step.action is Action.SOCKETPAIR and index in self._refused:
+            return self._refused[index]    # an end's name would bind outside the sandbox
         if step.action is not Action.OPEN:
             return ""
         kind = str(step.args.get("kind"))

@@ -176,6 +176,8 @@ class Judge:
         ]
         if not zombie:
             pairs.append(("tty_nr", proc.tty_nr, box.tty_nr))
+            if proc.cwd.path and not proc.cwd.deleted:
+                pairs.append(("cwd", printable(proc.cwd.path), printable(box.cwd.path)))
             if proc.HasField("tpgid"):   # format 1.1 and later
                 pairs.append(("tpgid", proc.tpgid, self._inner_tpgid(box)))
         if zombie:

@@ -542,6 +542,10 @@ class Worker:
                 sock.bind((a["src"], int(a["sport"])))
             if state == 10:   # TCP_LISTEN, for unix listeners too
                 sock.listen(int(a.get("backlog") or 0))
+                for _ in range(int(a.get("orphans", 0))):   # queued by clients now gone
+                    with socket.socket(family, stype) as client:
+                        client.setblocking(False)
+                        client.connect(bytes.fromhex(a["name_hex"]))
             if a.get("connect_hex"):   # a connection still in a listener's accept queue
                 sock.setblocking(False)   # a full queue is an error, not a wait
                 sock.connect(bytes.fromhex(a["connect_hex"]))
@@ -822,6 +826,9 @@ class Worker:
             child.call("ioctl", self.real(int(step["fd"])), TIOCSCTTY, 0)
         elif act == "unshare":
             child.call("unshare", int(step["flags_value"]))
+        elif act == "chdir":
+            path = ctypes.create_string_buffer(str(step["path"]).encode())  # shared memory
+            child.call("chdir", ctypes.addressof(path))
         elif act in ("open", "pipe", "socketpair", "tcp_repair", "open_pty") and not any(
                 str(lock.get("type", "")).upper() == "POSIX"
                 for lock in step.get("apply_locks", ())):
@@ -881,6 +888,8 @@ class Worker:
             fd = int(step["fd"])
             os.close(self.real(fd))
             self.virtual.discard(fd)
+        elif act == "chdir":
+            os.chdir(str(step["path"]))
         elif act == "lock":       # POSIX locks, once the fds are final (planner: LOCK)
             for lock in step.get("apply_locks", ()):
                 take_lock(self.real(int(step["fd"])), lock)
