@@ -156,6 +156,9 @@ class FilePlan:
         self._tcp_ends: set[tuple[str, int, str, int]] | None = None
         self._pipes_refilled: set[int] = set()
         self._cwd: dict[int, str] = {}      # actor -> its working directory, once set
+        self._dgram_to: set[int] | None = None
+        self._targets: set[int] | None = None
+        self._listeners: dict[bytes, sockets_pb2.Socket] | None = None
         self._collect()
         self._choose_openers(creators)
 
@@ -327,8 +330,9 @@ class FilePlan:
             lca = next((a for a in paths[0] if a in common), RESTORER)
             # Helpers run no file code: a helper LCA means the first holder opens.
             opener = lca if lca not in bases and lca in self.snap.by_pid else holders[0]
+            # (a socket others connect to is made with the processes, before its clients)
             if len(keys) == 1 and holders == [opener] and needers[key] == {opener} \
-                    and not self._ctty_master(keys[0]):
+                    and not self._ctty_master(keys[0]) and key not in self._connect_targets():
                 self.private.add(key)   # opened late, straight at its fd: nobody inherits it
                 continue
             self.opens[opener].append(keys[0])
@@ -351,7 +355,9 @@ class FilePlan:
 
     def _on_created(self, pid: int) -> None:
         self._chdir(pid)
-        for key in self.opens.get(pid, []):
+        targets = self._connect_targets()
+        # a socket others connect to by name first: bound before its clients connect
+        for key in sorted(self.opens.get(pid, []), key=lambda k: k not in targets):
             keys = self._groups.get(key, [key])
             entry = self.files[key]
             if key in self._ptys:
@@ -359,6 +365,9 @@ class FilePlan:
             elif entry.fd.WhichOneof("state") == "pipe" and len(keys) >= 2 \
                     and not self._one_pair(keys):
                 self._open_pipe_set(pid, keys)
+            elif len(keys) == 2 and entry.fd.WhichOneof("state") == "socket" \
+                    and self._accept_pair(pid, keys):
+                pass
             elif len(keys) == 2:
                 is_pipe = entry.fd.WhichOneof("state") == "pipe"
                 action = Action.PIPE if is_pipe else Action.SOCKETPAIR
@@ -370,6 +379,49 @@ class FilePlan:
             else:
                 self._open(pid, entry)
             self.held[pid].update(keys)
+
+    def _listener_named(self, sock: sockets_pb2.Socket) -> sockets_pb2.Socket | None:
+        """The tree's unix listener whose name an accepted socket carries, or None."""
+        if self._listeners is None:
+            self._listeners = {s.unix.name: s for s in self.snap.sockets
+                               if s.WhichOneof("kind") == "unix" and s.state == TCP_LISTEN
+                               and s.unix.name}
+        found = self._listeners.get(sock.unix.name) if sock.unix.name else None
+        return found if found is not None and found.inode != sock.inode \
+            and found.type == sock.type else None
+
+    def _accept_pair(self, pid: int, keys: list[int]) -> bool:
+        """A connection accepted on one of the tree's listeners, both ends in the tree (ZDTM
+        sockets00): its server end carries the listener's name, which no socketpair end
+        can bind while the listener holds it. Made as it was: a client connect()s to the
+        listener and the listener accepts. Only when `pid` holds the listener already."""
+        socks = [self.snap.sockets_by_inode.get(self.files[k].fd.socket.inode) for k in keys]
+        if None in socks:
+            return False
+        for server, client in ((0, 1), (1, 0)):
+            listener = self._listener_named(socks[server])   # type: ignore[arg-type]
+            lkey = next((k for k in self.held[pid] if self.files[k].fd.HasField("socket")
+                         and self.files[k].fd.socket.inode == listener.inode), None) \
+                if listener is not None else None
+            if lkey is None:
+                continue
+            c_fd, s_fd = self.files[keys[client]].fd, self.files[keys[server]].fd
+            target = unix_name(listener)   # type: ignore[arg-type]
+            args: dict[str, Any] = {"file": keys[client], "fd": self.service[keys[client]],
+                                    "kind": "socket", "flags": c_fd.flags, "pos": 0,
+                                    "socket_inode": c_fd.socket.inode, "connect": target,
+                                    "listener": listener.inode}   # type: ignore[union-attr]
+            if socks[client].unix.name:   # type: ignore[union-attr]
+                args["name"] = unix_name(socks[client])   # type: ignore[arg-type]
+            args.update(common_state(c_fd))
+            self.plan.add(pid, Action.OPEN, reason=f"the client end of a connection accepted "
+                          f"on {target}: socket, connect() to it", **args)
+            self.plan.add(pid, Action.ACCEPT, listener=self.service[lkey],
+                          fd=self.service[keys[server]], file=keys[server], flags=s_fd.flags,
+                          reason="its server end: accept() on the listener",
+                          **common_state(s_fd))
+            return True
+        return False
 
     def _chdir(self, pid: int) -> None:
         """The process's working directory, before any of its files: a unix socket bound
@@ -537,6 +589,28 @@ class FilePlan:
                                   fix="not supported yet: the client would have to be "
                                       "created after the listener's holder")
 
+    def _dgram_targets(self) -> set[int]:
+        """Inodes of the datagram sockets some socket of the snapshot connects to."""
+        if self._dgram_to is None:
+            self._dgram_to = {s.unix.peer_inode for s in self.snap.sockets
+                              if s.WhichOneof("kind") == "unix" and s.type == socket.SOCK_DGRAM
+                              and s.unix.peer_inode and s.unix.peer_inode != s.inode}
+        return self._dgram_to
+
+    def _connect_targets(self) -> set[int]:
+        """File keys of the sockets others connect to by name (datagram peers, listeners
+        with clients waiting): opened before the other files of their opener."""
+        if self._targets is None:
+            inodes = self._dgram_targets() | {s.inode for s in self.snap.accept_queues.values()}
+            for sock in self.snap.sockets:    # listeners whose accepted ends are held
+                listener = self._listener_named(sock) if sock.WhichOneof("kind") == "unix" \
+                    and sock.state != TCP_LISTEN else None
+                if listener is not None:
+                    inodes.add(listener.inode)
+            self._targets = {k for k, e in self.files.items()
+                             if e.fd.HasField("socket") and e.fd.socket.inode in inodes}
+        return self._targets
+
     def _unix_listeners(self) -> set[bytes]:
         """Names of the snapshot's listening unix sockets."""
         return {s.unix.name for s in self.snap.sockets
@@ -614,6 +688,25 @@ class FilePlan:
                 args["listener"] = listener.inode
                 return Action.OPEN, f"unix client waiting in the accept queue of {target}: " \
                                     "socket, connect() again (queued, not accepted)"
+            if sock.type == socket.SOCK_DGRAM and sock.unix.peer_inode == sock.inode \
+                    and name:
+                args["name"] = name       # connected to itself (ZDTM sockets_dgram)
+                args["connect_self"] = True
+                return Action.OPEN, "unix datagram socket connected to itself: socket, " \
+                                    "bind, connect() to its own name"
+            peer = self.snap.sockets_by_inode.get(sock.unix.peer_inode) \
+                if sock.unix.peer_inode else None
+            if sock.type == socket.SOCK_DGRAM and peer is not None and peer.unix.name \
+                    and peer.unix.peer_inode != sock.inode:
+                # A datagram socket connected to another socket of the tree, which many
+                # may connect to (not a pair: ZDTM sockets_dgram): connect() by its name.
+                if name:
+                    args["name"] = name
+                target = unix_name(peer)
+                args["connect"] = target
+                args["listener"] = peer.inode
+                return Action.OPEN, f"unix datagram socket connected to {target}: socket, " \
+                                    "bind, connect() once its peer is bound"
             if sock.unix.peer_inode:
                 if name and sock.unix.name in self._unix_listeners():
                     # The server end of a connection accepted on one of the tree's own
@@ -633,7 +726,14 @@ class FilePlan:
                                   "the snapshot", fix="dump the peer's tree too")
                 return Action.OPEN, "connected unix socket whose peer is outside: reconnected " \
                                     "by name if it has one"
-            if sock.state == TCP_ESTABLISHED and sock.type != socket.SOCK_DGRAM:
+            if sock.state == TCP_ESTABLISHED and sock.type == socket.SOCK_DGRAM \
+                    and sock.inode in self._dgram_targets():
+                # ESTABLISHED because the tree's own clients connected to it: they do so
+                # again once it is bound (unix_dgram_connect sets both ends' state).
+                if name:
+                    args["name"] = name
+                return Action.OPEN, "unix datagram socket its clients connect to: socket, bind"
+            if sock.state == TCP_ESTABLISHED:
                 # Connected, and its peer is gone (closed: the kernel reports no peer inode
                 # and both directions shut down). A socketpair whose other end is closed
                 # at once is that socket: reads see EOF, writes fail with EPIPE.
@@ -751,8 +851,10 @@ class FilePlan:
             opened_at: dict[int, int] = {}
             # /proc/self/fd/N and /proc/self/fdinfo/N name one of its own fds: opened last,
             # once every other fd is at its number (ZDTM fanotify00 reads an fdinfo)
-            ordered = sorted(rows, key=lambda row: (row[1] in self.private
-                                                    and self._names_own_fd(owner, row[1])))
+            targets = self._connect_targets()
+            ordered = sorted(rows, key=lambda row: (
+                row[1] in self.private and self._names_own_fd(owner, row[1]),
+                row[1] not in targets))
             for fd, key in ordered:
                 # dup2 clears FD_CLOEXEC: the step says when it must be set again
                 # (dup3(O_CLOEXEC)); a rehearsal showed every moved fd losing it.

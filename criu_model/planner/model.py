@@ -27,6 +27,8 @@ class Action(enum.StrEnum):
     SETNS_PID = "setns_pid"        # pid_ns_for_children := the namespace of `ns_init`
     SETNS = "setns"                # args: ns (type), holder (actor already in it)
     UNSHARE = "unshare"            # args: flags, flags_value (CLONE_NEW*, user first)
+    ACCEPT = "accept"              # args: listener (fd), fd, file, flags: the server end of a
+                                   # connection made again by connect() to a listener
     CHDIR = "chdir"                # args: path (the dumped cwd; before its files: a unix
                                    # socket's relative name binds there)
     CLONE = "clone3"               # args: child, set_tid (innermost first), flags

@@ -599,6 +599,10 @@ class Simulator:
             task = self.task(step.actor)
             self._fd(task, a["fd"])
             del task.files[a["fd"]]
+        elif act is Action.ACCEPT:
+            task = self.task(step.actor)
+            self._fd(task, a["listener"])          # the listener is held
+            self._install(task, a["fd"], FileObj(a["file"]))
         elif act is Action.CHDIR:
             self.task(step.actor)   # the working directory is not modeled: it must exist
         elif act is Action.LOCK:

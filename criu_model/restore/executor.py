@@ -59,7 +59,7 @@ _EXECUTED = frozenset({Action.CLONE, Action.SETSID, Action.SETPGID, Action.SUBRE
                        Action.SEND_FD, Action.EPOLL_ADD, Action.OPEN_PTY,
                        Action.SET_CTTY, Action.DROP_CTTY, Action.SET_FG,
                        Action.TCP_REPAIR, Action.MAP_VMAS, Action.FILL_PAGES, Action.LOCK,
-                       Action.CHDIR})
+                       Action.CHDIR, Action.ACCEPT})
 # What a CLONE_VM child's creator runs for it through its mailbox (worker.run_remote):
 # a step that acts on the caller runs in the child; any other is not rehearsed there.
 _REMOTE = frozenset({Action.SETSID, Action.SETPGID, Action.EXIT, Action.OPEN, Action.PIPE,
@@ -511,7 +511,7 @@ class Conductor:
     @staticmethod
     def _made_fds(step: Step) -> list[int]:
         a = step.args
-        if step.action in (Action.OPEN, Action.TCP_REPAIR):
+        if step.action in (Action.OPEN, Action.TCP_REPAIR, Action.ACCEPT):
             return [int(a["fd"])]
         if step.action in (Action.PIPE, Action.SOCKETPAIR, Action.OPEN_PTY):
             return [int(f) for f in a.get("fds", [])]
@@ -552,6 +552,8 @@ class Conductor:
             return self._skip(index, step, "fd its epoll or its target was not made")
         if step.action is Action.OPEN and (why := self._names_missing_fd(step)):
             return self._skip(index, step, why)
+        if step.action is Action.ACCEPT and (actor, int(a["listener"])) in missing:
+            return self._skip(index, step, f"its listener (fd {a['listener']}) was not made")
         if step.action is Action.LOCK and (actor, int(a["fd"])) in missing:
             return self._skip(index, step, f"fd {a['fd']} was not made")
         if step.action is Action.CLOSE and (actor, int(a["fd"])) in missing:
@@ -942,6 +944,11 @@ class Conductor:
         or None; the dump leaves such a client's own peer 0."""
         return self.snap.accept_queues.get(sock.inode)
 
+    def _dgram_peer(self, step: Step) -> sockets_pb2.Socket | None:
+        """The socket of the tree this one connects to by name (the planner's `listener`
+        argument: a datagram peer, or a listener whose accept() makes the other end)."""
+        return self.snap.sockets_by_inode.get(int(step.args.get("listener", 0)))
+
     def _listener_opened(self, listener: sockets_pb2.Socket) -> bool:
         """Its open step ran and the kernel took it (so a connect can reach it)."""
         self._flush()    # its open may still be queued
@@ -964,9 +971,11 @@ class Conductor:
             out["family"] = socket.AF_UNIX
             out["name_hex"] = sock.unix.name.hex()
             out["backlog"] = sock.unix.backlog or sock.wqueue
-            listener = self.pending_listener(sock)
-            if listener is not None:   # connect again: it waits in the same accept queue
+            listener = self.pending_listener(sock) or self._dgram_peer(step)
+            if listener is not None:   # connect again: the same accept queue, or datagram peer
                 out["connect_hex"] = listener.unix.name.hex()
+            elif step.args.get("connect_self"):
+                out["connect_hex"] = sock.unix.name.hex()
         else:
             out["family"] = socket.AF_INET6 if ":" in sock.inet.src else socket.AF_INET
             out["src"], out["sport"] = sock.inet.src, sock.inet.sport
@@ -993,10 +1002,10 @@ class Conductor:
             return "a socket the dump could not describe"
         kind = sock.WhichOneof("kind")
         if kind == "unix":
-            listener = self.pending_listener(sock)
+            listener = self.pending_listener(sock) or self._dgram_peer(step)
             if listener is not None and not self._listener_opened(listener):
                 return f"its listener {printable(listener.unix.name)} is not rehearsed"
-            if sock.unix.peer_inode and listener is None:
+            if sock.unix.peer_inode and listener is None and not step.args.get("connect_self"):
                 return "a connected unix socket whose peer is outside the snapshot"
             name = sock.unix.name
             if name and not sock.unix.abstract and index in self._refused:

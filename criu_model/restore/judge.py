@@ -138,6 +138,7 @@ class Judge:
         self._pipe_buffers()
         self._locks()
         self._groups("socketpair", self._pair_group, "connected unix sockets")
+        self._socket_peers()
         self._namespaces()
         self._task_shares()
         self._memory()
@@ -337,7 +338,50 @@ class Judge:
             return None
         if sock.inode in snap.accept_queues:
             return None   # its peer is not an fd but an embryo in an accept queue
+        peer = snap.sockets_by_inode.get(sock.unix.peer_inode)
+        if peer is not None and (peer.unix.peer_inode != sock.inode or peer is sock):
+            return None   # not a pair: a datagram socket's peer (_socket_peers)
         return tuple(sorted((sock.inode, sock.unix.peer_inode)))
+
+    def _socket_peers(self) -> None:
+        """A unix socket connected to a socket of the tree that is not its pair (datagram
+        sockets connect many to one, or to themselves): its peer in the sandbox is the
+        socket at the same place (process and fd) as its dumped peer."""
+        def places(snap: Snapshot, key_of: Callable[[int], int | None]
+                   ) -> dict[int, tuple[int, int]]:
+            out: dict[int, tuple[int, int]] = {}
+            for table in snap.fds:
+                key = key_of(table.pid)
+                for fd in table.fds:
+                    if key is not None and fd.HasField("socket"):
+                        out.setdefault(fd.socket.inode, (key, fd.fd))
+            return out
+
+        box_keys = {p.pid: k for k, p in self.box_by_key.items()}
+        want_at = places(self.snap, lambda pid: pid)
+        got_at = places(self.box, box_keys.get)
+        got_sock = {at: self.box.sockets_by_inode.get(inode) for inode, at in got_at.items()}
+        for sock in self.snap.sockets:
+            if sock.WhichOneof("kind") != "unix" or not sock.unix.peer_inode:
+                continue
+            peer = self.snap.sockets_by_inode.get(sock.unix.peer_inode)
+            if peer is None or (peer.unix.peer_inode == sock.inode and peer is not sock):
+                continue   # outside the tree, or a pair (_pair_group)
+            mine, theirs = want_at.get(sock.inode), want_at.get(peer.inode)
+            if mine is None or theirs is None:
+                continue
+            ident = f"{mine[0]}:{mine[1]} -> {theirs[0]}:{theirs[1]}"
+            why = next((self.ex.missing_fds.get(m) for m in (mine, theirs)
+                        if m in self.ex.missing_fds), None)
+            if why:
+                self.entries.append(Entry("socket_peer", ident, NOT_REHEARSED, reason=why))
+                continue
+            got = got_sock.get(mine)
+            actual = got_at.get(got.unix.peer_inode) if got is not None and \
+                got.HasField("unix") and got.unix.peer_inode else None
+            self.entries.append(_entry("socket_peer", ident, [
+                ("peer", f"{theirs[0]}:{theirs[1]}",
+                 f"{actual[0]}:{actual[1]}" if actual else None)]))
 
     def _partition(self, snap: Snapshot, key_of: Callable[[int], int | None],
                    group: Callable[[int, files_pb2.Fd, Snapshot], Hashable | None]

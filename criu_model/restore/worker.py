@@ -706,6 +706,23 @@ class Worker:
             self.set_status_flags(tmp, int(end["flags"]))
             self.place(tmp, int(fd), int(end["flags"]))
 
+    def do_accept(self, a: dict[str, Any]) -> None:
+        """accept() on the listener at `listener` (a copy of its fd: its blocking flag,
+        shared by the description, is left alone); never waits long: the client
+        connected in the step before."""
+        import select
+
+        lst = socket.socket(fileno=os.dup(self.real(int(a["listener"]))))
+        try:
+            if not select.select([lst], [], [], 5.0)[0]:
+                raise OSError(errno.ETIMEDOUT, "accept: no connection is queued")
+            conn, _addr = lst.accept()
+        finally:
+            lst.close()
+        tmp = conn.detach()
+        self.set_status_flags(tmp, int(a["flags"]))
+        self.place(tmp, int(a["fd"]), int(a["flags"]))
+
     def do_clone(self, a: dict[str, Any]) -> dict[str, Any]:
         flags = int(a.get("flags_value", 0))
         if flags & CLONE_THREAD:
@@ -890,6 +907,8 @@ class Worker:
             self.virtual.discard(fd)
         elif act == "chdir":
             os.chdir(str(step["path"]))
+        elif act == "accept":     # the server end of a connection its client just made
+            self.do_accept(step)
         elif act == "lock":       # POSIX locks, once the fds are final (planner: LOCK)
             for lock in step.get("apply_locks", ()):
                 take_lock(self.real(int(step["fd"])), lock)
