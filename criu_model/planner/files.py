@@ -589,6 +589,14 @@ class FilePlan:
                                   fix="not supported yet: the client would have to be "
                                       "created after the listener's holder")
 
+    def _shared_port(self, sock: sockets_pb2.Socket) -> bool:
+        """Whether another inet listener of the snapshot is bound to the same address,
+        port and protocol (only SO_REUSEPORT on both allows that)."""
+        here = (sock.inet.src, sock.inet.sport, sock.inet.protocol)
+        return sum(1 for s in self.snap.sockets if s.WhichOneof("kind") == "inet"
+                   and s.state == TCP_LISTEN
+                   and (s.inet.src, s.inet.sport, s.inet.protocol) == here) > 1
+
     def _dgram_targets(self) -> set[int]:
         """Inodes of the datagram sockets some socket of the snapshot connects to."""
         if self._dgram_to is None:
@@ -654,6 +662,12 @@ class FilePlan:
                                   f"{sock.inet.dport} (SYN-SENT): the restore connects again",
                                   port=sock.inet.sport, fix="none needed if the peer is up")
                 return Action.OPEN, "socket, bind, connect() again (non-blocking)"
+            if sock.state == TCP_LISTEN and self._shared_port(sock):
+                # Another listener of the tree on the same address and port: the kernel
+                # let both bind only with SO_REUSEPORT on each (ZDTM socket-tcp-reuseport)
+                args["reuseport"] = True
+                return Action.OPEN, "socket, SO_REUSEPORT (another listener shares its " \
+                                    "port), bind, listen"
             if sock.state == TCP_LISTEN:
                 return Action.OPEN, "socket, bind, listen"
             return Action.OPEN, "socket, bind"

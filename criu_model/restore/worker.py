@@ -539,6 +539,8 @@ class Worker:
                     sock.bind(name)
             else:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if a.get("reuseport"):   # another listener shares the port (planner)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 sock.bind((a["src"], int(a["sport"])))
             if state == 10:   # TCP_LISTEN, for unix listeners too
                 sock.listen(int(a.get("backlog") or 0))

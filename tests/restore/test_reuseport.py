@@ -1,0 +1,69 @@
+"""Two TCP listeners on one port (SO_REUSEPORT: found rehearsing ZDTM socket-tcp-reuseport).
+
+sock_diag does not report socket options, but two listeners of the tree bound to
+the same address and port tell: the kernel let them bind only with SO_REUSEPORT on
+each. The second bind failed with EADDRINUSE; the plan now sets the option.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import criu_model
+from criu_model.restore import rehearse
+from criu_model.restore.judge import MATCHED, MISMATCHED
+from criu_model.restore.sandbox import wait_gone
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
+
+_PROGRAM = """
+import os, signal, socket, sys
+ready = int(sys.argv[1])
+first = socket.socket()
+first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+first.bind(("127.0.0.1", 0))
+first.listen(8)
+second = socket.socket()
+second.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+second.bind(first.getsockname())
+second.listen(8)
+for s in (first, second):
+    os.set_inheritable(s.detach(), True)
+os.write(ready, b"ready")
+os.close(ready)
+signal.pause()
+"""
+
+
+def test_listeners_sharing_a_port() -> None:
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", _PROGRAM, str(w)], pass_fds=(w,),
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    os.close(w)
+    try:
+        assert os.read(r, 5) == b"ready" and os.read(r, 1) == b""
+        snap = criu_model.dump([proc.pid])
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(r)
+    plan = criu_model.plan(snap, live=False, pid_ns="new")
+    opens = [s for s in plan.steps if s.args.get("kind") == "socket"]
+    assert len(opens) == 2 and all(s.args.get("reuseport") for s in opens)
+    report = rehearse(snap, plan)
+    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    held = {f"{proc.pid}:{f.fd}" for f in snap.fds_by_pid[proc.pid].fds if f.HasField("socket")}
+    fds = [e for e in report.entries if e.kind == "fd" and e.id in held]
+    assert len(fds) == 2 and all(e.status == MATCHED for e in fds)
+    # without the option the second bind fails: the judge says so
+    for step in opens:
+        del step.args["reuseport"]
+    report = rehearse(snap, plan)
+    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
+    assert any(e.kind == "step" and e.status == MISMATCHED and "Address already in use"
+               in str(e.mismatches) for e in report.entries)
