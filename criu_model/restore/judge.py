@@ -17,6 +17,7 @@ import stat
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from criu_model.images.pb import files_pb2, process_pb2
@@ -175,11 +176,13 @@ class Judge:
             ("sid", list(proc.ns_sids), list(box.ns_sids[1:])),
             ("zombie", zombie, box.state == "Z"),
         ]
+        untouched = self._host_ctty.get(proc.pid, "")
         if not zombie:
-            pairs.append(("tty_nr", proc.tty_nr, box.tty_nr))
+            if not untouched:
+                pairs.append(("tty_nr", proc.tty_nr, box.tty_nr))
             if proc.cwd.path and not proc.cwd.deleted:
                 pairs.append(("cwd", printable(proc.cwd.path), printable(box.cwd.path)))
-            if proc.HasField("tpgid"):   # format 1.1 and later
+            if proc.HasField("tpgid") and not untouched:   # format 1.1 and later
                 pairs.append(("tpgid", proc.tpgid, self._inner_tpgid(box)))
         if zombie:
             pairs.append(("exit_code", proc.exit_code, box.exit_code))
@@ -192,7 +195,17 @@ class Judge:
         entry = _entry("process", ident, pairs)
         if note and len(proc.threads) > 1:
             entry.reason = note
+        if untouched:    # a host tty (ZDTM vt): tty_nr and tpgid not compared
+            entry.reason = "; ".join(filter(None, [entry.reason, f"its controlling tty is "
+                                                   f"not set: {untouched}"]))
         self.entries.append(entry)
+
+    @cached_property
+    def _host_ctty(self) -> dict[int, str]:
+        """Processes whose controlling-tty step was not rehearsed (the host's tty), and
+        why: their tty_nr and tpgid cannot be the snapshot's."""
+        return {o.step.actor: o.detail for o in self.ex.outcomes
+                if o.step.action is Action.SET_CTTY and o.status == "not_rehearsed"}
 
     def _inner_tpgid(self, box: process_pb2.Process) -> int | None:
         """The sandbox's tpgid (a pid here) as the snapshot numbers it."""
