@@ -152,6 +152,23 @@ def v1_net_controllers() -> str:
                         and w[1] != "0")
 
 
+def release_v1_net_controllers() -> None:
+    """Give net_cls/net_prio back to cgroup v2 after the run: cgroup_ifpriomap leaves
+    net_prio on an unmounted v1 hierarchy, which the kernel drops once it is mounted and
+    unmounted again with no child cgroup (until then sockets are not probed)."""
+    for name in v1_net_controllers().split(","):
+        if not name:
+            continue
+        with tempfile.TemporaryDirectory(prefix="zdtm-cg-") as where:
+            if subprocess.run(["mount", "-t", "cgroup", "-o", name, "none", where],
+                              capture_output=True).returncode:
+                continue
+            children = [d for d in os.scandir(where) if d.is_dir()]
+            subprocess.run(["umount", where], capture_output=True)
+        if children:
+            print(f"warning: {name} stays on cgroup v1: {len(children)} child cgroups")
+
+
 def make(test: Path, target: str, suid: bool, timeout: float) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, TMPDIR=os.environ.get("TMPDIR", "/tmp"))
     if not suid:
@@ -495,6 +512,7 @@ def main() -> int:
             if row.rehearsal:
                 print(f"{'':28} rehearsal {row.rehearsal} "
                       f"{'; '.join(row.rehearsal_mismatches[:3])}", flush=True)
+    release_v1_net_controllers()
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     ran = [r for r in rows if r.dump]
