@@ -340,6 +340,7 @@ class Conductor:
         # it, and, once made, key -> the map_files path its other holders open ('' failed)
         self._creating: dict[tuple[int, int, int], tuple[int, int, int]] = {}
         self._objects: dict[tuple[int, int, int], str] = {}
+        self._sysv_keys: set[tuple[int, int, int]] = set()   # of them, SysV segments
         self._memory_t0 = 0.0
 
     # ------------------------------------------------------------ setup
@@ -916,6 +917,15 @@ class Conductor:
         for d in decisions:   # sent: its later holders wait for this job
             if d.creates is not None and d.creates not in self._creating:
                 self._creating[d.creates] = (actor, d.start, d.end)
+        made = {(actor, int(v["start"])) for v in job["vmas"]
+                if v.get("sysv") and v["sysv"]["create"]}
+        for d in decisions:
+            if d.creates is not None and (actor, d.start) in made:
+                self._sysv_keys.add(d.creates)
+        if made:
+            # a segment's id comes from shm_next_id, one per IPC namespace: no other
+            # creator may run between its write and the shmget, so this job ends first
+            self._collect(actor)
         return None
 
     def _await_creators(self, actor: int) -> None:
@@ -941,6 +951,9 @@ class Conductor:
             if creator != actor or key in self._objects:
                 continue
             done = self.result.vmas.get((actor, lo), ("", ""))[0] == memory.DONE
+            if key in self._sysv_keys:   # its holders shmat it by id
+                self._objects[key] = memory.SYSV_MADE if done else ""
+                continue
             # the sandbox's /proc numbers processes at the sandbox level: set_tid[-1]
             self._objects[key] = f"/proc/{planned.set_tid[-1]}/map_files/{lo:x}-{hi:x}" \
                 if done and planned is not None and planned.set_tid else ""

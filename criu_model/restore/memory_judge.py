@@ -38,11 +38,27 @@ _NAMED_ANON = {mm_pb2.VMA_HEAP: "[heap] is recreated as anonymous memory (naming
                "memory"}
 
 
-_SHARED_MADE = frozenset({mm_pb2.VMA_SHARED_ANON, mm_pb2.VMA_MEMFD})   # objects rehearsed
+_SHARED_MADE = frozenset({mm_pb2.VMA_SHARED_ANON, mm_pb2.VMA_MEMFD,   # objects rehearsed
+                          mm_pb2.VMA_SYSV_SHM})
 
 
 def _prot(p: int) -> str:
     return ("r" if p & 1 else "-") + ("w" if p & 2 else "-") + ("x" if p & 4 else "-")
+
+
+def _sysv_text(vma: mm_pb2.Vma) -> str:
+    """A SysV attachment's key and id, as its maps line gives them ("/SYSVkey", inode)."""
+    if vma.kind != mm_pb2.VMA_SYSV_SHM:
+        return os.fsdecode(vma.path) or "anonymous"
+    return f"key 0x{os.fsdecode(vma.path)[5:]} id {vma.inode}"
+
+
+def _object_size(pid: int, vma: mm_pb2.Vma) -> int | None:
+    """The size of the shared object a sandbox VMA maps (fstat of its map_files link)."""
+    try:
+        return os.stat(f"/proc/{pid}/map_files/{vma.start:x}-{vma.end:x}").st_size
+    except OSError:
+        return None
 
 
 def _span(lo: int, hi: int) -> str:
@@ -118,8 +134,8 @@ def _range_entry(vma: mm_pb2.Vma, box: list[mm_pb2.Vma], starts: list[int],
         b = box[i]    # the common case: one mapping, exactly the same
         if b.start == vma.start and b.end == vma.end and b.prot == vma.prot and \
                 (b.kind == vma.kind == mm_pb2.VMA_ANON or (
-                    vma.kind == b.kind == mm_pb2.VMA_FILE and b.path == vma.path
-                    and b.inode == vma.inode)):
+                    vma.kind == b.kind and vma.kind in (mm_pb2.VMA_FILE, mm_pb2.VMA_SYSV_SHM)
+                    and b.path == vma.path and b.inode == vma.inode)):
             return [], ""
     i = max(i, 0)
     hits = []
@@ -152,6 +168,8 @@ def _range_entry(vma: mm_pb2.Vma, box: list[mm_pb2.Vma], starts: list[int],
     if vma.kind == mm_pb2.VMA_MEMFD:
         pairs.append(("memfd", os.fsdecode(vma.path),
                       "/".join(sorted({os.fsdecode(b.path) for b in hits}))))
+    if vma.kind == mm_pb2.VMA_SYSV_SHM:     # the name holds the key, the inode the id
+        pairs.append(("sysv", _sysv_text(vma), "/".join(sorted({_sysv_text(b) for b in hits}))))
     if vma.kind == mm_pb2.VMA_FILE:
         pairs.append(("file", f"{os.fsdecode(vma.path)} inode {vma.inode}",
                       "/".join(sorted({f"{os.fsdecode(b.path)} inode {b.inode}"
@@ -164,6 +182,16 @@ def _range_entry(vma: mm_pb2.Vma, box: list[mm_pb2.Vma], starts: list[int],
         if vma.kind in _NAMED_ANON:
             note = "; ".join(filter(None, [note, _NAMED_ANON[vma.kind]]))
     return pairs, note
+
+
+def _sysv_pairs(snap: Snapshot, box_pid: int, vma: mm_pb2.Vma) -> list[tuple[str, Any, Any]]:
+    """A SysV segment's size: the snapshot's object size (known when its pages were
+    captured) against the sandbox's segment, read through its attachment."""
+    index = snap.page_store.owner((0, vma.map_file_dev, vma.map_file_ino)) \
+        if snap.page_store is not None and vma.map_file_known else None
+    if index is None or not index.object_size:
+        return []
+    return [("size", index.object_size, _object_size(box_pid, vma))]
 
 
 def judge_objects(snap: Snapshot, box_mm: dict[int, mm_pb2.MemoryMap | None],
@@ -227,6 +255,10 @@ def judge_vmas(snap: Snapshot, pid: int, box_pid: int, box_mm: mm_pb2.MemoryMap 
                 entries.append(Entry("vma", ident, NOT_REHEARSED, reason=detail))
                 continue
             pairs, note = _range_entry(vma, box, starts, done, list(mm.vmas))
+            if vma.kind == mm_pb2.VMA_SYSV_SHM:
+                pairs.extend(_sysv_pairs(snap, box_pid, vma))
+                note = "; ".join(filter(None, [note, "its mode is not in the snapshot: made "
+                                               f"{memory.SYSV_MODE:o}"]))
             compared = 0
             if all(e == a for _f, e, a in pairs):
                 if mem is None:
