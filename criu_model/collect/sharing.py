@@ -163,15 +163,19 @@ class _Sorter(Generic[T]):
         raise NotImplementedError
 
     # -- shared machinery
-    def call(self, fn: Callable[[], KcmpResult], what: str) -> KcmpResult:
-        """One counted kcmp call; fatal errors become our exceptions, stale ones stay OSError."""
+    def call(self, fn: Callable[[], KcmpResult], what: Callable[[], str]) -> KcmpResult:
+        """One counted kcmp call; fatal errors become our exceptions, stale ones stay OSError.
+
+        ``what`` describes the call for an error message: built only on error,
+        as formatting it costs as much as the call itself.
+        """
         self.stats.kcmp_calls += 1
         try:
             return fn()
         except OSError as err:
             if err.errno in _STALE_ERRNOS:
                 raise
-            raise _fatal(err, what) from err
+            raise _fatal(err, what()) from err
 
     def bisect(self, slots: list[_Slot[T]], order: Order[T]) -> tuple[int, bool]:
         """(index, found): where the sought object is, or where it belongs.
@@ -266,7 +270,7 @@ class FileIdIndex(_Sorter[FdKey]):
 
         def order(rep: FdKey) -> KcmpResult:
             return self.call(lambda: kcmp(key.pid, rep.pid, KcmpType.FILE, key.fd, rep.fd),
-                             f"kcmp(FILE, {key.pid}:{key.fd}, {rep.pid}:{rep.fd})")
+                             lambda: f"kcmp(FILE, {key.pid}:{key.fd}, {rep.pid}:{rep.fd})")
 
         try:
             where, found = self.bisect(slots, order)
@@ -290,7 +294,7 @@ class FileIdIndex(_Sorter[FdKey]):
             return "gone"
         try:
             self.call(lambda: kcmp(item.pid, item.pid, KcmpType.FILE, item.fd, item.fd),
-                      f"kcmp(FILE, {item.pid}:{item.fd}, itself)")
+                      lambda: f"kcmp(FILE, {item.pid}:{item.fd}, itself)")
         except OSError as err:
             if err.errno == errno.ESRCH or _exited(item.pid):
                 return "gone"
@@ -323,7 +327,8 @@ class FileIdIndex(_Sorter[FdKey]):
             toff = target.toff
         if epoll_pid in self.stats.gone_pids:
             return None
-        what = f"kcmp(EPOLL_TFD, {epoll_pid} efd {epoll_fd} tfd {target.tfd})"
+        def what() -> str:
+            return f"kcmp(EPOLL_TFD, {epoll_pid} efd {epoll_fd} tfd {target.tfd})"
 
         def against(rep: FdKey) -> KcmpResult:
             # kcmp_epoll_tfd orders rep's file against the target: invert for "target vs rep".
@@ -424,7 +429,8 @@ class _TaskSorter(_Sorter[int]):
         if item in self.stats.gone_pids:
             return "gone"
         try:
-            self.call(lambda: kcmp(item, item, self.kind), f"kcmp({self.kind.name}, {item})")
+            self.call(lambda: kcmp(item, item, self.kind),
+                      lambda: f"kcmp({self.kind.name}, {item})")
         except OSError:
             return "gone"
         return None
@@ -443,7 +449,7 @@ class _TaskSorter(_Sorter[int]):
 
             def order(rep: int, pid: int = pid) -> KcmpResult:
                 return self.call(lambda: kcmp(pid, rep, self.kind),
-                                 f"kcmp({self.kind.name}, {pid}, {rep})")
+                                 lambda: f"kcmp({self.kind.name}, {pid}, {rep})")
 
             try:
                 where, found = self.bisect(slots, order)
