@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from criu_model.errors import CriuModelError, UsageError
-from criu_model.images.pb import files_pb2, sockets_pb2
+from criu_model.images.pb import files_pb2, mm_pb2, sockets_pb2
 from criu_model.names import printable
 from criu_model.planner import NEW_NS_INIT
 from criu_model.planner.model import RESTORER, Action, Plan, Step
@@ -94,6 +94,28 @@ def node_refusal(step: Step) -> str:
     if node not in (*_DEVICE_NODES, "directory", "symlink", "fifo", "socket file"):
         return f"a deleted {node or 'node'} of a kind the rehearsal does not make"
     return ""
+
+
+def ghost_pieces(ghost: files_pb2.GhostFile) -> list[tuple[int, bytes]]:
+    """(offset, bytes) of a captured file's data: the whole file, or a sparse one's extents."""
+    if ghost.extents:
+        return [(e.offset, e.data) for e in ghost.extents]
+    return [(0, ghost.data)] if ghost.data else []
+
+
+def ghost_memfd(ghost: files_pb2.GhostFile) -> int:
+    """A memfd of criu-model's holding a captured file at its size (holes stay holes)."""
+    fd = os.memfd_create("criu-model-contents", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, ghost.size)
+        for offset, chunk in ghost_pieces(ghost):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.pwrite(fd, view, offset + len(chunk) - len(view)):]
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @dataclass
@@ -402,9 +424,11 @@ class Conductor:
             path = str(step.args["path"])
             last[path] = index
             ghost = self.snap.ghosts_by_id.get(fd.file.ghost.ghost_id)
-            if ghost is not None and ghost.captured and ghost.data:
+            if ghost is not None and ghost.captured and (ghost.data or ghost.extents):
                 with open(f"/proc/{self.sandbox.pid}/root{path}", "r+b") as f:
-                    f.write(ghost.data)
+                    for offset, chunk in ghost_pieces(ghost):   # a sparse one: extents
+                        f.seek(offset)
+                        f.write(chunk)
         self._node_remove = {i for p, i in last.items() if p in made}
         self._unlink_at = {i for p, i in last.items() if p not in made}
 
@@ -518,7 +542,35 @@ class Conductor:
             self._next_ctl += 1
         if step.action is Action.OPEN and a.get("kind") == "inotify":
             return self._open_inotify(index, step, wire)
+        if step.action is Action.OPEN and a.get("kind") == "memfd":
+            ghost = self._ghost_of(int(a.get("file", 0)))
+            if ghost is not None:
+                return self._open_memfd(index, step, wire, ghost)
         self._queue(index, step, wire)
+        return None
+
+    def _ghost_of(self, key: int) -> files_pb2.GhostFile | None:
+        """The captured contents of file `key` (a memfd or a deleted file), or None."""
+        fd = self.files.get(key)
+        if fd is None:
+            return None
+        ref = fd.memfd.ghost if fd.HasField("memfd") else fd.file.ghost
+        ghost = self.snap.ghosts_by_id.get(ref.ghost_id) if ref.captured else None
+        return ghost if ghost is not None and ghost.captured else None
+
+    def _open_memfd(self, index: int, step: Step, wire: dict[str, Any],
+                    ghost: files_pb2.GhostFile) -> None:
+        """A memfd with its captured contents: they travel in a memfd of ours (lent with
+        the step, any size), copied in by the worker before it adds the seals."""
+        data = ghost_memfd(ghost)
+        try:
+            wire["contents"] = [[e.offset, len(e.data)] for e in ghost.extents] \
+                if ghost.extents else [[0, len(ghost.data)]]
+            reply, _ = self._ask(step.actor, {"op": "step", "step": wire}, f"step {index}",
+                                 [data])
+        finally:
+            os.close(data)
+        self._record(index, step, reply)
         return None
 
     def _open_inotify(self, index: int, step: Step, wire: dict[str, Any]) -> None:
@@ -935,9 +987,12 @@ class Conductor:
 
         mm = self.snap.memory_by_pid.get(actor)
         for vma in mm.vmas if mm else ():
-            if not vma.shared:
+            if vma.kind == mm_pb2.VMA_MEMFD and vma.map_file_known:
+                key: tuple[int, int, int] | None = (0, vma.map_file_dev, vma.map_file_ino)
+            elif not vma.shared:
                 continue
-            key = vma_owner(actor, vma)[0]
+            else:
+                key = vma_owner(actor, vma)[0]
             creator = self._creating.get(key) if key is not None else None
             if creator is not None and creator[0] in self._pending:
                 self._collect(creator[0])

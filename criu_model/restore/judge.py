@@ -280,12 +280,33 @@ class Judge:
                           got.timerfd.clockid if got.HasField("timerfd") else None))
         if state == "memfd":
             pairs.append(("path", printable(want.path), printable(got.path)))
+            g = got.memfd if got.HasField("memfd") else None
+            if want.memfd.HasField("seals"):
+                pairs.append(("seals", _seals(want.memfd.seals),
+                              _seals(g.seals) if g is not None and g.HasField("seals")
+                              else None))
+            pairs.extend(self._contents(want.memfd.ghost, g.ghost if g is not None else None))
+        if state == "file" and want.deleted and want.kind == files_pb2.FD_REGULAR:
+            pairs.extend(self._contents(want.file.ghost, got.file.ghost
+                                        if got.HasField("file") else None))
         if state == "inotify":
             pairs.append(("inotify_watches", _watches(want), _watches(got)))
         if state == "eventfd":
             pairs.append(("eventfd_count", want.eventfd.count,
                           got.eventfd.count if got.HasField("eventfd") else None))
         return _entry("fd", ident, pairs)
+
+    def _contents(self, want: files_pb2.GhostRef, got: files_pb2.GhostRef | None
+                  ) -> list[tuple[str, Any, Any]]:
+        """A memfd's or deleted file's captured bytes against the sandbox's own capture
+        (its dump reads them the same way): compared when the snapshot holds them."""
+        mine = self.snap.ghosts_by_id.get(want.ghost_id) if want.captured else None
+        if mine is None or not mine.captured:
+            return []
+        theirs = self.box.ghosts_by_id.get(got.ghost_id) \
+            if got is not None and got.captured else None
+        return [("contents", _ghost_digest(mine),
+                 _ghost_digest(theirs) if theirs is not None and theirs.captured else None)]
 
     def _socket_pairs(self, want: files_pb2.Fd, got: files_pb2.Fd) -> list[tuple[str, Any,
                                                                                   Any]]:
@@ -703,6 +724,41 @@ def _digest(data: bytes | None) -> str | None:
     import hashlib
 
     return f"{len(data)} bytes sha256:{hashlib.sha256(data).hexdigest()[:16]}"
+
+
+_SEAL_NAMES = ((0x1, "SEAL"), (0x2, "SHRINK"), (0x4, "GROW"), (0x8, "WRITE"),
+               (0x10, "FUTURE_WRITE"), (0x20, "EXEC"))
+
+
+def _seals(seals: int) -> str:
+    """F_GET_SEALS as F_SEAL_ names (fcntl.h), unknown bits in hex."""
+    names = [f"F_SEAL_{n}" for bit, n in _SEAL_NAMES if seals & bit]
+    rest = seals & ~sum(bit for bit, _n in _SEAL_NAMES)
+    return "|".join(names + ([f"{rest:#x}"] if rest else [])) or "none"
+
+
+def _ghost_digest(ghost: files_pb2.GhostFile) -> str:
+    """Size and a digest of a captured file's bytes (holes read as zeros, so a dense and
+    a sparse capture of the same bytes agree)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    pos = 0
+    pieces = [(e.offset, e.data) for e in ghost.extents] if ghost.extents else \
+        [(0, ghost.data)]
+    zero = bytes(1 << 16)
+    for offset, data in pieces:
+        while pos < offset:
+            n = min(offset - pos, len(zero))
+            h.update(zero[:n])
+            pos += n
+        h.update(data)
+        pos += len(data)
+    while pos < ghost.size:
+        n = min(ghost.size - pos, len(zero))
+        h.update(zero[:n])
+        pos += n
+    return f"{ghost.size} bytes sha256:{h.hexdigest()[:16]}"
 
 
 def _holders(members: set[tuple[int, int]] | frozenset[tuple[int, int]]) -> str:

@@ -50,6 +50,7 @@ _MAPPABLE: frozenset[int] = frozenset()   # VMA kinds mapped (filled in on first
 _OBJECT_KINDS: set[int] = set()           # shared objects made once (filled in likewise)
 _SYSV_NAME = re.compile(rb"/SYSV[0-9a-f]{8}")   # ipc/shm.c newseg: "SYSV%08x" of the key
 SYSV_MODE = 0o600     # a segment's mode: the dump does not hold it (no /proc/sysvipc/shm)
+_WRITE_SEALS = 0x8 | 0x10   # F_SEAL_WRITE, F_SEAL_FUTURE_WRITE (Linux 5.1)
 SYSV_MADE = "sysv"    # `objects` value of a SysV segment made: its holders shmat its id
 
 # Statuses of one VMA, worker -> conductor.
@@ -123,8 +124,6 @@ def _skip_reason(vma: mm_pb2.Vma) -> str:
         return "provided by the kernel: the sandbox process has its own"
     if stores_object(vma) and vma.kind not in _OBJECT_KINDS:
         return "shared mappings of a deleted file are not rehearsed yet"
-    if vma.kind == mm_pb2.VMA_MEMFD and not vma.shared:
-        return "private mappings of a memfd are not rehearsed yet"
     if vma.kind not in _MAPPABLE:
         name = mm_pb2.VmaKind.Name(vma.kind) if vma.kind in mm_pb2.VmaKind.values() \
             else f"unknown({vma.kind})"
@@ -171,13 +170,24 @@ def memory_job(snap: Snapshot, pid: int,
         decisions.append(plan)
         if plan.skip:
             continue
-        anon = vma.kind != mm_pb2.VMA_FILE
+        # a private memfd mapping is a file mapping: its zero pages are cleared, the
+        # clean ones are the memfd's
+        private_memfd = vma.kind == mm_pb2.VMA_MEMFD and not vma.shared
+        anon = vma.kind != mm_pb2.VMA_FILE and not private_memfd
         runs: list[list[int]] = []
         key, base, _why = vma_owner(pid, vma)
         attach = None
         memfd: dict[str, Any] = {}
         sysv: dict[str, Any] = {}
-        if vma.kind in _OBJECT_KINDS and key is not None:
+        if private_memfd:
+            # the memfd a shared mapper made, else the skeleton's fd or a new one
+            attach = (objects or {}).get((0, vma.map_file_dev, vma.map_file_ino)) or None
+            if attach is None:
+                memfd, why = _memfd_source(snap, pid, vma, chain)
+                if why:
+                    plan.skip = why
+                    continue
+        elif vma.kind in _OBJECT_KINDS and key is not None:
             attach = (objects or {}).get(key, made_here.get(key))
             if attach == "":
                 plan.skip = "the process that creates this shared memory could not map it"
@@ -202,7 +212,7 @@ def memory_job(snap: Snapshot, pid: int,
                 continue
             if attach is None:
                 plan.creates = key
-        if chain and key is not None and (key[0] or plan.creates):
+        if chain and key is not None and (key[0] or plan.creates) and not memfd.get("filled"):
             try:
                 _resolve(chain, 0, key, base, base + (vma.end - vma.start), runs, anon,
                          vma.start - base)
@@ -214,7 +224,7 @@ def memory_job(snap: Snapshot, pid: int,
         vmas.append({"start": vma.start, "end": vma.end, "prot": vma.prot,
                      "shared": vma.shared, "offset": vma.offset, "attach": attach,
                      "memfd": memfd or None, "sysv": sysv or None,
-                     "path": None if anon else vma.path.hex(),
+                     "path": vma.path.hex() if vma.kind == mm_pb2.VMA_FILE else None,
                      "ident": [vma.dev_major, vma.dev_minor, vma.inode,
                                vma.map_file_known, vma.map_file_dev, vma.map_file_ino],
                      "runs": runs})
@@ -240,7 +250,8 @@ def _sysv_source(vma: mm_pb2.Vma, chain: list[PageStore], create: bool
 def _memfd_source(snap: Snapshot, pid: int, vma: mm_pb2.Vma, chain: list[PageStore]
                   ) -> tuple[dict[str, Any], str]:
     """How the first mapper of a memfd gets it: the fd the skeleton made for it (its final
-    number), or a new memfd of the dumped name and size when no process holds one."""
+    number; its open step wrote the captured contents), or a new memfd of the dumped name
+    and size when no process holds one ("filled": its pages are not written again)."""
     from criu_model.images.pb import files_pb2
 
     ident = (vma.map_file_dev, vma.map_file_ino)
@@ -251,9 +262,12 @@ def _memfd_source(snap: Snapshot, pid: int, vma: mm_pb2.Vma, chain: list[PageSto
         return {}, (f"the memfd is held by process {holders[0][0]}, but mapped first by {pid}: "
                     "its mapping would be another memfd")
     if mine is not None:
-        if mine.memfd.seals & 0x18:      # F_SEAL_WRITE | F_SEAL_FUTURE_WRITE
-            return {}, "the memfd is sealed against writing: its pages cannot be filled " \
-                       "after the seals (a restorer fills it before sealing)"
+        if vma.shared and mine.memfd.seals & _WRITE_SEALS:
+            if not mine.memfd.ghost.captured:
+                return {}, "the memfd is sealed against writing and its contents were not " \
+                           "captured: its pages cannot be filled after the seals"
+            # its open step wrote the captured contents before sealing it: mapped as is
+            return {"fd": mine.fd, "filled": True}, ""
         return {"fd": mine.fd}, ""
     name = vma.path.removeprefix(b"/memfd:").removesuffix(b" (deleted)")
     index = chain[0].owner((0, *ident)) if chain else None

@@ -272,6 +272,9 @@ def judge_vmas(snap: Snapshot, pid: int, box_pid: int, box_mm: mm_pb2.MemoryMap 
                                                      else f"xxh3 {got:016x}")))
                         break
                     compared += len(hashes)
+            if vma.kind == mm_pb2.VMA_MEMFD and not vma.shared:
+                note = "; ".join(filter(None, [note, "its clean pages are the memfd's "
+                                               "(judged as its fd's contents when one holds it)"]))
             bad = [{"field": f, "expected": e, "actual": a} for f, e, a in pairs if e != a]
             if not bad and snap.page_store is None:
                 note = "; ".join(filter(None, [note, "layout only: the snapshot holds no "

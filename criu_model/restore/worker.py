@@ -183,6 +183,17 @@ def write_queued(fd: int, a: dict[str, Any]) -> None:
         os.set_blocking(fd, was_blocking)
 
 
+def copy_range(src: int, dst: int, offset: int, length: int) -> None:
+    """Bytes [offset, offset + length) of `src` to the same offsets of `dst`, in the
+    kernel (copy_file_range, Linux 4.5; both are memfds: one filesystem)."""
+    done = 0
+    while done < length:
+        got = os.copy_file_range(src, dst, length - done, offset + done, offset + done)
+        if got <= 0:
+            raise OSError(errno.EIO, f"contents end at {offset + done}")
+        done += got
+
+
 def set_pipe_size(fd: int, size: int) -> None:
     """The dumped capacity (F_GETPIPE_SZ); as root the pipe-max-size limit does not bind."""
     import fcntl
@@ -390,6 +401,7 @@ class Worker:
         self.ctl_base = 0     # CLONE_FILES children's control sockets: from here up
         self.children: dict[int, int] = {}    # actor key -> pid in our namespace
         self.threads: list[threading.Thread] = []
+        self.lent: list[int] = []             # fds lent with the current step
 
     # ------------------------------------------------------------ fds
 
@@ -471,7 +483,15 @@ class Worker:
             tmp = os.eventfd(int(a.get("count", 0)), efd_flags | os.EFD_CLOEXEC)
             self.set_status_flags(tmp, flags)
         elif kind == "memfd":
-            tmp = self._memfd(a)
+            lent = self.lent[0] if a.get("contents") and self.lent else -1
+            try:
+                tmp = self._memfd(a, lent)
+            finally:
+                # the lent fd may sit at this fd's planned number: closed (and forgotten
+                # by the serve loop) before the memfd is placed there
+                if lent >= 0:
+                    os.close(lent)
+                    self.lent.clear()
         elif kind == "signalfd":
             mask = (ctypes.c_ulong * 16)()    # sigset_t: 1024 bits
             for sig in a.get("signals", []):
@@ -537,8 +557,10 @@ class Worker:
             sock.close()
 
     @staticmethod
-    def _memfd(a: dict[str, Any]) -> int:
-        """memfd_create (Linux 3.17) at its size, zero-filled (contents are not rehearsed)."""
+    def _memfd(a: dict[str, Any], contents: int = -1) -> int:
+        """memfd_create (Linux 3.17) at its size, its captured contents copied in from the
+        conductor's memfd `contents` (the `contents` ranges: a sparse one keeps its
+        holes), then the seals (a seal against writing would refuse the copy)."""
         import fcntl
         seals = int(a.get("seals") or 0)
         mfd_flags = os.MFD_CLOEXEC | (os.MFD_HUGETLB if a.get("hugetlb") else 0)
@@ -546,6 +568,9 @@ class Worker:
             mfd_flags |= os.MFD_ALLOW_SEALING
         fd = os.memfd_create(str(a.get("name", "")), mfd_flags)
         os.ftruncate(fd, int(a.get("size", 0)))
+        if contents >= 0:
+            for offset, length in a["contents"]:
+                copy_range(contents, fd, int(offset), int(length))
         if a.get("pos"):
             os.lseek(fd, int(a["pos"]), os.SEEK_SET)
         if seals:
@@ -803,6 +828,7 @@ class Worker:
             attach: list[int] = []
             keep: list[socket.socket] = []
             try:
+                self.lent = fds if op == "step" else []   # fds a step uses (contents)
                 if op == "step":
                     out = self.run_step(cmd["step"])
                     if "_fd" in out:

@@ -156,3 +156,86 @@ def test_sysv_wrong_key_and_size_are_mismatches(sysv: tuple[Snapshot, dict[str, 
     assert fields["size"] == {"field": "size", "expected": 3 * PAGE + 100,
                               "actual": 3 * PAGE + 50}
     assert _vma(report, where["pid"], where["other"]).status == MATCHED
+
+
+# ------------------------------------------------------------------ memfd
+
+_MEMFD = r"""
+import ctypes, fcntl, json, mmap, os, signal, sys
+PAGE = mmap.PAGESIZE
+F_ADD_SEALS, SEAL, SHRINK, GROW, WRITE = 1033, 1, 2, 4, 8
+addr = lambda x: ctypes.addressof(ctypes.c_char.from_buffer(x))
+for _ in range(3):
+    os.close(_)
+for _ in range(3):
+    os.set_inheritable(os.open("/dev/null", os.O_RDWR), True)
+sealed = os.memfd_create("cm-sealed", os.MFD_ALLOW_SEALING)        # fd 3
+os.write(sealed, b"".join(bytes([0x70 + i]) * PAGE for i in range(3)) + b"tail")
+fcntl.fcntl(sealed, F_ADD_SEALS, WRITE | SHRINK | GROW | SEAL)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+ro = libc.mmap(None, 3 * PAGE, mmap.PROT_READ, mmap.MAP_SHARED, sealed, 0)   # r--s
+os.lseek(sealed, 5, os.SEEK_SET)
+priv = os.memfd_create("cm-private")                                 # fd 4
+os.write(priv, b"".join(bytes([0x30 + i]) * PAGE for i in range(4)))
+p = mmap.mmap(priv, 4 * PAGE, flags=mmap.MAP_PRIVATE)
+p[PAGE:PAGE + 9] = b"copied!!!"                                      # a private copy of page 1
+os.write(int(sys.argv[1]), (json.dumps({"pid": os.getpid(), "ro": ro, "priv": addr(p)})
+                            + "\n").encode())
+os.close(int(sys.argv[1]))
+while True:
+    signal.pause()
+"""
+
+
+@pytest.fixture
+def memfds(tmp_path: Path) -> Iterator[tuple[Snapshot, dict[str, Any]]]:
+    with _started(_MEMFD) as (where, pid):
+        snap = _dump(pid, tmp_path / "snap")
+    yield snap, where
+
+
+def _fd(report: RehearsalReport, pid: int, fd: int) -> Entry:
+    return next(e for e in report.entries if e.kind == "fd" and e.id == f"{pid}:{fd}")
+
+
+def test_sealed_and_private_memfds(memfds: tuple[Snapshot, dict[str, Any]]) -> None:
+    snap, where = memfds
+    pid = where["pid"]
+    table = {fd.fd: fd for fd in snap.fds_by_pid[pid].fds}
+    assert table[3].memfd.seals == 0xF and table[3].memfd.ghost.captured
+    report = _run(snap)
+    assert _bad(report) == []
+    for name in ("ro", "priv"):
+        entry = _vma(report, pid, where[name])
+        assert entry.status == MATCHED, (name, entry.to_json())
+    assert _fd(report, pid, 3).status == MATCHED and _fd(report, pid, 4).status == MATCHED
+
+
+def test_memfd_without_seals_or_contents_is_a_mismatch(
+        memfds: tuple[Snapshot, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restorer that drops the seals and the captured contents of the memfds."""
+    from criu_model.restore import executor
+
+    snap, where = memfds
+    pid = where["pid"]
+    monkeypatch.setattr(executor.Conductor, "_ghost_of", lambda self, key: None)
+    plan = criu_model.plan(snap, live=False, pid_ns="new")
+    for step in plan.steps:
+        if step.args.get("kind") == "memfd":
+            step.args.pop("seals", None)
+    report = rehearse(snap, plan)
+    assert wait_gone(report.sandbox_pid or 0)
+    sealed = {m["field"]: m for m in _fd(report, pid, 3).mismatches}
+    assert sealed["seals"]["expected"] == "F_SEAL_SEAL|F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_WRITE"
+    assert sealed["seals"]["actual"] == "F_SEAL_SEAL"     # no MFD_ALLOW_SEALING: sealed shut
+    assert sealed["contents"]["expected"] != sealed["contents"]["actual"]
+    assert sealed["contents"]["expected"].startswith(f"{3 * PAGE + 4} bytes")
+    priv = {m["field"]: m for m in _fd(report, pid, 4).mismatches}
+    assert set(priv) == {"contents"}
+    # the private mapping's own (copied) pages are right; its clean pages are the
+    # memfd's, whose contents are fd 4's mismatch
+    entry = _vma(report, pid, where["priv"])
+    assert entry.status == MATCHED and "clean pages" in entry.reason
