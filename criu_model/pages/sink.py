@@ -14,7 +14,6 @@ import contextlib
 import errno
 import os
 import queue
-import tempfile
 import threading
 
 from criu_model.errors import CriuModelError
@@ -37,7 +36,11 @@ class PageSink:
     """
 
     def __init__(self, directory: str | None = None, *, background: bool = True) -> None:
-        self.directory = os.path.abspath(directory or tempfile.gettempdir())
+        if directory is None:
+            import tempfile  # only here and for the fallback: random, shutil... cost 1 ms
+
+            directory = tempfile.gettempdir()
+        self.directory = os.path.abspath(directory)
         self.named: str | None = None
         try:
             self.fd = os.open(self.directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
@@ -45,6 +48,8 @@ class PageSink:
             if err.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
                 raise CriuModelError(f"cannot create the page file in {self.directory}: "
                                      f"{err.strerror}") from err
+            import tempfile
+
             fd, self.named = tempfile.mkstemp(prefix=".criu-model-pages-", dir=self.directory)
             self.fd = fd
         self.slots = 0

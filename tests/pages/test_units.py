@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import itertools
+import struct
 from array import array
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from criu_model.images.pb import pages_pb2
 from criu_model.pages.capture import _split_inherited
 from criu_model.pages.compare import compare
-from criu_model.pages.layout import PAGE_SIZE, PARENT, STORED, ZERO, RunBuilder
+from criu_model.pages.index import OwnerIndex
+from criu_model.pages.layout import (
+    PAGE_SIZE,
+    PARENT,
+    STORED,
+    ZERO,
+    RunBuilder,
+    entry_hash_count,
+    entry_hashes,
+)
 
 
 @given(st.lists(st.tuples(st.integers(0, 3), st.booleans()), max_size=300))
@@ -21,6 +32,39 @@ def test_split_inherited_marks_exactly_the_equal_pages(pages: list[tuple[int, bo
     states = [s for s, lo, hi in out for _ in range(lo, hi)]
     assert states == [PARENT if same else STORED for _h, same in pages]
     assert all(a[2] == b[1] and a[0] != b[0] for a, b in itertools.pairwise(out))
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), max_size=300))
+def test_split_inherited_on_arrays_matches_lists(pairs: list[tuple[int, int]]) -> None:
+    """The incremental pass compares array slices; the answer is the page-by-page one."""
+    mine, theirs = [a for a, _ in pairs], [b for _, b in pairs]
+    out = _split_inherited(array("Q", mine), array("Q", theirs))
+    assert out == _split_inherited(mine, theirs)
+    states = [s for s, lo, hi in out for _ in range(lo, hi)]
+    assert states == [PARENT if a == b else STORED for a, b in pairs]
+
+
+def test_entry_hashes_reads_both_fields_and_refuses_malformed() -> None:
+    old = pages_pb2.PageRuns(hashes=[7, 2**64 - 1])
+    new = pages_pb2.PageRuns(hash_data=struct.pack("<2Q", 7, 2**64 - 1))
+    assert list(entry_hashes(old)) == list(entry_hashes(new)) == [7, 2**64 - 1]
+    assert entry_hash_count(old) == entry_hash_count(new) == 2
+    assert entry_hash_count(pages_pb2.PageRuns(hash_data=b"1234567")) is None  # not whole
+    assert entry_hash_count(pages_pb2.PageRuns(hashes=[1], hash_data=bytes(8))) is None
+
+
+def test_hash_slice_only_within_one_run_with_hashes() -> None:
+    b = RunBuilder()
+    b.add(0x10000, 3, STORED, 0, [1, 2, 3])
+    b.add(0x13000, 2, ZERO)
+    b.add(0x15000, 2, PARENT, 0, [4, 5])
+    index = OwnerIndex(b.messages(pid=1))
+    assert index.hash_slice(0x11000, 2) == array("Q", [2, 3])
+    assert index.hash_slice(0x15000, 2) == array("Q", [4, 5])
+    assert index.hash_slice(0x12000, 2) is None   # runs into the zero run
+    assert index.hash_slice(0x13000, 1) is None   # zero pages have no hash
+    assert index.hash_slice(0x20000, 1) is None   # not captured
+    assert index.hashes_at(0x12000, 4) == [3, None, None, 4]
 
 
 def test_run_builder_merges_neighbours_and_splits_large_owners() -> None:
@@ -34,7 +78,9 @@ def test_run_builder_merges_neighbours_and_splits_large_owners() -> None:
         [0x1000, 0x4000, 0x5000, 0x8000], [3, 1, 3, 1], [STORED, STORED, ZERO, PARENT],
         [5, 9, 0, 0])
     (msg,) = b.messages(pid=7)
-    assert list(msg.hashes) == [1, 2, 3, 4, 5] and msg.pid == 7
+    assert list(entry_hashes(msg)) == [1, 2, 3, 4, 5] and msg.pid == 7
+    # written as one block of little-endian u64 (hash_data), not per integer
+    assert msg.hash_data == struct.pack("<5Q", 1, 2, 3, 4, 5) and not msg.hashes
 
 
 def test_compare_counts_changed_added_removed() -> None:
