@@ -945,6 +945,7 @@ class Conductor:
         self._await_creators(actor)
         job, page_fds, decisions = memory.memory_job(self.snap, actor, self._objects)
         vmas = self.result.vmas
+        self._holders_here(actor, job, decisions)
         for d in decisions:
             if d.skip:
                 vmas[(actor, d.start)] = (memory.NOT_REHEARSED, d.skip)
@@ -979,6 +980,29 @@ class Conductor:
             # creator may run between its write and the shmget, so this job ends first
             self._collect(actor)
         return None
+
+    def _holders_here(self, actor: int, job: dict[str, Any],
+                      decisions: list[Any]) -> None:
+        """A memfd or deleted file another process holds: its fd's /proc path in the
+        sandbox (numbered at the sandbox level: set_tid[-1]), or why it is not there."""
+        skip: dict[int, str] = {}
+        for v in job["vmas"]:
+            source = v.get("memfd") or {}
+            if "holder" not in source:
+                continue
+            pid, fd = (int(x) for x in source.pop("holder"))
+            planned = self.plan.processes.get(pid)
+            why = self.result.missing_fds.get((pid, fd)) or self._gone.get(pid) or \
+                ("" if planned is not None and planned.set_tid else "its holder is not planned")
+            if why:
+                skip[int(v["start"])] = f"its holder {pid}:{fd} was not made: {why}"
+            else:
+                source["open"] = f"/proc/{planned.set_tid[-1]}/fd/{fd}"
+        if skip:
+            job["vmas"] = [v for v in job["vmas"] if int(v["start"]) not in skip]
+            for d in decisions:
+                if d.start in skip:
+                    d.skip, d.creates = skip[d.start], None
 
     def _await_creators(self, actor: int) -> None:
         """Collect the jobs that create the shared objects `actor` maps (it maps the same

@@ -111,7 +111,6 @@ def _resolve(chain: list[PageStore], depth: int, key: tuple[int, int, int], lo: 
 def _skip_reason(vma: mm_pb2.Vma) -> str:
     """Why a VMA is not mapped in the sandbox ('' when it is)."""
     from criu_model.images.pb import mm_pb2
-    from criu_model.pages.capture import stores_object
 
     global _MAPPABLE
     if not _MAPPABLE:   # what mmap can make here (a private memfd mapping is not: its kind)
@@ -122,8 +121,6 @@ def _skip_reason(vma: mm_pb2.Vma) -> str:
 
     if vma.kind in (mm_pb2.VMA_VDSO, mm_pb2.VMA_VVAR, mm_pb2.VMA_VSYSCALL):
         return "provided by the kernel: the sandbox process has its own"
-    if stores_object(vma) and vma.kind not in _OBJECT_KINDS:
-        return "shared mappings of a deleted file are not rehearsed yet"
     if vma.kind not in _MAPPABLE:
         name = mm_pb2.VmaKind.Name(vma.kind) if vma.kind in mm_pb2.VmaKind.values() \
             else f"unknown({vma.kind})"
@@ -132,11 +129,12 @@ def _skip_reason(vma: mm_pb2.Vma) -> str:
         return "shared memory without an identity (map_files was unreadable)"
     if vma.kind == mm_pb2.VMA_SYSV_SHM and not _SYSV_NAME.fullmatch(vma.path):
         return f"a SysV mapping named {vma.path!r}, not /SYSVkkkkkkkk: its key is unknown"
-    if vma.kind == mm_pb2.VMA_FILE and vma.deleted:
-        return "a mapping of a deleted file is not rehearsed yet"
+    if vma.kind == mm_pb2.VMA_FILE and vma.deleted and not vma.map_file_known:
+        return "a deleted file without an identity (map_files was unreadable)"
     if vma.kind == mm_pb2.VMA_FILE and not vma.path.startswith(b"/"):
         return "a file mapping without a path"
-    if vma.kind == mm_pb2.VMA_FILE and vma.shared and vma.prot & PROT_WRITE:
+    if vma.kind == mm_pb2.VMA_FILE and vma.shared and vma.prot & PROT_WRITE \
+            and not vma.deleted:
         return "a writable MAP_SHARED mapping of the host's file: the rehearsal does not " \
                "open it for writing"
     if vma.start % PAGE_SIZE or vma.end % PAGE_SIZE or vma.end <= vma.start:
@@ -174,12 +172,13 @@ def memory_job(snap: Snapshot, pid: int,
         # clean ones are the memfd's
         private_memfd = vma.kind == mm_pb2.VMA_MEMFD and not vma.shared
         anon = vma.kind != mm_pb2.VMA_FILE and not private_memfd
+        deleted = vma.kind == mm_pb2.VMA_FILE and vma.deleted   # its stand-in, as a memfd
         runs: list[list[int]] = []
         key, base, _why = vma_owner(pid, vma)
         attach = None
         memfd: dict[str, Any] = {}
         sysv: dict[str, Any] = {}
-        if private_memfd:
+        if private_memfd or (deleted and not vma.shared):
             # the memfd a shared mapper made, else the skeleton's fd or a new one
             attach = (objects or {}).get((0, vma.map_file_dev, vma.map_file_ino)) or None
             if attach is None:
@@ -187,7 +186,7 @@ def memory_job(snap: Snapshot, pid: int,
                 if why:
                     plan.skip = why
                     continue
-        elif vma.kind in _OBJECT_KINDS and key is not None:
+        elif (vma.kind in _OBJECT_KINDS or deleted) and key is not None:
             attach = (objects or {}).get(key, made_here.get(key))
             if attach == "":
                 plan.skip = "the process that creates this shared memory could not map it"
@@ -201,7 +200,7 @@ def memory_job(snap: Snapshot, pid: int,
                     plan.creates = key
                     made_here[key] = SYSV_MADE   # a second attachment here shmats it
                 attach = None                    # every holder shmats the segment's id
-            elif attach is None and vma.kind == mm_pb2.VMA_MEMFD:
+            elif attach is None and (vma.kind == mm_pb2.VMA_MEMFD or deleted):
                 memfd, why = _memfd_source(snap, pid, vma, chain)
                 if why:
                     plan.skip = why
@@ -224,7 +223,8 @@ def memory_job(snap: Snapshot, pid: int,
         vmas.append({"start": vma.start, "end": vma.end, "prot": vma.prot,
                      "shared": vma.shared, "offset": vma.offset, "attach": attach,
                      "memfd": memfd or None, "sysv": sysv or None,
-                     "path": vma.path.hex() if vma.kind == mm_pb2.VMA_FILE else None,
+                     "path": vma.path.hex() if vma.kind == mm_pb2.VMA_FILE and not deleted
+                     else None,
                      "ident": [vma.dev_major, vma.dev_minor, vma.inode,
                                vma.map_file_known, vma.map_file_dev, vma.map_file_ino],
                      "runs": runs})
@@ -249,26 +249,39 @@ def _sysv_source(vma: mm_pb2.Vma, chain: list[PageStore], create: bool
 
 def _memfd_source(snap: Snapshot, pid: int, vma: mm_pb2.Vma, chain: list[PageStore]
                   ) -> tuple[dict[str, Any], str]:
-    """How the first mapper of a memfd gets it: the fd the skeleton made for it (its final
-    number; its open step wrote the captured contents), or a new memfd of the dumped name
-    and size when no process holds one ("filled": its pages are not written again)."""
-    from criu_model.images.pb import files_pb2
+    """How the first mapper of a memfd or deleted file gets it: an fd the skeleton made for
+    it (the mapper's own, else another holder's, which the conductor turns into its
+    /proc path in the sandbox; its open step wrote the captured contents), or, for a
+    memfd no process holds, a new memfd of the dumped name and size. "filled": its
+    pages are not written again (a seal against writing forbids it)."""
+    from criu_model.images.pb import files_pb2, mm_pb2
 
     ident = (vma.map_file_dev, vma.map_file_ino)
-    holders = [(t.pid, fd) for t in snap.fds for fd in t.fds
-               if fd.kind == files_pb2.FD_MEMFD and (fd.dev, fd.ino) == ident]
-    mine = next((fd for p, fd in holders if p == pid), None)
-    if holders and mine is None:
-        return {}, (f"the memfd is held by process {holders[0][0]}, but mapped first by {pid}: "
-                    "its mapping would be another memfd")
-    if mine is not None:
-        if vma.shared and mine.memfd.seals & _WRITE_SEALS:
-            if not mine.memfd.ghost.captured:
+    memfd = vma.kind == mm_pb2.VMA_MEMFD
+    live = {p.pid for p in snap.processes if p.state != "Z"}
+    holders = [(t.pid, fd) for t in snap.fds if t.pid in live for fd in t.fds
+               if (fd.kind == files_pb2.FD_MEMFD if memfd else fd.deleted)
+               and (fd.dev, fd.ino) == ident]
+    holders.sort(key=lambda h: h[0] != pid)      # the mapper's own fd first
+    if holders:
+        holder, mine = holders[0]
+        source: dict[str, Any] = {"fd": mine.fd} if holder == pid else \
+            {"holder": [holder, mine.fd]}
+        ghost = mine.memfd.ghost if memfd else mine.file.ghost
+        if vma.shared and memfd and mine.memfd.seals & _WRITE_SEALS:
+            if vma.prot & PROT_WRITE and mine.memfd.seals & 0x10:
+                return {}, "a writable shared mapping made before F_SEAL_FUTURE_WRITE: a " \
+                           "restore maps it before sealing (not rehearsed yet)"
+            if not ghost.captured:
                 return {}, "the memfd is sealed against writing and its contents were not " \
                            "captured: its pages cannot be filled after the seals"
-            # its open step wrote the captured contents before sealing it: mapped as is
-            return {"fd": mine.fd, "filled": True}, ""
-        return {"fd": mine.fd}, ""
+            source["filled"] = True   # the open step wrote the contents before sealing
+        elif not memfd and not ghost.captured:
+            return {}, "the deleted file's contents were not captured: its stand-in is empty"
+        return source, ""
+    if not memfd:
+        return {}, "a deleted file no fd holds: the rehearsal has no stand-in of it (its " \
+                   "contents are only the stored pages)"
     name = vma.path.removeprefix(b"/memfd:").removesuffix(b" (deleted)")
     index = chain[0].owner((0, *ident)) if chain else None
     size = index.object_size if index is not None and index.object_size else \
@@ -521,6 +534,8 @@ def _open_memfd(source: dict[str, Any]) -> int:
     its access mode), or a new memfd at the dumped size."""
     if "fd" in source:
         return os.open(f"/proc/self/fd/{int(source['fd'])}", os.O_RDWR | os.O_CLOEXEC)
+    if "open" in source:     # another sandbox process's fd of it (/proc/PID/fd/N)
+        return os.open(str(source["open"]), os.O_RDWR | os.O_CLOEXEC)
     fd = os.memfd_create(str(source["name"]), os.MFD_CLOEXEC)
     os.ftruncate(fd, int(source["size"]))
     return fd

@@ -239,3 +239,89 @@ def test_memfd_without_seals_or_contents_is_a_mismatch(
     # memfd's, whose contents are fd 4's mismatch
     entry = _vma(report, pid, where["priv"])
     assert entry.status == MATCHED and "clean pages" in entry.reason
+
+
+# ------------------------------------------------------------------ deleted files
+
+_DELETED = r"""
+import ctypes, json, mmap, os, signal, sys
+PAGE = mmap.PAGESIZE
+addr = lambda x: ctypes.addressof(ctypes.c_char.from_buffer(x))
+path = sys.argv[2]
+with open(path, "wb") as f:
+    f.write(b"".join(bytes([0x50 + i]) * PAGE for i in range(4)))
+held = os.open(path, os.O_RDWR)                    # held and mapped, both ways
+os.unlink(path)
+shared = mmap.mmap(held, 4 * PAGE)                 # MAP_SHARED, rw-s
+shared[:13] = b"shared write!"
+priv = mmap.mmap(held, 2 * PAGE, flags=mmap.MAP_PRIVATE, offset=2 * PAGE)
+priv[:12] = b"private copy"
+if os.fork() == 0:                                 # maps both, holds nothing of its own
+    os.close(held)
+    while True:
+        signal.pause()
+os.write(int(sys.argv[1]), (json.dumps({"pid": os.getpid(), "shared": addr(shared),
+                                        "priv": addr(priv), "fd": held}) + "\n").encode())
+while True:
+    signal.pause()
+"""
+
+
+@pytest.fixture
+def deleted(tmp_path: Path) -> Iterator[tuple[Snapshot, dict[str, Any]]]:
+    with _started(_DELETED, str(tmp_path / "gone.bin")) as (where, pid):
+        snap = _dump(pid, tmp_path / "snap")
+    yield snap, where
+
+
+def test_deleted_file_mappings(deleted: tuple[Snapshot, dict[str, Any]]) -> None:
+    snap, where = deleted
+    pid = where["pid"]
+    child = next(p.pid for p in snap.processes if p.ppid == pid)
+    report = _run(snap)
+    assert _bad(report) == []
+    for who in (pid, child):
+        for name in ("shared", "priv"):
+            entry = _vma(report, who, where[name])
+            assert entry.status == MATCHED, (who, name, entry.to_json())
+    [shm] = [e for e in report.entries if e.kind == "shm" and f"{where['shared']:#x}" in e.id]
+    assert shm.status == MATCHED
+    assert _fd(report, pid, where["fd"]).status == MATCHED
+
+
+def test_deleted_file_stand_in_lies_are_mismatches(deleted: tuple[Snapshot, dict[str, Any]],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restorer that leaves the stand-in empty (no captured contents, no pages) and maps
+    the child's private mapping from a memfd: the fd's contents, the shared mapping's
+    pages and the private mapping's file are mismatches."""
+    from criu_model.restore import executor, memory
+
+    snap, where = deleted
+    pid = where["pid"]
+    child = next(p.pid for p in snap.processes if p.ppid == pid)
+    real = memory.memory_job
+
+    def lying(s: Snapshot, p: int, objects: Any = None) -> Any:
+        job, fds, decisions = real(s, p, objects)
+        for v in job["vmas"]:
+            if p == child and v["start"] == where["priv"]:
+                v["memfd"], v["attach"] = {"name": "not-the-file", "size": 4 * PAGE}, None
+            if v["start"] == where["shared"]:
+                v["runs"] = []                      # and the shared pages left unfilled
+        return job, fds, decisions
+
+    monkeypatch.setattr(memory, "memory_job", lying)
+    monkeypatch.setattr(executor, "ghost_pieces", lambda ghost: [])
+    report = _run(snap)
+    contents = {m["field"]: m for m in _fd(report, pid, where["fd"]).mismatches}["contents"]
+    assert contents["expected"].startswith(f"{4 * PAGE} bytes sha256:")
+    assert contents["actual"] != contents["expected"]
+    page = _vma(report, pid, where["shared"]).mismatches
+    assert [m["field"] for m in page] == ["page"] and page[0]["expected"].startswith(
+        f"{where['shared']:#x} xxh3")
+    entry = _vma(report, child, where["priv"])
+    assert entry.status == MISMATCHED
+    [file] = [m for m in entry.mismatches if m["field"] == "file"]
+    assert file["expected"].endswith("gone.bin (deleted)")
+    assert file["actual"] == "/memfd:not-the-file (deleted)"
+    assert _vma(report, pid, where["priv"]).status == MATCHED
