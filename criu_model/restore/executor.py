@@ -250,8 +250,11 @@ def _service_count(plan: Plan) -> int:
 
 
 def _writes(step: Step) -> bool:
+    """Opened for writing, or leased: either gets a stand-in in a scratch tmpfs (a lease
+    on the host's file would be broken by, and would hold up, the host's openers)."""
     flags = int(step.args.get("flags", 0))
-    return bool(flags & O_ACCMODE or flags & (os.O_TRUNC | os.O_CREAT))
+    return bool(flags & O_ACCMODE or flags & (os.O_TRUNC | os.O_CREAT)) or any(
+        str(lock.get("type")).upper() == "LEASE" for lock in step.args.get("locks", ()))
 
 
 def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[str, Any]],
@@ -289,7 +292,8 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
         parent = posixpath.dirname(path)
         why = f"is a deleted {node} (made again there)" if node else \
             "is deleted (recreated from its contents)" if deleted else \
-            "is a FIFO" if fifo else "is opened for writing"
+            "is a FIFO" if fifo else "is leased" if not int(step.args.get("flags", 0)) \
+            & (O_ACCMODE | os.O_TRUNC | os.O_CREAT) else "is opened for writing"
         if parent in _UNSAFE_SCRATCH or path.startswith(("/dev/", "/proc/", "/sys/")):
             refused[index] = f"{path} {why} in {parent}, which the rehearsal does not " \
                              "cover with a scratch tmpfs"
@@ -743,7 +747,8 @@ class Conductor:
         Only on a file that exists in the sandbox alone (a stand-in in a scratch tmpfs,
         a memfd): a lock on the host's own file would be seen by the host's processes
         (and could make them wait). POSIX locks belong to a process: taken only when the
-        opener is their owner. Leases and delegations are not rehearsed yet.
+        opener is their owner, and so are leases (F_SETLEASE records its caller; the
+        scratch plan gives a leased file a stand-in). Delegations are not rehearsed.
         """
         a = step.args
         key = (step.actor, int(a.get("file", 0)))
@@ -756,10 +761,12 @@ class Conductor:
                   "outside the sandbox"
         for lock in a["locks"]:
             kind = str(lock["type"]).upper()
-            if kind not in ("FLOCK", "POSIX", "OFD"):
+            if kind not in ("FLOCK", "POSIX", "OFD", "LEASE"):
                 why = why or f"{kind.lower()} locks are not rehearsed yet"
-            elif kind == "POSIX" and lock["pid"] != step.actor:
-                why = why or f"a POSIX lock of process {lock['pid']}, opened by {step.actor}"
+            elif kind == "LEASE" and str(lock["mode"]).upper() not in ("READ", "WRITE"):
+                why = why or "a lease being broken: F_SETLEASE cannot make one mid-break"
+            elif kind in ("POSIX", "LEASE") and lock["pid"] != step.actor:
+                why = why or f"a {kind} lock of process {lock['pid']}, opened by {step.actor}"
         if why:
             self.result.lock_notes[key] = why
             return []
