@@ -46,7 +46,6 @@ from criu_model.collect import fdinfo
 from criu_model.collect.fdinfo import FdinfoText
 from criu_model.collect.locks import waiting_locks
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all, task_state
-from criu_model.collect.sockprobe import identify, receive_is_harmless
 from criu_model.errors import PTRACE_HINT, AccessDenied, CriuModelError, ProcessGone
 from criu_model.images.pb import files_pb2
 from criu_model.kernel.devnum import (
@@ -497,6 +496,9 @@ class _Collector:
 
     def _probe(self, fd: files_pb2.Fd, n: int) -> None:
         if fd.kind == files_pb2.FD_SOCKET:
+            # socket (~2 ms to import) only for a tree that holds sockets
+            from criu_model.collect.sockprobe import receive_is_harmless
+
             harmless, why = receive_is_harmless()
             if not harmless:
                 fd.unreadable.add(field="owner", reason=why)
@@ -535,6 +537,8 @@ class _Collector:
             fd.unreadable.add(field="owner", reason=f"fcntl: {os.strerror(err.errno)}")
         try:
             if fd.kind == files_pb2.FD_SOCKET:
+                from criu_model.collect.sockprobe import identify
+
                 fd.socket.probe.CopyFrom(identify(copy))
         except OSError as err:
             fd.unreadable.add(field="socket.probe",

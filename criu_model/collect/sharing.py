@@ -37,8 +37,7 @@ import errno
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from criu_model.collect.procfs import ProcDir, task_state
 from criu_model.errors import (
@@ -75,8 +74,7 @@ _STALE_ERRNOS = frozenset({errno.EBADF, errno.ESRCH, errno.ENOENT})
 _EXITED_STATES = frozenset("ZX")
 
 
-@dataclass(frozen=True, slots=True)
-class FdKey:
+class FdKey(NamedTuple):
     """What the sharing pass needs to know about one fd (from stat + fdinfo).
 
     ``dev``/``ino`` are those of the file (st_dev encoding), ``pos`` and
@@ -98,8 +96,7 @@ class FdKey:
         return self.dev, self.ino, self.pos, self.flags & ~O_CLOEXEC, self.mnt_id
 
 
-@dataclass(frozen=True, slots=True)
-class EpollTarget:
+class EpollTarget(NamedTuple):
     """One ``tfd:`` line of an epoll fd's fdinfo.
 
     ``dev``/``ino``/``pos`` narrow the search (None: unknown, search all).
@@ -115,16 +112,23 @@ class EpollTarget:
     toff: int | None = None
 
 
-@dataclass
 class SharingStats:
     """What a sharing pass did: for reports, benchmarks and the n log n test."""
 
-    kcmp_calls: int = 0
-    groups: int = 0  # candidate groups (files) or kinds (tasks)
-    singleton_groups: int = 0  # groups of one: settled without kcmp
-    ids: int = 0  # distinct ids handed out
-    closed: list[tuple[int, int]] = field(default_factory=list)  # (pid, fd) closed meanwhile
-    gone_pids: set[int] = field(default_factory=set)
+    __slots__ = ("closed", "gone_pids", "groups", "ids", "kcmp_calls", "singleton_groups")
+
+    def __init__(self) -> None:
+        self.kcmp_calls = 0
+        self.groups = 0  # candidate groups (files) or kinds (tasks)
+        self.singleton_groups = 0  # groups of one: settled without kcmp
+        self.ids = 0  # distinct ids handed out
+        self.closed: list[tuple[int, int]] = []  # (pid, fd) closed meanwhile
+        self.gone_pids: set[int] = set()
+
+    def __repr__(self) -> str:
+        return (f"SharingStats(kcmp_calls={self.kcmp_calls}, groups={self.groups}, "
+                f"singleton_groups={self.singleton_groups}, ids={self.ids}, "
+                f"closed={self.closed}, gone_pids={self.gone_pids})")
 
 
 T = TypeVar("T")
