@@ -1,21 +1,20 @@
 """What a state-only `criu-model dump` of a one-process tree loads (start-up cost, issue 15).
 
-Not a timing test: each module named here costs 1.5-5 ms to import and the
-dump has no use for it, so a change that pulls one back in fails here.
+Beyond tests/cli/test_dump_imports.py. Not a timing test: each module named here
+costs 1.5-5 ms to import and the dump has no use for it, so a change that pulls
+one back in fails here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from criu_model.images.pb import inventory_pb2
 from criu_model.snapshot import Snapshot
+from tests.conftest import needs_root
 
 
 def _modules_after_dump(pid: int, out: Path) -> set[str]:
@@ -28,8 +27,7 @@ def _modules_after_dump(pid: int, out: Path) -> set[str]:
     return set(res.stdout.split())
 
 
-@pytest.mark.root
-@pytest.mark.skipif(os.geteuid() != 0, reason="dumping needs root")
+@needs_root
 def test_state_only_dump_leaves_unused_modules_out(tmp_path: Path) -> None:
     target = subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL)
     try:
