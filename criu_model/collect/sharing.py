@@ -272,9 +272,17 @@ class FileIdIndex(_Sorter[FdKey]):
             self.ids[(key.pid, key.fd)] = slot.ident
             return
 
+        stats = self.stats
+
         def order(rep: FdKey) -> KcmpResult:
-            return self.call(lambda: kcmp(key.pid, rep.pid, KcmpType.FILE, key.fd, rep.fd),
-                             lambda: f"kcmp(FILE, {key.pid}:{key.fd}, {rep.pid}:{rep.fd})")
+            # self.call() inlined: this runs for every comparison of the pass
+            stats.kcmp_calls += 1
+            try:
+                return kcmp(key.pid, rep.pid, KcmpType.FILE, key.fd, rep.fd)
+            except OSError as err:
+                if err.errno in _STALE_ERRNOS:
+                    raise
+                raise _fatal(err, f"kcmp(FILE, {key.pid}:{key.fd}, {rep.pid}:{rep.fd})") from err
 
         try:
             where, found = self.bisect(slots, order)
@@ -447,13 +455,20 @@ class _TaskSorter(_Sorter[int]):
         ids: dict[int, int] = {}
         next_id = FIRST_ID
         self.stats.groups += 1
+        stats, kind = self.stats, self.kind
         for pid in pids:
             if pid in ids or pid in self.stats.gone_pids:
                 continue
 
             def order(rep: int, pid: int = pid) -> KcmpResult:
-                return self.call(lambda: kcmp(pid, rep, self.kind),
-                                 lambda: f"kcmp({self.kind.name}, {pid}, {rep})")
+                # self.call() inlined: this runs for every comparison of the pass
+                stats.kcmp_calls += 1
+                try:
+                    return kcmp(pid, rep, kind)
+                except OSError as err:
+                    if err.errno in _STALE_ERRNOS:
+                        raise
+                    raise _fatal(err, f"kcmp({kind.name}, {pid}, {rep})") from err
 
             try:
                 where, found = self.bisect(slots, order)
