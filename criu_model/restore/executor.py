@@ -367,6 +367,9 @@ class Conductor:
         self._creating: dict[tuple[int, int, int], tuple[int, int, int]] = {}
         self._objects: dict[tuple[int, int, int], str] = {}
         self._sysv_keys: set[tuple[int, int, int]] = set()   # of them, SysV segments
+        self._tcp_refused: dict[int, str] = {}       # file key -> why (halfclose.py)
+        self._tcp_recipes: list[list[tuple[str, int, bool]]] = []
+        self._tcp_key_of: dict[int, int] = {}
         self._memory_t0 = 0.0
 
     # ------------------------------------------------------------ setup
@@ -378,6 +381,7 @@ class Conductor:
             raise UsageError("a rehearsal needs a plan made with pid_ns='new' (its first step "
                              "creates the fresh pid namespace's init)")
         scratch, self._refused = scratch_plan(self.plan, self.files)
+        self._plan_half_closed()
         self.result.scratch = [e["dir"] for e in scratch]
         extra = int(steps[0].args.get("flags_value", 0))
         self.floor = _floor(self.snap, self.plan)
@@ -442,6 +446,7 @@ class Conductor:
         for index, step in enumerate(self.plan.steps[1:], start=1):
             self._one(index, step)
         self._flush()
+        self._close_half_closed()
         self._finish_memory()
         self.result.outcomes.sort(key=lambda o: o.index)
         return self.result
@@ -875,12 +880,93 @@ class Conductor:
     def _unsupported_repair(self, step: Step) -> str:
         if step.action is not Action.TCP_REPAIR:
             return ""
-        if step.args.get("state"):
-            return f"a half-closed TCP connection ({step.args['state']}) is not rehearsed yet"
         for addr in (str(step.args.get("src")), str(step.args.get("dst"))):
             if addr not in _SANDBOX_ADDRS and not addr.startswith("127."):
                 return f"{addr} is not an address of the sandbox's loopback"
-        return ""
+        return self._tcp_refused.get(int(step.args.get("file", 0)), "")
+
+    def _plan_half_closed(self) -> None:
+        """Per connection with a half-closed end: the close sequence that reaches the dumped
+        states (halfclose.py), or why none does (kept per file: its ends are refused)."""
+        from criu_model.restore import halfclose
+
+        self._tcp_refused, self._tcp_recipes = {}, []
+        ends = []
+        key_of: dict[int, int] = {}     # socket inode -> file key of its step
+        for step in self.plan.steps:
+            if step.action is not Action.TCP_REPAIR:
+                continue
+            fd = self.files.get(int(step.args.get("file", 0)))
+            sock = self.snap.sockets_by_inode.get(fd.socket.inode) if fd is not None else None
+            if sock is not None and sock.WhichOneof("kind") == "inet":
+                ends.append((int(step.args.get("file", 0)), sock))
+                key_of[sock.inode] = int(step.args.get("file", 0))
+        inside = {(s.inet.src, s.inet.sport, s.inet.dst, s.inet.dport)
+                  for s in self.snap.sockets if s.WhichOneof("kind") == "inet"}
+        for members in halfclose.connections(ends).values():
+            socks = [sock for _key, sock in members]
+            if not any(s.state in halfclose.HALF_CLOSED for s in socks):
+                continue
+            if len(socks) == 2:
+                recipe, why = halfclose.pair_recipe((socks[0].inode, socks[0].state),
+                                                    (socks[1].inode, socks[1].state))
+            elif len(socks) == 1 and (socks[0].inet.dst, socks[0].inet.dport, socks[0].inet.src,
+                                      socks[0].inet.sport) not in inside:
+                recipe, why = halfclose.alone_recipe(socks[0].inode, socks[0].state)
+            else:
+                recipe, why = [], "its peer is in the snapshot but not planned with TCP_REPAIR"
+            if why:
+                for key, _sock in members:
+                    self._tcp_refused[key] = f"a half-closed TCP connection: {why}"
+            else:
+                self._tcp_recipes.append(recipe)
+        self._tcp_key_of = key_of
+
+    def _close_half_closed(self) -> None:
+        """Run each planned close sequence on the ends' final holders (after the skeleton:
+        every socket is at its dumped number); a failure is that end's step failing."""
+        made = {int(o.step.args.get("file", 0)) for o in self.result.outcomes
+                if o.step.action is Action.TCP_REPAIR and o.status == "done"}
+        for recipe in self._tcp_recipes:
+            holders: dict[int, tuple[int, int]] = {}
+            for _action, inode, _helper in recipe:
+                holder = self._tcp_holder(inode)
+                if holder is None or self._tcp_key_of.get(inode) not in made:
+                    break
+                holders[inode] = holder
+            else:
+                self._run_recipe(recipe, holders)
+            # (otherwise an end was not made: its step or fd is reported already)
+
+    def _run_recipe(self, recipe: list[tuple[str, int, bool]],
+                    holders: dict[int, tuple[int, int]]) -> None:
+        """One close sequence, in order, each action on its end's holder; a refused
+        action is a failed step of that end (the rest of the sequence is not run)."""
+        for action, inode, helper in recipe:
+            actor, fd = holders[inode]
+            reply, _ = self._ask(actor, {"op": "tcp", "do": [[action, fd, helper]]},
+                                 f"closing TCP socket {inode} ({action})")
+            if not reply.get("ok"):
+                index = next((o.index for o in self.result.outcomes
+                              if o.step.action is Action.TCP_REPAIR
+                              and int(o.step.args.get("file", 0))
+                              == self._tcp_key_of.get(inode)), 0)
+                self.result.outcomes.append(StepOutcome(
+                    index, Step(actor, Action.TCP_REPAIR, {"socket": inode},
+                                f"half-close: {action}"),
+                    "failed", f"{action}: {reply.get('error')}", int(reply.get("errno", 0))))
+                break
+
+    def _tcp_holder(self, inode: int) -> tuple[int, int] | None:
+        """(actor, fd) of a running process whose dumped fd holds socket `inode`."""
+        for table in self.snap.fds:
+            if table.pid not in self.channels:
+                continue
+            for fd in table.fds:
+                if fd.HasField("socket") and fd.socket.inode == inode \
+                        and (table.pid, fd.fd) not in self.result.missing_fds:
+                    return table.pid, fd.fd
+        return None
 
     def _socket_refusal(self, index: int, step: Step) -> str:
         fd = self.files.get(int(step.args.get("file", 0)))

@@ -194,6 +194,52 @@ def copy_range(src: int, dst: int, offset: int, length: int) -> None:
         done += got
 
 
+TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ = 20, 21
+TCP_RECV_QUEUE, TCP_SEND_QUEUE = 1, 2
+TCP_FIN_WAIT1 = 4
+
+
+def isn(src: str, sport: int, dst: str, dport: int) -> int:
+    """A sequence number for the data one end sends: a function of its 4-tuple only, so
+    the peer, made elsewhere, expects exactly it (as its receive sequence number)."""
+    h = 2166136261
+    for byte in f"{src}|{sport}|{dst}|{dport}".encode():
+        h = ((h ^ byte) * 16777619) & 0xFFFFFFFF       # FNV-1a
+    return h
+
+
+def repaired(family: int, src: str, sport: int, dst: str, dport: int) -> int:
+    """A connected TCP socket in repair mode (no handshake), with the 4-tuple's numbers."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE)
+        # an unsigned 32-bit value: packed (setsockopt's int must fit a C int)
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_QUEUE_SEQ,
+                        isn(src, sport, dst, dport).to_bytes(4, sys.byteorder))
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE)
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_QUEUE_SEQ,
+                        isn(dst, dport, src, sport).to_bytes(4, sys.byteorder))
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR_QUEUE, 0)
+        sock.bind((src, sport))
+        sock.connect((dst, dport))
+        return sock.detach()
+    finally:
+        sock.close()
+
+
+def wait_acked(sock: socket.socket, timeout: float = 2.0) -> None:
+    """Until the FIN just sent is acknowledged (FIN-WAIT-1 or LAST-ACK/CLOSING left):
+    on the loopback the peer's softirq answers at once, but not within our call."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_FIN_WAIT1:
+        if time.monotonic() > deadline:
+            raise OSError(errno.ETIMEDOUT, "the FIN was not acknowledged")
+        time.sleep(0.0005)
+
+
 def set_pipe_size(fd: int, size: int) -> None:
     """The dumped capacity (F_GETPIPE_SZ); as root the pipe-max-size limit does not bind."""
     import fcntl
@@ -405,6 +451,7 @@ class Worker:
         self.children: dict[int, int] = {}    # actor key -> pid in our namespace
         self.threads: list[threading.Thread] = []
         self.lent: list[int] = []             # fds lent with the current step
+        self.helpers: dict[int, int] = {}     # real fd -> its helper peer (halfclose.py)
 
     # ------------------------------------------------------------ fds
 
@@ -547,17 +594,42 @@ class Worker:
     def _tcp_repair(a: dict[str, Any]) -> int:
         """An established connection without a handshake (TCP_REPAIR, Linux 3.5): in repair
         mode connect() only sets the state, and bind() may share a listener's port
-        (SK_FORCE_REUSE). The socket stays in repair mode: leaving it sends a window
-        probe, and with sequence numbers the snapshot does not hold (the kernel's random
-        ones here) the peer would answer with a reset. Parked, nothing is sent."""
-        sock = socket.socket(int(a["family"]), socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
-            sock.bind((a["src"], int(a["sport"])))
-            sock.connect((a["dst"], int(a["dport"])))
-            return sock.detach()
-        finally:
-            sock.close()
+        (SK_FORCE_REUSE). The socket stays in repair mode: parked, nothing is sent. The
+        snapshot holds no sequence numbers: each end takes ones derived from its 4-tuple
+        (`isn`), so two ends of one connection agree and may leave repair mode to close
+        it for real (halfclose.py)."""
+        return repaired(int(a["family"]), a["src"], int(a["sport"]), a["dst"], int(a["dport"]))
+
+    def tcp(self, actions: list[list[Any]]) -> None:
+        """Close-sequence actions on repaired sockets (halfclose.py): [action, fd, helper]."""
+        for action, fd, helper in actions:
+            real = self.real(int(fd))
+            if action == "helper":       # the peer's part, with the mirrored 4-tuple
+                with socket.socket(fileno=os.dup(real)) as me:
+                    family, src, dst = me.family, me.getsockname(), me.getpeername()
+                self.helpers[real] = repaired(family, dst[0], dst[1], src[0], src[1])
+                continue
+            target = self.helpers[real] if helper else real
+            sock = socket.socket(fileno=target)
+            try:
+                if action == "off":
+                    sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 0)
+                elif action == "silent_shutdown":   # the FIN queued as sent, never sent
+                    sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+                    sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE)
+                    sock.shutdown(socket.SHUT_WR)
+                elif action == "shutdown_wait":     # a real FIN, and its ACK
+                    sock.shutdown(socket.SHUT_WR)
+                    wait_acked(sock)
+                elif action == "drop_helper":       # closed in repair mode: nothing sent
+                    sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+                    del self.helpers[real]
+                    sock.close()
+                    continue
+                else:
+                    raise OSError(errno.ENOSYS, f"tcp action {action}")
+            finally:
+                sock.detach()
 
     @staticmethod
     def _memfd(a: dict[str, Any], contents: int = -1) -> int:
@@ -861,6 +933,8 @@ class Worker:
                     self.place(fds.pop(), int(cmd["to_fd"]), 0)
                 elif op == "inotify":      # an open step, with its watch targets' fds
                     self.do_inotify(cmd["step"], fds)
+                elif op == "tcp":          # a half-closed connection's close sequence
+                    self.tcp(cmd["do"])
                 elif op == "setns_path":   # /proc/PID/ns/TYPE of the holder
                     nsfd = os.open(cmd["path"], os.O_RDONLY | O_CLOEXEC)
                     try:
