@@ -87,8 +87,10 @@ def node_refusal(step: Step) -> str:
             and str(step.args.get("rdev")) not in _HARMLESS_RDEV:
         return f"a deleted {node} {step.args.get('rdev')}: opening it would open the " \
                "host's device (only the memory devices 1:3, 1:5, 1:7, 1:8, 1:9 are opened)"
-    if node in ("fifo", "socket file") and not path_only:
-        return f"a deleted {node} opened for I/O is not rehearsed yet (O_PATH only)"
+    if node == "socket file" and not path_only:    # open(2) of a socket is ENXIO
+        return "a socket file is opened only with O_PATH (I/O goes through connect)"
+    if node == "fifo" and not path_only:   # a FIFO held for I/O is planned as kind fifo
+        return "a FIFO node opened for I/O is planned as a FIFO, not as a node"
     if node == "symlink" and "target" not in step.args:
         return "a deleted symlink without its target"
     if node not in (*_DEVICE_NODES, "directory", "symlink", "fifo", "socket file"):
@@ -177,8 +179,6 @@ def probe_refusal(step: Step, probe: files_pb2.SocketProbe) -> str:
         for name in ("src", "dst"):
             if name in a and not _sandbox_addr(str(a[name])):
                 return f"{a[name]} is not an address of the sandbox's loopback"
-    elif a.get("dst"):
-        return "a connected netlink socket is not rehearsed yet"
     device = str(a.get("bound_device", ""))
     if device not in ("", "lo"):
         return f"bound to device {device}: the sandbox has only lo"
@@ -426,11 +426,13 @@ class Conductor:
                 self._node_make.add(index)
                 last[path] = index
                 continue
-            if fd is None or not fd.deleted or step.args.get("kind") != "regular" \
+            if fd is None or not fd.deleted or step.args.get("kind") not in ("regular", "fifo") \
                     or index in self._refused:
                 continue
             path = str(step.args["path"])
-            last[path] = index
+            last[path] = index       # a FIFO made by the setup: unlinked by its last opener
+            if step.args.get("kind") == "fifo":
+                continue
             ghost = self.snap.ghosts_by_id.get(fd.file.ghost.ghost_id)
             if ghost is not None and ghost.captured and (ghost.data or ghost.extents):
                 with open(f"/proc/{self.sandbox.pid}/root{path}", "r+b") as f:
@@ -809,7 +811,7 @@ class Conductor:
             return self._node_userns(step)
         if fd is not None and fd.deleted and kind == "regular" and not fd.file.ghost.captured:
             return "a deleted file whose contents were not captured"
-        if fd is not None and fd.deleted and kind not in ("regular", "memfd"):
+        if fd is not None and fd.deleted and kind not in ("regular", "memfd", "fifo"):
             return f"deleted {kind} files are not rehearsed yet"
         if kind == "socket":
             return self._socket_refusal(index, step)
@@ -871,6 +873,12 @@ class Conductor:
             listener = self.pending_listener(sock)
             if listener is not None:   # connect again: it waits in the same accept queue
                 out["connect_hex"] = listener.unix.name.hex()
+        elif kind == "netlink":
+            n = sock.netlink
+            out["family"] = socket.AF_NETLINK
+            out["netlink"] = {"protocol": n.protocol, "portid": n.portid,
+                              "dst_portid": n.dst_portid, "dst_group": n.dst_group,
+                              "groups": list(n.groups), "flags": n.flags}
         else:
             out["family"] = socket.AF_INET6 if ":" in sock.inet.src else socket.AF_INET
             out["src"], out["sport"] = sock.inet.src, sock.inet.sport
@@ -987,6 +995,8 @@ class Conductor:
             if name and not sock.unix.abstract and index in self._refused:
                 return self._refused[index]
             return ""
+        if kind == "netlink":
+            return ""      # the sandbox's own network namespace: its portids are free
         if kind == "inet" and sock.state in (_TCP_LISTEN, _TCP_CLOSE):
             if sock.inet.src not in _SANDBOX_ADDRS and not sock.inet.src.startswith("127."):
                 return f"{sock.inet.src} is not an address of the sandbox's loopback"

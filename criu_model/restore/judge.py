@@ -268,6 +268,9 @@ class Judge:
                           else None))
         if state == "pipe":
             pairs.append(("pipe_end", _pipe_end(want), _pipe_end(got)))
+            if want.kind == files_pb2.FD_FIFO:     # its node: at its path, or deleted
+                pairs.append(("path", printable(want.path), printable(got.path)))
+                pairs.append(("deleted", want.deleted, got.deleted))
         if state == "socket":
             pairs.extend(self._socket_pairs(want, got))
         if state == "epoll":
@@ -328,6 +331,12 @@ class Judge:
                 listener = snap.accept_queues.get(s.inode)
                 if listener is not None:
                     out["peer"] = f"waits in the accept queue of {printable(listener.unix.name)}"
+            elif s.WhichOneof("kind") == "netlink":
+                n = s.netlink
+                out.update(protocol=n.protocol, portid=n.portid, groups=sorted(n.groups),
+                           flags=n.flags & ~1)      # NDIAG_FLAG_CB_RUNNING: a dump running
+                if n.dst_portid or n.dst_group:
+                    out["peer"] = f"{n.dst_portid} group {n.dst_group}"
             elif s.WhichOneof("kind") == "inet":
                 out["addr"] = f"{s.inet.src}:{s.inet.sport}"
                 if s.inet.dport:

@@ -318,6 +318,11 @@ SO_LINGER, SO_BINDTODEVICE = 13, 25
 _FORCE = {SO_SNDBUF: SO_SNDBUFFORCE, SO_RCVBUF: SO_RCVBUFFORCE}
 
 
+def _groups(text: Any) -> int:
+    """The group mask of a probed netlink address ("groups HEX", collect/sockopt.py)."""
+    return int(str(text).split()[-1], 16)
+
+
 def probed_socket(p: dict[str, Any]) -> int:
     """A socket sock_diag did not list, made from its getsockopt probe: socket(), each
     recorded option that differs here set again, SO_BINDTODEVICE, bind, connect (the
@@ -349,12 +354,41 @@ def probed_socket(p: dict[str, Any]) -> int:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, str(p["bound_device"]).encode())
         if "src" in p:
             if domain == socket.AF_NETLINK:   # "groups HEX" and the port id (sockopt.py)
-                sock.bind((int(p.get("sport", 0)), int(str(p["src"]).split()[-1], 16)))
+                sock.bind((int(p.get("sport", 0)), _groups(p["src"])))
             else:
                 any_addr = "::" if domain == socket.AF_INET6 else "0.0.0.0"
                 sock.bind((str(p["src"]) or any_addr, int(p.get("sport", 0))))
-        if p.get("dst"):
+        if p.get("dst") and domain == socket.AF_NETLINK:
+            sock.connect((int(p.get("dport", 0)), _groups(p["dst"])))
+        elif p.get("dst"):
             sock.connect((str(p["dst"]), int(p.get("dport", 0))))
+        return sock.detach()
+    finally:
+        sock.close()
+
+
+SOL_NETLINK, NETLINK_ADD_MEMBERSHIP = 270, 1
+# NETLINK_DIAG_FLAGS bits (uapi netlink_diag.h) -> the option that sets each
+_NETLINK_FLAG_OPTIONS = ((0x2, 3), (0x4, 4), (0x8, 5), (0x10, 8), (0x20, 10))
+
+
+def netlink_socket(stype: int, n: dict[str, Any]) -> int:
+    """A netlink socket as netlink_diag showed it: bound to its portid with groups 1-32
+    in the bind mask (larger ones joined with NETLINK_ADD_MEMBERSHIP), its flags' options
+    set, connected to its default destination (portid, group) if it had one."""
+    sock = socket.socket(socket.AF_NETLINK, stype, int(n["protocol"]))
+    try:
+        for bit, option in _NETLINK_FLAG_OPTIONS:
+            if int(n.get("flags", 0)) & bit:
+                sock.setsockopt(SOL_NETLINK, option, 1)
+        groups = [int(g) for g in n.get("groups", [])]
+        mask = sum(1 << (g - 1) for g in groups if 1 <= g <= 32)
+        sock.bind((int(n["portid"]), mask))
+        for g in groups:
+            if g > 32:
+                sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, g)
+        if n.get("dst_portid") or n.get("dst_group"):
+            sock.connect((int(n["dst_portid"]), int(n["dst_group"])))
         return sock.detach()
     finally:
         sock.close()
@@ -517,6 +551,8 @@ class Worker:
                 if a.get("pipe_size"):
                     set_pipe_size(rdwr, int(a["pipe_size"]))
                 write_queued(rdwr, a)
+                if a.get("unlink"):   # a deleted FIFO: gone once its last opener holds it
+                    os.unlink(a["path"])
             finally:
                 os.close(rdwr)
         elif kind == "pipe":   # the other end is outside: pipe(), keep one end
@@ -571,6 +607,8 @@ class Worker:
         bound on the sandbox's own loopback: nothing is bound outside the sandbox."""
         if a.get("probe"):
             return probed_socket(a["probe"])
+        if a.get("netlink"):
+            return netlink_socket(int(a["type"]), a["netlink"])
         family, stype, state = int(a["family"]), int(a["type"]), int(a["state"])
         sock = socket.socket(family, stype)
         try:
