@@ -90,6 +90,7 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: 
     ghosts = GhostStore()
     file_ids: FileIds = {}  # one map_files stat per shared library, not per process
     line_cache: LineCache = {}  # forked workers repeat maps lines: decode each once
+    fstypes: dict[int, bytes] = {}  # mount id -> filesystem type, from the first mountinfo
     for pid in pids:
         if pid == os.getpid():
             # Dumping an ancestor of criu-model itself: we are busy, not state.
@@ -99,7 +100,8 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: 
             proc = collect_process(pid, proc_root)
             mm = collect_memory(pid, proc_root, pages=page_counts, file_ids=file_ids,
                                 line_cache=line_cache)
-            table = collect_fds(pid, proc_root, ghost_limit=ghost_limit, ghosts=ghosts)
+            table = collect_fds(pid, proc_root, ghost_limit=ghost_limit, ghosts=ghosts,
+                                fstypes=fstypes)
         except ProcessGone:
             skipped.append((pid, "exited during the dump"))
             continue

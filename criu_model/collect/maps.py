@@ -147,7 +147,7 @@ class VmaLine:
     (dev_major, dev_minor, inode, path) of a file-backed VMA, else None.
     """
 
-    __slots__ = ("counted", "deleted", "encoded", "end", "file_key", "start")
+    __slots__ = ("counted", "deleted", "encoded", "end", "file_key", "framed", "ident", "start")
 
     def __init__(self, fields: VmaFields) -> None:
         self.start: int = fields["start"]
@@ -159,6 +159,11 @@ class VmaLine:
         self.deleted: bool = fields.get("deleted", False)
         self.counted: bool = fields["kind"] != mm_pb2.VMA_VSYSCALL  # see collect/pages.py
         self.encoded: bytes = mm_pb2.Vma(**fields).SerializeToString()
+        # Filled by collect.memory within one dump: the serialized map_files
+        # identity of a file that is not deleted, and the whole framed Vma
+        # entry per (identity, page counts) fields seen.
+        self.ident: bytes | None = None
+        self.framed: dict[tuple[bytes, bytes], bytes] | None = None
 
 
 LineCache = dict[bytes, VmaLine]

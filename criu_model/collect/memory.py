@@ -59,20 +59,24 @@ def collect_memory(pid: int, proc_root: str = PROC_ROOT, *, pages: bool = True,
     if not lines:
         return mm_pb2.MemoryMap(pid=pid)
     unreadable: list[dict[str, str]] = []
-    idents = _map_file_fields(proc, lines, unreadable, {} if file_ids is None else file_ids)
+    idents = _map_file_fields(proc, lines, unreadable, file_ids)
     used = ""
     counts: list[bytes] | None = None
     if pages:
         used, counts = _page_fields(proc, lines, unreadable, method)
-    head = mm_pb2.MemoryMap(pid=pid, page_counts_method=used).SerializeToString()
-    parts = [head]
+    parts = [mm_pb2.MemoryMap(pid=pid, page_counts_method=used).SerializeToString()]
     add = parts.append
-    for i, line in enumerate(lines):
-        body = line.encoded + idents[i] + counts[i] if counts is not None else (
-            line.encoded + idents[i])
-        add(_VMAS_TAG)
-        add(_varint(len(body)))
-        add(body)
+    for line, ident, count in zip(lines, idents, counts or _NO_COUNTS * len(lines),
+                                  strict=True):
+        # Forked processes repeat whole entries: frame each (line, fields) once.
+        framed = line.framed
+        if framed is None:
+            framed = line.framed = {}
+        entry = framed.get((ident, count))
+        if entry is None:
+            body = line.encoded + ident + count
+            entry = framed[(ident, count)] = _VMAS_TAG + _varint(len(body)) + body
+        add(entry)
     mm = mm_pb2.MemoryMap.FromString(b"".join(parts))
     for row in unreadable:
         mm.unreadable.add(**row)
@@ -80,6 +84,7 @@ def collect_memory(pid: int, proc_root: str = PROC_ROOT, *, pages: bool = True,
 
 
 _VMAS_TAG = b"\x12"  # MemoryMap.vmas: field 2, length-delimited
+_NO_COUNTS = [b""]
 
 
 def _varint(value: int) -> bytes:
@@ -128,22 +133,31 @@ def _count_fields(counts: tuple[int, int, int, int]) -> bytes:
 
 
 def _map_file_fields(proc: ProcDir, lines: list[VmaLine], unreadable: list[dict[str, str]],
-                     shared_ids: FileIds) -> list[bytes]:
+                     file_ids: FileIds | None) -> list[bytes]:
     """The serialized map_files identity (st_dev, st_ino) of each VMA, b"" if none.
 
     Only VMAs with an inode have a struct file (and a map_files entry). VMAs
     with the same (dev, inode, path) in maps are one file (a library's text,
     data and bss segments): stat it once. On EPERM stop at the first entry and
     record one Unreadable, not one per VMA.
+
+    With ``file_ids`` (one dump's), a line's identity, once known, is kept on
+    the line itself (``VmaLine.ident``, unless the file is deleted): what
+    ``file_ids`` would give, without the lookups.
     """
     fields = [b""] * len(lines)
     seen: FileIds = {}
+    shared = file_ids is not None
+    shared_ids: FileIds = file_ids if file_ids is not None else {}
     dir_fd = -1
     with translate_oserror(proc.pid, "map_files"):
         try:
             for i, line in enumerate(lines):
                 key = line.file_key
                 if key is None:
+                    continue
+                if shared and line.ident is not None:
+                    fields[i] = line.ident
                     continue
                 ident = seen.get(key) or shared_ids.get(key)
                 if ident is None:
@@ -161,6 +175,8 @@ def _map_file_fields(proc: ProcDir, lines: list[VmaLine], unreadable: list[dict[
                     if not line.deleted:
                         shared_ids[key] = ident
                 fields[i] = _ident_fields(ident)
+                if shared and not line.deleted:
+                    line.ident = fields[i]
         except PermissionError:
             unreadable.append({"field": "map_files", "reason": MAP_FILES_REASON})
         finally:
@@ -194,4 +210,14 @@ def _page_fields(proc: ProcDir, lines: list[VmaLine], unreadable: list[dict[str,
             counts = iter(count_ranges(fd, starts, ends, PAGE_SIZE, method))
     finally:
         os.close(fd)
-    return method, [_count_fields(next(counts)) if line.counted else b"" for line in lines]
+    known = _COUNT_FIELDS
+    fields: list[bytes] = []
+    add = fields.append
+    for line in lines:
+        if line.counted:
+            count = next(counts)
+            encoded = known.get(count)
+            add(encoded if encoded is not None else _count_fields(count))
+        else:
+            add(b"")
+    return method, fields

@@ -22,7 +22,7 @@ from criu_model.errors import ProcessGone
 def _read_ppid(proc_root: str, pid: int) -> int | None:
     """Parent pid of `pid`, or None if it vanished (a normal race while scanning)."""
     try:
-        return parse_ppid(read_all(f"{proc_root}/{pid}/stat"))
+        return parse_ppid(read_all(f"{proc_root}/{pid}/stat", single=True))
     except (FileNotFoundError, ProcessLookupError):
         return None
 

@@ -407,10 +407,10 @@ def test_dying_mid_collection_raises_gone(tmp_path: Path, monkeypatch: pytest.Mo
     pdir = build_fake_proc(tmp_path / "proc", tmp_path / "t")
     real_read_all = procfs.read_all
 
-    def read_all(path: str) -> bytes:
+    def read_all(path: str, single: bool = False) -> bytes:
         if path.endswith("/cmdline"):
             shutil.rmtree(pdir)  # the process exits and is reaped right now
-        return real_read_all(path)
+        return real_read_all(path, single)
 
     monkeypatch.setattr(procfs, "read_all", read_all)
     with pytest.raises(ProcessGone):
@@ -423,11 +423,11 @@ def test_pid_reused_mid_collection_raises_gone(tmp_path: Path,
     pdir = build_fake_proc(tmp_path / "proc", tmp_path / "t")
     real_read_all = procfs.read_all
 
-    def read_all(path: str) -> bytes:
+    def read_all(path: str, single: bool = False) -> bytes:
         if path.endswith("/environ") and (pdir / "environ").exists():
             (pdir / "environ").unlink()
             (pdir / "stat").write_bytes(OLD_STAT.replace(b" 777 ", b" 778 "))
-        return real_read_all(path)
+        return real_read_all(path, single)
 
     monkeypatch.setattr(procfs, "read_all", read_all)
     with pytest.raises(ProcessGone):
