@@ -44,9 +44,10 @@ import queue
 import re
 import threading
 from array import array
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby, repeat
+from operator import and_, itemgetter, sub
 
 import xxhash
 
@@ -78,6 +79,9 @@ NOT_CAPTURED_FIELD = "pages_data"  # MemoryMap.unreadable field when contents ar
 # third on two cores only adds switching.
 POOL_READERS = 2
 _BATCH_PAGES = BATCH_BYTES // PAGE_SIZE
+# Candidate ranges at most this far apart are read as one (see _candidates):
+# 64 pages of holes cost 512 bytes of pagemap entries and one regex match.
+_JOIN_GAP = 64 * PAGE_SIZE
 _hash: Callable[[memoryview], int] = xxhash.xxh3_64_intdigest
 
 
@@ -104,6 +108,10 @@ def _code(top: int) -> int:
 _CODES = bytes(_code(b) for b in range(256))
 _CODE_RUNS = re.compile(rb"\x00+|\x01+|\x02+|[\x03\x04]+")
 _SWAP_KEY = 1 << 55  # dedupe keys of swap entries, apart from frame numbers
+_UNKNOWN = (-2, 0)  # (slot, hash) of a key not in the copy-on-write table
+_SLOT_OF = itemgetter(0)
+_ADDR = itemgetter(0)  # of a run
+_HASH_OF = itemgetter(1)
 _SCAN_ANYOF = PageCategory.PRESENT | PageCategory.SWAPPED
 _SCAN_RETURN = _SCAN_ANYOF | PageCategory.FILE | PageCategory.PFNZERO
 _IS_ZERO = int(PageCategory.PFNZERO)
@@ -188,7 +196,29 @@ class _Seg:
     npages: int
     keys: list[int] | None = None
     mem: bool = False
-    runs: list[tuple[int, int, int, int, Sequence[int]]] | None = None
+    runs: list[_Run] | None = None
+
+
+_Run = tuple[int, int, int, int, Sequence[int]]  # (addr, npages, state, slot, hashes)
+
+
+class _Chunk:
+    """The copy-on-write table's answer for every page of a chunk of pagemap entries."""
+
+    __slots__ = ("codes", "entries", "known", "slots")
+
+    def __init__(self, data: bytes, codes: bytes, shared: dict[int, tuple[int, int]]) -> None:
+        self.codes = codes
+        self.entries = entries = array("Q", data)
+        if b"\x04" in codes:  # swap entries: keyed apart from frame numbers
+            keys = [e & PFN_MASK if c != _SWAP else (e & PFN_MASK) | _SWAP_KEY
+                    for e, c in zip(entries, codes, strict=True)]
+        else:
+            keys = list(map(and_, entries, repeat(PFN_MASK)))
+        # Exclusive pages, holes and file pages are asked too (it costs less than
+        # picking the shared ones out); only shared runs look at the answers.
+        self.known = list(map(shared.get, keys, repeat(_UNKNOWN)))
+        self.slots = list(map(_SLOT_OF, self.known))
 
 
 ParentLookup = Callable[[OwnerKey, int], OwnerIndex | None]
@@ -220,8 +250,11 @@ class PageCapture:
         Resident anonymous and swapped pages of private mappings, every resident
         page of a shared object; pages shared copy-on-write with a process read
         before are not read again, so the real figure can be smaller. 0 when the
-        dump counts no pages (--no-page-counts).
+        dump counts no pages (--no-page-counts), or reports no progress: the
+        figure feeds only the progress line, and costs 0.15 ms a process.
         """
+        if self.progress is None:
+            return 0
         total = 0
         for v in vmas:
             if not v.HasField("pages"):
@@ -503,7 +536,11 @@ class _ProcessPass:
         self.builder = RunBuilder()
         self.pool: _ReadPool | None = None
         self.lock = threading.Lock()  # the pool's threads: sink slots and stats
-        self.queue: deque[_Seg] = deque()
+        # Runs decided so far, in any order (sorted by address once the pass is
+        # done: no queue to keep them in order while reads are pending), and
+        # the segments read, whose runs are set once their batch was read.
+        self.decided: list[_Run] = []
+        self.reads: list[_Seg] = []
         self.batch: list[_Seg] = []
         self.batch_pages = 0
 
@@ -519,32 +556,45 @@ class _ProcessPass:
         try:
             for start, end, zero in self._candidates(fd, private):
                 if zero:
-                    self._done(_Seg(start, (end - start) // PAGE_SIZE),
-                               [(start, (end - start) // PAGE_SIZE, ZERO, 0, [])])
+                    self.decided.append((start, (end - start) // PAGE_SIZE, ZERO, 0, ()))
                     self.cap.stats.zero += (end - start) // PAGE_SIZE
                 else:
                     self._classify(fd, start, end)
             self._flush()
             if pool is not None:
                 pool.finish()  # every batch read and hashed: every run is known
-                self._drain()
         finally:
             os.close(fd)
             if pool is not None:
                 pool.stop()
                 for reader in self.cap.pool_readers(self.reader.pid):
                     reader.close()
-        if self.queue:
-            raise AssertionError(f"{len(self.queue)} page runs were never decided")
+        runs = self.decided
+        for seg in self.reads:
+            if seg.runs is None:
+                raise AssertionError(f"the page run at {seg.addr:#x} was never decided")
+            runs.extend(seg.runs)
+        runs.sort(key=_ADDR)  # runs never overlap
+        add = self.builder.add
+        for addr, n, state, slot, hashes in runs:
+            add(addr, n, state, slot, hashes)
         return self.builder
 
     def _candidates(self, fd: int, vmas: Sequence[mm_pb2.Vma]
                     ) -> list[tuple[int, int, bool]]:
-        """[start, end, is_zero) ranges of private VMAs that may hold pages to store."""
+        """[start, end, is_zero) ranges of private VMAs that may hold pages to store.
+
+        Ranges a short gap apart are joined when nothing but private VMAs lies
+        between them (no zero, no clean file pages: the gap's pages are holes,
+        which _classify skips): a forked Python process has some 50 ranges of
+        a few pages, and each one read and looked up alone costs more than
+        the holes between them.
+        """
         if not pagemap_scan_supported():
             return [(v.start, v.end, False) for v in vmas]
         out: list[tuple[int, int, bool]] = []
         k = 0
+        joinable = -1  # index of the VMA out[-1] ends in, when a range may join it
         for start, end, cats in pagemap_scan(fd, vmas[0].start, vmas[-1].end,
                                              anyof=_SCAN_ANYOF, returned=_SCAN_RETURN):
             while k < len(vmas) and vmas[k].end <= start:
@@ -554,21 +604,32 @@ class _ProcessPass:
                 lo, hi = max(start, vmas[j].start), min(end, vmas[j].end)
                 if cats & _IS_ZERO:
                     out.append((lo, hi, True))
+                    joinable = -1
                 elif cats & _IS_FILE and cats & _IS_PRESENT:
                     self.cap.stats.file_clean += (hi - lo) // PAGE_SIZE
-                elif out and not out[-1][2] and out[-1][1] == lo:
+                    joinable = -1
+                elif (joinable >= 0 and lo - out[-1][1] <= _JOIN_GAP
+                      and all(vmas[i].end == vmas[i + 1].start for i in range(joinable, j))):
                     out[-1] = (out[-1][0], hi, False)
+                    joinable = j
                 else:
                     out.append((lo, hi, False))
+                    joinable = j
                 j += 1
         return out
 
     def _classify(self, fd: int, start: int, end: int) -> None:
-        """Classic entries of [start, end): queue reads, zero pages and shared lookups."""
+        """Classic entries of [start, end): queue reads, zero pages and shared lookups.
+
+        The copy-on-write table is asked about every page of a chunk at once
+        (maps in C), at its first run of shared pages: a forked child has many
+        short runs (200 processes: 15,000), and a Python step per run costs.
+        """
         page = start // PAGE_SIZE
         for data in read_entries(fd, page, (end - start) // PAGE_SIZE):
             codes = entry_flag_bytes(data).translate(_CODES)
             base = page * PAGE_SIZE
+            chunk: _Chunk | None = None
             for match in _CODE_RUNS.finditer(codes):
                 lo, hi = match.span()
                 code = codes[lo]
@@ -584,40 +645,43 @@ class _ProcessPass:
                         addr += n * PAGE_SIZE
                         lo += n
                 else:
-                    self._shared_run(base + lo * PAGE_SIZE, data[lo * 8:hi * 8], codes[lo:hi])
+                    if chunk is None:
+                        chunk = _Chunk(data, codes, self.cap.shared)
+                    self._shared_run(base, lo, hi, chunk)
             page += len(codes)
 
-    def _shared_run(self, addr: int, raw: bytes, codes: bytes) -> None:
-        """Pages that may be mapped elsewhere: first, the common case in one step.
+    def _shared_run(self, base: int, lo: int, hi: int, chunk: _Chunk) -> None:
+        """Pages lo..hi of a chunk that may be mapped elsewhere: the common case in one step.
 
         A forked child's untouched pages are the parent's, stored at consecutive
-        slots: when every page of the run is already stored that way, the run is
-        one reference (the lookups run in C through map). Otherwise page by page.
+        slots: such a stretch is one reference. A run that is one stretch is
+        recognised by a compare of its slots in C; otherwise ``slot - index``,
+        constant along a stretch, is grouped by groupby. Pages not stored yet
+        (and inherited ones) go page by page through _shared_page.
         """
-        entries = array("Q", raw)
-        keys = [e & PFN_MASK if c == _SHARED else (e & PFN_MASK) | _SWAP_KEY
-                for e, c in zip(entries, codes, strict=True)]
-        known = list(map(self.cap.shared.get, keys))
-        n = len(keys)
-        zero = self.zero_pfn
-        i = 0
-        while i < n:
-            k = known[i]
-            if k is None or k[0] < 0 or keys[i] == zero:
-                self._shared_page(addr + i * PAGE_SIZE, entries[i], codes[i])
-                i += 1
-                continue
-            first, j = k[0], i + 1
-            while j < n:  # the longest stretch already stored at consecutive slots
-                kj = known[j]
-                if kj is None or kj[0] != first + (j - i) or keys[j] == zero:
-                    break
-                j += 1
-            self.cap.stats.deduplicated += j - i
-            at = addr + i * PAGE_SIZE
-            self._done(_Seg(at, j - i), [(at, j - i, STORED, first,
-                                          [x[1] for x in known[i:j]])])  # type: ignore[index]
-            i = j
+        n = hi - lo
+        slots, known = chunk.slots, chunk.known
+        first = slots[lo]
+        if first >= 0 and slots[hi - 1] == first + n - 1 and (
+                n < 3 or slots[lo:hi] == list(range(first, first + n))):
+            self.decided.append((base + lo * PAGE_SIZE, n, STORED, first,
+                                 array("Q", map(_HASH_OF, known[lo:hi]))))
+            self.cap.stats.deduplicated += n
+            return
+        # The zero page is never in the table (_shared_page records it as zero),
+        # nor is a hidden frame number (0): both come out unknown (slot -2).
+        i = lo
+        for off, group in groupby(map(sub, slots[lo:hi], range(lo, hi))):
+            count = len(list(group))
+            first = off + i
+            if first >= 0:  # stored at first .. first + count - 1
+                self.decided.append((base + i * PAGE_SIZE, count, STORED, first,
+                                     array("Q", map(_HASH_OF, known[i:i + count]))))
+                self.cap.stats.deduplicated += count
+            else:  # unknown (-2) or inherited (-1): page by page
+                for k in range(i, i + count):
+                    self._shared_page(base + k * PAGE_SIZE, chunk.entries[k], chunk.codes[k])
+            i += count
 
     def _shared_page(self, addr: int, entry: int, code: int) -> None:
         """A page that may be mapped elsewhere too: zero page, stored already, or read it."""
@@ -628,7 +692,7 @@ class _ProcessPass:
                 return
             if pfn == self.zero_pfn:
                 self.cap.stats.zero += 1
-                self._done(_Seg(addr, 1), [(addr, 1, ZERO, 0, [])])
+                self.decided.append((addr, 1, ZERO, 0, ()))
                 return
             key = pfn
         else:
@@ -638,38 +702,28 @@ class _ProcessPass:
             slot, digest = known
             if slot >= 0:
                 self.cap.stats.deduplicated += 1
-                self._done(_Seg(addr, 1), [(addr, 1, STORED, slot, [digest])])
+                self.decided.append((addr, 1, STORED, slot, [digest]))
                 return
             if self.parent is not None and self.parent.hashes_at(addr, 1)[0] == digest:
                 self.cap.stats.inherited += 1
-                self._done(_Seg(addr, 1), [(addr, 1, PARENT, 0, [digest])])
+                self.decided.append((addr, 1, PARENT, 0, [digest]))
                 return
-        last = self.queue[-1] if self.queue else None
-        if (last is not None and last.keys is not None and last.runs is None
+        last = self.batch[-1] if self.batch else None
+        if (last is not None and last.keys is not None
                 and last.addr + last.npages * PAGE_SIZE == addr
-                and self.batch_pages < _BATCH_PAGES and last is self.batch[-1]):
+                and self.batch_pages < _BATCH_PAGES):
             last.npages += 1  # one /proc/PID/mem read for a stretch of shared pages
             last.keys.append(key)
             self.batch_pages += 1
             return
         self._read(_Seg(addr, 1, [key], mem=True))
 
-    def _done(self, seg: _Seg, runs: list[tuple[int, int, int, int, Sequence[int]]]) -> None:
-        seg.runs = runs
-        self.queue.append(seg)
-        self._drain()
-
     def _read(self, seg: _Seg) -> None:
         if self.batch_pages + seg.npages > _BATCH_PAGES or len(self.batch) == IOV_MAX:
             self._flush()
         self.batch.append(seg)
         self.batch_pages += seg.npages
-        self.queue.append(seg)
-
-    def _drain(self) -> None:
-        while self.queue and self.queue[0].runs is not None:
-            for addr, n, state, slot, hashes in self.queue.popleft().runs or ():
-                self.builder.add(addr, n, state, slot, hashes)
+        self.reads.append(seg)
 
     @staticmethod
     def _read_batch(reader: RemoteReader, batch: list[_Seg]) -> int:
@@ -726,7 +780,6 @@ class _ProcessPass:
             with self.lock:
                 self.cap.stats.read_bytes += total
             self.cap.report()
-            self._drain()
             return
         got = self._read_batch(self.reader, batch)
         if got < total:
@@ -746,14 +799,13 @@ class _ProcessPass:
                 for i, key in enumerate(seg.keys):
                     shared[key] = (first + k + i, hashes[k + i])
             k += seg.npages
-        self._drain()
 
     def _keep_changed(self, reader: RemoteReader, batch: list[_Seg], total: int) -> None:
         """On a pool thread: read a batch, hash it, store the pages unlike the parent's.
 
         The few changed pages are copied out of the buffer, so the writer
-        never holds it. Each segment's runs are assigned whole, so the dumping
-        thread's _drain never sees half of them.
+        never holds it. The dumping thread reads the segments' runs only after
+        finish().
         """
         parent = self.parent
         assert parent is not None

@@ -507,13 +507,33 @@ def section_trees(bench: Bench) -> None:
             rolls = [rollup(p) for p in tree.pids]
             criu_bytes = sum(r.get("Anonymous", 0) for r in rolls)
             distinct = sum(r.get("Pss_Anon", 0) for r in rolls)
-            walls, last = [], None
+            # criu-model --pages, CRIU (when found) and a state-only criu-model dump
+            # alternate, each run after a prefault of what it writes (CRIU writes
+            # every process's pages), so load and warm memory hit them alike.
+            walls, cwalls, swalls, last, crun = [], [], [], None, None
+            criu_dir = bench.shm / f"criu{n}"
+            criu_used = 0
             for i in range(args.tree_runs):
                 out = bench.shm / f"tree{n}-{i}"
+                prefault(bench, 2 * distinct)
                 last = must(run_timed(bench.dump_argv(tree.pid, out)), f"dump tree of {n}")
                 walls.append(last.wall)
                 if i < args.tree_runs - 1:
                     shutil.rmtree(out)
+                plain = bench.shm / f"tree{n}-plain"
+                swalls.append(must(run_timed([*bench.cli, "dump", str(tree.pid), "-D",
+                                              str(plain)]), f"state-only dump of {n}").wall)
+                shutil.rmtree(plain)
+                if criu:
+                    shutil.rmtree(criu_dir, ignore_errors=True)
+                    prefault(bench, criu_bytes)
+                    crun = run_timed([criu, "dump", "-t", str(tree.pid), "-D",
+                                      str(_mkdir(criu_dir)), "--leave-running",
+                                      "--shell-job", "-o", "dump.log"])
+                    if not crun.ok:
+                        break
+                    cwalls.append(crun.wall)
+                    _, criu_used = dir_bytes(criu_dir)
             out = bench.shm / f"tree{n}-{args.tree_runs - 1}"
             facts = snap_facts(out)
             shutil.rmtree(out)
@@ -522,6 +542,8 @@ def section_trees(bench: Bench) -> None:
                          " ".join(s(w) for w in walls), mib(facts.used), mib(facts.pages_img),
                          st["stored"], st["deduplicated"], st["zero"],
                          mib(last.maxrss_kib * 1024) if last else "-"])
+            rows.append([f"  criu-model dump (state only, no --pages), {n}", s(med(swalls)),
+                         " ".join(s(w) for w in swalls), "", "", "", "", "", ""])
             rows.append([f"  CRIU --leave-running would store (sum Anonymous), {n}", "", "",
                          mib(criu_bytes), "", criu_bytes // PAGE, "", "", ""])
             rows.append([f"  distinct anon pages of the tree (sum Pss_Anon), {n}", "", "",
@@ -529,25 +551,24 @@ def section_trees(bench: Bench) -> None:
             notes.append(f"tree of {n}: {criu_bytes / n / MIB:.2f} MiB anonymous per process; "
                          f"criu-model bytes on disk / CRIU estimate "
                          f"{ratio(facts.used, criu_bytes)} (target <= 0.50x); "
-                         f"pages stored / distinct {ratio(st['stored'] * PAGE, distinct)}")
-            if criu:
-                crun = run_timed([criu, "dump", "-t", str(tree.pid), "-D",
-                                  str(_mkdir(bench.shm / f"criu{n}")), "--leave-running",
-                                  "--shell-job", "-o", "dump.log"])
-                if crun.ok:
-                    _, used = dir_bytes(bench.shm / f"criu{n}")
-                    rows.append([f"  criu dump --leave-running, {n} (measured)", s(crun.wall),
-                                 "", mib(used), "", "", "", "", mib(crun.maxrss_kib * 1024)])
-                    notes.append(f"tree of {n}: criu-model/CRIU bytes "
-                                 f"{ratio(facts.used, used)}, time "
-                                 f"{ratio(med(walls), crun.wall)} (target <= 0.50x each)")
-                else:
-                    log = bench.shm / f"criu{n}" / "dump.log"
-                    tail = log.read_text(errors="replace").strip().splitlines()[-1:] \
-                        if log.exists() else []
-                    notes.append(f"tree of {n}: criu not available: {crun.why()} "
-                                 f"{' '.join(tail)}")
-                shutil.rmtree(bench.shm / f"criu{n}", ignore_errors=True)
+                         f"pages stored / distinct {ratio(st['stored'] * PAGE, distinct)}; "
+                         f"the pages cost {med(walls) - med(swalls):.3f} s over a state-only "
+                         "dump")
+            if criu and crun is not None and crun.ok:
+                rows.append([f"  criu dump --leave-running, {n} (measured)", s(med(cwalls)),
+                             " ".join(s(w) for w in cwalls), mib(criu_used), "", "", "", "",
+                             mib(crun.maxrss_kib * 1024)])
+                notes.append(f"tree of {n}: criu-model/CRIU bytes "
+                             f"{ratio(facts.used, criu_used)}, time "
+                             f"{ratio(med(walls), med(cwalls))} (medians of alternating runs; "
+                             "target <= 0.50x each)")
+            elif criu and crun is not None:
+                log = criu_dir / "dump.log"
+                tail = log.read_text(errors="replace").strip().splitlines()[-1:] \
+                    if log.exists() else []
+                notes.append(f"tree of {n}: criu not available: {crun.why()} "
+                             f"{' '.join(tail)}")
+            shutil.rmtree(criu_dir, ignore_errors=True)
             if n in ISSUE_CRIU_TREES:
                 ib, it = ISSUE_CRIU_TREES[n]
                 rows.append([f"  CRIU 4.2, {n} procs, FROM THE ISSUE, not measured here",

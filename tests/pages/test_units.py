@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import struct
 from array import array
+from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -91,3 +93,82 @@ def test_compare_counts_changed_added_removed() -> None:
     assert delta.removed == [0x10000]
     assert delta.added == [0x10000 + 4 * PAGE_SIZE, 0x10000 + 5 * PAGE_SIZE]
     assert not compare(a, a)
+
+
+def test_candidates_join_only_across_holes_of_adjacent_private_vmas(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranges a short gap apart are read as one only where the gap can hold nothing
+    but holes: not across zero or clean file pages (counted once), not across a
+    gap between VMAs (another mapping may lie there), not across a long gap."""
+    from criu_model.images.pb import mm_pb2
+    from criu_model.pages import capture
+
+    P = PAGE_SIZE
+    base = 0x100000
+
+    def at(page: int) -> int:
+        return base + page * P
+
+    vmas = [mm_pb2.Vma(start=at(0), end=at(400)),
+            mm_pb2.Vma(start=at(400), end=at(500)),    # adjacent to the first
+            mm_pb2.Vma(start=at(510), end=at(600))]    # ten pages of something else before
+    present = int(capture.PageCategory.PRESENT)
+    far = 33 + capture._JOIN_GAP // P + 1
+    regions = [
+        (at(0), at(2), present),
+        (at(10), at(12), present),                                  # joins the first
+        (at(20), at(21), present | int(capture.PageCategory.PFNZERO)),
+        (at(22), at(23), present),                                  # after a zero run
+        (at(30), at(31), present | int(capture.PageCategory.FILE)),
+        (at(32), at(33), present),                                  # after clean file pages
+        (at(far), at(far + 1), present),                            # too far
+        (at(398), at(402), present),                                # across adjacent VMAs
+        (at(450), at(452), present),                                # joins, same VMA
+        (at(512), at(513), present),                                # next VMA, not adjacent
+    ]
+    monkeypatch.setattr(capture, "pagemap_scan_supported", lambda: True)
+    monkeypatch.setattr(capture, "pagemap_scan", lambda *a, **k: iter(regions))
+    cap = capture.PageCapture(sink=None)  # type: ignore[arg-type]
+    pass_ = capture._ProcessPass.__new__(capture._ProcessPass)
+    pass_.cap = cap
+    assert pass_._candidates(-1, vmas) == [
+        (at(0), at(12), False), (at(20), at(21), True), (at(22), at(23), False),
+        (at(32), at(33), False), (at(far), at(far + 1), False), (at(398), at(452), False),
+        (at(512), at(513), False)]
+    assert cap.stats.file_clean == 1
+
+
+def test_sink_keeps_slot_order_across_queued_and_inline_appends(tmp_path: Path) -> None:
+    """Big appends go to the writer thread, small ones with the writer idle are
+    written by the caller: either way a slot holds what its append returned."""
+    import os
+    import threading
+
+    from criu_model.pages.sink import INLINE_BYTES, PageSink
+
+    sink = PageSink(str(tmp_path))
+    writers: set[str] = set()
+    real = sink._write_views
+
+    def write_views(views: list[memoryview]) -> None:
+        writers.add(threading.current_thread().name)
+        real(views)
+
+    sink._write_views = write_views  # type: ignore[method-assign]
+    try:
+        big = INLINE_BYTES // PAGE_SIZE + 1
+        expect: list[tuple[int, bytes]] = []
+        for round_ in range(30):
+            n = big if round_ % 3 == 0 else 1 + round_ % 4
+            data = b"".join(bytes([round_, i % 251]) * (PAGE_SIZE // 2) for i in range(n))
+            done = threading.Event()
+            expect.append((sink.append(memoryview(data), done), data))
+            if round_ % 5 == 4:
+                done.wait()  # the writer idles now and then: the next small one is inline
+        sink.drain()
+        for slot, data in expect:
+            assert os.pread(sink.fd, len(data), (slot + 1) * PAGE_SIZE) == data
+        assert sink.bytes_written == (sink.slots + 1) * PAGE_SIZE
+        assert writers == {threading.current_thread().name, "criu-model-pages"}  # both ways
+    finally:
+        sink.close()
