@@ -9,10 +9,10 @@ so the judge sees everything that followed from it. A step we do not execute
 yet is recorded as not rehearsed with the reason, and so are the fds and
 processes that depend on it: never silently skipped.
 
-What a step omits and a restorer needs (which pipe end a file is, a pipe's
-or socket's flags, a unix socketpair's type, a probed socket's numeric domain
-and each option's level and number) is read from the snapshot by the step's
-file key; see the report for the planner fields this asks for.
+The steps say what the system calls take (a pipe's ends and capacity, a
+socketpair's type, a probed socket's numeric domain and options as level and
+number); what a step names only by its file key (a socket's addresses, a
+ghost's contents, a lock's holder) is read from the snapshot.
 """
 
 from __future__ import annotations
@@ -146,15 +146,6 @@ class Execution:
     lock_notes: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
-def _option_numbers() -> dict[str, tuple[int, int]]:
-    """Probe option name -> (level, optname), from the table the dump reads them with."""
-    from criu_model.collect import sockprobe
-
-    tables = (sockprobe._SOCKET_INTS, sockprobe._IP_INTS, sockprobe._RAW_INTS,
-              sockprobe._IPV6_INTS, sockprobe._TCP_INTS)
-    return {name: (level, number) for table in tables for level, number, name in table}
-
-
 def is_ping(step: Step) -> bool:
     """An ICMP (or ICMPv6) ping socket: SOCK_DGRAM of IPPROTO_ICMP / IPPROTO_ICMPV6."""
     return step.args.get("family") in ("inet", "inet6") \
@@ -182,26 +173,25 @@ def probe_refusal(step: Step, probe: files_pb2.SocketProbe) -> str:
     device = str(a.get("bound_device", ""))
     if device not in ("", "lo"):
         return f"bound to device {device}: the sandbox has only lo"
-    unknown = sorted(n for n in probe.options if n not in _option_numbers()
-                     and not n.startswith("SO_LINGER."))
+    unknown = list(a.get("unknown_options", ()))
     if unknown:
         return f"options the rehearsal cannot set: {', '.join(unknown)}"
+    if "domain" not in a or "setsockopt" not in a:
+        return "the step lacks the socket's numeric domain or its options (an older plan)"
     return ""
 
 
 def probe_wire(step: Step, probe: files_pb2.SocketProbe) -> dict[str, Any]:
-    """What the worker needs to make a socket from its probe. The domain comes from the
-    snapshot's probe (the step names the family as text); the bind and connect addresses
-    from the step (the planner leaves a raw socket's "port", its protocol, out)."""
+    """What the worker needs to make a socket from its probe, all from the step: the
+    numeric domain, each option as level, number, value, the bind and connect addresses
+    (the planner leaves a raw socket's "port", its protocol, out). `probe` is the
+    snapshot's, kept for restorers that want more than the step says."""
     a = step.args
-    numbers = _option_numbers()
-    options = [[*numbers[name], int(value)] for name, value in sorted(probe.options.items())
-               if name in numbers]
-    out: dict[str, Any] = {"domain": probe.domain, "type": probe.type,
-                           "protocol": probe.protocol, "options": options}
-    if "SO_LINGER.onoff" in probe.options:
-        out["linger"] = [int(probe.options["SO_LINGER.onoff"]),
-                         int(probe.options.get("SO_LINGER.linger", 0))]
+    out: dict[str, Any] = {"domain": int(a["domain"]), "type": int(a["type"]),
+                           "protocol": int(a["protocol"]),
+                           "options": [list(o) for o in a.get("setsockopt", ())]}
+    if a.get("linger"):
+        out["linger"] = list(a["linger"])
     if a.get("bound_device"):
         out["bound_device"] = str(a["bound_device"])
     if "src" in a:
@@ -533,13 +523,6 @@ class Conductor:
         if step.action is Action.OPEN and a.get("locks"):
             wire.pop("locks")
             wire["apply_locks"] = self._locks(step)
-        if step.action is Action.OPEN and a.get("kind") in ("pipe", "fifo"):
-            # F_GETPIPE_SZ of the dump: the planner's open step does not carry it
-            fd = self.files.get(int(a.get("file", 0)))
-            if fd is not None and fd.HasField("pipe") and fd.pipe.HasField("pipe_size"):
-                wire["pipe_size"] = fd.pipe.pipe_size
-        if step.action in (Action.PIPE, Action.SOCKETPAIR):
-            wire["ends"] = [self._end(int(k)) for k in a["files"]]
         if a.get("queued"):
             # the pipe's captured bytes (on its first reader's fd in the dump), written
             # back by the worker right after it makes the pipe
@@ -785,18 +768,6 @@ class Conductor:
         if fd is None or fd.WhichOneof("state") != "pipe":
             return b""
         return self.snap.pipe_data.get(fd.pipe.pipe_ino, b"")
-
-    def _end(self, key: int) -> dict[str, Any]:
-        fd = self.files.get(key)
-        if fd is None:
-            return {"flags": 0, "read_end": True, "type": socket.SOCK_STREAM}
-        out: dict[str, Any] = {"flags": fd.flags, "read_end": fd.pipe.read_end}
-        if fd.HasField("pipe") and fd.pipe.HasField("pipe_size"):
-            out["pipe_size"] = fd.pipe.pipe_size
-        if fd.HasField("socket"):
-            sock = self.snap.sockets_by_inode.get(fd.socket.inode)
-            out["type"] = sock.type if sock is not None and sock.type else socket.SOCK_STREAM
-        return out
 
     def _unsupported_open(self, index: int, step: Step) -> str:
         if step.action is not Action.OPEN:

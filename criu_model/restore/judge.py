@@ -136,6 +136,7 @@ class Judge:
         self._groups("shared_file", self._file_group, "fds sharing one open file description")
         self._groups("pipe", self._pipe_group, "ends of one pipe")
         self._pipe_buffers()
+        self._probe_queues()
         self._locks()
         self._groups("socketpair", self._pair_group, "connected unix sockets")
         self._namespaces()
@@ -468,6 +469,42 @@ class Judge:
                     if queued else "its queued bytes were not readable at the dump"))
             self.entries.append(entry)
 
+    def _probe_queues(self) -> None:
+        """Per socket known only by its getsockopt probe, with queue counts (TCP, raw): an empty
+        queue must be empty here; queued bytes the dump could only count (SIOCINQ,
+        SIOCOUTQ) are not rehearsed, and say so."""
+        seen: set[int] = set()
+        for table in self.snap.fds:
+            proc = self.snap.by_pid.get(table.pid)
+            if proc is None or proc.state == "Z":
+                continue
+            got_fds = self._box_fds(table.pid)
+            for fd in table.fds:
+                probe = fd.socket.probe if fd.HasField("socket") and \
+                    fd.socket.HasField("probe") else None
+                if probe is None or fd.socket.inode in seen or \
+                        fd.socket.inode in self.snap.sockets_by_inode or not (
+                        probe.HasField("rqueue") or probe.HasField("wqueue")):
+                    continue      # (a socket sock_diag lists is judged by its description)
+                seen.add(fd.socket.inode)
+                ident = f"{table.pid}:{fd.fd}"
+                why = self.ex.missing_fds.get((table.pid, fd.fd)) or \
+                    self.ex.missing_procs.get(table.pid)
+                if why:
+                    self.entries.append(Entry("socket_queue", ident, NOT_REHEARSED, reason=why))
+                    continue
+                want = _queues(probe)
+                if any(want.values()):
+                    self.entries.append(Entry("socket_queue", ident, NOT_REHEARSED, reason=(
+                        "its queued bytes were counted, not captured: "
+                        + ", ".join(f"{k} {v}" for k, v in want.items()))))
+                    continue
+                got = got_fds.get(fd.fd)
+                theirs = got.socket.probe if got is not None and got.HasField("socket") \
+                    and got.socket.HasField("probe") else None
+                self.entries.append(_entry("socket_queue", ident, [
+                    ("queues", want, _queues(theirs) if theirs is not None else None)]))
+
     def _locks(self) -> None:
         """Per fd holding file locks: the same locks (kind, mode, range, owner) there.
 
@@ -682,7 +719,7 @@ def _probe_pairs(want: files_pb2.SocketProbe, got: files_pb2.SocketProbe | None
                  ) -> list[tuple[str, Any, Any]]:
     """A socket sock_diag did not list, held against the sandbox's own probe of it: what
     it is, where it is bound or connected, and its options (only the ones that differ are
-    shown). Queue lengths are not compared: a new socket's are empty."""
+    shown). Queues are judged apart (Judge._probe_queues)."""
 
     def desc(p: files_pb2.SocketProbe | None) -> dict[str, Any] | None:
         if p is None:
@@ -703,6 +740,12 @@ def _probe_pairs(want: files_pb2.SocketProbe, got: files_pb2.SocketProbe | None
     return [("socket", desc(want), desc(got)),
             ("socket.options", {k: want.options.get(k) for k in differ},
              {k: theirs.get(k) for k in differ})]
+
+
+def _queues(probe: files_pb2.SocketProbe) -> dict[str, int | None]:
+    """A probed socket's queue counts (None: the kind has none or it was not read)."""
+    return {name: getattr(probe, name) if probe.HasField(name) else None
+            for name in ("rqueue", "wqueue")}
 
 
 def _targets(fd: files_pb2.Fd) -> list[str]:

@@ -785,17 +785,17 @@ class Worker:
             os.close(fd)
 
     def do_pair(self, a: dict[str, Any], kind: str) -> None:
-        """pipe() or socketpair(): `ends` (from the conductor) gives each end's flags."""
-        ends = a["ends"]          # [{"flags", "read_end"?, "type"?}] in files order
+        """pipe() or socketpair() as the step says: each end's flags (and a pipe's which
+        end it is), the pipe's capacity, the socketpair's type."""
+        ends = a["ends"]          # [{"flags", "read_end"?}] in files order
         if kind == "pipe":
             r, w = os.pipe()
-            size = next((int(e["pipe_size"]) for e in ends if e.get("pipe_size")), 0)
-            if size:
-                set_pipe_size(r, size)
+            if a.get("pipe_size"):
+                set_pipe_size(r, int(a["pipe_size"]))
             write_queued(w, a)
             made = [r if e["read_end"] else w for e in ends]
         else:
-            sa, sb = socket.socketpair(socket.AF_UNIX, int(ends[0].get("type", 1)))
+            sa, sb = socket.socketpair(socket.AF_UNIX, int(a.get("type", socket.SOCK_STREAM)))
             made = [sa.detach(), sb.detach()]
         for tmp, end, fd in zip(made, ends, a["fds"], strict=True):
             self.set_status_flags(tmp, int(end["flags"]))
