@@ -391,8 +391,12 @@ class FilePlan:
                     out.setdefault("pipe_size", fd.pipe.pipe_size)
             ends.append(end)
         if not is_pipe:
-            sock = self.snap.sockets_by_inode.get(fds[0].socket.inode)
+            socks = [self.snap.sockets_by_inode.get(fd.socket.inode) for fd in fds]
+            sock = socks[0]
             out["type"] = sock.type if sock is not None and sock.type else socket.SOCK_STREAM
+            for end, sk in zip(ends, socks, strict=True):
+                if sk is not None and sk.HasField("shutdown") and sk.shutdown:
+                    end["shutdown"] = sk.shutdown   # replayed: shutdown(2) of each end
         return out
 
     def _open(self, pid: int, entry: _File, at: int | None = None) -> None:
@@ -534,6 +538,8 @@ class FilePlan:
             args.update(src=sock.inet.src, sport=sock.inet.sport, dst=sock.inet.dst,
                         dport=sock.inet.dport, protocol=sock.inet.protocol)
             tcp = sock.inet.protocol == 6
+            if sock.HasField("shutdown") and sock.shutdown:
+                args["shutdown"] = sock.shutdown   # RCV 1 (SHUT_RD or a FIN in), SEND 2
             if tcp and (sock.state == TCP_ESTABLISHED or sock.state in TCP_HALF_CLOSED) \
                     and not self._peer_inside(sock):
                 # As for unix sockets: the other end is not restored with the tree.

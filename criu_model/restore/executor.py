@@ -916,6 +916,22 @@ class Conductor:
             else:
                 self._run_recipe(recipe, holders)
             # (otherwise an end was not made: its step or fd is reported already)
+        from criu_model.restore import halfclose
+
+        for step in self.plan.steps:
+            # SHUT_RD where no FIN came in (the states a received FIN leaves are the
+            # recipes'): it only sets RCV_SHUTDOWN, nothing is sent
+            key = int(step.args.get("file", 0))
+            if step.action is not Action.TCP_REPAIR or not int(step.args.get("shutdown", 0)) \
+                    & 1 or key not in made:
+                continue
+            fd = self.files.get(key)
+            sock = self.snap.sockets_by_inode.get(fd.socket.inode) if fd is not None else None
+            if sock is None or sock.state not in halfclose.NO_FIN_IN:
+                continue
+            holder = self._tcp_holder(sock.inode)
+            if holder is not None:
+                self._run_recipe([("shut_rd", sock.inode, False)], {sock.inode: holder})
 
     def _run_recipe(self, recipe: list[tuple[str, int, bool]],
                     holders: dict[int, tuple[int, int]]) -> None:

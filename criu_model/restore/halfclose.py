@@ -28,6 +28,8 @@ from criu_model.names import SOCKET_STATES
 
 ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, CLOSING = 1, 4, 5, 8, 9, 11
 HALF_CLOSED = frozenset({FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, CLOSING})
+# States no FIN came in to: an RCV_SHUTDOWN bit there is the program's SHUT_RD, replayed
+NO_FIN_IN = frozenset({ESTABLISHED, FIN_WAIT1, FIN_WAIT2})
 
 # Worker actions (worker.py Worker.tcp): each is [action, socket inode], the conductor
 # turns the inode into its holder's fd; "helper" names the end whose helper it is.

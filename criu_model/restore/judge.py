@@ -325,6 +325,8 @@ class Judge:
             if s is None:
                 return None
             out: dict[str, Any] = {"family": s.family, "type": s.type, "state": s.state}
+            if a is not None and a.HasField("shutdown"):     # SHUT_RD 1 | SHUT_WR 2
+                out["shutdown"] = _shutdown(s.shutdown) if s.HasField("shutdown") else None
             if s.WhichOneof("kind") == "unix":
                 out["name"] = printable(s.unix.name)
                 if s.unix.pending:
@@ -740,6 +742,12 @@ def _probe_pairs(want: files_pb2.SocketProbe, got: files_pb2.SocketProbe | None
     return [("socket", desc(want), desc(got)),
             ("socket.options", {k: want.options.get(k) for k in differ},
              {k: theirs.get(k) for k in differ})]
+
+
+def _shutdown(bits: int) -> str:
+    """sk_shutdown as the calls that set it: RCV_SHUTDOWN 1 (SHUT_RD, or a FIN received),
+    SEND_SHUTDOWN 2 (SHUT_WR)."""
+    return "|".join(n for b, n in ((1, "RD"), (2, "WR")) if bits & b) or "none"
 
 
 def _queues(probe: files_pb2.SocketProbe) -> dict[str, int | None]:

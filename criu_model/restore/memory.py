@@ -125,6 +125,11 @@ def _skip_reason(vma: mm_pb2.Vma) -> str:
         name = mm_pb2.VmaKind.Name(vma.kind) if vma.kind in mm_pb2.VmaKind.values() \
             else f"unknown({vma.kind})"
         return f"{name.removeprefix('VMA_').lower()} mappings are not rehearsed yet"
+    if vma.kind == mm_pb2.VMA_SYSV_SHM and not vma.map_file_known and vma.inode == 0:
+        # ipc/shm.c newseg: the shm file's i_ino is the id, 0 for the first segment of an
+        # IPC namespace; the dump reads map_files only for a VMA with a nonzero inode
+        return "SysV segment id 0: the dump took its inode 0 for no file, so it holds no " \
+               "map_files identity and no pages of it"
     if vma.kind in _OBJECT_KINDS and not vma.map_file_known:
         return "shared memory without an identity (map_files was unreadable)"
     if vma.kind == mm_pb2.VMA_SYSV_SHM and not _SYSV_NAME.fullmatch(vma.path):

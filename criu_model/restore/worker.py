@@ -199,6 +199,29 @@ TCP_RECV_QUEUE, TCP_SEND_QUEUE = 1, 2
 TCP_FIN_WAIT1 = 4
 
 
+RCV_SHUTDOWN, SEND_SHUTDOWN = 1, 2
+
+
+def replay_shutdown(pair: list[int], bits: list[int]) -> None:
+    """A unix socketpair's sk_shutdown bits: shutdown(SHUT_WR) of each end that sent one
+    (its peer's RCV bit follows, net/unix/af_unix.c unix_shutdown), then SHUT_RD of an end
+    whose RCV bit its peer's SEND does not explain."""
+    for fd, mine in zip(pair, bits, strict=True):
+        if mine & SEND_SHUTDOWN:
+            with socket.socket(fileno=fd) as sock:
+                try:
+                    sock.shutdown(socket.SHUT_WR)
+                finally:
+                    sock.detach()
+    for fd, mine, theirs in zip(pair, bits, reversed(bits), strict=True):
+        if mine & RCV_SHUTDOWN and not theirs & SEND_SHUTDOWN:
+            with socket.socket(fileno=fd) as sock:
+                try:
+                    sock.shutdown(socket.SHUT_RD)
+                finally:
+                    sock.detach()
+
+
 def isn(src: str, sport: int, dst: str, dport: int) -> int:
     """A sequence number for the data one end sends: a function of its 4-tuple only, so
     the peer, made elsewhere, expects exactly it (as its receive sequence number)."""
@@ -659,6 +682,8 @@ class Worker:
                 elif action == "shutdown_wait":     # a real FIN, and its ACK
                     sock.shutdown(socket.SHUT_WR)
                     wait_acked(sock)
+                elif action == "shut_rd":           # RCV_SHUTDOWN only: nothing is sent
+                    sock.shutdown(socket.SHUT_RD)
                 elif action == "drop_helper":       # closed in repair mode: nothing sent
                     sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
                     del self.helpers[real]
@@ -797,6 +822,8 @@ class Worker:
         else:
             sa, sb = socket.socketpair(socket.AF_UNIX, int(a.get("type", socket.SOCK_STREAM)))
             made = [sa.detach(), sb.detach()]
+        if kind == "socketpair":
+            replay_shutdown(made, [int(e.get("shutdown", 0)) for e in ends])
         for tmp, end, fd in zip(made, ends, a["fds"], strict=True):
             self.set_status_flags(tmp, int(end["flags"]))
             self.place(tmp, int(fd), int(end["flags"]))

@@ -81,6 +81,17 @@ def test_steps_carry_what_the_calls_take(held: tuple[Snapshot, int]) -> None:
                 and s.args.get("kind") == "pipe" and s.actor == pid
                 and s.args.get("pipe_size") is not None and s.args["flags"] & 3 == 0)
     assert lone["pipe_size"] == 2 * 4096
+    report = _run(snap)
+    assert [e.to_json() for e in report.entries if e.status == "mismatched"] == []
+
+
+def test_probe_steps_carry_domain_and_option_numbers(held: tuple[Snapshot, int]) -> None:
+    from criu_model.collect.sockprobe import receive_is_harmless
+
+    if not receive_is_harmless()[0]:      # then fd 8 is not probed
+        pytest.skip(receive_is_harmless()[1])
+    snap, _pid = held
+    p = plan(snap, live=False, pid_ns="new")
     probe = next(s.args for s in p.steps if s.action is Action.OPEN
                  and s.args.get("kind") == "socket")
     assert (probe["domain"], probe["type"], probe["protocol"]) == \

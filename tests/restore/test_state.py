@@ -498,3 +498,59 @@ def test_wrong_lease_is_a_mismatch(leases: tuple[Snapshot, int]) -> None:
     entry = _by(report, "lock", f"{pid}:4")
     assert entry.status == MISMATCHED
     assert entry.mismatches[0]["expected"] == [f"LEASE WRITE 0-EOF pid {pid}"]
+
+
+# ------------------------------------------------------------------ shutdown(2)
+
+_SHUTDOWN = """
+import socket
+a, b = socket.socketpair()                     # 3, 4: a stops sending
+a.shutdown(socket.SHUT_WR)
+c, d = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)   # 5, 6: c stops reading
+c.shutdown(socket.SHUT_RD)
+lst = socket.socket(); lst.bind(("127.0.0.1", 0)); lst.listen(1)
+e = socket.create_connection(lst.getsockname())   # 8, 9: e stops reading (no FIN sent)
+f = lst.accept()[0]
+lst.close()
+e.shutdown(socket.SHUT_RD)
+for s in (a, b, c, d, e, f):
+    os.set_inheritable(s.fileno(), True)
+ready()
+signal.pause()
+"""
+
+
+@pytest.fixture
+def shut(tmp_path: Path) -> Iterator[tuple[Snapshot, int]]:
+    with _program(_SHUTDOWN, tmp_path) as proc:
+        yield criu_model.dump([proc.pid]), proc.pid
+
+
+def test_shutdown_is_replayed(shut: tuple[Snapshot, int]) -> None:
+    """sk_shutdown of socketpairs and of a TCP end that stopped reading, made again."""
+    snap, pid = shut
+    table = {fd.fd: snap.sockets_by_inode[fd.socket.inode]
+             for fd in snap.fds_by_pid[pid].fds if fd.HasField("socket")}
+    bits = {fd: s.shutdown for fd, s in table.items()}
+    assert (bits[3], bits[4], bits[5], bits[6]) == (2, 1, 1, 2)   # unix: the peer follows
+    socks = sorted(table.items())
+    tcp = [fd for fd, s in socks if s.WhichOneof("kind") == "inet"]
+    assert [bits[fd] for fd in tcp] == [1, 0]
+    report = _run(snap)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    for fd in (3, 4, 5, 6, *tcp):
+        assert _by(report, "fd", f"{pid}:{fd}").status == MATCHED, fd
+
+
+def test_lost_shutdown_is_a_mismatch(shut: tuple[Snapshot, int]) -> None:
+    snap, pid = shut
+    plan = criu_model.plan(snap, live=False, pid_ns="new")
+    for step in plan.steps:
+        for end in step.args.get("ends", ()):
+            end.pop("shutdown", None)              # a planner that forgets them
+    report = rehearse(snap, plan)
+    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
+    entry = _by(report, "fd", f"{pid}:3")
+    assert entry.status == MISMATCHED
+    [sock] = entry.mismatches
+    assert (sock["expected"]["shutdown"], sock["actual"]["shutdown"]) == ("WR", "none")

@@ -94,7 +94,8 @@ while True:
 REAL = {"a1": "FIN-WAIT-2", "a2": "CLOSE-WAIT", "e": "FIN-WAIT-2", "f": "CLOSE-WAIT"}
 # The states a FIN held back makes: a snapshot of established pairs, given these states
 # (a live program cannot hold them on the host's loopback: its FIN is retransmitted).
-EDITED = {"b1": 4, "b2": 1, "c1": 5, "c2": 9, "d1": 11, "d2": 5}
+# (state, sk_shutdown: RCV 1 for a FIN received, SEND 2 for one sent)
+EDITED = {"b1": (4, 2), "b2": (1, 0), "c1": (5, 2), "c2": (9, 3), "d1": (11, 3), "d2": (5, 2)}
 
 
 def _start(code: str, *args: str) -> tuple[subprocess.Popen[bytes], bytes]:
@@ -163,9 +164,10 @@ def test_states_of_a_held_back_fin() -> None:
     snap, where = _dumped(_REPAIRED)
     pid = where["pid"]
     assert all(_state(snap, pid, where[name]) == "ESTABLISHED" for name in EDITED)
-    for name, state in EDITED.items():
+    for name, (state, shutdown) in EDITED.items():
         inode = next(f.socket.inode for f in snap.fds_by_pid[pid].fds if f.fd == where[name])
         snap.sockets_by_inode[inode].state = state
+        snap.sockets_by_inode[inode].shutdown = shutdown
     assert _state(snap, pid, where["d1"]) == "CLOSING"
     report = _run(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
