@@ -22,16 +22,21 @@ CAP_SYS_ADMIN). Without the ioctl, the classic entries of every private VMA.
 Copy-on-write sharing: a page mapped exclusively is read and stored. A page
 that is not (shared after fork with another process of the tree, or KSM) is
 looked up by its frame number: stored once, referenced by every later
-mapping. CRIU with --leave-running stores such pages once per process.
+mapping. CRIU with --leave-running stores such pages once per process. The
+lookups of a chunk of pagemap entries are made at once, in C (_Chunk), and a
+run of shared pages stored at consecutive slots is found by one compare, so a
+forked child costs no Python step per page.
 
 Incremental (a parent snapshot): each page read is hashed (xxh3-64); a page
 whose hash equals the parent's for the same process (same pid and start time)
 and address is recorded as inherited, not stored. The hash is also the
-stored page's checksum.
+stored page's checksum. The reads and the hashing of an incremental pass run
+on two reader threads (_ReadPool), since it reads everything and stores little.
 
 Reading is batched: up to 1 MiB in one ``process_vm_readv`` with up to
-IOV_MAX remote ranges into one reused buffer, written with one ``write``.
-Nothing here writes to a target.
+IOV_MAX remote ranges into one reused buffer, written with one ``write`` (by
+the sink's writer thread, beside the next read). Nothing here writes to a
+target.
 """
 
 from __future__ import annotations
@@ -184,9 +189,12 @@ class CaptureStats:
                 "read_bytes": self.read_bytes}
 
 
+_Run = tuple[int, int, int, int, Sequence[int]]  # (addr, npages, state, slot, hashes)
+
+
 @dataclass
 class _Seg:
-    """A stretch of pages of one owner, in address order; ``runs`` once decided.
+    """A stretch of pages of one owner to read; ``runs`` set once it was read.
 
     ``keys`` (one per page) marks pages that may be mapped elsewhere: they
     are read through /proc/PID/mem and entered in the copy-on-write table.
@@ -199,13 +207,10 @@ class _Seg:
     runs: list[_Run] | None = None
 
 
-_Run = tuple[int, int, int, int, Sequence[int]]  # (addr, npages, state, slot, hashes)
-
-
 class _Chunk:
     """The copy-on-write table's answer for every page of a chunk of pagemap entries."""
 
-    __slots__ = ("codes", "entries", "known", "slots")
+    __slots__ = ("codes", "entries", "keys", "known", "slots")
 
     def __init__(self, data: bytes, codes: bytes, shared: dict[int, tuple[int, int]]) -> None:
         self.codes = codes
@@ -215,6 +220,7 @@ class _Chunk:
                     for e, c in zip(entries, codes, strict=True)]
         else:
             keys = list(map(and_, entries, repeat(PFN_MASK)))
+        self.keys = keys
         # Exclusive pages, holes and file pages are asked too (it costs less than
         # picking the shared ones out); only shared runs look at the answers.
         self.known = list(map(shared.get, keys, repeat(_UNKNOWN)))
@@ -655,9 +661,11 @@ class _ProcessPass:
 
         A forked child's untouched pages are the parent's, stored at consecutive
         slots: such a stretch is one reference. A run that is one stretch is
-        recognised by a compare of its slots in C; otherwise ``slot - index``,
-        constant along a stretch, is grouped by groupby. Pages not stored yet
-        (and inherited ones) go page by page through _shared_page.
+        recognised by a compare of its slots in C, and a run none of whose
+        pages is stored yet (the tree's first process) is read whole; otherwise
+        ``slot - index``, constant along a stretch, is grouped by groupby, and
+        the pages in no stretch (not stored yet, or inherited) go page by page
+        through _shared_page.
         """
         n = hi - lo
         slots, known = chunk.slots, chunk.known
@@ -668,6 +676,11 @@ class _ProcessPass:
                                  array("Q", map(_HASH_OF, known[lo:hi]))))
             self.cap.stats.deduplicated += n
             return
+        if first == _UNKNOWN[0] and slots[lo:hi].count(first) == n:
+            keys = chunk.keys[lo:hi]
+            if self.zero_pfn not in keys and 0 not in keys:
+                self._read_new(base + lo * PAGE_SIZE, keys)
+                return
         # The zero page is never in the table (_shared_page records it as zero),
         # nor is a hidden frame number (0): both come out unknown (slot -2).
         i = lo
@@ -682,6 +695,16 @@ class _ProcessPass:
                 for k in range(i, i + count):
                     self._shared_page(base + k * PAGE_SIZE, chunk.entries[k], chunk.codes[k])
             i += count
+
+    def _read_new(self, addr: int, keys: list[int]) -> None:
+        """Read a run of shared pages none of which is stored yet (the first process of
+        a copy-on-write tree: all of them), in as few segments as batches allow."""
+        pos, n = 0, len(keys)
+        while pos < n:
+            room = _BATCH_PAGES - self.batch_pages
+            take = min(n - pos, room if room > 0 else _BATCH_PAGES)
+            self._read(_Seg(addr + pos * PAGE_SIZE, take, keys[pos:pos + take], mem=True))
+            pos += take
 
     def _shared_page(self, addr: int, entry: int, code: int) -> None:
         """A page that may be mapped elsewhere too: zero page, stored already, or read it."""
