@@ -12,9 +12,8 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from criu_model import __version__
 from criu_model.argtypes import parse_pid
@@ -34,7 +33,7 @@ from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all
 from criu_model.collect.shares import fill_sharing
 from criu_model.collect.sockdump import SocketDump
 from criu_model.collect.stat import parse_stat
-from criu_model.collect.tree import discover
+from criu_model.collect.tree import discover, scan
 from criu_model.errors import AccessDenied, BadArgument, ProcessGone, UsageError
 from criu_model.freeze import FreezeMethod, frozen
 from criu_model.images import framing
@@ -65,8 +64,7 @@ if TYPE_CHECKING:
 HOLD_ENV = "CRIU_MODEL_TEST_HOLD_FROZEN"
 
 
-@dataclass
-class _Collected:
+class _Collected(NamedTuple):
     processes: list[process_pb2.Process]
     memory: list[mm_pb2.MemoryMap]
     fds: list[files_pb2.FdTable]
@@ -92,6 +90,7 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: 
     ghosts = GhostStore()
     file_ids: FileIds = {}  # one map_files stat per shared library, not per process
     line_cache: LineCache = {}  # forked workers repeat maps lines: decode each once
+    fstypes: dict[int, bytes] = {}  # mount id -> filesystem type, from the first mountinfo
     for pid in pids:
         if pid == os.getpid():
             # Dumping an ancestor of criu-model itself: we are busy, not state.
@@ -101,7 +100,8 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: 
             proc = collect_process(pid, proc_root)
             mm = collect_memory(pid, proc_root, pages=page_counts, file_ids=file_ids,
                                 line_cache=line_cache)
-            table = collect_fds(pid, proc_root, ghost_limit=ghost_limit, ghosts=ghosts)
+            table = collect_fds(pid, proc_root, ghost_limit=ghost_limit, ghosts=ghosts,
+                                fstypes=fstypes)
         except ProcessGone:
             skipped.append((pid, "exited during the dump"))
             continue
@@ -390,14 +390,15 @@ def _dump(roots: list[int], method: FreezeMethod, page_counts: bool, ghost_limit
           proc_root: str, capture: PageCapture | None, started_wall: int,
           started: int) -> Snapshot:
     for attempt in range(_MAX_FREEZE_ROUNDS):
-        pids = discover(roots, proc_root)
+        before = scan(proc_root)
+        pids = discover(roots, proc_root, found=before)
         # The lock requests the tree waits on are read before the freeze: stopping a
         # thread interrupts its wait, which takes its request off /proc/locks. That
         # read costs an RCU grace period (6-20 ms), so only when a thread may wait.
         proc_locks = (read_proc_locks(proc_root) if may_wait_for_locks(pids, proc_root)
                       else [])
         with frozen(pids, method, proc_root) as report:
-            now = discover(roots, proc_root)
+            now = discover(roots, proc_root, found=scan(proc_root, before))
             if set(now) - set(pids) and attempt + 1 < _MAX_FREEZE_ROUNDS:
                 continue  # the tree grew before it was frozen: freeze the new members too
             hold = float(os.environ.get(HOLD_ENV, "0") or 0)

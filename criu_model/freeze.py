@@ -34,9 +34,8 @@ import signal
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
-from criu_model import cgroup_guard
 from criu_model.collect.mountinfo import parse_mountinfo
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all, task_state
 from criu_model.collect.stat import parse_ppid
@@ -52,6 +51,18 @@ from criu_model.errors import (
 )
 from criu_model.kernel import ptrace
 from criu_model.kernel.libc import syscall_number
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from criu_model import cgroup_guard
+
+
+def _guard() -> ModuleType:
+    """criu_model.cgroup_guard, imported by the cgroup freeze only (not by a ptrace dump)."""
+    from criu_model import cgroup_guard
+
+    return cgroup_guard
 
 # How long a thread may take to reach its stop before we give up (a task in
 # uninterruptible sleep, e.g. a vfork parent or NFS, does not stop until it wakes).
@@ -79,29 +90,29 @@ class FreezeMethod(enum.Enum):
     CGROUP = "cgroup"
 
 
-@dataclass
 class FreezeReport:
     """What freezing did; complete once the ``with`` block has exited."""
 
-    method: FreezeMethod
-    frozen_at_ns: int = 0  # time.time_ns() when every task was stopped
-    frozen_for_ns: int = 0  # perf_counter_ns from all stopped to fully thawed (set on exit)
-    tids: list[int] = field(default_factory=list)  # every thread held stopped
-    skipped: list[tuple[int, str]] = field(default_factory=list)  # (pid, why not frozen)
-    # PTRACE: signal caught in a signal-delivery-stop while freezing, re-injected on detach.
-    held_signals: dict[int, int] = field(default_factory=dict)
-    # PTRACE: raw wait status of target leaders that died while traced (see module doc).
-    exit_statuses: dict[int, int] = field(default_factory=dict)
-    # (tid or cgroup path, error) for each release that failed; empty when all went well.
-    release_errors: list[tuple[str, str]] = field(default_factory=list)
-    cgroup: str | None = None  # CGROUP: the cgroup directory frozen
-    # tid -> one-letter state read just before freezing: a frozen task shows
-    # 't' (ptrace) or 'S'/'D' (cgroup), which is our doing, not its state.
-    states_before: dict[int, str] = field(default_factory=dict)
-    already_frozen: bool = False  # CGROUP: frozen before us (frozen_ok), left frozen on exit
-    # CGROUP: tree members forked after discovery, frozen too (the caller rediscovers them).
-    joined: list[int] = field(default_factory=list)
-    guardian_pid: int | None = None  # CGROUP: the process that thaws if we die frozen
+    def __init__(self, method: FreezeMethod) -> None:
+        self.method = method
+        self.frozen_at_ns = 0  # time.time_ns() when every task was stopped
+        self.frozen_for_ns = 0  # perf_counter_ns from all stopped to fully thawed (set on exit)
+        self.tids: list[int] = []  # every thread held stopped
+        self.skipped: list[tuple[int, str]] = []  # (pid, why not frozen)
+        # PTRACE: signal caught in a signal-delivery-stop while freezing, re-injected on detach.
+        self.held_signals: dict[int, int] = {}
+        # PTRACE: raw wait status of target leaders that died while traced (see module doc).
+        self.exit_statuses: dict[int, int] = {}
+        # (tid or cgroup path, error) for each release that failed; empty when all went well.
+        self.release_errors: list[tuple[str, str]] = []
+        self.cgroup: str | None = None  # CGROUP: the cgroup directory frozen
+        # tid -> one-letter state read just before freezing: a frozen task shows
+        # 't' (ptrace) or 'S'/'D' (cgroup), which is our doing, not its state.
+        self.states_before: dict[int, str] = {}
+        self.already_frozen = False  # CGROUP: frozen before us (frozen_ok), left frozen on exit
+        # CGROUP: tree members forked after discovery, frozen too (the caller rediscovers them).
+        self.joined: list[int] = []
+        self.guardian_pid: int | None = None  # CGROUP: the process that thaws if we die frozen
 
     @property
     def duration_ns(self) -> int:
@@ -210,13 +221,15 @@ class _Freezer:
 # --------------------------------------------------------------------- ptrace
 
 
-@dataclass
 class _Tracee:
-    pid: int
-    tid: int
-    stopped: bool = False
-    signal: int = 0  # from a signal-delivery-stop: injected by PTRACE_DETACH
-    dead: bool = False  # a zombie still linked to us (leader with live threads)
+    __slots__ = ("dead", "pid", "signal", "stopped", "tid")
+
+    def __init__(self, pid: int, tid: int) -> None:
+        self.pid = pid
+        self.tid = tid
+        self.stopped = False
+        self.signal = 0  # from a signal-delivery-stop: injected by PTRACE_DETACH
+        self.dead = False  # a zombie still linked to us (leader with live threads)
 
 
 class _PtraceFreezer(_Freezer):
@@ -588,7 +601,7 @@ class _CgroupFreezer(_Freezer):
         freeze_file = f"{directory}/cgroup.freeze"
         if not os.path.exists(freeze_file):
             raise KernelUnsupported("cgroup v2 freezer", f"{freeze_file} missing (needs Linux 5.2)")
-        self.lock = cgroup_guard.try_lock(directory)
+        self.lock = _guard().try_lock(directory)
         if self.lock is None:
             raise _busy(directory, name, "is already being dumped")
         try:
@@ -618,7 +631,7 @@ class _CgroupFreezer(_Freezer):
     def _start_guardian(self, directory: str, name: str) -> None:
         """Fork the guardian (outside the cgroup: it is a child of us) and arm it."""
         assert self.lock is not None
-        self.guardian = cgroup_guard.start_guardian(directory, (self.lock,))
+        self.guardian = _guard().start_guardian(directory, (self.lock,))
         self.report.guardian_pid = self.guardian.pid
         try:
             where = cgroup_of(self.guardian.pid, self.proc_root)
@@ -627,7 +640,7 @@ class _CgroupFreezer(_Freezer):
         if where is not None and (where + "/").startswith(name.rstrip("/") + "/"):
             raise UsageError(f"the freeze guardian (pid {self.guardian.pid}) is inside cgroup "
                              f"{name}: it would be frozen too; use --freeze=ptrace")
-        self.marked = cgroup_guard.set_marker(directory, os.getpid(), self.guardian.pid)
+        self.marked = _guard().set_marker(directory, os.getpid(), self.guardian.pid)
         self.guardian.arm()
 
     def _cgroup_dir(self, pids: list[int]) -> tuple[str, str] | None:
@@ -710,7 +723,7 @@ class _CgroupFreezer(_Freezer):
                 self.report.release_errors.append((self.directory, str(err)))
             self.we_froze = False
         if self.marked and self.report.cgroup is not None:
-            cgroup_guard.clear_marker(self.report.cgroup)
+            _guard().clear_marker(self.report.cgroup)
             self.marked = False
         if self.guardian is not None:
             self.guardian.dismiss()
@@ -737,7 +750,7 @@ def _write_cgroup_file(path: str, value: bytes) -> None:
 
 def _busy(directory: str, name: str, doing: str) -> TargetBusy:
     """The lock is taken: name the other dumper, as ptrace says "already traced by pid N"."""
-    holder = cgroup_guard.lock_holder(directory)
+    holder = _guard().lock_holder(directory)
     if holder is None:
         return TargetBusy(f"cgroup {name} {doing} by another process (it holds the "
                           "criu-model lock on the cgroup directory; its pid is not visible)")
@@ -752,14 +765,14 @@ def _already_frozen(directory: str, name: str, ancestor: tuple[str, str] | None
                     ) -> AlreadyFrozen:
     if ancestor is not None:
         above, above_dir = ancestor
-        who = cgroup_guard.describe_marker(cgroup_guard.read_marker(above_dir))
+        who = _guard().describe_marker(_guard().read_marker(above_dir))
         return AlreadyFrozen(
             f"cgroup {name} is frozen: its ancestor {above} is frozen ({who}); criu-model "
             f"does not thaw a freeze it did not make: thaw it with `criu-model thaw {above}` "
             "and dump again", name)
-    marker = cgroup_guard.read_marker(directory)
+    marker = _guard().read_marker(directory)
     return AlreadyFrozen(
-        f"cgroup {name} is already frozen ({cgroup_guard.describe_marker(marker)}); "
+        f"cgroup {name} is already frozen ({_guard().describe_marker(marker)}); "
         "criu-model does not thaw a freeze it did not make: thaw it with "
         f"`criu-model thaw {name}` (or `echo 0 > {directory}/cgroup.freeze`) and dump again",
         name, (marker or {}).get("pid"))
@@ -772,8 +785,7 @@ def _strangers_error(name: str, strangers: set[int], when: str = "") -> UsageErr
                       "use --freeze=ptrace")
 
 
-@dataclass
-class ThawResult:
+class ThawResult(NamedTuple):
     """What `thaw_cgroup` found and did."""
 
     cgroup: str  # the name, as /proc/PID/cgroup shows it
@@ -794,7 +806,7 @@ def thaw_cgroup(path: str, *, timeout: float = STOP_TIMEOUT_S) -> ThawResult:
         if os.path.exists(f"{directory}/cgroup.procs") and name == "/":
             raise UsageError("the root cgroup cannot be frozen: nothing to thaw")
         raise KernelUnsupported("cgroup v2 freezer", f"{freeze_file} missing (needs Linux 5.2)")
-    lock = cgroup_guard.try_lock(directory)
+    lock = _guard().try_lock(directory)
     if lock is None:
         raise _busy(directory, name, "is being dumped")
     try:
@@ -805,9 +817,9 @@ def thaw_cgroup(path: str, *, timeout: float = STOP_TIMEOUT_S) -> ThawResult:
                                  f"{ancestor[0]} is: thaw that one "
                                  f"(`criu-model thaw {ancestor[0]}`)")
             return ThawResult(name, directory, False)
-        who = cgroup_guard.describe_marker(cgroup_guard.read_marker(directory))
+        who = _guard().describe_marker(_guard().read_marker(directory))
         _write_cgroup_file(freeze_file, b"0")
-        cgroup_guard.clear_marker(directory)
+        _guard().clear_marker(directory)
         deadline = time.monotonic() + timeout
         while b"frozen 1" in read_all(f"{directory}/cgroup.events").split(b"\n"):
             if time.monotonic() >= deadline:

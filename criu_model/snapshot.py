@@ -6,10 +6,9 @@ write them, and show/diff/plan read them. Indexes are derived on demand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from criu_model.images.pb import (
     files_pb2,
@@ -29,22 +28,74 @@ if TYPE_CHECKING:
     from criu_model.pages.store import PageStore
 
 
-@dataclass
+# The constructor's arguments, in order.
+_FIELDS = ("inventory", "processes", "memory", "mounts", "fds", "ghosts", "sockets", "registers",
+           "pagemap", "page_store", "page_sink", "parent_dir")
+
+
+class _DataclassFields:
+    """``Snapshot.__dataclass_fields__``, made on first use.
+
+    Snapshot was a dataclass; ``dataclasses.replace(snap, processes=...)`` and
+    ``dataclasses.fields`` still work on it through the fields of a dataclass
+    twin with the same constructor arguments, without importing dataclasses
+    (and inspect with it, ~5 ms) in every command that never asks.
+    """
+
+    def __get__(self, obj: object, owner: type | None = None) -> dict[str, Any]:
+        return _dataclass_twin().__dataclass_fields__  # type: ignore[no-any-return]
+
+
+@cache
+def _dataclass_twin() -> type:
+    import dataclasses
+
+    return dataclasses.make_dataclass("Snapshot", [
+        ("inventory", object),
+        *((name, object, dataclasses.field(default=None)) for name in _FIELDS[1:])])
+
+
 class Snapshot:
-    inventory: inventory_pb2.Inventory
-    processes: list[process_pb2.Process] = field(default_factory=list)
-    memory: list[mm_pb2.MemoryMap] = field(default_factory=list)
-    mounts: list[mount_pb2.MountNamespace] = field(default_factory=list)
-    fds: list[files_pb2.FdTable] = field(default_factory=list)
-    ghosts: list[files_pb2.GhostFile] = field(default_factory=list)
-    sockets: list[sockets_pb2.Socket] = field(default_factory=list)  # by inode, ascending
-    registers: list[regs_pb2.ProcessRegs] = field(default_factory=list)  # regs.img
-    pagemap: list[pages_pb2.PageRuns] = field(default_factory=list)  # pagemap.img
-    # Page contents (dump --pages): read through page_store; a fresh dump's
-    # data is still in page_sink (an unnamed file) until images.write links it.
-    page_store: PageStore | None = None
-    page_sink: PageSink | None = None
-    parent_dir: Path | None = None  # the parent snapshot (incremental page dumps), absolute
+    """The messages of one snapshot, image by image, and indexes built from them.
+
+    A plain class, not a dataclass: importing dataclasses (and inspect with it)
+    costs ~5 ms of every command's start-up.
+    """
+
+    __dataclass_fields__ = _DataclassFields()
+
+    def __init__(self, inventory: inventory_pb2.Inventory,
+                 processes: list[process_pb2.Process] | None = None,
+                 memory: list[mm_pb2.MemoryMap] | None = None,
+                 mounts: list[mount_pb2.MountNamespace] | None = None,
+                 fds: list[files_pb2.FdTable] | None = None,
+                 ghosts: list[files_pb2.GhostFile] | None = None,
+                 sockets: list[sockets_pb2.Socket] | None = None,
+                 registers: list[regs_pb2.ProcessRegs] | None = None,
+                 pagemap: list[pages_pb2.PageRuns] | None = None,
+                 page_store: PageStore | None = None, page_sink: PageSink | None = None,
+                 parent_dir: Path | None = None) -> None:
+        self.inventory = inventory
+        self.processes: list[process_pb2.Process] = processes if processes is not None else []
+        self.memory: list[mm_pb2.MemoryMap] = memory if memory is not None else []
+        self.mounts: list[mount_pb2.MountNamespace] = mounts if mounts is not None else []
+        self.fds: list[files_pb2.FdTable] = fds if fds is not None else []
+        self.ghosts: list[files_pb2.GhostFile] = ghosts if ghosts is not None else []
+        # by inode, ascending
+        self.sockets: list[sockets_pb2.Socket] = sockets if sockets is not None else []
+        # regs.img
+        self.registers: list[regs_pb2.ProcessRegs] = registers if registers is not None else []
+        # pagemap.img
+        self.pagemap: list[pages_pb2.PageRuns] = pagemap if pagemap is not None else []
+        # Page contents (dump --pages): read through page_store; a fresh dump's
+        # data is still in page_sink (an unnamed file) until images.write links it.
+        self.page_store = page_store
+        self.page_sink = page_sink
+        self.parent_dir = parent_dir  # the parent snapshot (incremental page dumps), absolute
+
+    def __repr__(self) -> str:
+        return (f"Snapshot({len(self.processes)} processes, root pids "
+                f"{list(self.inventory.root_pids)})")
 
     @cached_property
     def by_pid(self) -> dict[int, process_pb2.Process]:

@@ -9,10 +9,14 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+# One line of `criu-model --help` (registered alone when another command runs).
+HELP = "which kernel features this machine offers"
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `check` on the main parser's subparsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "check", help="which kernel features this machine offers",
+        "check", help=HELP,
         description="Probe the kernel features criu-model uses (kcmp, PAGEMAP_SCAN, "
                     "soft-dirty, pidfd, sock_diag...) and print what is available and why not.")
     p.add_argument("--json", action="store_true",

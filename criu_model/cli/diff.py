@@ -30,10 +30,14 @@ AREAS = ("tree", "proc", "threads", "creds", "limits", "signals", "timers", "sch
          "cgroups", "fds", "sockets", "vmas", "memory", "mounts", "sharing")
 
 
+# One line of `criu-model --help` (registered alone when another command runs).
+HELP = "what changed between two snapshots (or since one, with --live)"
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `diff` on the main parser's subparsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "diff", help="what changed between two snapshots (or since one, with --live)",
+        "diff", help=HELP,
         description="Compare snapshot DIR_A with DIR_B, or with the live processes "
                     "(--live). Exit status: 0 no differences, 1 differences, 2 trouble.")
     p.add_argument("dir_a", metavar="DIR_A", help="the 'before' snapshot")

@@ -32,10 +32,14 @@ def _size(text: str) -> int:
     return int(number) * factor
 
 
+# One line of `criu-model --help` (registered alone when another command runs).
+HELP = "dump live process trees into a snapshot directory"
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `dump` on the main parser's subparsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "dump", help="dump live process trees into a snapshot directory",
+        "dump", help=HELP,
         description="Freeze each PID's tree, read its kernel-visible state and write one "
                     "snapshot directory (atomically: a crash leaves no half snapshot).")
     p.add_argument("pids", nargs="+", metavar="PID", help="root pid of a tree to dump")

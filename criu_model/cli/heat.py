@@ -30,10 +30,14 @@ def parse_bandwidth(text: str) -> float:
     return rate
 
 
+# One line of `criu-model --help` (registered alone when another command runs).
+HELP = "hot memory over a series of --pages snapshots, pre-copy estimate"
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `heat` on the main parser's subparsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "heat", help="hot memory over a series of --pages snapshots, pre-copy estimate",
+        "heat", help=HELP,
         description="Per VMA and page range, in how many intervals of the series the memory "
                     "changed (hottest first), and what an iterative pre-copy live migration "
                     "would need at --bandwidth: rounds, bytes sent, downtime.")

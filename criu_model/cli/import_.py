@@ -18,10 +18,14 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+# One line of `criu-model --help` (registered alone when another command runs).
+HELP = "convert a CRIU image directory or checkpoint archive to a snapshot"
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `import` on the main parser's subparsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "import", help="convert a CRIU image directory or checkpoint archive to a snapshot",
+        "import", help=HELP,
         description="Read a CRIU dump (a `criu dump -D` directory, or a Podman/CRI-O "
                     "checkpoint archive) and write it as a criu-model snapshot. What CRIU "
                     "does not record is marked unreadable (\"not in CRIU images\").")

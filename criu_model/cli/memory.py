@@ -63,10 +63,14 @@ def show_memory(args: argparse.Namespace, extra: list[str], console: Console) ->
     return 0
 
 
+# One line of `criu-model --help` (registered alone when another command runs).
+HELP = "search the dumped memory of a snapshot (dump --pages)"
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `grep` on the main parser's subparsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "grep", help="search the dumped memory of a snapshot (dump --pages)",
+        "grep", help=HELP,
         description="Every occurrence of PATTERN in the captured memory: pid, address, VMA "
                     "and some context. Exit status: 0 found, 1 not found, 2 trouble.")
     p.add_argument("dir", metavar="DIR", help="a snapshot dumped with --pages")

@@ -22,10 +22,14 @@ EXIT_FEASIBLE, EXIT_BLOCKED, EXIT_MISMATCH = 0, 3, 4
 PID_NS_MODES = ("same", "new")
 
 
+# One line of `criu-model --help` (registered alone when another command runs).
+HELP = "plan the restore of a snapshot and dry-run it against this machine"
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `plan` on the main parser's subparsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "plan", help="plan the restore of a snapshot and dry-run it against this machine",
+        "plan", help=HELP,
         description="Print how DIR would be restored (steps per process, helpers and why), "
                     "every problem found, and a verdict. Exit status: 0 feasible, "
                     "3 blocked, 1 error.")

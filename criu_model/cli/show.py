@@ -61,11 +61,15 @@ On a terminal tables fit its width (key columns whole, long ones wrapped or cut)
 piped output is never cut; --wide gives full width on a terminal too."""
 
 
+# One line of `criu-model --help` (registered alone when another command runs).
+HELP = "inspect a snapshot directory (tree, procs, fds, sockets, ...)"
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `show` on the main parser's subparsers."""
     views = "\n".join(f"  {name:<9} {what}" for name, what in VIEW_HELP.items())
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "show", help="inspect a snapshot directory (tree, procs, fds, sockets, ...)",
+        "show", help=HELP,
         description="Print one view of snapshot DIR.",
         epilog=_EPILOG.format(views=views), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", metavar="DIR", help="a snapshot directory (dump -D, import -D)")

@@ -14,10 +14,14 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+# One line of `criu-model --help` (registered alone when another command runs).
+HELP = "thaw a cgroup v2 group left frozen (cgroup.freeze 1)"
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `thaw` on the main parser's subparsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "thaw", help="thaw a cgroup v2 group left frozen (cgroup.freeze 1)",
+        "thaw", help=HELP,
         description="Write 0 to CGROUP's cgroup.freeze and wait until it reports thawed. "
                     "Refused while a criu-model dump holds the cgroup (it thaws it itself).")
     p.add_argument("cgroup", metavar="CGROUP",

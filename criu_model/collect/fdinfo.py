@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass, field
 
 from criu_model.collect.locks import parse_lock_line
 from criu_model.images.pb import files_pb2
@@ -52,16 +51,18 @@ def _hex_s32(text: bytes) -> int:
     return value - _UINT32 if value >= _INT32_SIGN else value
 
 
-@dataclass(slots=True)
 class FdinfoText:
     """The common header of one fdinfo file, and its kind-specific body lines."""
 
-    pos: int = 0
-    flags: int = 0
-    mnt_id: int = 0
-    ino: int | None = None
-    locks: list[files_pb2.FileLock] = field(default_factory=list)
-    body: list[bytes] = field(default_factory=list)
+    __slots__ = ("body", "flags", "ino", "locks", "mnt_id", "pos")
+
+    def __init__(self) -> None:
+        self.pos = 0
+        self.flags = 0
+        self.mnt_id = 0
+        self.ino: int | None = None
+        self.locks: list[files_pb2.FileLock] = []
+        self.body: list[bytes] = []
 
     def raw_body(self) -> bytes:
         return b"".join(line + b"\n" for line in self.body)

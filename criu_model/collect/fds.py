@@ -46,7 +46,6 @@ from criu_model.collect import fdinfo
 from criu_model.collect.fdinfo import FdinfoText
 from criu_model.collect.locks import waiting_locks
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all, task_state
-from criu_model.collect.sockprobe import identify, receive_is_harmless
 from criu_model.errors import PTRACE_HINT, AccessDenied, CriuModelError, ProcessGone
 from criu_model.images.pb import files_pb2
 from criu_model.kernel.devnum import (
@@ -278,7 +277,7 @@ class _Collector:
     """Reads one process's fds; one instance per collect_fds call."""
 
     def __init__(self, pid: int, proc_root: str, ghost_limit: int, ghosts: GhostStore,
-                 probe: _Probe) -> None:
+                 probe: _Probe, fstypes: dict[int, bytes]) -> None:
         self.pid = pid
         self.proc = ProcDir(pid, proc_root)
         self.fd_dir = os.fsencode(f"{proc_root}/{pid}/fd")
@@ -287,17 +286,24 @@ class _Collector:
         self.ghost_limit = ghost_limit
         self.ghosts = ghosts
         self.probe = probe
-        self._fstypes: dict[int, bytes] | None = None
+        self.fstypes = fstypes
+        self._read_mountinfo = False
 
     def fstype(self, mnt_id: int) -> bytes:
-        """Filesystem type of a mount of this process (mountinfo read once, lazily)."""
-        if self._fstypes is None:
-            self._fstypes = {}
+        """Filesystem type of mount ``mnt_id``; b"" if this process's mountinfo lacks it.
+
+        Mount ids are unique system-wide (one IDA for every namespace), so the
+        types are shared by the processes of a dump: a process's mountinfo is
+        read (once) only when it holds a file on a mount no other one showed.
+        """
+        if mnt_id not in self.fstypes and not self._read_mountinfo:
+            self._read_mountinfo = True
             for line in self.proc.read("mountinfo").split(b"\n"):
                 head, sep, tail = line.partition(b" - ")
                 if sep:
-                    self._fstypes[int(head.split(b" ", 1)[0])] = tail.split(b" ", 1)[0]
-        return self._fstypes.get(mnt_id, b"")
+                    self.fstypes.setdefault(int(head.split(b" ", 1)[0]),
+                                            tail.split(b" ", 1)[0])
+        return self.fstypes.get(mnt_id, b"")
 
     # -- one fd ---------------------------------------------------------------
 
@@ -305,7 +311,7 @@ class _Collector:
         """Everything about fd ``n``; raises _Vanished when it was closed meanwhile."""
         link_path = b"%s/%d" % (self.fd_dir, n)
         try:
-            raw = read_all(f"{self.info_dir}/{n}")
+            raw = read_all(f"{self.info_dir}/{n}", single=True)  # single_open()
             link = os.readlink(link_path)
         except FileNotFoundError as err:
             raise _Vanished from err
@@ -497,6 +503,9 @@ class _Collector:
 
     def _probe(self, fd: files_pb2.Fd, n: int) -> None:
         if fd.kind == files_pb2.FD_SOCKET:
+            # socket (~2 ms to import) only for a tree that holds sockets
+            from criu_model.collect.sockprobe import receive_is_harmless
+
             harmless, why = receive_is_harmless()
             if not harmless:
                 fd.unreadable.add(field="owner", reason=why)
@@ -535,6 +544,8 @@ class _Collector:
             fd.unreadable.add(field="owner", reason=f"fcntl: {os.strerror(err.errno)}")
         try:
             if fd.kind == files_pb2.FD_SOCKET:
+                from criu_model.collect.sockprobe import identify
+
                 fd.socket.probe.CopyFrom(identify(copy))
         except OSError as err:
             fd.unreadable.add(field="socket.probe",
@@ -681,12 +692,14 @@ def _process_gone(proc: ProcDir) -> bool:
 
 def collect_fds(pid: int, proc_root: str = PROC_ROOT, *, ghost_limit: int = DEFAULT_GHOST_LIMIT,
                 ghosts: GhostStore, proc_locks: Sequence[files_pb2.FileLock] | None = None,
-                ) -> files_pb2.FdTable:
+                fstypes: dict[int, bytes] | None = None) -> files_pb2.FdTable:
     """Every fd of process ``pid``, ascending, with its kind-specific state.
 
     ``ghosts`` collects deleted-file and memfd contents for the whole dump.
     ``proc_locks`` (``locks.read_proc_locks()``, read once per dump) adds the
-    lock requests the process is blocked on. Raises ProcessGone if the process
+    lock requests the process is blocked on. ``fstypes`` (mount id -> filesystem
+    type), shared by the caller across one dump, saves reading every process's
+    mountinfo. Raises ProcessGone if the process
     exits meanwhile; permission refused is recorded as Unreadable("fds").
     """
     proc = ProcDir(pid, proc_root)
@@ -697,7 +710,8 @@ def collect_fds(pid: int, proc_root: str = PROC_ROOT, *, ghost_limit: int = DEFA
         table.unreadable.add(field="fds", reason=str(err))
         return table
     probe = _Probe(pid, enabled=proc_root == PROC_ROOT)
-    collector = _Collector(pid, proc_root, ghost_limit, ghosts, probe)
+    collector = _Collector(pid, proc_root, ghost_limit, ghosts, probe,
+                           {} if fstypes is None else fstypes)
     try:
         for n in numbers:
             try:

@@ -120,42 +120,79 @@ def _fields(start: bytes, end: bytes, perms: bytes, offset: bytes, major: bytes,
 
 def parse_maps_line(line: bytes) -> mm_pb2.Vma:
     """Parse one maps line (without its newline); ValueError if it is malformed."""
-    match = _LINE.fullmatch(line)
-    if match is None:
-        raise ValueError(f"malformed /proc/PID/maps line: {line!r}")
-    return mm_pb2.Vma(**_fields(*match.groups()))
+    return mm_pb2.Vma(**_fields(*_groups(line)))
 
 
-LineCache = dict[tuple[bytes, ...], VmaFields]
+def parse_maps_fields(data: bytes) -> list[VmaFields]:
+    """Parse a whole /proc/PID/maps into Vma keyword dicts.
 
-
-def parse_maps_fields(data: bytes, cache: LineCache | None = None) -> list[VmaFields]:
-    """Parse a whole /proc/PID/maps into Vma keyword dicts (the fast path).
-
-    Collectors add their own keys (map_file_*, pages) to these dicts and build
-    the messages once at the end: upb builds a message from a dict three times
-    faster than it takes keyword arguments and later attribute writes.
     ValueError names the first malformed line.
-
-    `cache`, shared across the processes of one dump, maps a line's fields to
-    its decoded dict: forked workers (a server's pool, our benchmark tree)
-    repeat most lines byte for byte, and a dict copy costs a tenth of decoding.
     """
-    if cache is None:
-        rows = [_fields(*groups) for groups in _LINE.findall(data)]
-    else:
-        rows = []
-        for groups in _LINE.findall(data):
-            known = cache.get(groups)
-            if known is None:
-                known = cache[groups] = _fields(*groups)
-            rows.append(known.copy())
+    rows = [_fields(*groups) for groups in _LINE.findall(data)]
     lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
     if len(rows) != lines:
         for line in data.split(b"\n"):
             if line:
                 parse_maps_line(line)  # raises on the first bad line
     return rows
+
+
+class VmaLine:
+    """One decoded maps line, immutable and shared by every process that has it.
+
+    ``encoded`` is the serialized Vma of the line's own fields (1-11): the
+    collector appends the map_files identity and page counts as further
+    serialized fields and parses the whole MemoryMap once, which costs a
+    quarter of building it from keyword dicts. ``file_key`` is the
+    (dev_major, dev_minor, inode, path) of a file-backed VMA, else None.
+    """
+
+    __slots__ = ("counted", "deleted", "encoded", "end", "file_key", "framed", "ident", "start")
+
+    def __init__(self, fields: VmaFields) -> None:
+        self.start: int = fields["start"]
+        self.end: int = fields["end"]
+        inode = fields["inode"]
+        self.file_key: tuple[int, int, int, bytes] | None = (
+            (fields["dev_major"], fields["dev_minor"], inode, fields.get("path", b""))
+            if inode else None)
+        self.deleted: bool = fields.get("deleted", False)
+        self.counted: bool = fields["kind"] != mm_pb2.VMA_VSYSCALL  # see collect/pages.py
+        self.encoded: bytes = mm_pb2.Vma(**fields).SerializeToString()
+        # Filled by collect.memory within one dump: the serialized map_files
+        # identity of a file that is not deleted, and the whole framed Vma
+        # entry per (identity, page counts) fields seen.
+        self.ident: bytes | None = None
+        self.framed: dict[tuple[bytes, bytes], bytes] | None = None
+
+
+LineCache = dict[bytes, VmaLine]
+
+
+def parse_vma_lines(data: bytes, cache: LineCache) -> list[VmaLine]:
+    """Parse a whole /proc/PID/maps into shared VmaLine entries (the dump's fast path).
+
+    ``cache``, shared across the processes of one dump, maps a line's bytes to
+    its entry: forked workers (a server's pool, our benchmark tree) repeat most
+    lines byte for byte, and one dict lookup costs a fiftieth of decoding.
+    ValueError names the first malformed line.
+    """
+    entries = []
+    for line in data.split(b"\n"):
+        entry = cache.get(line)
+        if entry is None:
+            if not line:
+                continue
+            entry = cache[line] = VmaLine(_fields(*_groups(line)))
+        entries.append(entry)
+    return entries
+
+
+def _groups(line: bytes) -> tuple[bytes, ...]:
+    match = _LINE.fullmatch(line)
+    if match is None:
+        raise ValueError(f"malformed /proc/PID/maps line: {line!r}")
+    return match.groups()
 
 
 def parse_maps(data: bytes) -> list[mm_pb2.Vma]:

@@ -23,12 +23,14 @@ set PM_SCAN_WP_MATCHING (which would write-protect its pages).
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from criu_model.images.pb import mm_pb2
 from criu_model.kernel.pagemap import (
+    PAGEMAP_ENTRY_SIZE,
     PageCategory,
     PagemapEntry,
     entry_flag_bytes,
@@ -85,6 +87,10 @@ class PageTally:
     def __init__(self) -> None:
         self.resident = self.swapped = self.file = self.exclusive = 0
 
+    def counts(self) -> tuple[int, int, int, int]:
+        """(resident, swapped, file, exclusive): a key for encoded counts."""
+        return (self.resident, self.swapped, self.file, self.exclusive)
+
     def fields(self) -> dict[str, int]:
         """Keyword arguments of mm_pb2.PageCounts."""
         return {"resident": self.resident, "swapped": self.swapped, "file": self.file,
@@ -119,6 +125,68 @@ def tally_pages(pagemap_fd: int, starts: Sequence[int], ends: Sequence[int], pag
     else:
         raise ValueError(f"unknown page count method {method!r}, expected one of {METHODS}")
     return tallies
+
+
+Counts = tuple[int, int, int, int]  # (resident, swapped, file, exclusive)
+
+
+def count_ranges(pagemap_fd: int, starts: Sequence[int], ends: Sequence[int],
+                 page_size: int, method: str) -> list[Counts]:
+    """:func:`tally_pages` as tuples, the dump's fast path.
+
+    With the classic method, each group of ranges close enough to share one
+    pread is counted straight into tuples (no per-range objects to add to):
+    a forked CPython's 130 VMAs cost ~4 preads and ~300 ``bytes.count``.
+    """
+    if method != METHOD_CLASSIC or not starts:
+        return [tally.counts() for tally in tally_pages(pagemap_fd, starts, ends, page_size,
+                                                          method)]
+    firsts = [start // page_size for start in starts]
+    lasts = [end // page_size for end in ends]
+    out: list[Counts] = []
+    n = len(firsts)
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and firsts[j] - lasts[j - 1] <= _MERGE_GAP_PAGES:
+            j += 1
+        base = firsts[i]
+        npages = lasts[j - 1] - base
+        data = (os.pread(pagemap_fd, npages * PAGEMAP_ENTRY_SIZE, base * PAGEMAP_ENTRY_SIZE)
+                if npages <= _ONE_READ_PAGES else b"")
+        if len(data) != npages * PAGEMAP_ENTRY_SIZE:  # too big for one read, or short
+            tallies = [PageTally() for _ in range(i, j)]
+            _count_classic(pagemap_fd, [_Span(firsts[k], lasts[k], k - i) for k in range(i, j)],
+                           tallies, everything=True)
+            out.extend(tally.counts() for tally in tallies)
+        else:
+            _count_group(entry_flag_bytes(data), base, firsts[i:j], lasts[i:j], out)
+        i = j
+    return out
+
+
+# A group of ranges up to this many pages (2 MiB of entries) is read with one pread.
+_ONE_READ_PAGES = 1 << 18
+
+
+def _count_group(flag_bytes: bytes, base: int, firsts: list[int], lasts: list[int],
+                 out: list[Counts]) -> None:
+    """Append the counts of ranges [firsts[k], lasts[k]) of one read group to ``out``."""
+    resident = matching(flag_bytes, _RESIDENT)
+    swapped = matching(flag_bytes, _SWAPPED)
+    any_swapped = swapped.count(1) > 0  # rare: then one count per range, not two
+    file = matching(flag_bytes, _FILE)
+    exclusive = matching(flag_bytes, _EXCLUSIVE)
+    add = out.append
+    for first, last in zip(firsts, lasts, strict=True):
+        lo = first - base
+        hi = last - base
+        present = resident.count(1, lo, hi)
+        gone = swapped.count(1, lo, hi) if any_swapped else 0
+        if present:
+            add((present, gone, file.count(1, lo, hi), exclusive.count(1, lo, hi)))
+        else:
+            add((0, gone, 0, 0))
 
 
 def count_pages(pagemap_fd: int, vmas: Sequence[mm_pb2.Vma], page_size: int,

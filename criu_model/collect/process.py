@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 from criu_model.collect.cgroup import CgroupParseError, parse_cgroup
 from criu_model.collect.limits import LimitsParseError, parse_limits
-from criu_model.collect.ns import read_namespaces
+from criu_model.collect.ns import NsId, read_namespaces
 from criu_model.collect.procfs import PROC_ROOT, ProcDir
 from criu_model.collect.stat import StatFields, StatParseError, parse_stat
 from criu_model.collect.status import (
@@ -270,6 +272,7 @@ def collect_process(pid: int, proc_root: str = PROC_ROOT) -> process_pb2.Process
     )
     reader = _ProcessReader(pdir, proc, st)
     later: list[tuple[str, str]] = []
+    blobs: list[bytes] = []  # serialized fields, merged into proc once at the end
     try:
         nspid = status.get(b"NSpid")
         nspgid = status.get(b"NSpgid")
@@ -293,7 +296,9 @@ def collect_process(pid: int, proc_root: str = PROC_ROOT) -> process_pb2.Process
         proc.sig_ignored = parse_mask(status[b"SigIgn"])
         proc.sig_caught = parse_mask(status[b"SigCgt"])
         proc.sig_shared_pending = parse_mask(status[b"ShdPnd"])
-        _fill_creds(proc.creds, status, later)
+        creds, creds_later = _encoded_creds(status)
+        blobs.append(creds)
+        later.extend(creds_later)
         _collect_threads(reader, status)
     except (KeyError, ValueError) as err:
         raise _FormatError(pid, "stat/status", err) from err
@@ -321,21 +326,77 @@ def collect_process(pid: int, proc_root: str = PROC_ROOT) -> process_pb2.Process
     for name in _PATH_LINKS:
         reader.path_ref(name, getattr(proc, name))
 
-    _collect_small_files(reader)
+    _collect_small_files(reader, blobs)
 
     namespaces, failed = read_namespaces(pdir)
-    for ns in namespaces:
-        proc.namespaces.add(type=ns.type, inode=ns.inode, dev=ns.dev)
+    blobs.append(_encoded("namespaces", tuple(namespaces), _namespaces_fields))
     for ns_type, err in failed.items():
         reader.unreadable(f"namespaces.{ns_type}", err)
 
+    proc.MergeFromString(b"".join(blobs))
     for field, reason in later:
         proc.unreadable.add(field=field, reason=reason)
     return proc
 
 
-def _collect_small_files(reader: _ProcessReader) -> None:
-    """personality, limits, timers, cgroup: one read each, all optional."""
+# Serialized Process fields of what forked processes share byte for byte (limits,
+# cgroup, creds, namespaces): parsed and encoded once per distinct content, then
+# merged with one MergeFromString instead of ~30 repeated-field adds per process.
+# Emptied when full, so a long-lived caller's memory stays flat.
+_ENCODED: dict[tuple[str, Hashable], Any] = {}
+_MAX_ENCODED = 1 << 12
+_CREDS_KEYS = (b"Uid", b"Gid", b"Groups", b"CapInh", b"CapPrm", b"CapEff", b"CapBnd",
+               b"CapAmb", b"NoNewPrivs", b"Seccomp", b"Seccomp_filters")
+
+
+_T = TypeVar("_T")
+
+
+def _encoded(kind: str, key: Hashable, build: Callable[[Any], _T]) -> _T:
+    """``build(key)``, remembered for this (kind, key)."""
+    found: _T | None = _ENCODED.get((kind, key))
+    if found is None:
+        found = build(key)
+        if len(_ENCODED) >= _MAX_ENCODED:
+            _ENCODED.clear()
+        _ENCODED[(kind, key)] = found
+    return found
+
+
+def _encoded_creds(status: dict[bytes, bytes]) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+    """Serialized ``creds`` and its Unreadable entries, from the status lines they come from."""
+    def build(_key: Hashable) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+        holder = process_pb2.Process()
+        notes: list[tuple[str, str]] = []
+        _fill_creds(holder.creds, status, notes)
+        return holder.SerializeToString(), tuple(notes)
+
+    return _encoded("creds", tuple(status.get(k) for k in _CREDS_KEYS), build)
+
+
+def _namespaces_fields(namespaces: tuple[NsId, ...]) -> bytes:
+    return process_pb2.Process(namespaces=[
+        {"type": ns.type, "inode": ns.inode, "dev": ns.dev} for ns in namespaces
+    ]).SerializeToString()
+
+
+def _rlimits_fields(limits: bytes) -> bytes:
+    return process_pb2.Process(rlimits=[
+        {"resource": lim.resource, "soft": lim.soft, "hard": lim.hard}
+        for lim in parse_limits(limits)]).SerializeToString()
+
+
+def _cgroups_fields(cgroups: bytes) -> bytes:
+    return process_pb2.Process(cgroups=[
+        {"hierarchy_id": line.hierarchy_id, "controllers": line.controllers, "path": line.path}
+        for line in parse_cgroup(cgroups)]).SerializeToString()
+
+
+def _collect_small_files(reader: _ProcessReader, blobs: list[bytes]) -> None:
+    """personality, limits, timers, cgroup: one read each, all optional.
+
+    limits and cgroup are appended to ``blobs`` as serialized fields.
+    """
     proc, pid = reader.proc, reader.pid
     try:
         personality = reader.read("personality")
@@ -343,8 +404,7 @@ def _collect_small_files(reader: _ProcessReader) -> None:
             proc.personality = int(personality, 16)
         limits = reader.read("limits")
         if limits is not None:
-            for limit in parse_limits(limits):
-                proc.rlimits.add(resource=limit.resource, soft=limit.soft, hard=limit.hard)
+            blobs.append(_encoded("limits", limits, _rlimits_fields))
         timers = reader.read("timers")
         if timers is not None:
             for t in parse_timers(timers):
@@ -359,9 +419,7 @@ def _collect_small_files(reader: _ProcessReader) -> None:
                     timer.sigval = t.sigval
         cgroups = reader.read("cgroup")
         if cgroups is not None:
-            for line in parse_cgroup(cgroups):
-                proc.cgroups.add(hierarchy_id=line.hierarchy_id,
-                                 controllers=line.controllers, path=line.path)
+            blobs.append(_encoded("cgroup", cgroups, _cgroups_fields))
     except (LimitsParseError, TimersParseError, CgroupParseError) as err:
         raise _FormatError(pid, "limits/timers/cgroup", err) from err
     except ValueError as err:

@@ -37,8 +37,7 @@ import errno
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from criu_model.collect.procfs import ProcDir, task_state
 from criu_model.errors import (
@@ -75,8 +74,7 @@ _STALE_ERRNOS = frozenset({errno.EBADF, errno.ESRCH, errno.ENOENT})
 _EXITED_STATES = frozenset("ZX")
 
 
-@dataclass(frozen=True, slots=True)
-class FdKey:
+class FdKey(NamedTuple):
     """What the sharing pass needs to know about one fd (from stat + fdinfo).
 
     ``dev``/``ino`` are those of the file (st_dev encoding), ``pos`` and
@@ -98,8 +96,7 @@ class FdKey:
         return self.dev, self.ino, self.pos, self.flags & ~O_CLOEXEC, self.mnt_id
 
 
-@dataclass(frozen=True, slots=True)
-class EpollTarget:
+class EpollTarget(NamedTuple):
     """One ``tfd:`` line of an epoll fd's fdinfo.
 
     ``dev``/``ino``/``pos`` narrow the search (None: unknown, search all).
@@ -115,16 +112,23 @@ class EpollTarget:
     toff: int | None = None
 
 
-@dataclass
 class SharingStats:
     """What a sharing pass did: for reports, benchmarks and the n log n test."""
 
-    kcmp_calls: int = 0
-    groups: int = 0  # candidate groups (files) or kinds (tasks)
-    singleton_groups: int = 0  # groups of one: settled without kcmp
-    ids: int = 0  # distinct ids handed out
-    closed: list[tuple[int, int]] = field(default_factory=list)  # (pid, fd) closed meanwhile
-    gone_pids: set[int] = field(default_factory=set)
+    __slots__ = ("closed", "gone_pids", "groups", "ids", "kcmp_calls", "singleton_groups")
+
+    def __init__(self) -> None:
+        self.kcmp_calls = 0
+        self.groups = 0  # candidate groups (files) or kinds (tasks)
+        self.singleton_groups = 0  # groups of one: settled without kcmp
+        self.ids = 0  # distinct ids handed out
+        self.closed: list[tuple[int, int]] = []  # (pid, fd) closed meanwhile
+        self.gone_pids: set[int] = set()
+
+    def __repr__(self) -> str:
+        return (f"SharingStats(kcmp_calls={self.kcmp_calls}, groups={self.groups}, "
+                f"singleton_groups={self.singleton_groups}, ids={self.ids}, "
+                f"closed={self.closed}, gone_pids={self.gone_pids})")
 
 
 T = TypeVar("T")
@@ -163,15 +167,19 @@ class _Sorter(Generic[T]):
         raise NotImplementedError
 
     # -- shared machinery
-    def call(self, fn: Callable[[], KcmpResult], what: str) -> KcmpResult:
-        """One counted kcmp call; fatal errors become our exceptions, stale ones stay OSError."""
+    def call(self, fn: Callable[[], KcmpResult], what: Callable[[], str]) -> KcmpResult:
+        """One counted kcmp call; fatal errors become our exceptions, stale ones stay OSError.
+
+        ``what`` describes the call for an error message: built only on error,
+        as formatting it costs as much as the call itself.
+        """
         self.stats.kcmp_calls += 1
         try:
             return fn()
         except OSError as err:
             if err.errno in _STALE_ERRNOS:
                 raise
-            raise _fatal(err, what) from err
+            raise _fatal(err, what()) from err
 
     def bisect(self, slots: list[_Slot[T]], order: Order[T]) -> tuple[int, bool]:
         """(index, found): where the sought object is, or where it belongs.
@@ -264,9 +272,17 @@ class FileIdIndex(_Sorter[FdKey]):
             self.ids[(key.pid, key.fd)] = slot.ident
             return
 
+        stats = self.stats
+
         def order(rep: FdKey) -> KcmpResult:
-            return self.call(lambda: kcmp(key.pid, rep.pid, KcmpType.FILE, key.fd, rep.fd),
-                             f"kcmp(FILE, {key.pid}:{key.fd}, {rep.pid}:{rep.fd})")
+            # self.call() inlined: this runs for every comparison of the pass
+            stats.kcmp_calls += 1
+            try:
+                return kcmp(key.pid, rep.pid, KcmpType.FILE, key.fd, rep.fd)
+            except OSError as err:
+                if err.errno in _STALE_ERRNOS:
+                    raise
+                raise _fatal(err, f"kcmp(FILE, {key.pid}:{key.fd}, {rep.pid}:{rep.fd})") from err
 
         try:
             where, found = self.bisect(slots, order)
@@ -290,7 +306,7 @@ class FileIdIndex(_Sorter[FdKey]):
             return "gone"
         try:
             self.call(lambda: kcmp(item.pid, item.pid, KcmpType.FILE, item.fd, item.fd),
-                      f"kcmp(FILE, {item.pid}:{item.fd}, itself)")
+                      lambda: f"kcmp(FILE, {item.pid}:{item.fd}, itself)")
         except OSError as err:
             if err.errno == errno.ESRCH or _exited(item.pid):
                 return "gone"
@@ -323,7 +339,8 @@ class FileIdIndex(_Sorter[FdKey]):
             toff = target.toff
         if epoll_pid in self.stats.gone_pids:
             return None
-        what = f"kcmp(EPOLL_TFD, {epoll_pid} efd {epoll_fd} tfd {target.tfd})"
+        def what() -> str:
+            return f"kcmp(EPOLL_TFD, {epoll_pid} efd {epoll_fd} tfd {target.tfd})"
 
         def against(rep: FdKey) -> KcmpResult:
             # kcmp_epoll_tfd orders rep's file against the target: invert for "target vs rep".
@@ -424,7 +441,8 @@ class _TaskSorter(_Sorter[int]):
         if item in self.stats.gone_pids:
             return "gone"
         try:
-            self.call(lambda: kcmp(item, item, self.kind), f"kcmp({self.kind.name}, {item})")
+            self.call(lambda: kcmp(item, item, self.kind),
+                      lambda: f"kcmp({self.kind.name}, {item})")
         except OSError:
             return "gone"
         return None
@@ -437,13 +455,20 @@ class _TaskSorter(_Sorter[int]):
         ids: dict[int, int] = {}
         next_id = FIRST_ID
         self.stats.groups += 1
+        stats, kind = self.stats, self.kind
         for pid in pids:
             if pid in ids or pid in self.stats.gone_pids:
                 continue
 
             def order(rep: int, pid: int = pid) -> KcmpResult:
-                return self.call(lambda: kcmp(pid, rep, self.kind),
-                                 f"kcmp({self.kind.name}, {pid}, {rep})")
+                # self.call() inlined: this runs for every comparison of the pass
+                stats.kcmp_calls += 1
+                try:
+                    return kcmp(pid, rep, kind)
+                except OSError as err:
+                    if err.errno in _STALE_ERRNOS:
+                        raise
+                    raise _fatal(err, f"kcmp({kind.name}, {pid}, {rep})") from err
 
             try:
                 where, found = self.bisect(slots, order)

@@ -7,7 +7,6 @@ SocketDump.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from criu_model.images.pb import sockets_pb2
@@ -23,15 +22,17 @@ class FamilyResult(NamedTuple):
     reason: str
 
 
-@dataclass
 class SocketDump:
     """Every socket seen, by inode, and what each family's dump gave."""
 
-    sockets: dict[int, Socket] = field(default_factory=dict)
-    families: list[FamilyResult] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)  # sockets kept per family
-    duplicates: int = 0  # messages for an inode already seen (dropped)
-    missing: set[int] = field(default_factory=set)  # asked-for inodes no dump reported
+    __slots__ = ("counts", "duplicates", "families", "missing", "sockets")
+
+    def __init__(self) -> None:
+        self.sockets: dict[int, Socket] = {}
+        self.families: list[FamilyResult] = []
+        self.counts: dict[str, int] = {}  # sockets kept per family
+        self.duplicates = 0  # messages for an inode already seen (dropped)
+        self.missing: set[int] = set()  # asked-for inodes no dump reported
 
     def runs(self) -> list[sockets_pb2.SocketFamilyRun]:
         """The family outcomes as protobuf records (for the inventory or sockets.img)."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from criu_model.errors import BadMagic, ImageError, TruncatedImage
 
@@ -45,8 +45,9 @@ _TRAILER = struct.Struct("<III")
 HEADER_SIZE = _HEADER.size
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
+    """KIND, MAJOR and MINOR of an image header."""
+
     kind: int
     major: int
     minor: int

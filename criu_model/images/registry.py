@@ -6,7 +6,7 @@ reading, writing, validation and `show --json` follow from it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from google.protobuf.message import Message
 
@@ -27,8 +27,9 @@ def _kind(tag: bytes) -> int:
     return int.from_bytes(tag, "little")
 
 
-@dataclass(frozen=True)
-class ImageKind:
+class ImageKind(NamedTuple):
+    """One image file of a snapshot and the message its entries hold."""
+
     name: str                 # file name inside the snapshot directory
     kind: int                 # KIND field of the header
     message: type[Message]

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 # The writer's name: f".{name}.tmp-{os.getpid()}-{uuid4().hex[:8]}" (images/writer.py).
 _TMP_NAME = re.compile(r"\.(?P<name>.+)\.tmp-(?P<pid>[1-9][0-9]*)-[0-9a-f]{8}")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass(frozen=True)
-class Leftover:
+class Leftover(NamedTuple):
     """One temporary directory found next to a snapshot, and what was done with it."""
 
     path: Path
@@ -97,6 +95,8 @@ def remove_stale(parent: str | os.PathLike[str]) -> list[Leftover]:
             if why is None:
                 try:
                     # rmtree with dir_fd never follows a symlink planted inside.
+                    import shutil  # only when there is something to remove
+
                     shutil.rmtree(entry, dir_fd=parent_fd)
                 except OSError as err:
                     why = f"could not remove it: {err.strerror}"

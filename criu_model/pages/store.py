@@ -33,6 +33,7 @@ from criu_model.pages.layout import (
     STORED,
     ZERO,
     OwnerKey,
+    entry_hash_count,
     owner_key,
     parse_header,
     slot_offset,
@@ -187,8 +188,13 @@ def _check_runs(runs: Sequence[pages_pb2.PageRuns], slots: int, path: str,
                                         f"unknown({state})")
             if state != ZERO:
                 hashes += npages
-        if hashes != len(entry.hashes):
-            raise InconsistentImage(path, at, f"owner {key}: {len(entry.hashes)} page hashes "
+        held = entry_hash_count(entry)
+        if held is None:
+            raise InconsistentImage(path, at, f"owner {key}: hash_data of {len(entry.hash_data)} "
+                                    "bytes is not whole 8-byte hashes, or is set beside "
+                                    "hashes")
+        if hashes != held:
+            raise InconsistentImage(path, at, f"owner {key}: {held} page hashes "
                                     f"for {hashes} pages")
         last_end[key] = prev
 

@@ -100,10 +100,31 @@ def unplannable_probe(fd: files_pb2.Fd) -> str:
     return ""
 
 
+def probe_option_numbers() -> dict[str, tuple[int, int]]:
+    """Probe option name -> (level, optname): the table the dump reads them with."""
+    from criu_model.collect import sockprobe
+
+    tables = (sockprobe._SOCKET_INTS, sockprobe._IP_INTS, sockprobe._RAW_INTS,
+              sockprobe._IPV6_INTS, sockprobe._TCP_INTS)
+    return {name: (level, number) for table in tables for level, number, name in table}
+
+
 def probe_recipe(probe: files_pb2.SocketProbe, args: dict[str, Any]) -> str:
-    """Step arguments and reason for a socket recreated from its getsockopt probe."""
-    args.update(family=_PROBED_FAMILIES[probe.domain], type=probe.type,
-                protocol=probe.protocol, options=dict(sorted(probe.options.items())))
+    """Step arguments and reason for a socket recreated from its getsockopt probe: what
+    socket(2) and setsockopt(2) take (the numeric domain; each option as level, number,
+    value; SO_LINGER as onoff, linger), and the options no table names (left unset)."""
+    numbers = probe_option_numbers()
+    args.update(family=_PROBED_FAMILIES[probe.domain], domain=probe.domain, type=probe.type,
+                protocol=probe.protocol, options=dict(sorted(probe.options.items())),
+                setsockopt=[[*numbers[name], int(value)]
+                            for name, value in sorted(probe.options.items()) if name in numbers])
+    if "SO_LINGER.onoff" in probe.options:
+        args["linger"] = [int(probe.options["SO_LINGER.onoff"]),
+                          int(probe.options.get("SO_LINGER.linger", 0))]
+    unknown = sorted(n for n in probe.options if n not in numbers
+                     and not n.startswith("SO_LINGER."))
+    if unknown:
+        args["unknown_options"] = unknown
     steps = [f"socket({_PROBED_FAMILIES[probe.domain]}, type {probe.type}, protocol "
              f"{probe.protocol})", "setsockopt the recorded options"]
     if probe.bound_device:
@@ -372,10 +393,11 @@ class FilePlan:
                 is_pipe = entry.fd.WhichOneof("state") == "pipe"
                 action = Action.PIPE if is_pipe else Action.SOCKETPAIR
                 extra = self._pipe_queue(entry.fd) if is_pipe else {}
+                extra.update(self._pair_ends([self.files[k].fd for k in keys], is_pipe))
                 self.plan.add(pid, action, files=keys, fds=[self.service[k] for k in keys],
                               reason="one call creates both ends" + (
                                   f", then its {extra['queued']} queued bytes written back"
-                                  if extra else ""), **extra)
+                                  if "queued" in extra else ""), **extra)
             else:
                 self._open(pid, entry)
             self.held[pid].update(keys)
@@ -454,10 +476,11 @@ class FilePlan:
         if self._one_pair(keys[:2]):
             made = keys[:2]
             extra = self._pipe_queue(entry.fd)
+            extra.update(self._pair_ends([self.files[k].fd for k in made], True))
             self.plan.add(pid, Action.PIPE, files=made, fds=[self.service[k] for k in made],
                           reason="one call creates both ends" + (
                               f", then its {extra['queued']} queued bytes written back"
-                              if extra else ""), **extra)
+                              if "queued" in extra else ""), **extra)
         else:
             made = keys[:1]
             self._open(pid, entry)
@@ -470,6 +493,28 @@ class FilePlan:
                           reason="another open file description of the same pipe: "
                                  "opened again through /proc/self/fd",
                           **common_state(fd))
+
+    def _pair_ends(self, fds: list[files_pb2.Fd], is_pipe: bool) -> dict[str, Any]:
+        """What pipe(2)/socketpair(2) and the F_SETFL after it need, per end in files order:
+        its flags and (a pipe) which end it is; the pipe's capacity (F_SETPIPE_SZ) or the
+        socketpair's type."""
+        ends: list[dict[str, Any]] = []
+        out: dict[str, Any] = {"ends": ends}
+        for fd in fds:
+            end: dict[str, Any] = {"flags": fd.flags}
+            if is_pipe:
+                end["read_end"] = fd.pipe.read_end
+                if fd.pipe.HasField("pipe_size"):
+                    out.setdefault("pipe_size", fd.pipe.pipe_size)
+            ends.append(end)
+        if not is_pipe:
+            socks = [self.snap.sockets_by_inode.get(fd.socket.inode) for fd in fds]
+            sock = socks[0]
+            out["type"] = sock.type if sock is not None and sock.type else socket.SOCK_STREAM
+            for end, sk in zip(ends, socks, strict=True):
+                if sk is not None and sk.HasField("shutdown") and sk.shutdown:
+                    end["shutdown"] = sk.shutdown   # replayed: shutdown(2) of each end
+        return out
 
     def _open(self, pid: int, entry: _File, at: int | None = None) -> None:
         fd = entry.fd
@@ -518,6 +563,8 @@ class FilePlan:
         elif (recipe := fd_recipe(fd)) is not None:
             args.update(recipe[0])
             reason = recipe[1]
+        if state == "pipe" and fd.pipe.HasField("pipe_size"):
+            args["pipe_size"] = fd.pipe.pipe_size     # F_GETPIPE_SZ: set again
         if state == "pipe" and (queue := self._pipe_queue(fd)):
             args.update(queue)
             reason += f"; its {queue['queued']} queued bytes written back first"
@@ -638,6 +685,8 @@ class FilePlan:
             args.update(src=sock.inet.src, sport=sock.inet.sport, dst=sock.inet.dst,
                         dport=sock.inet.dport, protocol=sock.inet.protocol)
             tcp = sock.inet.protocol == 6
+            if sock.HasField("shutdown") and sock.shutdown:
+                args["shutdown"] = sock.shutdown   # RCV 1 (SHUT_RD or a FIN in), SEND 2
             if tcp and (sock.state == TCP_ESTABLISHED or sock.state in TCP_HALF_CLOSED) \
                     and not self._peer_inside(sock):
                 # As for unix sockets: the other end is not restored with the tree.

@@ -9,10 +9,10 @@ so the judge sees everything that followed from it. A step we do not execute
 yet is recorded as not rehearsed with the reason, and so are the fds and
 processes that depend on it: never silently skipped.
 
-What a step omits and a restorer needs (which pipe end a file is, a pipe's
-or socket's flags, a unix socketpair's type, a probed socket's numeric domain
-and each option's level and number) is read from the snapshot by the step's
-file key; see the report for the planner fields this asks for.
+The steps say what the system calls take (a pipe's ends and capacity, a
+socketpair's type, a probed socket's numeric domain and options as level and
+number); what a step names only by its file key (a socket's addresses, a
+ghost's contents, a lock's holder) is read from the snapshot.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from criu_model.errors import CriuModelError, UsageError
-from criu_model.images.pb import files_pb2, sockets_pb2
+from criu_model.images.pb import files_pb2, mm_pb2, sockets_pb2
 from criu_model.names import printable
 from criu_model.planner import NEW_NS_INIT
 from criu_model.planner.files import PROC_FD_PATH
@@ -96,13 +96,37 @@ def node_refusal(step: Step) -> str:
             and str(step.args.get("rdev")) not in _HARMLESS_RDEV:
         return f"a deleted {node} {step.args.get('rdev')}: opening it would open the " \
                "host's device (only the memory devices 1:3, 1:5, 1:7, 1:8, 1:9 are opened)"
-    if node in ("fifo", "socket file") and not path_only:
-        return f"a deleted {node} opened for I/O is not rehearsed yet (O_PATH only)"
+    if node == "socket file" and not path_only:    # open(2) of a socket is ENXIO
+        return "a socket file is opened only with O_PATH (I/O goes through connect)"
+    if node == "fifo" and not path_only:   # a FIFO held for I/O is planned as kind fifo
+        return "a FIFO node opened for I/O is planned as a FIFO, not as a node"
     if node == "symlink" and "target" not in step.args:
         return "a deleted symlink without its target"
     if node not in (*_DEVICE_NODES, "directory", "symlink", "fifo", "socket file"):
         return f"a deleted {node or 'node'} of a kind the rehearsal does not make"
     return ""
+
+
+def ghost_pieces(ghost: files_pb2.GhostFile) -> list[tuple[int, bytes]]:
+    """(offset, bytes) of a captured file's data: the whole file, or a sparse one's extents."""
+    if ghost.extents:
+        return [(e.offset, e.data) for e in ghost.extents]
+    return [(0, ghost.data)] if ghost.data else []
+
+
+def ghost_memfd(ghost: files_pb2.GhostFile) -> int:
+    """A memfd of criu-model's holding a captured file at its size (holes stay holes)."""
+    fd = os.memfd_create("criu-model-contents", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, ghost.size)
+        for offset, chunk in ghost_pieces(ghost):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.pwrite(fd, view, offset + len(chunk) - len(view)):]
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @dataclass
@@ -131,15 +155,6 @@ class Execution:
     lock_notes: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
-def _option_numbers() -> dict[str, tuple[int, int]]:
-    """Probe option name -> (level, optname), from the table the dump reads them with."""
-    from criu_model.collect import sockprobe
-
-    tables = (sockprobe._SOCKET_INTS, sockprobe._IP_INTS, sockprobe._RAW_INTS,
-              sockprobe._IPV6_INTS, sockprobe._TCP_INTS)
-    return {name: (level, number) for table in tables for level, number, name in table}
-
-
 def is_ping(step: Step) -> bool:
     """An ICMP (or ICMPv6) ping socket: SOCK_DGRAM of IPPROTO_ICMP / IPPROTO_ICMPV6."""
     return step.args.get("family") in ("inet", "inet6") \
@@ -164,31 +179,28 @@ def probe_refusal(step: Step, probe: files_pb2.SocketProbe) -> str:
         for name in ("src", "dst"):
             if name in a and not _sandbox_addr(str(a[name])):
                 return f"{a[name]} is not an address of the sandbox's loopback"
-    elif a.get("dst"):
-        return "a connected netlink socket is not rehearsed yet"
     device = str(a.get("bound_device", ""))
     if device not in ("", "lo"):
         return f"bound to device {device}: the sandbox has only lo"
-    unknown = sorted(n for n in probe.options if n not in _option_numbers()
-                     and not n.startswith("SO_LINGER."))
+    unknown = list(a.get("unknown_options", ()))
     if unknown:
         return f"options the rehearsal cannot set: {', '.join(unknown)}"
+    if "domain" not in a or "setsockopt" not in a:
+        return "the step lacks the socket's numeric domain or its options (an older plan)"
     return ""
 
 
 def probe_wire(step: Step, probe: files_pb2.SocketProbe) -> dict[str, Any]:
-    """What the worker needs to make a socket from its probe. The domain comes from the
-    snapshot's probe (the step names the family as text); the bind and connect addresses
-    from the step (the planner leaves a raw socket's "port", its protocol, out)."""
+    """What the worker needs to make a socket from its probe, all from the step: the
+    numeric domain, each option as level, number, value, the bind and connect addresses
+    (the planner leaves a raw socket's "port", its protocol, out). `probe` is the
+    snapshot's, kept for restorers that want more than the step says."""
     a = step.args
-    numbers = _option_numbers()
-    options = [[*numbers[name], int(value)] for name, value in sorted(probe.options.items())
-               if name in numbers]
-    out: dict[str, Any] = {"domain": probe.domain, "type": probe.type,
-                           "protocol": probe.protocol, "options": options}
-    if "SO_LINGER.onoff" in probe.options:
-        out["linger"] = [int(probe.options["SO_LINGER.onoff"]),
-                         int(probe.options.get("SO_LINGER.linger", 0))]
+    out: dict[str, Any] = {"domain": int(a["domain"]), "type": int(a["type"]),
+                           "protocol": int(a["protocol"]),
+                           "options": [list(o) for o in a.get("setsockopt", ())]}
+    if a.get("linger"):
+        out["linger"] = list(a["linger"])
     if a.get("bound_device"):
         out["bound_device"] = str(a["bound_device"])
     if "src" in a:
@@ -274,8 +286,11 @@ def _pair_names(step: Step, files: dict[int, files_pb2.Fd],
 
 
 def _writes(step: Step) -> bool:
+    """Opened for writing, or leased: either gets a stand-in in a scratch tmpfs (a lease
+    on the host's file would be broken by, and would hold up, the host's openers)."""
     flags = int(step.args.get("flags", 0))
-    return bool(flags & O_ACCMODE or flags & (os.O_TRUNC | os.O_CREAT))
+    return bool(flags & O_ACCMODE or flags & (os.O_TRUNC | os.O_CREAT)) or any(
+        str(lock.get("type")).upper() == "LEASE" for lock in step.args.get("locks", ()))
 
 
 def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd],
@@ -333,7 +348,8 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd],
         parent = posixpath.dirname(path)
         why = f"is a deleted {node} (made again there)" if node else \
             "is deleted (recreated from its contents)" if deleted else \
-            "is a FIFO" if fifo else "is opened for writing"
+            "is a FIFO" if fifo else "is leased" if not int(step.args.get("flags", 0)) \
+            & (O_ACCMODE | os.O_TRUNC | os.O_CREAT) else "is opened for writing"
         if parent in _UNSAFE_SCRATCH or path.startswith(("/dev/", "/proc/", "/sys/")):
             refused[index] = f"{path} {why} in {parent}, which the rehearsal does not " \
                              "cover with a scratch tmpfs"
@@ -411,6 +427,10 @@ class Conductor:
         # it, and, once made, key -> the map_files path its other holders open ('' failed)
         self._creating: dict[tuple[int, int, int], tuple[int, int, int]] = {}
         self._objects: dict[tuple[int, int, int], str] = {}
+        self._sysv_keys: set[tuple[int, int, int]] = set()   # of them, SysV segments
+        self._tcp_refused: dict[int, str] = {}       # file key -> why (halfclose.py)
+        self._tcp_recipes: list[list[tuple[str, int, bool]]] = []
+        self._tcp_key_of: dict[int, int] = {}
         self._memory_t0 = 0.0
         # CLONE_VM children: actor -> the creator whose worker runs their steps (they run
         # no Python of their own, restore/clonevm.py); their map_vmas steps wait for it
@@ -427,6 +447,7 @@ class Conductor:
                              "creates the fresh pid namespace's init)")
         scratch, self._refused = scratch_plan(self.plan, self.files,
                                               self.snap.sockets_by_inode)
+        self._plan_half_closed()
         self.result.scratch = [e["dir"] for e in scratch]
         extra = int(steps[0].args.get("flags_value", 0))
         self.floor = _floor(self.snap, self.plan)
@@ -471,15 +492,19 @@ class Conductor:
                 self._node_make.add(index)
                 last[path] = index
                 continue
-            if fd is None or not fd.deleted or step.args.get("kind") != "regular" \
+            if fd is None or not fd.deleted or step.args.get("kind") not in ("regular", "fifo") \
                     or index in self._refused:
                 continue
             path = str(step.args["path"])
-            last[path] = index
+            last[path] = index       # a FIFO made by the setup: unlinked by its last opener
+            if step.args.get("kind") == "fifo":
+                continue
             ghost = self.snap.ghosts_by_id.get(fd.file.ghost.ghost_id)
-            if ghost is not None and ghost.captured and ghost.data:
+            if ghost is not None and ghost.captured and (ghost.data or ghost.extents):
                 with open(f"/proc/{self.sandbox.pid}/root{path}", "r+b") as f:
-                    f.write(ghost.data)
+                    for offset, chunk in ghost_pieces(ghost):   # a sparse one: extents
+                        f.seek(offset)
+                        f.write(chunk)
         self._node_remove = {i for p, i in last.items() if p in made}
         self._unlink_at = {i for p, i in last.items() if p not in made}
 
@@ -493,6 +518,7 @@ class Conductor:
             if progress is not None:
                 progress(index, total, "")
         self._flush()
+        self._close_half_closed()
         if progress is not None:
             progress(total, total, "memory" if self._pending else "")
         self._finish_memory()
@@ -589,13 +615,9 @@ class Conductor:
         if step.action in (Action.OPEN, Action.LOCK) and a.get("locks"):
             wire.pop("locks")
             wire["apply_locks"] = self._locks(step)
-        if step.action is Action.OPEN and a.get("kind") in ("pipe", "fifo"):
-            # F_GETPIPE_SZ of the dump: the planner's open step does not carry it
-            fd = self.files.get(int(a.get("file", 0)))
-            if fd is not None and fd.HasField("pipe") and fd.pipe.HasField("pipe_size"):
-                wire["pipe_size"] = fd.pipe.pipe_size
-        if step.action in (Action.PIPE, Action.SOCKETPAIR):
-            wire["ends"] = [self._end(int(k)) for k in a["files"]]
+        if step.action is Action.SOCKETPAIR:
+            wire["ends"] = [{**end, **self._end_name(int(key))}
+                            for end, key in zip(a["ends"], a["files"], strict=True)]
         if a.get("queued"):
             # the pipe's captured bytes (on its first reader's fd in the dump), written
             # back by the worker right after it makes the pipe
@@ -615,6 +637,10 @@ class Conductor:
             self._next_ctl += 1
         if step.action is Action.OPEN and a.get("kind") == "inotify":
             return self._open_inotify(index, step, wire)
+        if step.action is Action.OPEN and a.get("kind") == "memfd":
+            ghost = self._ghost_of(int(a.get("file", 0)))
+            if ghost is not None:
+                return self._open_memfd(index, step, wire, ghost)
         self._queue(index, step, wire)
         return None
 
@@ -632,6 +658,30 @@ class Conductor:
             planned is not None and int(pid) in planned.set_tid)
         why = self.result.missing_fds.get((actor, fd)) if own else None
         return f"it opens {m.group(0)}, an fd that was not made ({why})" if why else ""
+
+    def _ghost_of(self, key: int) -> files_pb2.GhostFile | None:
+        """The captured contents of file `key` (a memfd or a deleted file), or None."""
+        fd = self.files.get(key)
+        if fd is None:
+            return None
+        ref = fd.memfd.ghost if fd.HasField("memfd") else fd.file.ghost
+        ghost = self.snap.ghosts_by_id.get(ref.ghost_id) if ref.captured else None
+        return ghost if ghost is not None and ghost.captured else None
+
+    def _open_memfd(self, index: int, step: Step, wire: dict[str, Any],
+                    ghost: files_pb2.GhostFile) -> None:
+        """A memfd with its captured contents: they travel in a memfd of ours (lent with
+        the step, any size), copied in by the worker before it adds the seals."""
+        data = ghost_memfd(ghost)
+        try:
+            wire["contents"] = [[e.offset, len(e.data)] for e in ghost.extents] \
+                if ghost.extents else [[0, len(ghost.data)]]
+            reply, _ = self._ask(step.actor, {"op": "step", "step": wire}, f"step {index}",
+                                 [data])
+        finally:
+            os.close(data)
+        self._record(index, step, reply)
+        return None
 
     def _open_inotify(self, index: int, step: Step, wire: dict[str, Any]) -> None:
         """An inotify instance and its watches. The targets are named by file handle only:
@@ -846,7 +896,8 @@ class Conductor:
         Only on a file that exists in the sandbox alone (a stand-in in a scratch tmpfs,
         a memfd): a lock on the host's own file would be seen by the host's processes
         (and could make them wait). POSIX locks belong to a process: taken only when the
-        opener is their owner. Leases and delegations are not rehearsed yet.
+        opener is their owner, and so are leases (F_SETLEASE records its caller; the
+        scratch plan gives a leased file a stand-in). Delegations are not rehearsed.
         """
         a = step.args
         key = (step.actor, int(a.get("file", 0)))
@@ -859,10 +910,12 @@ class Conductor:
                   "outside the sandbox"
         for lock in a["locks"]:
             kind = str(lock["type"]).upper()
-            if kind not in ("FLOCK", "POSIX", "OFD"):
+            if kind not in ("FLOCK", "POSIX", "OFD", "LEASE"):
                 why = why or f"{kind.lower()} locks are not rehearsed yet"
-            elif kind == "POSIX" and lock["pid"] != step.actor:
-                why = why or f"a POSIX lock of process {lock['pid']}, opened by {step.actor}"
+            elif kind == "LEASE" and str(lock["mode"]).upper() not in ("READ", "WRITE"):
+                why = why or "a lease being broken: F_SETLEASE cannot make one mid-break"
+            elif kind in ("POSIX", "LEASE") and lock["pid"] != step.actor:
+                why = why or f"a {kind} lock of process {lock['pid']}, opened by {step.actor}"
         if why:
             self.result.lock_notes[key] = why
             return []
@@ -875,22 +928,19 @@ class Conductor:
             return b""
         return self.snap.pipe_data.get(fd.pipe.pipe_ino, b"")
 
-    def _end(self, key: int) -> dict[str, Any]:
+    def _end_name(self, key: int) -> dict[str, Any]:
+        """A socketpair end's name, if it is bound (a client bound before connect(), an
+        end accepted on a listener): bound again after socketpair(), in the sandbox
+        only; a node deleted on the host is unlinked again (ZDTM deleted_unix_sock)."""
         fd = self.files.get(key)
-        if fd is None:
-            return {"flags": 0, "read_end": True, "type": socket.SOCK_STREAM}
-        out: dict[str, Any] = {"flags": fd.flags, "read_end": fd.pipe.read_end}
-        if fd.HasField("pipe") and fd.pipe.HasField("pipe_size"):
-            out["pipe_size"] = fd.pipe.pipe_size
-        if fd.HasField("socket"):
-            sock = self.snap.sockets_by_inode.get(fd.socket.inode)
-            out["type"] = sock.type if sock is not None and sock.type else socket.SOCK_STREAM
-            name = sock.unix.name if sock is not None and sock.HasField("unix") else b""
-            if name:   # bound: bind() again after socketpair(), in the sandbox only
-                out["name_hex"] = name.hex()
-                # (a relative name's node is left: the host's cwd is not criu-model's)
-                out["unlink"] = name.startswith(b"/") and not _node_is(name, sock)
-        return out
+        sock = self.snap.sockets_by_inode.get(fd.socket.inode) \
+            if fd is not None and fd.HasField("socket") else None
+        name = sock.unix.name if sock is not None and sock.HasField("unix") else b""
+        if not name:
+            return {}
+        # (a relative name's node is left: the host's cwd is not criu-model's)
+        return {"name_hex": name.hex(),
+                "unlink": name.startswith(b"/") and not _node_is(name, sock)}
 
     def _unsupported_open(self, index: int, step: Step) -> str:
         if step.action is Action.SOCKETPAIR and index in self._refused:
@@ -907,7 +957,7 @@ class Conductor:
             return self._node_userns(step)
         if fd is not None and fd.deleted and kind == "regular" and not fd.file.ghost.captured:
             return "a deleted file whose contents were not captured"
-        if fd is not None and fd.deleted and kind not in ("regular", "memfd"):
+        if fd is not None and fd.deleted and kind not in ("regular", "memfd", "fifo"):
             return f"deleted {kind} files are not rehearsed yet"
         if kind == "socket":
             return self._socket_refusal(index, step)
@@ -976,6 +1026,12 @@ class Conductor:
                 out["connect_hex"] = listener.unix.name.hex()
             elif step.args.get("connect_self"):
                 out["connect_hex"] = sock.unix.name.hex()
+        elif kind == "netlink":
+            n = sock.netlink
+            out["family"] = socket.AF_NETLINK
+            out["netlink"] = {"protocol": n.protocol, "portid": n.portid,
+                              "dst_portid": n.dst_portid, "dst_group": n.dst_group,
+                              "groups": list(n.groups), "flags": n.flags}
         else:
             out["family"] = socket.AF_INET6 if ":" in sock.inet.src else socket.AF_INET
             out["src"], out["sport"] = sock.inet.src, sock.inet.sport
@@ -985,12 +1041,109 @@ class Conductor:
     def _unsupported_repair(self, step: Step) -> str:
         if step.action is not Action.TCP_REPAIR:
             return ""
-        if step.args.get("state"):
-            return f"a half-closed TCP connection ({step.args['state']}) is not rehearsed yet"
         for addr in (str(step.args.get("src")), str(step.args.get("dst"))):
             if addr not in _SANDBOX_ADDRS and not addr.startswith("127."):
                 return f"{addr} is not an address of the sandbox's loopback"
-        return ""
+        return self._tcp_refused.get(int(step.args.get("file", 0)), "")
+
+    def _plan_half_closed(self) -> None:
+        """Per connection with a half-closed end: the close sequence that reaches the dumped
+        states (halfclose.py), or why none does (kept per file: its ends are refused)."""
+        from criu_model.restore import halfclose
+
+        self._tcp_refused, self._tcp_recipes = {}, []
+        ends = []
+        key_of: dict[int, int] = {}     # socket inode -> file key of its step
+        for step in self.plan.steps:
+            if step.action is not Action.TCP_REPAIR:
+                continue
+            fd = self.files.get(int(step.args.get("file", 0)))
+            sock = self.snap.sockets_by_inode.get(fd.socket.inode) if fd is not None else None
+            if sock is not None and sock.WhichOneof("kind") == "inet":
+                ends.append((int(step.args.get("file", 0)), sock))
+                key_of[sock.inode] = int(step.args.get("file", 0))
+        inside = {(s.inet.src, s.inet.sport, s.inet.dst, s.inet.dport)
+                  for s in self.snap.sockets if s.WhichOneof("kind") == "inet"}
+        for members in halfclose.connections(ends).values():
+            socks = [sock for _key, sock in members]
+            if not any(s.state in halfclose.HALF_CLOSED for s in socks):
+                continue
+            if len(socks) == 2:
+                recipe, why = halfclose.pair_recipe((socks[0].inode, socks[0].state),
+                                                    (socks[1].inode, socks[1].state))
+            elif len(socks) == 1 and (socks[0].inet.dst, socks[0].inet.dport, socks[0].inet.src,
+                                      socks[0].inet.sport) not in inside:
+                recipe, why = halfclose.alone_recipe(socks[0].inode, socks[0].state)
+            else:
+                recipe, why = [], "its peer is in the snapshot but not planned with TCP_REPAIR"
+            if why:
+                for key, _sock in members:
+                    self._tcp_refused[key] = f"a half-closed TCP connection: {why}"
+            else:
+                self._tcp_recipes.append(recipe)
+        self._tcp_key_of = key_of
+
+    def _close_half_closed(self) -> None:
+        """Run each planned close sequence on the ends' final holders (after the skeleton:
+        every socket is at its dumped number); a failure is that end's step failing."""
+        made = {int(o.step.args.get("file", 0)) for o in self.result.outcomes
+                if o.step.action is Action.TCP_REPAIR and o.status == "done"}
+        for recipe in self._tcp_recipes:
+            holders: dict[int, tuple[int, int]] = {}
+            for _action, inode, _helper in recipe:
+                holder = self._tcp_holder(inode)
+                if holder is None or self._tcp_key_of.get(inode) not in made:
+                    break
+                holders[inode] = holder
+            else:
+                self._run_recipe(recipe, holders)
+            # (otherwise an end was not made: its step or fd is reported already)
+        from criu_model.restore import halfclose
+
+        for step in self.plan.steps:
+            # SHUT_RD where no FIN came in (the states a received FIN leaves are the
+            # recipes'): it only sets RCV_SHUTDOWN, nothing is sent
+            key = int(step.args.get("file", 0))
+            if step.action is not Action.TCP_REPAIR or not int(step.args.get("shutdown", 0)) \
+                    & 1 or key not in made:
+                continue
+            fd = self.files.get(key)
+            sock = self.snap.sockets_by_inode.get(fd.socket.inode) if fd is not None else None
+            if sock is None or sock.state not in halfclose.NO_FIN_IN:
+                continue
+            holder = self._tcp_holder(sock.inode)
+            if holder is not None:
+                self._run_recipe([("shut_rd", sock.inode, False)], {sock.inode: holder})
+
+    def _run_recipe(self, recipe: list[tuple[str, int, bool]],
+                    holders: dict[int, tuple[int, int]]) -> None:
+        """One close sequence, in order, each action on its end's holder; a refused
+        action is a failed step of that end (the rest of the sequence is not run)."""
+        for action, inode, helper in recipe:
+            actor, fd = holders[inode]
+            reply, _ = self._ask(actor, {"op": "tcp", "do": [[action, fd, helper]]},
+                                 f"closing TCP socket {inode} ({action})")
+            if not reply.get("ok"):
+                index = next((o.index for o in self.result.outcomes
+                              if o.step.action is Action.TCP_REPAIR
+                              and int(o.step.args.get("file", 0))
+                              == self._tcp_key_of.get(inode)), 0)
+                self.result.outcomes.append(StepOutcome(
+                    index, Step(actor, Action.TCP_REPAIR, {"socket": inode},
+                                f"half-close: {action}"),
+                    "failed", f"{action}: {reply.get('error')}", int(reply.get("errno", 0))))
+                break
+
+    def _tcp_holder(self, inode: int) -> tuple[int, int] | None:
+        """(actor, fd) of a running process whose dumped fd holds socket `inode`."""
+        for table in self.snap.fds:
+            if table.pid not in self.channels:
+                continue
+            for fd in table.fds:
+                if fd.HasField("socket") and fd.socket.inode == inode \
+                        and (table.pid, fd.fd) not in self.result.missing_fds:
+                    return table.pid, fd.fd
+        return None
 
     def _socket_refusal(self, index: int, step: Step) -> str:
         fd = self.files.get(int(step.args.get("file", 0)))
@@ -1011,6 +1164,8 @@ class Conductor:
             if name and not sock.unix.abstract and index in self._refused:
                 return self._refused[index]
             return ""
+        if kind == "netlink":
+            return ""      # the sandbox's own network namespace: its portids are free
         if kind == "inet" and sock.state in (_TCP_LISTEN, _TCP_CLOSE):
             if sock.inet.src not in _SANDBOX_ADDRS and not sock.inet.src.startswith("127."):
                 return f"{sock.inet.src} is not an address of the sandbox's loopback"
@@ -1080,6 +1235,7 @@ class Conductor:
         self._await_creators(actor)
         job, page_fds, decisions = memory.memory_job(self.snap, actor, self._objects)
         vmas = self.result.vmas
+        self._holders_here(actor, job, decisions)
         for d in decisions:
             if d.skip:
                 vmas[(actor, d.start)] = (memory.NOT_REHEARSED, d.skip)
@@ -1104,7 +1260,39 @@ class Conductor:
         for d in decisions:   # sent: its later holders wait for this job
             if d.creates is not None and d.creates not in self._creating:
                 self._creating[d.creates] = (actor, d.start, d.end)
+        made = {(actor, int(v["start"])) for v in job["vmas"]
+                if v.get("sysv") and v["sysv"]["create"]}
+        for d in decisions:
+            if d.creates is not None and (actor, d.start) in made:
+                self._sysv_keys.add(d.creates)
+        if made:
+            # a segment's id comes from shm_next_id, one per IPC namespace: no other
+            # creator may run between its write and the shmget, so this job ends first
+            self._collect(actor)
         return None
+
+    def _holders_here(self, actor: int, job: dict[str, Any],
+                      decisions: list[Any]) -> None:
+        """A memfd or deleted file another process holds: its fd's /proc path in the
+        sandbox (numbered at the sandbox level: set_tid[-1]), or why it is not there."""
+        skip: dict[int, str] = {}
+        for v in job["vmas"]:
+            source = v.get("memfd") or {}
+            if "holder" not in source:
+                continue
+            pid, fd = (int(x) for x in source.pop("holder"))
+            planned = self.plan.processes.get(pid)
+            why = self.result.missing_fds.get((pid, fd)) or self._gone.get(pid) or \
+                ("" if planned is not None and planned.set_tid else "its holder is not planned")
+            if why:
+                skip[int(v["start"])] = f"its holder {pid}:{fd} was not made: {why}"
+            else:
+                source["open"] = f"/proc/{planned.set_tid[-1]}/fd/{fd}"
+        if skip:
+            job["vmas"] = [v for v in job["vmas"] if int(v["start"]) not in skip]
+            for d in decisions:
+                if d.start in skip:
+                    d.skip, d.creates = skip[d.start], None
 
     def _await_creators(self, actor: int) -> None:
         """Collect the jobs that create the shared objects `actor` maps (it maps the same
@@ -1113,9 +1301,12 @@ class Conductor:
 
         mm = self.snap.memory_by_pid.get(actor)
         for vma in mm.vmas if mm else ():
-            if not vma.shared:
+            if vma.kind == mm_pb2.VMA_MEMFD and vma.map_file_known:
+                key: tuple[int, int, int] | None = (0, vma.map_file_dev, vma.map_file_ino)
+            elif not vma.shared:
                 continue
-            key = vma_owner(actor, vma)[0]
+            else:
+                key = vma_owner(actor, vma)[0]
             creator = self._creating.get(key) if key is not None else None
             if creator is not None and creator[0] in self._pending:
                 self._collect(creator[0])
@@ -1129,6 +1320,9 @@ class Conductor:
             if creator != actor or key in self._objects:
                 continue
             done = self.result.vmas.get((actor, lo), ("", ""))[0] == memory.DONE
+            if key in self._sysv_keys:   # its holders shmat it by id
+                self._objects[key] = memory.SYSV_MADE if done else ""
+                continue
             # the sandbox's /proc numbers processes at the sandbox level: set_tid[-1]
             self._objects[key] = f"/proc/{planned.set_tid[-1]}/map_files/{lo:x}-{hi:x}" \
                 if done and planned is not None and planned.set_tid else ""

@@ -137,6 +137,7 @@ class Judge:
         self._groups("shared_file", self._file_group, "fds sharing one open file description")
         self._groups("pipe", self._pipe_group, "ends of one pipe")
         self._pipe_buffers()
+        self._probe_queues()
         self._locks()
         self._groups("socketpair", self._pair_group, "connected unix sockets")
         self._socket_peers()
@@ -287,6 +288,9 @@ class Judge:
                           else None))
         if state == "pipe":
             pairs.append(("pipe_end", _pipe_end(want), _pipe_end(got)))
+            if want.kind == files_pb2.FD_FIFO:     # its node: at its path, or deleted
+                pairs.append(("path", printable(want.path), printable(got.path)))
+                pairs.append(("deleted", want.deleted, got.deleted))
         if state == "socket":
             pairs.extend(self._socket_pairs(want, got))
         if state == "epoll":
@@ -300,12 +304,33 @@ class Judge:
                           got.timerfd.clockid if got.HasField("timerfd") else None))
         if state == "memfd":
             pairs.append(("path", printable(want.path), printable(got.path)))
+            g = got.memfd if got.HasField("memfd") else None
+            if want.memfd.HasField("seals"):
+                pairs.append(("seals", _seals(want.memfd.seals),
+                              _seals(g.seals) if g is not None and g.HasField("seals")
+                              else None))
+            pairs.extend(self._contents(want.memfd.ghost, g.ghost if g is not None else None))
+        if state == "file" and want.deleted and want.kind == files_pb2.FD_REGULAR:
+            pairs.extend(self._contents(want.file.ghost, got.file.ghost
+                                        if got.HasField("file") else None))
         if state == "inotify":
             pairs.append(("inotify_watches", _watches(want), _watches(got)))
         if state == "eventfd":
             pairs.append(("eventfd_count", want.eventfd.count,
                           got.eventfd.count if got.HasField("eventfd") else None))
         return _entry("fd", ident, pairs)
+
+    def _contents(self, want: files_pb2.GhostRef, got: files_pb2.GhostRef | None
+                  ) -> list[tuple[str, Any, Any]]:
+        """A memfd's or deleted file's captured bytes against the sandbox's own capture
+        (its dump reads them the same way): compared when the snapshot holds them."""
+        mine = self.snap.ghosts_by_id.get(want.ghost_id) if want.captured else None
+        if mine is None or not mine.captured:
+            return []
+        theirs = self.box.ghosts_by_id.get(got.ghost_id) \
+            if got is not None and got.captured else None
+        return [("contents", _ghost_digest(mine),
+                 _ghost_digest(theirs) if theirs is not None and theirs.captured else None)]
 
     def _socket_pairs(self, want: files_pb2.Fd, got: files_pb2.Fd) -> list[tuple[str, Any,
                                                                                   Any]]:
@@ -320,6 +345,8 @@ class Judge:
             if s is None:
                 return None
             out: dict[str, Any] = {"family": s.family, "type": s.type, "state": s.state}
+            if a is not None and a.HasField("shutdown"):     # SHUT_RD 1 | SHUT_WR 2
+                out["shutdown"] = _shutdown(s.shutdown) if s.HasField("shutdown") else None
             if s.WhichOneof("kind") == "unix":
                 out["name"] = printable(s.unix.name)
                 if s.unix.pending:
@@ -327,6 +354,12 @@ class Judge:
                 listener = snap.accept_queues.get(s.inode)
                 if listener is not None:
                     out["peer"] = f"waits in the accept queue of {printable(listener.unix.name)}"
+            elif s.WhichOneof("kind") == "netlink":
+                n = s.netlink
+                out.update(protocol=n.protocol, portid=n.portid, groups=sorted(n.groups),
+                           flags=n.flags & ~1)      # NDIAG_FLAG_CB_RUNNING: a dump running
+                if n.dst_portid or n.dst_group:
+                    out["peer"] = f"{n.dst_portid} group {n.dst_group}"
             elif s.WhichOneof("kind") == "inet":
                 out["addr"] = f"{s.inet.src}:{s.inet.sport}"
                 if s.inet.dport:
@@ -500,6 +533,42 @@ class Judge:
                             if u.field == "pipe.data"), "no reader of the dump held them")
                     if queued else "its queued bytes were not readable at the dump"))
             self.entries.append(entry)
+
+    def _probe_queues(self) -> None:
+        """Per socket known only by its getsockopt probe, with queue counts (TCP, raw): an empty
+        queue must be empty here; queued bytes the dump could only count (SIOCINQ,
+        SIOCOUTQ) are not rehearsed, and say so."""
+        seen: set[int] = set()
+        for table in self.snap.fds:
+            proc = self.snap.by_pid.get(table.pid)
+            if proc is None or proc.state == "Z":
+                continue
+            got_fds = self._box_fds(table.pid)
+            for fd in table.fds:
+                probe = fd.socket.probe if fd.HasField("socket") and \
+                    fd.socket.HasField("probe") else None
+                if probe is None or fd.socket.inode in seen or \
+                        fd.socket.inode in self.snap.sockets_by_inode or not (
+                        probe.HasField("rqueue") or probe.HasField("wqueue")):
+                    continue      # (a socket sock_diag lists is judged by its description)
+                seen.add(fd.socket.inode)
+                ident = f"{table.pid}:{fd.fd}"
+                why = self.ex.missing_fds.get((table.pid, fd.fd)) or \
+                    self.ex.missing_procs.get(table.pid)
+                if why:
+                    self.entries.append(Entry("socket_queue", ident, NOT_REHEARSED, reason=why))
+                    continue
+                want = _queues(probe)
+                if any(want.values()):
+                    self.entries.append(Entry("socket_queue", ident, NOT_REHEARSED, reason=(
+                        "its queued bytes were counted, not captured: "
+                        + ", ".join(f"{k} {v}" for k, v in want.items()))))
+                    continue
+                got = got_fds.get(fd.fd)
+                theirs = got.socket.probe if got is not None and got.HasField("socket") \
+                    and got.socket.HasField("probe") else None
+                self.entries.append(_entry("socket_queue", ident, [
+                    ("queues", want, _queues(theirs) if theirs is not None else None)]))
 
     def _locks(self) -> None:
         """Per fd holding file locks: the same locks (kind, mode, range, owner) there.
@@ -715,7 +784,7 @@ def _probe_pairs(want: files_pb2.SocketProbe, got: files_pb2.SocketProbe | None
                  ) -> list[tuple[str, Any, Any]]:
     """A socket sock_diag did not list, held against the sandbox's own probe of it: what
     it is, where it is bound or connected, and its options (only the ones that differ are
-    shown). Queue lengths are not compared: a new socket's are empty."""
+    shown). Queues are judged apart (Judge._probe_queues)."""
 
     def desc(p: files_pb2.SocketProbe | None) -> dict[str, Any] | None:
         if p is None:
@@ -736,6 +805,18 @@ def _probe_pairs(want: files_pb2.SocketProbe, got: files_pb2.SocketProbe | None
     return [("socket", desc(want), desc(got)),
             ("socket.options", {k: want.options.get(k) for k in differ},
              {k: theirs.get(k) for k in differ})]
+
+
+def _shutdown(bits: int) -> str:
+    """sk_shutdown as the calls that set it: RCV_SHUTDOWN 1 (SHUT_RD, or a FIN received),
+    SEND_SHUTDOWN 2 (SHUT_WR)."""
+    return "|".join(n for b, n in ((1, "RD"), (2, "WR")) if bits & b) or "none"
+
+
+def _queues(probe: files_pb2.SocketProbe) -> dict[str, int | None]:
+    """A probed socket's queue counts (None: the kind has none or it was not read)."""
+    return {name: getattr(probe, name) if probe.HasField(name) else None
+            for name in ("rqueue", "wqueue")}
 
 
 def _targets(fd: files_pb2.Fd, table: Iterable[files_pb2.Fd]) -> list[str]:
@@ -775,6 +856,41 @@ def _digest(data: bytes | None) -> str | None:
     import hashlib
 
     return f"{len(data)} bytes sha256:{hashlib.sha256(data).hexdigest()[:16]}"
+
+
+_SEAL_NAMES = ((0x1, "SEAL"), (0x2, "SHRINK"), (0x4, "GROW"), (0x8, "WRITE"),
+               (0x10, "FUTURE_WRITE"), (0x20, "EXEC"))
+
+
+def _seals(seals: int) -> str:
+    """F_GET_SEALS as F_SEAL_ names (fcntl.h), unknown bits in hex."""
+    names = [f"F_SEAL_{n}" for bit, n in _SEAL_NAMES if seals & bit]
+    rest = seals & ~sum(bit for bit, _n in _SEAL_NAMES)
+    return "|".join(names + ([f"{rest:#x}"] if rest else [])) or "none"
+
+
+def _ghost_digest(ghost: files_pb2.GhostFile) -> str:
+    """Size and a digest of a captured file's bytes (holes read as zeros, so a dense and
+    a sparse capture of the same bytes agree)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    pos = 0
+    pieces = [(e.offset, e.data) for e in ghost.extents] if ghost.extents else \
+        [(0, ghost.data)]
+    zero = bytes(1 << 16)
+    for offset, data in pieces:
+        while pos < offset:
+            n = min(offset - pos, len(zero))
+            h.update(zero[:n])
+            pos += n
+        h.update(data)
+        pos += len(data)
+    while pos < ghost.size:
+        n = min(ghost.size - pos, len(zero))
+        h.update(zero[:n])
+        pos += n
+    return f"{ghost.size} bytes sha256:{h.hexdigest()[:16]}"
 
 
 def _holders(members: set[tuple[int, int]] | frozenset[tuple[int, int]]) -> str:

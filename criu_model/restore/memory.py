@@ -29,6 +29,7 @@ import ctypes
 import errno
 import json
 import os
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,11 @@ _CHUNK = 16 << 20                   # bytes per preadv: large, but a bounded fau
 
 ZERO_SRC = -1                       # a run to clear (a zero page of a file mapping)
 _MAPPABLE: frozenset[int] = frozenset()   # VMA kinds mapped (filled in on first use)
+_OBJECT_KINDS: set[int] = set()           # shared objects made once (filled in likewise)
+_SYSV_NAME = re.compile(rb"/SYSV[0-9a-f]{8}")   # ipc/shm.c newseg: "SYSV%08x" of the key
+SYSV_MODE = 0o600     # a segment's mode: the dump does not hold it (no /proc/sysvipc/shm)
+_WRITE_SEALS = 0x8 | 0x10   # F_SEAL_WRITE, F_SEAL_FUTURE_WRITE (Linux 5.1)
+SYSV_MADE = "sysv"    # `objects` value of a SysV segment made: its holders shmat its id
 
 # Statuses of one VMA, worker -> conductor.
 DONE, IN_USE, NOT_REHEARSED, FAILED = "done", "in_use", "not_rehearsed", "failed"
@@ -105,31 +111,35 @@ def _resolve(chain: list[PageStore], depth: int, key: tuple[int, int, int], lo: 
 def _skip_reason(vma: mm_pb2.Vma) -> str:
     """Why a VMA is not mapped in the sandbox ('' when it is)."""
     from criu_model.images.pb import mm_pb2
-    from criu_model.pages.capture import stores_object
 
     global _MAPPABLE
     if not _MAPPABLE:   # what mmap can make here (a private memfd mapping is not: its kind)
         _MAPPABLE = frozenset({mm_pb2.VMA_FILE, mm_pb2.VMA_ANON, mm_pb2.VMA_HEAP,
                                mm_pb2.VMA_STACK, mm_pb2.VMA_OTHER, mm_pb2.VMA_SHARED_ANON,
-                               mm_pb2.VMA_MEMFD})
+                               mm_pb2.VMA_MEMFD, mm_pb2.VMA_SYSV_SHM})
+        _OBJECT_KINDS.update({mm_pb2.VMA_SHARED_ANON, mm_pb2.VMA_MEMFD, mm_pb2.VMA_SYSV_SHM})
 
     if vma.kind in (mm_pb2.VMA_VDSO, mm_pb2.VMA_VVAR, mm_pb2.VMA_VSYSCALL):
         return "provided by the kernel: the sandbox process has its own"
-    if stores_object(vma) and vma.kind not in (mm_pb2.VMA_SHARED_ANON, mm_pb2.VMA_MEMFD):
-        return "SysV and deleted-file shared mappings are not rehearsed yet"
-    if vma.kind == mm_pb2.VMA_MEMFD and not vma.shared:
-        return "private mappings of a memfd are not rehearsed yet"
     if vma.kind not in _MAPPABLE:
         name = mm_pb2.VmaKind.Name(vma.kind) if vma.kind in mm_pb2.VmaKind.values() \
             else f"unknown({vma.kind})"
         return f"{name.removeprefix('VMA_').lower()} mappings are not rehearsed yet"
-    if vma.kind in (mm_pb2.VMA_SHARED_ANON, mm_pb2.VMA_MEMFD) and not vma.map_file_known:
+    if vma.kind == mm_pb2.VMA_SYSV_SHM and not vma.map_file_known and vma.inode == 0:
+        # ipc/shm.c newseg: the shm file's i_ino is the id, 0 for the first segment of an
+        # IPC namespace; the dump reads map_files only for a VMA with a nonzero inode
+        return "SysV segment id 0: the dump took its inode 0 for no file, so it holds no " \
+               "map_files identity and no pages of it"
+    if vma.kind in _OBJECT_KINDS and not vma.map_file_known:
         return "shared memory without an identity (map_files was unreadable)"
-    if vma.kind == mm_pb2.VMA_FILE and vma.deleted:
-        return "a mapping of a deleted file is not rehearsed yet"
+    if vma.kind == mm_pb2.VMA_SYSV_SHM and not _SYSV_NAME.fullmatch(vma.path):
+        return f"a SysV mapping named {vma.path!r}, not /SYSVkkkkkkkk: its key is unknown"
+    if vma.kind == mm_pb2.VMA_FILE and vma.deleted and not vma.map_file_known:
+        return "a deleted file without an identity (map_files was unreadable)"
     if vma.kind == mm_pb2.VMA_FILE and not vma.path.startswith(b"/"):
         return "a file mapping without a path"
-    if vma.kind == mm_pb2.VMA_FILE and vma.shared and vma.prot & PROT_WRITE:
+    if vma.kind == mm_pb2.VMA_FILE and vma.shared and vma.prot & PROT_WRITE \
+            and not vma.deleted:
         return "a writable MAP_SHARED mapping of the host's file: the rehearsal does not " \
                "open it for writing"
     if vma.start % PAGE_SIZE or vma.end % PAGE_SIZE or vma.end <= vma.start:
@@ -157,22 +167,45 @@ def memory_job(snap: Snapshot, pid: int,
     mm = snap.memory_by_pid.get(pid)
     decisions: list[VmaPlan] = []
     vmas: list[dict[str, Any]] = []
+    made_here: dict[tuple[int, int, int], str] = {}   # SysV segments this job creates
     for vma in mm.vmas if mm else ():
         plan = VmaPlan(vma.start, vma.end, _skip_reason(vma))
         decisions.append(plan)
         if plan.skip:
             continue
-        anon = vma.kind != mm_pb2.VMA_FILE
+        # a private memfd mapping is a file mapping: its zero pages are cleared, the
+        # clean ones are the memfd's
+        private_memfd = vma.kind == mm_pb2.VMA_MEMFD and not vma.shared
+        anon = vma.kind != mm_pb2.VMA_FILE and not private_memfd
+        deleted = vma.kind == mm_pb2.VMA_FILE and vma.deleted   # its stand-in, as a memfd
         runs: list[list[int]] = []
         key, base, _why = vma_owner(pid, vma)
         attach = None
         memfd: dict[str, Any] = {}
-        if vma.kind in (mm_pb2.VMA_SHARED_ANON, mm_pb2.VMA_MEMFD) and key is not None:
-            attach = (objects or {}).get(key)
+        sysv: dict[str, Any] = {}
+        if private_memfd or (deleted and not vma.shared):
+            # the memfd a shared mapper made, else the skeleton's fd or a new one
+            attach = (objects or {}).get((0, vma.map_file_dev, vma.map_file_ino)) or None
+            if attach is None:
+                memfd, why = _memfd_source(snap, pid, vma, chain)
+                if why:
+                    plan.skip = why
+                    continue
+        elif (vma.kind in _OBJECT_KINDS or deleted) and key is not None:
+            attach = (objects or {}).get(key, made_here.get(key))
             if attach == "":
                 plan.skip = "the process that creates this shared memory could not map it"
                 continue
-            if attach is None and vma.kind == mm_pb2.VMA_MEMFD:
+            if vma.kind == mm_pb2.VMA_SYSV_SHM:
+                sysv, why = _sysv_source(vma, chain, attach is None)
+                if why:
+                    plan.skip = why
+                    continue
+                if attach is None:
+                    plan.creates = key
+                    made_here[key] = SYSV_MADE   # a second attachment here shmats it
+                attach = None                    # every holder shmats the segment's id
+            elif attach is None and (vma.kind == mm_pb2.VMA_MEMFD or deleted):
                 memfd, why = _memfd_source(snap, pid, vma, chain)
                 if why:
                     plan.skip = why
@@ -183,7 +216,7 @@ def memory_job(snap: Snapshot, pid: int,
                 continue
             if attach is None:
                 plan.creates = key
-        if chain and key is not None and (key[0] or plan.creates):
+        if chain and key is not None and (key[0] or plan.creates) and not memfd.get("filled"):
             try:
                 _resolve(chain, 0, key, base, base + (vma.end - vma.start), runs, anon,
                          vma.start - base)
@@ -194,32 +227,66 @@ def memory_job(snap: Snapshot, pid: int,
         plan.nbytes = sum(r[1] for r in runs if r[2] != ZERO_SRC) * PAGE_SIZE
         vmas.append({"start": vma.start, "end": vma.end, "prot": vma.prot,
                      "shared": vma.shared, "offset": vma.offset, "attach": attach,
-                     "memfd": memfd or None,
-                     "path": None if anon else vma.path.hex(),
+                     "memfd": memfd or None, "sysv": sysv or None,
+                     "path": vma.path.hex() if vma.kind == mm_pb2.VMA_FILE and not deleted
+                     else None,
                      "ident": [vma.dev_major, vma.dev_minor, vma.inode,
                                vma.map_file_known, vma.map_file_dev, vma.map_file_ino],
                      "runs": runs})
     return {"vmas": vmas}, [s.fd for s in chain], decisions
 
 
+def _sysv_source(vma: mm_pb2.Vma, chain: list[PageStore], create: bool
+                 ) -> tuple[dict[str, Any], str]:
+    """What shmget/shmat need for a SysV attachment: the key (its maps name), the id (the
+    maps inode: ipc/shm.c newseg sets i_ino to it), the size (the object's, when its pages
+    were captured; else the attachment's), or why it cannot be made with shmat."""
+    index = chain[0].owner((0, vma.map_file_dev, vma.map_file_ino)) if chain else None
+    size = index.object_size if index is not None and index.object_size else 0
+    length = vma.end - vma.start
+    whole = size or length
+    if vma.offset or -(-whole // PAGE_SIZE) * PAGE_SIZE != length:
+        return {}, (f"a partial attachment ({length:#x} bytes from offset {vma.offset:#x} of "
+                    f"a {whole}-byte segment): shmat maps the whole segment")
+    return {"key": int(vma.path[5:], 16), "id": vma.inode, "size": whole,
+            "mode": SYSV_MODE, "create": create}, ""
+
+
 def _memfd_source(snap: Snapshot, pid: int, vma: mm_pb2.Vma, chain: list[PageStore]
                   ) -> tuple[dict[str, Any], str]:
-    """How the first mapper of a memfd gets it: the fd the skeleton made for it (its final
-    number), or a new memfd of the dumped name and size when no process holds one."""
-    from criu_model.images.pb import files_pb2
+    """How the first mapper of a memfd or deleted file gets it: an fd the skeleton made for
+    it (the mapper's own, else another holder's, which the conductor turns into its
+    /proc path in the sandbox; its open step wrote the captured contents), or, for a
+    memfd no process holds, a new memfd of the dumped name and size. "filled": its
+    pages are not written again (a seal against writing forbids it)."""
+    from criu_model.images.pb import files_pb2, mm_pb2
 
     ident = (vma.map_file_dev, vma.map_file_ino)
-    holders = [(t.pid, fd) for t in snap.fds for fd in t.fds
-               if fd.kind == files_pb2.FD_MEMFD and (fd.dev, fd.ino) == ident]
-    mine = next((fd for p, fd in holders if p == pid), None)
-    if holders and mine is None:
-        return {}, (f"the memfd is held by process {holders[0][0]}, but mapped first by {pid}: "
-                    "its mapping would be another memfd")
-    if mine is not None:
-        if mine.memfd.seals & 0x18:      # F_SEAL_WRITE | F_SEAL_FUTURE_WRITE
-            return {}, "the memfd is sealed against writing: its pages cannot be filled " \
-                       "after the seals (a restorer fills it before sealing)"
-        return {"fd": mine.fd}, ""
+    memfd = vma.kind == mm_pb2.VMA_MEMFD
+    live = {p.pid for p in snap.processes if p.state != "Z"}
+    holders = [(t.pid, fd) for t in snap.fds if t.pid in live for fd in t.fds
+               if (fd.kind == files_pb2.FD_MEMFD if memfd else fd.deleted)
+               and (fd.dev, fd.ino) == ident]
+    holders.sort(key=lambda h: h[0] != pid)      # the mapper's own fd first
+    if holders:
+        holder, mine = holders[0]
+        source: dict[str, Any] = {"fd": mine.fd} if holder == pid else \
+            {"holder": [holder, mine.fd]}
+        ghost = mine.memfd.ghost if memfd else mine.file.ghost
+        if vma.shared and memfd and mine.memfd.seals & _WRITE_SEALS:
+            if vma.prot & PROT_WRITE and mine.memfd.seals & 0x10:
+                return {}, "a writable shared mapping made before F_SEAL_FUTURE_WRITE: a " \
+                           "restore maps it before sealing (not rehearsed yet)"
+            if not ghost.captured:
+                return {}, "the memfd is sealed against writing and its contents were not " \
+                           "captured: its pages cannot be filled after the seals"
+            source["filled"] = True   # the open step wrote the contents before sealing
+        elif not memfd and not ghost.captured:
+            return {}, "the deleted file's contents were not captured: its stand-in is empty"
+        return source, ""
+    if not memfd:
+        return {}, "a deleted file no fd holds: the rehearsal has no stand-in of it (its " \
+                   "contents are only the stored pages)"
     name = vma.path.removeprefix(b"/memfd:").removesuffix(b" (deleted)")
     index = chain[0].owner((0, *ident)) if chain else None
     size = index.object_size if index is not None and index.object_size else \
@@ -251,6 +318,14 @@ _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_
                        ctypes.c_int, ctypes.c_long]
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+_libc.shmat.restype = ctypes.c_void_p
+_libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+_libc.shmctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+_libc.shmdt.argtypes = [ctypes.c_void_p]
+IPC_CREAT, IPC_EXCL, IPC_RMID = 0o1000, 0o2000, 0
+SHM_RDONLY, SHM_EXEC = 0o10000, 0o100000
+_SHM_NEXT_ID = "/proc/sys/kernel/shm_next_id"   # Linux 3.19; per IPC namespace
 
 
 def own_mappings() -> list[tuple[int, int, str]]:
@@ -311,6 +386,8 @@ class AddressSpace:
         if clash:
             return [start, IN_USE, clash, 0]
         runs = vma["runs"]
+        if vma.get("sysv"):
+            return self._sysv(vma["sysv"], start, end, prot, runs)
         fd = -1
         own_fd = bool(vma.get("attach") or vma.get("memfd"))    # closed once mapped
         if vma.get("attach"):     # a shared object another sandbox process created
@@ -352,6 +429,11 @@ class AddressSpace:
             _libc.munmap(got, end - start)
             return [start, IN_USE, "the kernel placed it elsewhere (no "
                     "MAP_FIXED_NOREPLACE before Linux 4.17)", 0]
+        return self._fill_all(start, end, first, prot, runs)
+
+    def _fill_all(self, start: int, end: int, first: int, prot: int, runs: list[Any]
+                  ) -> list[Any]:
+        """Fill a mapped VMA's runs, then give it its dumped protection."""
         pages = 0
         # CPU time, not wall time: sandbox processes fill side by side on shared cores
         t0 = time.thread_time()
@@ -367,6 +449,32 @@ class AddressSpace:
             err = ctypes.get_errno()
             return [start, FAILED, f"mprotect: {os.strerror(err)}", pages]
         return [start, DONE, "", pages]
+
+    def _sysv(self, seg: dict[str, Any], start: int, end: int, prot: int, runs: list[Any]
+              ) -> list[Any]:
+        """A SysV attachment: its creator makes the segment (shmget with IPC_EXCL at the
+        dumped id, through shm_next_id of the sandbox's own IPC namespace), every holder
+        shmats it by id at the dumped address (no SHM_REMAP: an occupied range is refused,
+        never replaced). The segment is filled through the attachment, read-write while
+        filled (an SHM_RDONLY one is made so by mprotect afterwards)."""
+        shmid = int(seg["id"])
+        if seg.get("create"):
+            _id, why = _shm_create(int(seg["key"]), int(seg["size"]), int(seg["mode"]), shmid)
+            if why:
+                return [start, FAILED, why, 0]
+        first = prot | PROT_READ | PROT_WRITE if runs else prot
+        flags = (0 if first & PROT_WRITE else SHM_RDONLY) | (SHM_EXEC if prot & PROT_EXEC
+                                                             else 0)
+        got = _libc.shmat(shmid, start, flags)
+        if got is None or got == _MAP_FAILED:
+            err = ctypes.get_errno()
+            return [start, FAILED, f"shmat of id {shmid}: {os.strerror(err)}", 0]
+        if got != start:
+            _libc.shmdt(got)
+            return [start, FAILED, f"shmat placed id {shmid} at {got:#x}", 0]
+        # what shmat made (r--, rw-, and x with SHM_EXEC): mprotect to the dumped one
+        made = PROT_READ | (0 if flags & SHM_RDONLY else PROT_WRITE) | (prot & PROT_EXEC)
+        return self._fill_all(start, end, made, prot, runs)
 
     @staticmethod
     def _open_file(vma: dict[str, Any], root_fd: int) -> tuple[int, str]:
@@ -407,11 +515,32 @@ class AddressSpace:
         self.filled_bytes += length
 
 
+def _shm_create(key: int, size: int, mode: int, shmid: int) -> tuple[int, str]:
+    """shmget(IPC_CREAT | IPC_EXCL) of a segment whose id is `shmid`: the next id is set
+    first (ipc/ipc_sysctl.c: CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN over the namespace);
+    a segment that gets another id is removed again, and said so."""
+    try:
+        with open(_SHM_NEXT_ID, "w") as f:
+            f.write(str(shmid))
+    except OSError as err:
+        return -1, f"{_SHM_NEXT_ID}: {err.strerror}"
+    got = _libc.shmget(key, size, IPC_CREAT | IPC_EXCL | mode)
+    if got < 0:
+        err = ctypes.get_errno()
+        return -1, f"shmget of key {key:#x}, {size} bytes: {os.strerror(err)}"
+    if got != shmid:
+        _libc.shmctl(got, IPC_RMID, None)
+        return -1, f"shmget gave id {got}, the dump has {shmid}"
+    return got, ""
+
+
 def _open_memfd(source: dict[str, Any]) -> int:
     """A read-write fd of the memfd to map: a reopen of the fd the process holds (whatever
     its access mode), or a new memfd at the dumped size."""
     if "fd" in source:
         return os.open(f"/proc/self/fd/{int(source['fd'])}", os.O_RDWR | os.O_CLOEXEC)
+    if "open" in source:     # another sandbox process's fd of it (/proc/PID/fd/N)
+        return os.open(str(source["open"]), os.O_RDWR | os.O_CLOEXEC)
     fd = os.memfd_create(str(source["name"]), os.MFD_CLOEXEC)
     os.ftruncate(fd, int(source["size"]))
     return fd

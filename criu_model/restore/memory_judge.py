@@ -38,11 +38,40 @@ _NAMED_ANON = {mm_pb2.VMA_HEAP: "[heap] is recreated as anonymous memory (naming
                "memory"}
 
 
-_SHARED_MADE = frozenset({mm_pb2.VMA_SHARED_ANON, mm_pb2.VMA_MEMFD})   # objects rehearsed
+_SHARED_MADE = frozenset({mm_pb2.VMA_SHARED_ANON, mm_pb2.VMA_MEMFD,   # objects rehearsed
+                          mm_pb2.VMA_SYSV_SHM})
+
+
+def _made_object(vma: mm_pb2.Vma) -> bool:
+    """A shared object the rehearsal makes once for all its holders."""
+    return vma.kind in _SHARED_MADE or (vma.kind == mm_pb2.VMA_FILE and vma.deleted
+                                        and vma.shared)
 
 
 def _prot(p: int) -> str:
     return ("r" if p & 1 else "-") + ("w" if p & 2 else "-") + ("x" if p & 4 else "-")
+
+
+def _sysv_text(vma: mm_pb2.Vma) -> str:
+    """A SysV attachment's key and id, as its maps line gives them ("/SYSVkey", inode)."""
+    if vma.kind != mm_pb2.VMA_SYSV_SHM:
+        return os.fsdecode(vma.path) or "anonymous"
+    return f"key 0x{os.fsdecode(vma.path)[5:]} id {vma.inode}"
+
+
+def _file_text(vma: mm_pb2.Vma, stand_in: bool) -> str:
+    name = os.fsdecode(vma.path) or "anonymous"
+    if stand_in:
+        return f"{name} (deleted)" if vma.deleted else name
+    return f"{name} inode {vma.inode}"
+
+
+def _object_size(pid: int, vma: mm_pb2.Vma) -> int | None:
+    """The size of the shared object a sandbox VMA maps (fstat of its map_files link)."""
+    try:
+        return os.stat(f"/proc/{pid}/map_files/{vma.start:x}-{vma.end:x}").st_size
+    except OSError:
+        return None
 
 
 def _span(lo: int, hi: int) -> str:
@@ -55,7 +84,7 @@ def _expected_pages(snap: Snapshot, pid: int, vma: mm_pb2.Vma
     `vma` (runs that follow each other are joined: one read serves many runs)."""
     store = snap.page_store
     key, base, _why = vma_owner(pid, vma)
-    if store is None or key is None or (not key[0] and vma.kind not in _SHARED_MADE):
+    if store is None or key is None or (not key[0] and not _made_object(vma)):
         return
     index = store.owner(key)
     if index is None:
@@ -118,8 +147,9 @@ def _range_entry(vma: mm_pb2.Vma, box: list[mm_pb2.Vma], starts: list[int],
         b = box[i]    # the common case: one mapping, exactly the same
         if b.start == vma.start and b.end == vma.end and b.prot == vma.prot and \
                 (b.kind == vma.kind == mm_pb2.VMA_ANON or (
-                    vma.kind == b.kind == mm_pb2.VMA_FILE and b.path == vma.path
-                    and b.inode == vma.inode)):
+                    vma.kind == b.kind and vma.kind in (mm_pb2.VMA_FILE, mm_pb2.VMA_SYSV_SHM)
+                    and b.path == vma.path and b.deleted == vma.deleted
+                    and (b.inode == vma.inode or vma.deleted))):
             return [], ""
     i = max(i, 0)
     hits = []
@@ -152,10 +182,12 @@ def _range_entry(vma: mm_pb2.Vma, box: list[mm_pb2.Vma], starts: list[int],
     if vma.kind == mm_pb2.VMA_MEMFD:
         pairs.append(("memfd", os.fsdecode(vma.path),
                       "/".join(sorted({os.fsdecode(b.path) for b in hits}))))
+    if vma.kind == mm_pb2.VMA_SYSV_SHM:     # the name holds the key, the inode the id
+        pairs.append(("sysv", _sysv_text(vma), "/".join(sorted({_sysv_text(b) for b in hits}))))
     if vma.kind == mm_pb2.VMA_FILE:
-        pairs.append(("file", f"{os.fsdecode(vma.path)} inode {vma.inode}",
-                      "/".join(sorted({f"{os.fsdecode(b.path)} inode {b.inode}"
-                                       for b in hits}))))
+        # a deleted file is made again (a stand-in, another inode): its name and deletion
+        pairs.append(("file", _file_text(vma, vma.deleted),
+                      "/".join(sorted({_file_text(b, vma.deleted) for b in hits}))))
     else:
         kinds = {mm_pb2.VmaKind.Name(b.kind) if b.kind in mm_pb2.VmaKind.values()
                  else f"unknown({b.kind})" for b in hits}
@@ -166,6 +198,16 @@ def _range_entry(vma: mm_pb2.Vma, box: list[mm_pb2.Vma], starts: list[int],
     return pairs, note
 
 
+def _sysv_pairs(snap: Snapshot, box_pid: int, vma: mm_pb2.Vma) -> list[tuple[str, Any, Any]]:
+    """A SysV segment's size: the snapshot's object size (known when its pages were
+    captured) against the sandbox's segment, read through its attachment."""
+    index = snap.page_store.owner((0, vma.map_file_dev, vma.map_file_ino)) \
+        if snap.page_store is not None and vma.map_file_known else None
+    if index is None or not index.object_size:
+        return []
+    return [("size", index.object_size, _object_size(box_pid, vma))]
+
+
 def judge_objects(snap: Snapshot, box_mm: dict[int, mm_pb2.MemoryMap | None],
                   outcomes: dict[tuple[int, int], tuple[str, str]]) -> list[Entry]:
     """One `shm` entry per shared anonymous or memfd object mapped by several VMAs:
@@ -173,7 +215,7 @@ def judge_objects(snap: Snapshot, box_mm: dict[int, mm_pb2.MemoryMap | None],
     groups: dict[tuple[int, int, int], list[tuple[int, mm_pb2.Vma]]] = {}
     for pid, mm in ((p.pid, snap.memory_by_pid.get(p.pid)) for p in snap.processes):
         for vma in mm.vmas if mm else ():
-            key = vma_owner(pid, vma)[0] if vma.kind in _SHARED_MADE else None
+            key = vma_owner(pid, vma)[0] if _made_object(vma) else None
             if key is not None and outcomes.get((pid, vma.start), ("",))[0] == memory.DONE:
                 groups.setdefault(key, []).append((pid, vma))
     found: dict[tuple[int, int], tuple[int, int] | None] = {}   # (pid, start) -> identity
@@ -227,6 +269,10 @@ def judge_vmas(snap: Snapshot, pid: int, box_pid: int, box_mm: mm_pb2.MemoryMap 
                 entries.append(Entry("vma", ident, NOT_REHEARSED, reason=detail))
                 continue
             pairs, note = _range_entry(vma, box, starts, done, list(mm.vmas))
+            if vma.kind == mm_pb2.VMA_SYSV_SHM:
+                pairs.extend(_sysv_pairs(snap, box_pid, vma))
+                note = "; ".join(filter(None, [note, "its mode is not in the snapshot: made "
+                                               f"{memory.SYSV_MODE:o}"]))
             compared = 0
             if all(e == a for _f, e, a in pairs):
                 if mem is None:
@@ -240,6 +286,9 @@ def judge_vmas(snap: Snapshot, pid: int, box_pid: int, box_mm: mm_pb2.MemoryMap 
                                                      else f"xxh3 {got:016x}")))
                         break
                     compared += len(hashes)
+            if vma.kind == mm_pb2.VMA_MEMFD and not vma.shared:
+                note = "; ".join(filter(None, [note, "its clean pages are the memfd's "
+                                               "(judged as its fd's contents when one holds it)"]))
             bad = [{"field": f, "expected": e, "actual": a} for f, e, a in pairs if e != a]
             if not bad and snap.page_store is None:
                 note = "; ".join(filter(None, [note, "layout only: the snapshot holds no "

@@ -399,15 +399,36 @@ def section_big(bench: Bench, big: Target) -> BigResult:
             shutil.rmtree(dest)
         return run
 
+    criu, criu_what = find_criu(args)
+
+    def criu_dump() -> Run | None:
+        """CRIU 4.2 --leave-running of the same target, to tmpfs (before our dump of
+        the round: its parasite may touch the target, and our last dump is FULL)."""
+        dest = bench.shm / "criu-big"
+        shutil.rmtree(dest, ignore_errors=True)
+        prefault(bench, size)
+        run = run_timed([criu or "criu", "dump", "-t", str(big.pid), "-D", str(_mkdir(dest)),
+                         "--leave-running", "--shell-job", "-o", "dump.log"])
+        shutil.rmtree(dest, ignore_errors=True)
+        return run if run.ok else None
+
     cold_floor = floor(floor_out)
     cold_dump = dump(bench.shm / "cold", keep=False)
     floors: list[Run] = []
     threaded: list[Run] = []
     dumps: list[Run] = []
+    criu_runs: list[Run] = []
     full = bench.shm / "full"
     for i in range(args.runs):
         floors.append(floor(floor_out))
         threaded.append(floor(floor_out, "--threads"))
+        if criu:
+            got = criu_dump()
+            if got is None:
+                print(f"criu could not dump the big target; {criu_what}: not compared")
+                criu = None
+            else:
+                criu_runs.append(got)
         dumps.append(dump(full, keep=i == args.runs - 1))
     ext4_synced: list[Run] = []
     ext4_threaded: list[Run] = []
@@ -436,6 +457,13 @@ def section_big(bench: Bench, big: Target) -> BigResult:
          " ".join(s(r.wall) for r in dumps), mib(max(r.maxrss_kib for r in dumps) * 1024),
          ratio(dmed, fmed), "<= 1.15x", dumper_said(dumps[-1])],
         ["  the same, against the threaded floor", "", "", "", "", ratio(dmed, tmed), "-", ""],
+        *([["criu dump --leave-running -> tmpfs", s(med([r.wall for r in criu_runs])),
+            s(min(r.wall for r in criu_runs)), " ".join(s(r.wall) for r in criu_runs),
+            mib(max(r.maxrss_kib for r in criu_runs) * 1024),
+            ratio(med([r.wall for r in criu_runs]), fmed), "-", ""],
+           ["  criu-model dump --pages against it (same run)", "", "", "", "",
+            ratio(dmed, med([r.wall for r in criu_runs])), "<= 1.00x", ""]]
+          if criu_runs else []),
         ["floor -> ext4 (/tmp), fsync at the end", s(e4s), s(min(r.wall for r in ext4_synced)),
          " ".join(s(r.wall) for r in ext4_synced), mib(ext4_synced[-1].maxrss_kib * 1024),
          ratio(e4s, fmed), "-", ""],
@@ -507,14 +535,34 @@ def section_trees(bench: Bench) -> None:
             rolls = [rollup(p) for p in tree.pids]
             criu_bytes = sum(r.get("Anonymous", 0) for r in rolls)
             distinct = sum(r.get("Pss_Anon", 0) for r in rolls)
-            walls, last = [], None
+            # criu-model --pages, CRIU (when found) and a state-only criu-model dump
+            # alternate, each run after a prefault of what it writes (CRIU writes
+            # every process's pages), so load and warm memory hit them alike.
+            walls, cwalls, swalls, last, crun = [], [], [], None, None
+            criu_dir = bench.shm / f"criu{n}"
+            criu_used = 0
             for i in range(args.tree_runs):
                 out = bench.shm / f"tree{n}-{i}"
+                prefault(bench, 2 * distinct)
                 last = must(run_timed(bench.dump_argv(tree.pid, out)), f"dump tree of {n}")
                 walls.append(last.wall)
-                if i < args.tree_runs - 1:
+                if i:  # the first is kept: CRIU's parasite has not touched the tree yet
                     shutil.rmtree(out)
-            out = bench.shm / f"tree{n}-{args.tree_runs - 1}"
+                plain = bench.shm / f"tree{n}-plain"
+                swalls.append(must(run_timed([*bench.cli, "dump", str(tree.pid), "-D",
+                                              str(plain)]), f"state-only dump of {n}").wall)
+                shutil.rmtree(plain)
+                if criu:
+                    shutil.rmtree(criu_dir, ignore_errors=True)
+                    prefault(bench, criu_bytes)
+                    crun = run_timed([criu, "dump", "-t", str(tree.pid), "-D",
+                                      str(_mkdir(criu_dir)), "--leave-running",
+                                      "--shell-job", "-o", "dump.log"])
+                    if not crun.ok:
+                        break
+                    cwalls.append(crun.wall)
+                    _, criu_used = dir_bytes(criu_dir)
+            out = bench.shm / f"tree{n}-0"
             facts = snap_facts(out)
             shutil.rmtree(out)
             st = facts.stats
@@ -522,6 +570,8 @@ def section_trees(bench: Bench) -> None:
                          " ".join(s(w) for w in walls), mib(facts.used), mib(facts.pages_img),
                          st["stored"], st["deduplicated"], st["zero"],
                          mib(last.maxrss_kib * 1024) if last else "-"])
+            rows.append([f"  criu-model dump (state only, no --pages), {n}", s(med(swalls)),
+                         " ".join(s(w) for w in swalls), "", "", "", "", "", ""])
             rows.append([f"  CRIU --leave-running would store (sum Anonymous), {n}", "", "",
                          mib(criu_bytes), "", criu_bytes // PAGE, "", "", ""])
             rows.append([f"  distinct anon pages of the tree (sum Pss_Anon), {n}", "", "",
@@ -529,25 +579,24 @@ def section_trees(bench: Bench) -> None:
             notes.append(f"tree of {n}: {criu_bytes / n / MIB:.2f} MiB anonymous per process; "
                          f"criu-model bytes on disk / CRIU estimate "
                          f"{ratio(facts.used, criu_bytes)} (target <= 0.50x); "
-                         f"pages stored / distinct {ratio(st['stored'] * PAGE, distinct)}")
-            if criu:
-                crun = run_timed([criu, "dump", "-t", str(tree.pid), "-D",
-                                  str(_mkdir(bench.shm / f"criu{n}")), "--leave-running",
-                                  "--shell-job", "-o", "dump.log"])
-                if crun.ok:
-                    _, used = dir_bytes(bench.shm / f"criu{n}")
-                    rows.append([f"  criu dump --leave-running, {n} (measured)", s(crun.wall),
-                                 "", mib(used), "", "", "", "", mib(crun.maxrss_kib * 1024)])
-                    notes.append(f"tree of {n}: criu-model/CRIU bytes "
-                                 f"{ratio(facts.used, used)}, time "
-                                 f"{ratio(med(walls), crun.wall)} (target <= 0.50x each)")
-                else:
-                    log = bench.shm / f"criu{n}" / "dump.log"
-                    tail = log.read_text(errors="replace").strip().splitlines()[-1:] \
-                        if log.exists() else []
-                    notes.append(f"tree of {n}: criu not available: {crun.why()} "
-                                 f"{' '.join(tail)}")
-                shutil.rmtree(bench.shm / f"criu{n}", ignore_errors=True)
+                         f"pages stored / distinct {ratio(st['stored'] * PAGE, distinct)}; "
+                         f"the pages cost {med(walls) - med(swalls):.3f} s over a state-only "
+                         "dump")
+            if criu and crun is not None and crun.ok:
+                rows.append([f"  criu dump --leave-running, {n} (measured)", s(med(cwalls)),
+                             " ".join(s(w) for w in cwalls), mib(criu_used), "", "", "", "",
+                             mib(crun.maxrss_kib * 1024)])
+                notes.append(f"tree of {n}: criu-model/CRIU bytes "
+                             f"{ratio(facts.used, criu_used)}, time "
+                             f"{ratio(med(walls), med(cwalls))} (medians of alternating runs; "
+                             "target <= 0.50x each)")
+            elif criu and crun is not None:
+                log = criu_dir / "dump.log"
+                tail = log.read_text(errors="replace").strip().splitlines()[-1:] \
+                    if log.exists() else []
+                notes.append(f"tree of {n}: criu not available: {crun.why()} "
+                             f"{' '.join(tail)}")
+            shutil.rmtree(criu_dir, ignore_errors=True)
             if n in ISSUE_CRIU_TREES:
                 ib, it = ISSUE_CRIU_TREES[n]
                 rows.append([f"  CRIU 4.2, {n} procs, FROM THE ISSUE, not measured here",
@@ -577,7 +626,7 @@ def section_incremental(bench: Bench, big: Target, info: BigResult) -> None:
     full: Path = info.full
     addr, size = info.addr, info.size
     step = 100
-    walls, facts, written, rss = [], None, 0, 0
+    walls, fulls, facts, written, rss = [], [], None, 0, 0
     for i in range(args.runs):
         seed = 1000 + i
         reply = big.ask(f"touch {step} {seed}")
@@ -590,6 +639,12 @@ def section_incremental(bench: Bench, big: Target, info: BigResult) -> None:
                    "dump --pages --parent")
         walls.append(run.wall)
         rss = max(rss, run.maxrss_kib)
+        # A full dump right after, so the ratio compares runs of the same moment
+        # (the load of the machine changes over a minute).
+        again = bench.shm / "full-again"
+        prefault(bench, size)
+        fulls.append(must(run_timed(bench.dump_argv(big.pid, again)), "dump --pages").wall)
+        shutil.rmtree(again)
         if i == args.runs - 1:
             facts = snap_facts(out, big.pid, (addr, addr + size),
                                big_verifier(big.pid, addr, size, info.needle_addr,
@@ -598,7 +653,7 @@ def section_incremental(bench: Bench, big: Target, info: BigResult) -> None:
     assert facts is not None
     info.rss_kib["dump --pages --parent"] = rss
     st = facts.stats
-    full_wall = info.full_wall
+    full_wall = med(fulls)
     rows = [
         ["pages written by the target (1%)", written, "", "", "", ""],
         ["pages stored (page_stats.stored)", st["stored"], ratio(st["stored"], written),
@@ -610,7 +665,10 @@ def section_incremental(bench: Bench, big: Target, info: BigResult) -> None:
         ["pages inherited from the parent", st["inherited"], "", "", "", ""],
         ["wall s, incremental (median)", s(med(walls)), ratio(med(walls), full_wall),
          "well under 1x", "", ""],
-        ["wall s, full dump (section 1 median)", s(full_wall), "1.00x", "", "", ""],
+        ["wall s, full dump (alternating with them, median)", s(full_wall), "1.00x", "", "",
+         ""],
+        ["wall s, full dump (section 1 median)", s(info.full_wall),
+         ratio(info.full_wall, full_wall), "", "", ""],
     ]
     table(f"3. incremental dump --pages --parent FULL after writing 1% of {size // MIB} MiB, "
           f"{args.runs} runs (runs s: {' '.join(s(w) for w in walls)})",

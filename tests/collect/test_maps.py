@@ -8,9 +8,11 @@ from criu_model.collect.maps import (
     PROT_EXEC,
     PROT_READ,
     PROT_WRITE,
+    LineCache,
     parse_maps,
     parse_maps_fields,
     parse_maps_line,
+    parse_vma_lines,
     vma_kind,
 )
 from criu_model.images.pb import mm_pb2
@@ -144,3 +146,26 @@ def test_own_maps_parse() -> None:
     assert len(vmas) == data.count(b"\n")
     kinds = {v.kind for v in vmas}
     assert {mm_pb2.VMA_HEAP, mm_pb2.VMA_STACK, mm_pb2.VMA_VDSO, mm_pb2.VMA_FILE} <= kinds
+
+
+def test_vma_lines_encode_the_same_vmas() -> None:
+    cache: LineCache = {}
+    lines = parse_vma_lines(SAMPLE, cache)
+    assert [mm_pb2.Vma.FromString(line.encoded) for line in lines] == parse_maps(SAMPLE)
+    assert [(line.start, line.end) for line in lines] == [
+        (v.start, v.end) for v in parse_maps(SAMPLE)]
+    assert [line.counted for line in lines] == [True] * 9 + [False]  # not [vsyscall]
+    assert lines[0].file_key == (0xFE, 0, 260131, b"/usr/bin/cat")
+    assert lines[2].file_key is None  # [heap]: no inode
+    again = parse_vma_lines(SAMPLE.rstrip(b"\n"), cache)  # no final newline: same lines
+    assert all(a is b for a, b in zip(lines, again, strict=True))  # decoded once, shared
+
+
+def test_vma_lines_strip_deleted_and_reject_bad_lines() -> None:
+    line = b"7f0000000000-7f0000001000 rw-s 00000000 00:01 42    /memfd:x (deleted)"
+    (entry,) = parse_vma_lines(line + b"\n", {})
+    vma = mm_pb2.Vma.FromString(entry.encoded)
+    assert entry.deleted and vma.deleted and vma.path == b"/memfd:x"
+    assert vma.kind == mm_pb2.VMA_MEMFD
+    with pytest.raises(ValueError, match="malformed"):
+        parse_vma_lines(SAMPLE + b"not a maps line\n", {})

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from criu_model.collect import pages as pages_mod
 from criu_model.collect.maps import parse_maps
 from criu_model.collect.pages import (
     METHOD_CLASSIC,
@@ -22,6 +23,7 @@ from criu_model.collect.pages import (
     SCAN_MIN_MAPPED_BYTES,
     choose_method,
     count_pages,
+    count_ranges,
     tally_pages,
 )
 from criu_model.images.pb import mm_pb2
@@ -241,3 +243,27 @@ def test_zero_page_is_resident_but_not_exclusive(method: str) -> None:
         assert (tally.resident, tally.exclusive, tally.file) == (2, 1, 0)
     finally:
         m.close()
+
+
+@pytest.mark.parametrize("one_read_pages", [1 << 18, 1])
+def test_count_ranges_agrees_with_tally_pages(monkeypatch: pytest.MonkeyPatch,
+                                              one_read_pages: int) -> None:
+    # The tuple fast path (one pread per group) and, with a limit of one page,
+    # its fallback through the chunked reader, against the PageTally path.
+    monkeypatch.setattr(pages_mod, "_ONE_READ_PAGES", one_read_pages)
+    with spawn_mapper(npages=300, touched=123, fork=True) as (proc, _info):
+        os.kill(proc.pid, 19)  # SIGSTOP: the address space must not change between reads
+        try:
+            counted = [v for v in _vmas(proc.pid) if v.kind != mm_pb2.VMA_VSYSCALL]
+            starts, ends = [v.start for v in counted], [v.end for v in counted]
+            fd = os.open(f"/proc/{proc.pid}/pagemap", os.O_RDONLY)
+            try:
+                fast = count_ranges(fd, starts, ends, PAGE, METHOD_CLASSIC)
+                slow = tally_pages(fd, starts, ends, PAGE, METHOD_CLASSIC)
+            finally:
+                os.close(fd)
+        finally:
+            os.kill(proc.pid, 18)
+    assert fast == [t.counts() for t in slow]
+    assert sum(c[0] for c in fast) > 123 and any(c[3] for c in fast)
+    assert any(c[0] and not c[3] for c in fast)  # pages shared with the forked child

@@ -407,10 +407,10 @@ def test_dying_mid_collection_raises_gone(tmp_path: Path, monkeypatch: pytest.Mo
     pdir = build_fake_proc(tmp_path / "proc", tmp_path / "t")
     real_read_all = procfs.read_all
 
-    def read_all(path: str) -> bytes:
+    def read_all(path: str, single: bool = False) -> bytes:
         if path.endswith("/cmdline"):
             shutil.rmtree(pdir)  # the process exits and is reaped right now
-        return real_read_all(path)
+        return real_read_all(path, single)
 
     monkeypatch.setattr(procfs, "read_all", read_all)
     with pytest.raises(ProcessGone):
@@ -423,12 +423,43 @@ def test_pid_reused_mid_collection_raises_gone(tmp_path: Path,
     pdir = build_fake_proc(tmp_path / "proc", tmp_path / "t")
     real_read_all = procfs.read_all
 
-    def read_all(path: str) -> bytes:
+    def read_all(path: str, single: bool = False) -> bytes:
         if path.endswith("/environ") and (pdir / "environ").exists():
             (pdir / "environ").unlink()
             (pdir / "stat").write_bytes(OLD_STAT.replace(b" 777 ", b" 778 "))
-        return real_read_all(path)
+        return real_read_all(path, single)
 
     monkeypatch.setattr(procfs, "read_all", read_all)
     with pytest.raises(ProcessGone):
         collect_process(FAKE_PID, str(tmp_path / "proc"))
+
+
+def test_shared_encodings_follow_each_process_content() -> None:
+    # limits, cgroup, creds and namespaces are encoded once per distinct content:
+    # two processes differing in one limit (and an uid) must still get their own.
+    import resource
+
+    def lower() -> None:  # in the child: its own limit (and uid, as root)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (123, 456))
+        if os.geteuid() == 0:
+            os.setresuid(65534, 65534, 65534)
+
+    one = subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL)
+    two = subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL, preexec_fn=lower)
+    try:
+        time.sleep(0.1)
+        first, second = collect_process(one.pid), collect_process(two.pid)
+        again = collect_process(one.pid)
+    finally:
+        for p in (one, two):
+            p.kill()
+            p.wait()
+    nofile = {r.resource: (r.soft, r.hard) for r in second.rlimits}
+    assert nofile["RLIMIT_NOFILE"] == (123, 456)
+    assert {r.resource: (r.soft, r.hard) for r in first.rlimits}["RLIMIT_NOFILE"] \
+        != (123, 456)
+    assert len(first.rlimits) == len(second.rlimits) >= 16
+    if os.geteuid() == 0:
+        assert list(second.creds.uids) == [65534] * 4 and list(first.creds.uids) == [0] * 4
+    assert again == first  # the cached encodings rebuild the same message
+    assert [u.field for u in first.unreadable].count("creds.securebits") == 1

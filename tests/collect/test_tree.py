@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from criu_model.collect.tree import children_map, discover
+from criu_model.collect.tree import children_map, discover, scan
 from criu_model.errors import ProcessGone
 from tests.proctree import Tree
 
@@ -37,6 +38,23 @@ PARENTS = {1: 0, 2: 1, 3: 1, 4: 2, 9: 2, 5: 3, 6: 5, 10: 0}
 def test_children_map(tmp_path: Path) -> None:
     proc = fake_proc(tmp_path, PARENTS)
     assert children_map(proc) == {0: [1, 10], 1: [2, 3], 2: [4, 9], 3: [5], 5: [6]}
+
+
+def test_rescan_reads_only_new_pids_and_drops_gone_ones(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, PARENTS)
+    first = scan(proc)
+    # After the first pass: 9 exits, 7 (a new child of 3) and 8 (its child) appear;
+    # 4's stat now names another parent, which a rescan does not read again.
+    shutil.rmtree(tmp_path / "9")
+    for pid, ppid in ((7, 3), (8, 7)):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_bytes(f"{pid} (p{pid}) S {ppid} 0\n".encode())
+    (tmp_path / "4" / "stat").write_bytes(b"4 (p4) S 10 0\n")
+    again = scan(proc, first)
+    assert again.children == {0: [1, 10], 1: [2, 3], 2: [4], 3: [5, 7], 5: [6], 7: [8]}
+    assert discover([1], proc, found=again) == [1, 2, 3, 4, 5, 7, 6, 8]
+    assert scan(proc).children[10] == [4]  # a full scan reads everybody again
+    assert first.children[2] == [4, 9]  # the earlier scan is left as it was
 
 
 def test_breadth_first_parents_first(tmp_path: Path) -> None:

@@ -72,17 +72,19 @@ def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     calls = 0
     real = writer._write_file
 
-    def interrupted(dir_fd: int, name: str, data: bytes) -> None:
+    def interrupted(dir_fd: int, name: str, data: bytes) -> int:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise KeyboardInterrupt
-        real(dir_fd, name, data)
+        return real(dir_fd, name, data)
 
     monkeypatch.setattr(writer, "_write_file", interrupted)
+    open_fds = sorted(os.listdir("/proc/self/fd"))
     with pytest.raises(KeyboardInterrupt):
         write(sample_snapshot(), tmp_path / "snap")
     assert list(tmp_path.iterdir()) == []
+    assert sorted(os.listdir("/proc/self/fd")) == open_fds  # the image written first is closed
 
 
 def test_missing_inventory_is_incomplete(tmp_path: Path) -> None:

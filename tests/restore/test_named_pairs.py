@@ -90,14 +90,7 @@ def test_unnamed_ends_are_caught(named: tuple[Snapshot, int],
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The old rehearsal: socketpair() alone leaves every end unnamed."""
     snap, pid = named
-    end = executor.Conductor._end
-
-    def unnamed(self: executor.Conductor, key: int) -> dict[str, object]:
-        out = end(self, key)
-        out.pop("name_hex", None)
-        return out
-
-    monkeypatch.setattr(executor.Conductor, "_end", unnamed)
+    monkeypatch.setattr(executor.Conductor, "_end_name", lambda self, key: {})
     report = rehearse(snap, criu_model.plan(snap, live=False, pid_ns="new"))
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
     bad = [e for e in _socket_fds(report, snap, pid) if e.status == MISMATCHED]  # type: ignore

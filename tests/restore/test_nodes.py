@@ -97,3 +97,57 @@ def test_a_host_device_is_not_opened(nodes: tuple[Snapshot, int, Path]) -> None:
     assert entry.status == NOT_REHEARSED
     assert "8:0" in entry.reason and "host's device" in entry.reason
     assert _by(report, "fd", f"{pid}:4").status == MATCHED
+
+
+_FIFO = """
+d = sys.argv[1]
+os.mkfifo(f"{d}/fifo", 0o640)
+rw = os.open(f"{d}/fifo", os.O_RDWR)                          # 3
+r = os.open(f"{d}/fifo", os.O_RDONLY | os.O_NONBLOCK)         # 4
+w = os.open(f"{d}/fifo", os.O_WRONLY)                         # 5
+os.write(w, b"queued in a deleted FIFO")
+os.unlink(f"{d}/fifo")
+for fd in (rw, r, w):
+    os.set_inheritable(fd, True)
+ready()
+signal.pause()
+"""
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Iterator[tuple[Snapshot, int, Path]]:
+    with _program(_FIFO, tmp_path) as proc:
+        yield criu_model.dump([proc.pid]), proc.pid, tmp_path
+
+
+def test_deleted_fifo_held_for_io(fifo: tuple[Snapshot, int, Path]) -> None:
+    """A FIFO unlinked while its readers and writers hold it: made in the scratch tmpfs,
+    opened at each end, its queued bytes written back, then unlinked again."""
+    snap, pid, tmp = fifo
+    assert all(fd.deleted for fd in snap.fds_by_pid[pid].fds if fd.fd in (3, 4, 5))
+    report = _run(snap)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    for fd in (3, 4, 5):
+        assert _by(report, "fd", f"{pid}:{fd}").status == MATCHED, fd
+    assert _by(report, "pipe_buffer", f"{pid}:3,{pid}:4,{pid}:5").status == MATCHED
+    assert os.listdir(tmp) == []            # the host's directory was never written
+
+
+def test_a_fifo_left_linked_is_caught(fifo: tuple[Snapshot, int, Path],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restorer that forgets to unlink the FIFO: every fd of it is a mismatch."""
+    from criu_model.restore.executor import Conductor
+
+    snap, pid, _tmp = fifo
+    real = Conductor._fill_ghosts
+
+    def forgetful(self: Conductor) -> None:
+        real(self)
+        self._unlink_at = set()
+
+    monkeypatch.setattr(Conductor, "_fill_ghosts", forgetful)
+    report = _run(snap)
+    for fd in (3, 4, 5):
+        entry = _by(report, "fd", f"{pid}:{fd}")
+        assert entry.status == MISMATCHED
+        assert {"field": "deleted", "expected": True, "actual": False} in entry.mismatches

@@ -119,3 +119,38 @@ def test_a_host_address_is_not_bound(probed: tuple[Snapshot, int, dict[str, int]
     entry = _by(report, "fd", f"{pid}:{fds['udp']}")
     assert entry.status == NOT_REHEARSED
     assert entry.reason == "192.0.2.7 is not an address of the sandbox's loopback"
+
+
+def test_probed_queues_are_judged(probed: tuple[Snapshot, int, dict[str, int]],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queue counts of a probed TCP or raw socket: empty in the snapshot, so empty in
+    the sandbox (matched); a sandbox whose dump reads queued bytes is a mismatch, and a
+    snapshot whose queue holds bytes it could only count is not rehearsed."""
+    from criu_model import dumper
+
+    snap, pid, fds = probed
+    report = _run(snap)
+    for name in ("tcp", "raw", "tcp6", "bound"):
+        assert _by(report, "socket_queue", f"{pid}:{fds[name]}").status == MATCHED, name
+    assert not [e for e in report.entries if e.kind == "socket_queue"
+                and e.id == f"{pid}:{fds['udp']}"]      # UDP's SIOCINQ is not read
+    real = dumper.dump
+
+    def wrong(*args: Any, **kwargs: Any) -> Snapshot:   # the sandbox's dump says 3 bytes
+        parked = real(*args, **kwargs)
+        for table in parked.fds:
+            for fd in table.fds:
+                if fd.HasField("socket") and fd.socket.probe.HasField("rqueue"):
+                    fd.socket.probe.rqueue = 3
+        return parked
+
+    monkeypatch.setattr(dumper, "dump", wrong)
+    raw_fd = next(fd for fd in snap.fds_by_pid[pid].fds if fd.fd == fds["raw"])
+    raw_fd.socket.probe.wqueue = 40                        # counted at the dump, not captured
+    report = _run(snap)
+    entry = _by(report, "socket_queue", f"{pid}:{fds['tcp']}")
+    assert entry.status == MISMATCHED
+    assert entry.mismatches == [{"field": "queues", "expected": {"rqueue": 0, "wqueue": 0},
+                                 "actual": {"rqueue": 3, "wqueue": 0}}]
+    raw = _by(report, "socket_queue", f"{pid}:{fds['raw']}")
+    assert raw.status == NOT_REHEARSED and "wqueue 40" in raw.reason

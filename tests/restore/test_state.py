@@ -444,3 +444,113 @@ def test_control_socket_on_its_own_number(tmp_path: Path) -> None:
             os.close(copy)
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
     assert report.ok
+
+
+# ------------------------------------------------------------------ leases
+
+_LEASES = """
+d = os.path.join(sys.argv[1], "leases")
+os.mkdir(d)
+with open(os.path.join(d, "r"), "w") as f:
+    f.write("read-leased")
+r = os.open(os.path.join(d, "r"), os.O_RDONLY)                 # 3: a read lease
+fcntl.fcntl(r, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+w = os.open(os.path.join(d, "w"), os.O_RDWR | os.O_CREAT)      # 4: a write lease
+fcntl.fcntl(w, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+for fd in (r, w):
+    os.set_inheritable(fd, True)
+ready()
+signal.pause()
+"""
+
+
+@pytest.fixture
+def leases(tmp_path: Path) -> Iterator[tuple[Snapshot, int]]:
+    with _program(_LEASES, tmp_path) as proc:
+        yield criu_model.dump([proc.pid]), proc.pid
+
+
+def test_leases(leases: tuple[Snapshot, int]) -> None:
+    """Leases are taken again (F_SETLEASE) on stand-ins of the leased files."""
+    snap, pid = leases
+    want = {fd.fd: [(lk.type, lk.mode) for lk in fd.locks]
+            for fd in snap.fds_by_pid[pid].fds if fd.locks}
+    assert want == {3: [(4, 1)], 4: [(4, 2)]}       # LEASE READ, LEASE WRITE
+    report = _run(snap)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    for fd in (3, 4):
+        assert _by(report, "lock", f"{pid}:{fd}").status == MATCHED
+        assert _by(report, "fd", f"{pid}:{fd}").status == MATCHED
+
+
+def test_wrong_lease_is_a_mismatch(leases: tuple[Snapshot, int]) -> None:
+    snap, pid = leases
+    plan = criu_model.plan(snap, live=False, pid_ns="new")
+    step = next(s for s in plan.steps if s.action == "open"
+                and str(s.args.get("path", "")).endswith("/leases/w"))
+    step.args["locks"][0]["mode"] = "read"        # a planner bug: a read lease on fd 4
+    report = rehearse(snap, plan)
+    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
+    # the kernel refuses a read lease on a file opened for writing: the step fails, and
+    # the fd's lock is missing
+    [failed] = [e for e in report.entries if e.kind == "step" and e.status == MISMATCHED]
+    assert failed.mismatches[0]["actual"] == "[Errno 11] Resource temporarily unavailable"
+    entry = _by(report, "lock", f"{pid}:4")
+    assert entry.status == MISMATCHED
+    assert entry.mismatches[0]["expected"] == [f"LEASE WRITE 0-EOF pid {pid}"]
+
+
+# ------------------------------------------------------------------ shutdown(2)
+
+_SHUTDOWN = """
+import socket
+a, b = socket.socketpair()                     # 3, 4: a stops sending
+a.shutdown(socket.SHUT_WR)
+c, d = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)   # 5, 6: c stops reading
+c.shutdown(socket.SHUT_RD)
+lst = socket.socket(); lst.bind(("127.0.0.1", 0)); lst.listen(1)
+e = socket.create_connection(lst.getsockname())   # 8, 9: e stops reading (no FIN sent)
+f = lst.accept()[0]
+lst.close()
+e.shutdown(socket.SHUT_RD)
+for s in (a, b, c, d, e, f):
+    os.set_inheritable(s.fileno(), True)
+ready()
+signal.pause()
+"""
+
+
+@pytest.fixture
+def shut(tmp_path: Path) -> Iterator[tuple[Snapshot, int]]:
+    with _program(_SHUTDOWN, tmp_path) as proc:
+        yield criu_model.dump([proc.pid]), proc.pid
+
+
+def test_shutdown_is_replayed(shut: tuple[Snapshot, int]) -> None:
+    """sk_shutdown of socketpairs and of a TCP end that stopped reading, made again."""
+    snap, pid = shut
+    table = {fd.fd: snap.sockets_by_inode[fd.socket.inode]
+             for fd in snap.fds_by_pid[pid].fds if fd.HasField("socket")}
+    bits = {fd: s.shutdown for fd, s in table.items()}
+    assert (bits[3], bits[4], bits[5], bits[6]) == (2, 1, 1, 2)   # unix: the peer follows
+    socks = sorted(table.items())
+    tcp = [fd for fd, s in socks if s.WhichOneof("kind") == "inet"]
+    assert [bits[fd] for fd in tcp] == [1, 0]
+    report = _run(snap)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    for fd in (3, 4, 5, 6, *tcp):
+        assert _by(report, "fd", f"{pid}:{fd}").status == MATCHED, fd
+
+
+def test_lost_shutdown_is_a_mismatch(shut: tuple[Snapshot, int]) -> None:
+    snap, pid = shut
+    plan = criu_model.plan(snap, live=False, pid_ns="new")
+    for step in plan.steps:
+        for end in step.args.get("ends", ()):
+            end.pop("shutdown", None)              # a planner that forgets them
+    report = rehearse(snap, plan)
+    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
+    entry = _by(report, "fd", f"{pid}:3")
+    assert entry.status == MISMATCHED
+    [sock] = entry.mismatches
+    assert (sock["expected"]["shutdown"], sock["actual"]["shutdown"]) == ("WR", "none")

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63riu_model/v1/pages.proto\x12\rcriu_model.v1\"\xc8\x01\n\x08PageRuns\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x12\n\nstart_time\x18\x02 \x01(\x04\x12\x12\n\nobject_dev\x18\x03 \x01(\x04\x12\x12\n\nobject_ino\x18\x04 \x01(\x04\x12\x13\n\x0bobject_path\x18\x05 \x01(\x0c\x12\x13\n\x0bobject_size\x18\x06 \x01(\x04\x12\x0c\n\x04\x61\x64\x64r\x18\x07 \x03(\x04\x12\x0e\n\x06npages\x18\x08 \x03(\r\x12\r\n\x05state\x18\t \x03(\r\x12\x0c\n\x04slot\x18\n \x03(\x04\x12\x0e\n\x06hashes\x18\x0b \x03(\x06*X\n\tPageState\x12\x1a\n\x16PAGE_STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPAGE_STORED\x10\x01\x12\r\n\tPAGE_ZERO\x10\x02\x12\x0f\n\x0bPAGE_PARENT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63riu_model/v1/pages.proto\x12\rcriu_model.v1\"\xdb\x01\n\x08PageRuns\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x12\n\nstart_time\x18\x02 \x01(\x04\x12\x12\n\nobject_dev\x18\x03 \x01(\x04\x12\x12\n\nobject_ino\x18\x04 \x01(\x04\x12\x13\n\x0bobject_path\x18\x05 \x01(\x0c\x12\x13\n\x0bobject_size\x18\x06 \x01(\x04\x12\x0c\n\x04\x61\x64\x64r\x18\x07 \x03(\x04\x12\x0e\n\x06npages\x18\x08 \x03(\r\x12\r\n\x05state\x18\t \x03(\r\x12\x0c\n\x04slot\x18\n \x03(\x04\x12\x0e\n\x06hashes\x18\x0b \x03(\x06\x12\x11\n\thash_data\x18\x0c \x01(\x0c*X\n\tPageState\x12\x1a\n\x16PAGE_STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPAGE_STORED\x10\x01\x12\r\n\tPAGE_ZERO\x10\x02\x12\x0f\n\x0bPAGE_PARENT\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'criu_model.v1.pages_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAGESTATE']._serialized_start=247
-  _globals['_PAGESTATE']._serialized_end=335
+  _globals['_PAGESTATE']._serialized_start=266
+  _globals['_PAGESTATE']._serialized_end=354
   _globals['_PAGERUNS']._serialized_start=45
-  _globals['_PAGERUNS']._serialized_end=245
+  _globals['_PAGERUNS']._serialized_end=264
 # @@protoc_insertion_point(module_scope)

@@ -19,7 +19,7 @@ PAGE_ZERO: PageState
 PAGE_PARENT: PageState
 
 class PageRuns(_message.Message):
-    __slots__ = ("pid", "start_time", "object_dev", "object_ino", "object_path", "object_size", "addr", "npages", "state", "slot", "hashes")
+    __slots__ = ("pid", "start_time", "object_dev", "object_ino", "object_path", "object_size", "addr", "npages", "state", "slot", "hashes", "hash_data")
     PID_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     OBJECT_DEV_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class PageRuns(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     SLOT_FIELD_NUMBER: _ClassVar[int]
     HASHES_FIELD_NUMBER: _ClassVar[int]
+    HASH_DATA_FIELD_NUMBER: _ClassVar[int]
     pid: int
     start_time: int
     object_dev: int
@@ -42,4 +43,5 @@ class PageRuns(_message.Message):
     state: _containers.RepeatedScalarFieldContainer[int]
     slot: _containers.RepeatedScalarFieldContainer[int]
     hashes: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, pid: _Optional[int] = ..., start_time: _Optional[int] = ..., object_dev: _Optional[int] = ..., object_ino: _Optional[int] = ..., object_path: _Optional[bytes] = ..., object_size: _Optional[int] = ..., addr: _Optional[_Iterable[int]] = ..., npages: _Optional[_Iterable[int]] = ..., state: _Optional[_Iterable[int]] = ..., slot: _Optional[_Iterable[int]] = ..., hashes: _Optional[_Iterable[int]] = ...) -> None: ...
+    hash_data: bytes
+    def __init__(self, pid: _Optional[int] = ..., start_time: _Optional[int] = ..., object_dev: _Optional[int] = ..., object_ino: _Optional[int] = ..., object_path: _Optional[bytes] = ..., object_size: _Optional[int] = ..., addr: _Optional[_Iterable[int]] = ..., npages: _Optional[_Iterable[int]] = ..., state: _Optional[_Iterable[int]] = ..., slot: _Optional[_Iterable[int]] = ..., hashes: _Optional[_Iterable[int]] = ..., hash_data: _Optional[bytes] = ...) -> None: ...
