@@ -392,9 +392,10 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd],
                 continue
             if step.args.get("kind") == "fifo":
                 made[rel] = -1      # mkfifo
-            else:
-                made[rel] = fd.file.ghost.size if fd is not None and fd.deleted else \
-                    fd.file.size if fd is not None else 0
+            elif fd is not None and fd.deleted:
+                made[rel] = fd.file.ghost.size   # the deleted one's stand-in, if both held
+            else:                                # a path (the live one: made again after)
+                made.setdefault(rel, fd.file.size if fd is not None else 0)
             if "/" in rel:
                 sub.add(posixpath.dirname(rel))
         entry: dict[str, Any] = {"dir": top, "subdirs": sorted(sub),
@@ -507,6 +508,17 @@ class Conductor:
                         f.write(chunk)
         self._node_remove = {i for p, i in last.items() if p in made}
         self._unlink_at = {i for p, i in last.items() if p not in made}
+        # A live file at a path a deleted one held (the program unlinked it and created
+        # it again: ZDTM unlink_fstat01+): made again after the deleted one's unlink.
+        self._recreate: dict[int, dict[str, int]] = {}
+        for index, step in enumerate(self.plan.steps):
+            fd = self.files.get(int(step.args.get("file", 0))) \
+                if step.action is Action.OPEN else None
+            path = str(step.args.get("path", ""))
+            if fd is not None and not fd.deleted and step.args.get("kind") == "regular" \
+                    and path in last and index > last[path] and path not in made:
+                self._recreate[index] = {"size": fd.file.size, "mode": fd.file.mode & 0o7777,
+                                         "uid": fd.file.uid, "gid": fd.file.gid}
 
     # ------------------------------------------------------------ steps
 
@@ -606,6 +618,8 @@ class Conductor:
             wire.update(self._socket(step))
         if index in getattr(self, "_unlink_at", ()):
             wire["unlink"] = True
+        if index in getattr(self, "_recreate", {}):
+            wire["recreate"] = self._recreate[index]
         if index in getattr(self, "_node_make", ()):
             # the deleted node, made in the scratch tmpfs by its first opener
             wire["make_node"] = {k: a[k] for k in ("node", "mode", "uid", "gid", "rdev",
@@ -1020,6 +1034,8 @@ class Conductor:
         if kind == "unix":
             out["family"] = socket.AF_UNIX
             out["name_hex"] = sock.unix.name.hex()
+            if sock.unix.name.startswith(b"/") and not _node_is(sock.unix.name, sock):
+                out["unlink"] = True    # its node was deleted (or is another file's now)
             out["backlog"] = sock.unix.backlog or sock.wqueue
             listener = self.pending_listener(sock) or self._dgram_peer(step)
             if listener is not None:   # connect again: the same accept queue, or datagram peer
@@ -1158,6 +1174,11 @@ class Conductor:
             listener = self.pending_listener(sock) or self._dgram_peer(step)
             if listener is not None and not self._listener_opened(listener):
                 return f"its listener {printable(listener.unix.name)} is not rehearsed"
+            if listener is not None and listener is not sock \
+                    and listener.unix.name.startswith(b"/") \
+                    and not _node_is(listener.unix.name, listener):
+                return f"its peer's node {printable(listener.unix.name)} was deleted since " \
+                       "it connected: connect() by name would reach what is there now"
             if sock.unix.peer_inode and listener is None and not step.args.get("connect_self"):
                 return "a connected unix socket whose peer is outside the snapshot"
             name = sock.unix.name

@@ -335,6 +335,39 @@ def make_node(path: str, node: dict[str, Any]) -> None:
     os.chmod(path, mode)
 
 
+def bind_deleted(sock: socket.socket, name: bytes) -> None:
+    """bind() a unix socket whose node was deleted since (ZDTM del_standalone_un: another
+    socket or a FIFO has the path now): what is at the path in the scratch tmpfs is set
+    aside for the call, the socket's own node unlinked, and it is put back. sock_diag
+    reports the name bind() was given, not the node."""
+    aside = name + b".criu-model-aside"
+    moved = os.path.lexists(name)
+    if moved:
+        os.rename(name, aside)
+    try:
+        sock.bind(name)
+        os.unlink(name)
+    finally:
+        if moved:
+            os.rename(aside, name)
+
+
+def make_again(path: str, spec: dict[str, int]) -> None:
+    """A file at a path a deleted file of the snapshot held (in the scratch tmpfs: the
+    conductor lets no other path through): sparse at its size, its owner and mode;
+    left alone if an earlier opener made it already."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.ftruncate(fd, int(spec.get("size", 0)))
+        os.fchown(fd, int(spec.get("uid", 0)), int(spec.get("gid", 0)))
+        os.fchmod(fd, int(spec.get("mode", 0o644)))
+    finally:
+        os.close(fd)
+
+
 def remove_node(path: str, node: str) -> None:
     if node == "directory":
         os.rmdir(path)
@@ -571,6 +604,8 @@ class Worker:
                 make_node(path, a["make_node"])
             if a.get("node") == "symlink":
                 oflags |= os.O_NOFOLLOW   # the link itself (O_PATH), never its target
+            if a.get("recreate"):   # its path was a deleted file's, unlinked just before
+                make_again(path, a["recreate"])
             tmp = os.open(path, oflags | O_CLOEXEC)
             if a.get("pos") and kind == "regular":
                 os.lseek(tmp, int(a["pos"]), os.SEEK_SET)
@@ -666,7 +701,9 @@ class Worker:
         try:
             if family == socket.AF_UNIX:
                 name = bytes.fromhex(a.get("name_hex", ""))
-                if name:
+                if name and a.get("unlink"):
+                    bind_deleted(sock, name)
+                elif name:
                     sock.bind(name)
             else:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
