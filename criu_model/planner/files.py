@@ -719,6 +719,9 @@ class FilePlan:
                                     "port), bind, listen"
             if sock.state == TCP_LISTEN:
                 return Action.OPEN, "socket, bind, listen"
+            if not tcp and sock.state == TCP_ESTABLISHED:
+                return Action.OPEN, "socket, bind, connect() (a connected datagram socket: " \
+                                    "its default destination)"
             return Action.OPEN, "socket, bind"
         if kind == "unix":
             name = unix_name(sock)  # a path, or "@name" when abstract (as ss prints it)

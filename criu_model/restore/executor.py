@@ -1052,6 +1052,8 @@ class Conductor:
             out["family"] = socket.AF_INET6 if ":" in sock.inet.src else socket.AF_INET
             out["src"], out["sport"] = sock.inet.src, sock.inet.sport
             out["dst"], out["dport"] = sock.inet.dst, sock.inet.dport
+            if sock.type == socket.SOCK_DGRAM and sock.state == 1:
+                out["connect_inet"] = True     # a connected UDP socket
         return out
 
     def _unsupported_repair(self, step: Step) -> str:
@@ -1190,6 +1192,13 @@ class Conductor:
         if kind == "inet" and sock.state in (_TCP_LISTEN, _TCP_CLOSE):
             if sock.inet.src not in _SANDBOX_ADDRS and not sock.inet.src.startswith("127."):
                 return f"{sock.inet.src} is not an address of the sandbox's loopback"
+            return ""
+        if kind == "inet" and sock.state == 1 and sock.type == socket.SOCK_DGRAM:
+            # a connected UDP socket (ZDTM socket_udp): bind, then connect() again, on
+            # the sandbox's loopback only
+            for addr in (sock.inet.src, sock.inet.dst):
+                if not _sandbox_addr(addr) and not addr.startswith("127."):
+                    return f"{addr} is not an address of the sandbox's loopback"
             return ""
         return f"{kind} sockets in state {sock.state} are not rehearsed yet"
 

@@ -716,6 +716,8 @@ class Worker:
                     with socket.socket(family, stype) as client:
                         client.setblocking(False)
                         client.connect(bytes.fromhex(a["name_hex"]))
+            if a.get("connect_inet"):  # a connected UDP socket: its default destination
+                sock.connect((a["dst"], int(a["dport"])))
             if a.get("connect_hex"):   # a connection still in a listener's accept queue
                 sock.setblocking(False)   # a full queue is an error, not a wait
                 sock.connect(bytes.fromhex(a["connect_hex"]))

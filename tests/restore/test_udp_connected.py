@@ -1,0 +1,75 @@
+"""Connected UDP sockets (found rehearsing ZDTM socket_udp, socket6_udp).
+
+A UDP socket that called connect() is ESTABLISHED with a default destination; it was
+reported as an inet socket state the rehearsal did not know. It is bound and
+connected again on the sandbox's loopback; other addresses are refused with the
+reason.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import criu_model
+from criu_model.restore import executor, rehearse
+from criu_model.restore.judge import MATCHED, MISMATCHED
+from criu_model.restore.sandbox import wait_gone
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
+
+_PROGRAM = """
+import os, signal, socket, sys
+ready = int(sys.argv[1])
+keep = []
+for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    a = socket.socket(family, socket.SOCK_DGRAM)
+    a.bind((host, 0))
+    b = socket.socket(family, socket.SOCK_DGRAM)
+    b.bind((host, 0))
+    a.connect(b.getsockname()[:2])               # a -> b, b unconnected
+    keep += [a, b]
+for s in keep:
+    os.set_inheritable(s.detach(), True)
+os.write(ready, b"ready")
+os.close(ready)
+signal.pause()
+"""
+
+
+def test_connected_udp_is_rehearsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", _PROGRAM, str(w)], pass_fds=(w,),
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    os.close(w)
+    try:
+        assert os.read(r, 5) == b"ready" and os.read(r, 1) == b""
+        snap = criu_model.dump([proc.pid])
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(r)
+    assert sum(s.state == 1 for s in snap.sockets) == 2
+    report = rehearse(snap, criu_model.plan(snap, live=False, pid_ns="new"))
+    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    held = {f"{proc.pid}:{f.fd}" for f in snap.fds_by_pid[proc.pid].fds if f.HasField("socket")}
+    fds = [e for e in report.entries if e.kind == "fd" and e.id in held]
+    assert len(fds) == 4 and all(e.status == MATCHED for e in fds)
+    # a restorer that forgets the connect(): both connected sockets are mismatches
+    wire = executor.Conductor._socket
+
+    def unconnected(self: executor.Conductor, step: object) -> dict[str, object]:
+        out = wire(self, step)   # type: ignore[arg-type]
+        out.pop("connect_inet", None)
+        return out
+
+    monkeypatch.setattr(executor.Conductor, "_socket", unconnected)
+    report = rehearse(snap, criu_model.plan(snap, live=False, pid_ns="new"))
+    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
+    bad = [e for e in report.entries if e.kind == "fd" and e.id in held
+           and e.status == MISMATCHED]
+    assert len(bad) == 2
