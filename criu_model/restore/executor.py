@@ -978,9 +978,10 @@ class Conductor:
         if kind == "pidfd":
             target = int(step.args.get("target", -1))
             me, them = self.plan.processes.get(step.actor), self.plan.processes.get(target)
-            if target < 0 or them is None:
-                return "a pidfd of a process outside the snapshot (or exited) is not " \
-                       "rehearsed yet"
+            if target < 0:
+                return ""      # of a process that had exited: a helper child's (worker)
+            if them is None:
+                return "a pidfd of a process outside the snapshot is not rehearsed yet"
             if target in self._gone:
                 return f"its target {target} is not running here: {self._gone[target]}"
             if me is None or len(me.set_tid) != 1:

@@ -297,6 +297,11 @@ class Judge:
         if state == "epoll":
             pairs.append(("epoll_targets", _targets(want, want_table),
                           _targets(got, got_table)))
+        if state == "pidfd":   # whose: a process of the tree (by its snapshot pid), or -1
+            got_pid = got.pidfd.pid if got.HasField("pidfd") else None
+            pairs.append(("pidfd_target", want.pidfd.pid,
+                          self.key_of.get(got_pid, f"sandbox pid {got_pid}")
+                          if got_pid is not None and got_pid > 0 else got_pid))
         if state == "signalfd":
             pairs.append(("sigmask", want.signalfd.sigmask,
                           got.signalfd.sigmask if got.HasField("signalfd") else None))

@@ -352,6 +352,19 @@ def bind_deleted(sock: socket.socket, name: bytes) -> None:
             os.rename(aside, name)
 
 
+def dead_pidfd() -> int:
+    """A pidfd of a process that has exited and been reaped (ZDTM pidfd_dead): a child
+    that exits at once, its pidfd taken before it is reaped. Its pid number is free again
+    once reaped (the pidfd keeps the struct pid, not the number)."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        return os.pidfd_open(pid)
+    finally:
+        os.waitpid(pid, 0)
+
+
 def make_again(path: str, spec: dict[str, int]) -> None:
     """A file at a path a deleted file of the snapshot held (in the scratch tmpfs: the
     conductor lets no other path through): sparse at its size, its owner and mode;
@@ -672,6 +685,8 @@ class Worker:
             tmp = self._socket(a)
         elif kind == "epoll":
             tmp = _check(_libc.epoll_create1(O_CLOEXEC), "epoll_create1")  # Linux 2.6.27
+        elif kind == "pidfd" and int(a["target"]) < 0:
+            tmp = dead_pidfd()
         elif kind == "pidfd":
             tmp = os.pidfd_open(int(a["target"]))   # Linux 5.3; the conductor translated it
         else:
