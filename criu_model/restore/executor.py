@@ -48,7 +48,7 @@ from criu_model.snapshot import Snapshot, namespace_inode
 
 _OPEN_KINDS = frozenset({"regular", "directory", "opath", "pipe", "fifo", "eventfd", "memfd",
                          "inotify",
-                         "signalfd", "timerfd", "pidfd", "epoll", "socket"})
+                         "signalfd", "timerfd", "pidfd", "epoll", "socket", "nsfs"})
 _NOT_YET = {
     Action.LAST_PID_CLONE: "the ns_last_pid fallback is not rehearsed (clone3 set_tid is)",
 }
@@ -629,6 +629,10 @@ class Conductor:
         if step.action in (Action.OPEN, Action.LOCK) and a.get("locks"):
             wire.pop("locks")
             wire["apply_locks"] = self._locks(step)
+        if step.action is Action.OPEN and a.get("kind") == "nsfs":
+            # the holder's namespace here: /proc numbers processes at the sandbox level
+            holder = self.plan.processes[int(a["holder"])]
+            wire["path"] = f"/proc/{holder.set_tid[-1]}/ns/{a['ns']}"
         if step.action is Action.SOCKETPAIR:
             wire["ends"] = [{**end, **self._end_name(int(key))}
                             for end, key in zip(a["ends"], a["files"], strict=True)]
@@ -966,6 +970,12 @@ class Conductor:
             return self._refused[index]
         if kind not in _OPEN_KINDS:
             return f"{kind} files are not rehearsed yet"
+        if kind == "nsfs":
+            holder = self.plan.processes.get(int(step.args.get("holder", 0)))
+            if "holder" not in step.args or holder is None:
+                return "a namespace file of a namespace no process of the tree is in"
+            if int(step.args["holder"]) in self._gone:
+                return f"its holder {step.args['holder']} is not running here"
         fd = self.files.get(int(step.args.get("file", 0)))
         if step.args.get("node"):
             return self._node_userns(step)

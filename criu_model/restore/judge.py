@@ -202,6 +202,23 @@ class Judge:
                                                    f"not set: {untouched}"]))
         self.entries.append(entry)
 
+    def _ns_pair(self, want: files_pb2.Fd, got: files_pb2.Fd) -> tuple[str, str]:
+        """A namespace file as `TYPE of PID`: the first process of the tree in it (its
+        snapshot pid); in the sandbox, the same if the fd is that process's namespace
+        there, else its inode."""
+        kind = want.nsfs.type
+        holder = next((p.pid for p in self.snap.processes if p.state not in ("Z", "X")
+                       and any((ns.type.removesuffix("_for_children"), ns.inode)
+                               == (kind, want.nsfs.inode) for ns in p.namespaces)), None)
+        expected = f"{kind} of {holder}" if holder is not None else f"{kind}:[{want.nsfs.inode}]"
+        if not got.HasField("nsfs"):
+            return expected, "-"
+        box = self.box_by_key.get(holder) if holder is not None else None
+        there = {ns.inode for ns in box.namespaces
+                 if ns.type.removesuffix("_for_children") == kind} if box is not None else set()
+        return expected, (expected if got.nsfs.inode in there and holder is not None
+                          else f"{got.nsfs.type}:[{got.nsfs.inode}]")
+
     @cached_property
     def _host_ctty(self) -> dict[int, str]:
         """Processes whose controlling-tty step was not rehearsed (the host's tty), and
@@ -297,6 +314,8 @@ class Judge:
         if state == "epoll":
             pairs.append(("epoll_targets", _targets(want, want_table),
                           _targets(got, got_table)))
+        if state == "nsfs":    # which namespace: the one a process of the tree is in
+            pairs.append(("namespace", *self._ns_pair(want, got)))
         if state == "pidfd":   # whose: a process of the tree (by its snapshot pid), or -1
             got_pid = got.pidfd.pid if got.HasField("pidfd") else None
             pairs.append(("pidfd_target", want.pidfd.pid,

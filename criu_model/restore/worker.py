@@ -683,6 +683,8 @@ class Worker:
             tmp = self._timerfd(a)
         elif kind == "socket":
             tmp = self._socket(a)
+        elif kind == "nsfs":   # /proc/HOLDER/ns/TYPE of a sandbox process (the conductor's)
+            tmp = os.open(str(a["path"]), os.O_RDONLY | O_CLOEXEC)
         elif kind == "epoll":
             tmp = _check(_libc.epoll_create1(O_CLOEXEC), "epoll_create1")  # Linux 2.6.27
         elif kind == "pidfd" and int(a["target"]) < 0:
