@@ -351,6 +351,15 @@ class FilePlan:
             lca = next((a for a in paths[0] if a in common), RESTORER)
             # Helpers run no file code: a helper LCA means the first holder opens.
             opener = lca if lca not in bases and lca in self.snap.by_pid else holders[0]
+            # A flock is owned by the process that took it (/proc/locks): when that is
+            # an ancestor of every holder, it opens the file and takes the lock, and
+            # its children inherit the description (ZDTM file_locks03)
+            taker = next((lk.pid for k in keys for lk in self.files[k].fd.locks
+                          if lk.type == files_pb2.LOCK_FLOCK and not lk.blocked), None)
+            if taker is not None and taker != opener and taker in self.snap.by_pid \
+                    and self.snap.by_pid[taker].state not in ("Z", "X") \
+                    and all(taker in path for path in paths):
+                opener = taker
             # (a socket others connect to is made with the processes, before its clients)
             if len(keys) == 1 and holders == [opener] and needers[key] == {opener} \
                     and not self._ctty_master(keys[0]) and key not in self._connect_targets():
