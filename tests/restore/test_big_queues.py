@@ -8,8 +8,6 @@ error. The bytes now travel in a memfd lent with the step.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from criu_model.restore import rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED
 from criu_model.restore.sandbox import wait_gone
 from criu_model.snapshot import Snapshot
+from tests.restore.progtree import dump_program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -47,18 +46,7 @@ signal.pause()
 @pytest.fixture(scope="module")
 def full(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snapshot]:
     work: Path = tmp_path_factory.mktemp("big-queues")
-    r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", _PROGRAM, str(work), str(w)],
-                            pass_fds=(w,), stdin=subprocess.DEVNULL, start_new_session=True)
-    os.close(w)
-    try:
-        assert os.read(r, 5) == b"ready" and os.read(r, 1) == b""
-        snap = criu_model.dump([proc.pid])
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(r)
-    yield snap
+    yield dump_program(_PROGRAM, str(work))[0]
 
 
 def test_full_pipe_and_fifo_are_rehearsed(full: Snapshot) -> None:

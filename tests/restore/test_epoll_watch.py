@@ -11,8 +11,6 @@ compares tfd, events and data.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +20,7 @@ from criu_model.restore import rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED
 from criu_model.restore.sandbox import wait_gone
 from criu_model.snapshot import Snapshot
+from tests.restore.progtree import dump_program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -46,21 +45,9 @@ signal.pause()
 
 @pytest.fixture(scope="module")
 def moved() -> Iterator[tuple[Snapshot, int, tuple[int, int, int]]]:
-    r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", _PROGRAM, str(w)], pass_fds=(w,),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            start_new_session=True)
-    os.close(w)
-    try:
-        assert os.read(r, 5) == b"ready" and os.read(r, 1) == b""
-        assert proc.stdout is not None
-        a, b, ep = (int(x) for x in proc.stdout.readline().split())
-        snap = criu_model.dump([proc.pid])
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(r)
-    yield snap, proc.pid, (a, b, ep)
+    snap, pid, line = dump_program(_PROGRAM)
+    a, b, ep = line
+    yield snap, pid, (a, b, ep)
 
 
 def _epoll_entry(report: object, pid: int, ep: int) -> object:

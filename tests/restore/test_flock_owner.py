@@ -9,8 +9,6 @@ it opens the file when it is an ancestor of every holder.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from criu_model.planner.model import Action
 from criu_model.restore import rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED
 from criu_model.restore.sandbox import wait_gone
+from tests.restore.progtree import dump_program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -41,25 +40,13 @@ signal.pause()
 
 
 def test_flock_taken_by_the_parent(tmp_path: Path) -> None:
-    r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", _PROGRAM, str(tmp_path), str(w)],
-                            pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            start_new_session=True)
-    os.close(w)
-    try:
-        assert os.read(r, 5) == b"ready"
-        assert proc.stdout is not None
-        child, fd = (int(x) for x in proc.stdout.readline().split())
-        snap = criu_model.dump([proc.pid])
-    finally:
-        os.killpg(proc.pid, 9)
-        proc.wait()
-        os.close(r)
+    snap, pid, line = dump_program(_PROGRAM, str(tmp_path))
+    child, fd = line
     held = next(f for f in snap.fds_by_pid[child].fds if f.fd == fd)
-    assert [lk.pid for lk in held.locks] == [proc.pid]
+    assert [lk.pid for lk in held.locks] == [pid]
     plan = criu_model.plan(snap, live=False, pid_ns="new")
     opens = [s for s in plan.steps if s.action is Action.OPEN and s.args.get("locks")]
-    assert [s.actor for s in opens] == [proc.pid]
+    assert [s.actor for s in opens] == [pid]
     report = rehearse(snap, plan)
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []

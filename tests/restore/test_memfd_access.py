@@ -8,8 +8,6 @@ worker now opens such a memfd again through /proc/self/fd with the dumped mode.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -17,6 +15,7 @@ import criu_model
 from criu_model.restore import rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED
 from criu_model.restore.sandbox import wait_gone
+from tests.restore.progtree import dump_program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -36,21 +35,11 @@ signal.pause()
 
 
 def test_read_only_memfd_is_read_only_in_the_sandbox() -> None:
-    r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", _PROGRAM, str(w)], pass_fds=(w,),
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    os.close(w)
-    try:
-        assert os.read(r, 5) == b"ready" and os.read(r, 1) == b""
-        snap = criu_model.dump([proc.pid])
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(r)
-    fd = next(f for f in snap.fds_by_pid[proc.pid].fds if f.fd == 7)
+    snap, pid, _ = dump_program(_PROGRAM)
+    fd = next(f for f in snap.fds_by_pid[pid].fds if f.fd == 7)
     assert fd.flags & os.O_ACCMODE == os.O_RDONLY
     report = rehearse(snap, criu_model.plan(snap, live=False, pid_ns="new"))
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
-    entry = next(e for e in report.entries if e.kind == "fd" and e.id == f"{proc.pid}:7")
+    entry = next(e for e in report.entries if e.kind == "fd" and e.id == f"{pid}:7")
     assert entry.status == MATCHED

@@ -8,8 +8,6 @@ namespace), and the judge checks the fd is that process's namespace there.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -17,6 +15,7 @@ import criu_model
 from criu_model.restore import rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED
 from criu_model.restore.sandbox import wait_gone
+from tests.restore.progtree import dump_program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -44,34 +43,22 @@ signal.pause()
 
 
 def test_namespace_files_are_rehearsed() -> None:
-    r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", _PROGRAM, str(w)], pass_fds=(w,),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            start_new_session=True)
-    os.close(w)
-    try:
-        assert os.read(r, 5) == b"ready"
-        assert proc.stdout is not None
-        child, mine, theirs = (int(x) for x in proc.stdout.readline().split())
-        snap = criu_model.dump([proc.pid])
-    finally:
-        os.killpg(proc.pid, 9)
-        proc.wait()
-        os.close(r)
+    snap, pid, line = dump_program(_PROGRAM)
+    child, mine, theirs = line
     plan = criu_model.plan(snap, live=False, pid_ns="new")
     report = rehearse(snap, plan)
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     by_id = {e.id: e for e in report.entries if e.kind == "fd"}
-    assert by_id[f"{proc.pid}:{mine}"].status == by_id[f"{proc.pid}:{theirs}"].status \
+    assert by_id[f"{pid}:{mine}"].status == by_id[f"{pid}:{theirs}"].status \
         == MATCHED
     # a planner bug: the child's UTS namespace file opened from the parent
     step = next(s for s in plan.steps if s.args.get("kind") == "nsfs"
                 and s.args.get("holder") == child)
-    step.args["holder"] = proc.pid
+    step.args["holder"] = pid
     report = rehearse(snap, plan)
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
-    entry = next(e for e in report.entries if e.kind == "fd" and e.id == f"{proc.pid}:{theirs}")
+    entry = next(e for e in report.entries if e.kind == "fd" and e.id == f"{pid}:{theirs}")
     assert entry.status == MISMATCHED
     assert entry.mismatches[0]["field"] == "namespace"
     assert entry.mismatches[0]["expected"] == f"uts of {child}"

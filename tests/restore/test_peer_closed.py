@@ -8,8 +8,6 @@ the rehearsal caught it: it is now a socketpair whose other end is closed at onc
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +17,7 @@ from criu_model.restore import rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED
 from criu_model.restore.sandbox import pidns_members, wait_gone
 from criu_model.snapshot import Snapshot
+from tests.restore.progtree import dump_program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -37,19 +36,9 @@ signal.pause()
 
 @pytest.fixture(scope="module")
 def orphaned() -> Iterator[tuple[Snapshot, int, list[int]]]:
-    r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", _PROGRAM, str(w)], pass_fds=(w,),
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    os.close(w)
-    try:
-        assert os.read(r, 5) == b"ready" and os.read(r, 1) == b""
-        snap = criu_model.dump([proc.pid])
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(r)
-    fds = [fd.fd for fd in snap.fds_by_pid[proc.pid].fds if fd.HasField("socket")]
-    yield snap, proc.pid, fds
+    snap, pid, _ = dump_program(_PROGRAM)
+    fds = [fd.fd for fd in snap.fds_by_pid[pid].fds if fd.HasField("socket")]
+    yield snap, pid, fds
 
 
 def test_dumped_as_the_kernel_keeps_it(orphaned: tuple[Snapshot, int, list[int]]) -> None:

@@ -9,8 +9,6 @@ rehearsed; the worker now makes one from a helper child that exits and is reaped
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -18,6 +16,7 @@ import criu_model
 from criu_model.restore import rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED
 from criu_model.restore.sandbox import wait_gone
+from tests.restore.progtree import dump_program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -42,36 +41,24 @@ signal.pause()
 
 
 def test_pidfds_of_live_and_dead_processes() -> None:
-    r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", _PROGRAM, str(w)], pass_fds=(w,),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            start_new_session=True)
-    os.close(w)
-    try:
-        assert os.read(r, 5) == b"ready"
-        assert proc.stdout is not None
-        live, live_fd, dead_fd = (int(x) for x in proc.stdout.readline().split())
-        snap = criu_model.dump([proc.pid])
-    finally:
-        os.killpg(proc.pid, 9)
-        proc.wait()
-        os.close(r)
-    table = {f.fd: f for f in snap.fds_by_pid[proc.pid].fds}
+    snap, pid, line = dump_program(_PROGRAM)
+    live, live_fd, dead_fd = line
+    table = {f.fd: f for f in snap.fds_by_pid[pid].fds}
     assert (table[live_fd].pidfd.pid, table[dead_fd].pidfd.pid) == (live, -1)
     plan = criu_model.plan(snap, live=False, pid_ns="new")
     report = rehearse(snap, plan)
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     for fd in (live_fd, dead_fd):
-        entry = next(e for e in report.entries if e.kind == "fd" and e.id == f"{proc.pid}:{fd}")
+        entry = next(e for e in report.entries if e.kind == "fd" and e.id == f"{pid}:{fd}")
         assert entry.status == MATCHED
     # a planner bug: the live pidfd opened on its own process instead of the child's
     step = next(s for s in plan.steps if s.args.get("kind") == "pidfd"
                 and s.args.get("target") == live)
-    step.args["target"] = proc.pid
+    step.args["target"] = pid
     report = rehearse(snap, plan)
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
-    entry = next(e for e in report.entries if e.kind == "fd" and e.id == f"{proc.pid}:{live_fd}")
+    entry = next(e for e in report.entries if e.kind == "fd" and e.id == f"{pid}:{live_fd}")
     assert entry.status == MISMATCHED
     assert entry.mismatches == [{"field": "pidfd_target", "expected": live,
-                                 "actual": proc.pid}]
+                                 "actual": pid}]

@@ -9,8 +9,6 @@ every other description is opened again through /proc/self/fd.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +18,7 @@ from criu_model.restore import rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED
 from criu_model.restore.sandbox import wait_gone
 from criu_model.snapshot import Snapshot
+from tests.restore.progtree import dump_program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -43,22 +42,14 @@ signal.pause()
 
 @pytest.fixture(scope="module")
 def reopened() -> Iterator[tuple[Snapshot, int]]:
-    r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", _PROGRAM, str(w)], pass_fds=(w,),
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    os.close(w)
-    try:
-        assert os.read(r, 5) == b"ready" and os.read(r, 1) == b""
-        snap = criu_model.dump([proc.pid])
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(r)
-    yield snap, proc.pid
+    snap, pid, _ = dump_program(_PROGRAM)
+    yield snap, pid
 
 
 def _pipes(report: object) -> list[object]:
-    return [e for e in report.entries if e.kind == "pipe"]  # type: ignore[attr-defined]
+    """The program's pipes (not its stdout, the helper's pipe)."""
+    return [e for e in report.entries  # type: ignore[attr-defined]
+            if e.kind == "pipe" and not e.id.endswith(":1")]
 
 
 def test_every_description_of_one_pipe(reopened: tuple[Snapshot, int]) -> None:

@@ -9,8 +9,6 @@ POSIX locks in a `lock` step once the process's fds are final.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from criu_model.restore import rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED
 from criu_model.restore.sandbox import wait_gone
 from criu_model.snapshot import Snapshot
+from tests.restore.progtree import dump_program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -44,18 +43,8 @@ signal.pause()
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Snapshot, int]]:
     work: Path = tmp_path_factory.mktemp("posix-locks")
-    r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", _PROGRAM, str(work), str(w)],
-                            pass_fds=(w,), stdin=subprocess.DEVNULL, start_new_session=True)
-    os.close(w)
-    try:
-        assert os.read(r, 5) == b"ready" and os.read(r, 1) == b""
-        snap = criu_model.dump([proc.pid])
-    finally:
-        os.killpg(proc.pid, 9)
-        proc.wait()
-        os.close(r)
-    yield snap, proc.pid
+    snap, pid, _ = dump_program(_PROGRAM, str(work))
+    yield snap, pid
 
 
 def _lock_entries(report: object, pid: int) -> dict[str, object]:

@@ -8,8 +8,6 @@ rehearsed and says so, instead of failing as a step the kernel refused.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +17,7 @@ from criu_model.restore import rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED, NOT_REHEARSED
 from criu_model.restore.sandbox import wait_gone
 from criu_model.snapshot import Snapshot
+from tests.restore.progtree import dump_program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, fanotify)")
 
@@ -44,21 +43,9 @@ signal.pause()
 
 @pytest.fixture(scope="module")
 def proc_paths() -> Iterator[tuple[Snapshot, int, int, int]]:
-    r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", _PROGRAM, str(w)], pass_fds=(w,),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            start_new_session=True)
-    os.close(w)
-    try:
-        assert os.read(r, 5) == b"ready" and os.read(r, 1) == b""
-        assert proc.stdout is not None
-        info, fan_info = (int(x) for x in proc.stdout.readline().split())
-        snap = criu_model.dump([proc.pid])
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(r)
-    yield snap, proc.pid, info, fan_info
+    snap, pid, line = dump_program(_PROGRAM)
+    info, fan_info = line
+    yield snap, pid, info, fan_info
 
 
 def test_own_fdinfo_opened_last_or_said_why_not(

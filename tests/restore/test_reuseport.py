@@ -8,8 +8,6 @@ each. The second bind failed with EADDRINUSE; the plan now sets the option.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -17,6 +15,7 @@ import criu_model
 from criu_model.restore import rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED
 from criu_model.restore.sandbox import wait_gone
+from tests.restore.progtree import dump_program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -40,24 +39,14 @@ signal.pause()
 
 
 def test_listeners_sharing_a_port() -> None:
-    r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", _PROGRAM, str(w)], pass_fds=(w,),
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    os.close(w)
-    try:
-        assert os.read(r, 5) == b"ready" and os.read(r, 1) == b""
-        snap = criu_model.dump([proc.pid])
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(r)
+    snap, pid, _ = dump_program(_PROGRAM)
     plan = criu_model.plan(snap, live=False, pid_ns="new")
     opens = [s for s in plan.steps if s.args.get("kind") == "socket"]
     assert len(opens) == 2 and all(s.args.get("reuseport") for s in opens)
     report = rehearse(snap, plan)
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
-    held = {f"{proc.pid}:{f.fd}" for f in snap.fds_by_pid[proc.pid].fds if f.HasField("socket")}
+    held = {f"{pid}:{f.fd}" for f in snap.fds_by_pid[pid].fds if f.HasField("socket")}
     fds = [e for e in report.entries if e.kind == "fd" and e.id in held]
     assert len(fds) == 2 and all(e.status == MATCHED for e in fds)
     # without the option the second bind fails: the judge says so

@@ -9,8 +9,6 @@ reason.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -18,6 +16,7 @@ import criu_model
 from criu_model.restore import executor, rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED
 from criu_model.restore.sandbox import wait_gone
+from tests.restore.progtree import dump_program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -41,22 +40,12 @@ signal.pause()
 
 
 def test_connected_udp_is_rehearsed(monkeypatch: pytest.MonkeyPatch) -> None:
-    r, w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", _PROGRAM, str(w)], pass_fds=(w,),
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    os.close(w)
-    try:
-        assert os.read(r, 5) == b"ready" and os.read(r, 1) == b""
-        snap = criu_model.dump([proc.pid])
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(r)
+    snap, pid, _ = dump_program(_PROGRAM)
     assert sum(s.state == 1 for s in snap.sockets) == 2
     report = rehearse(snap, criu_model.plan(snap, live=False, pid_ns="new"))
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
-    held = {f"{proc.pid}:{f.fd}" for f in snap.fds_by_pid[proc.pid].fds if f.HasField("socket")}
+    held = {f"{pid}:{f.fd}" for f in snap.fds_by_pid[pid].fds if f.HasField("socket")}
     fds = [e for e in report.entries if e.kind == "fd" and e.id in held]
     assert len(fds) == 4 and all(e.status == MATCHED for e in fds)
     # a restorer that forgets the connect(): both connected sockets are mismatches
