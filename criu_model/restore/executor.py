@@ -25,7 +25,7 @@ import socket
 import stat
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,10 +116,16 @@ def ghost_pieces(ghost: files_pb2.GhostFile) -> list[tuple[int, bytes]]:
 
 def ghost_memfd(ghost: files_pb2.GhostFile) -> int:
     """A memfd of criu-model's holding a captured file at its size (holes stay holes)."""
-    fd = os.memfd_create("criu-model-contents", os.MFD_CLOEXEC)
+    return memfd_holding("criu-model-contents", ghost.size, ghost_pieces(ghost))
+
+
+def memfd_holding(name: str, size: int, pieces: Iterable[tuple[int, bytes]]) -> int:
+    """A memfd of criu-model's, `size` long, with each (offset, bytes) piece written;
+    lent to a worker with a step (contents, queued bytes: any size, no JSON)."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
     try:
-        os.ftruncate(fd, ghost.size)
-        for offset, chunk in ghost_pieces(ghost):
+        os.ftruncate(fd, size)
+        for offset, chunk in pieces:
             view = memoryview(chunk)
             while view:
                 view = view[os.pwrite(fd, view, offset + len(chunk) - len(view)):]
@@ -246,19 +252,6 @@ def _service_count(plan: Plan) -> int:
                 if isinstance(v, int) and not isinstance(v, bool) and v >= SERVICE_FD_BASE:
                     top = max(top, v - SERVICE_FD_BASE)
     return top + 1
-
-
-def _data_memfd(data: bytes) -> int:
-    """A memfd holding `data`, read from offset 0 by the worker."""
-    fd = os.memfd_create("criu-model-queued", os.MFD_CLOEXEC)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def _node_is(path: bytes, sock: sockets_pb2.Socket) -> bool:
@@ -645,7 +638,8 @@ class Conductor:
                 # in a memfd lent with the batch: up to a pipe's 1 MiB would not fit a
                 # control message as JSON (ZDTM fifo: a full 64 KiB FIFO killed the worker)
                 wire["data_fd"] = True
-                wire["_lend"] = _data_memfd(data)   # _queue takes it off the wire
+                # (_queue takes it off the wire)
+                wire["_lend"] = memfd_holding("criu-model-queued", len(data), [(0, data)])
         if step.action is Action.CLONE and int(a.get("flags_value", 0)) & 0x500 \
                 and not int(a.get("flags_value", 0)) & 0x10000:
             # CLONE_FILES without CLONE_THREAD: the child's control socket needs a number

@@ -1,8 +1,8 @@
 """Run a small program that builds some kernel state, dump it, rehearse the plan.
 
 The program gets its arguments and, last, the write end of a pipe; it writes
-b"ready" there (and may print one line on stdout first) once its state is built,
-then pauses. Everything it started is killed after the dump.
+b"ready" there and closes it (and may print one line on stdout first) once its
+state is built, then pauses. Everything it started is killed after the dump.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def dump_program(program: str, *args: str, extra_pids: bool = False
         if ready == b"ready":
             line = [int(x) for x in proc.stdout.readline().split()] if _printed(proc) else []
         assert ready == b"ready", f"the program failed: {proc.stdout.read()!r}"
+        assert os.read(r, 1) == b""   # and it closed the pipe: the dump never sees it
         snap = criu_model.dump([proc.pid])
     finally:
         for pid in line if extra_pids else []:
