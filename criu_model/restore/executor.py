@@ -1313,6 +1313,13 @@ class Conductor:
         skip: dict[int, str] = {}
         for v in job["vmas"]:
             source = v.get("memfd") or {}
+            own = (actor, int(source["fd"])) if "fd" in source else None
+            if own is not None and own in self.result.missing_fds:
+                # its own fd was not made: that number may hold anything (ZDTM
+                # shmemfd-priv mapped the memory job's memfd)
+                skip[int(v["start"])] = f"its fd {own[1]} was not made: " \
+                                        f"{self.result.missing_fds[own]}"
+                continue
             if "holder" not in source:
                 continue
             pid, fd = (int(x) for x in source.pop("holder"))
