@@ -463,7 +463,10 @@ def netlink_socket(stype: int, n: dict[str, Any]) -> int:
             if g > 32:
                 sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, g)
         if n.get("dst_portid") or n.get("dst_group"):
-            sock.connect((int(n["dst_portid"]), int(n["dst_group"])))
+            # nl_groups is a mask; the kernel keeps ffs() of it as dst_group (the group
+            # number netlink_diag reports: ZDTM sk-netlink's 32 was connected as 6)
+            group = int(n.get("dst_group", 0))
+            sock.connect((int(n["dst_portid"]), 1 << (group - 1) if 1 <= group <= 32 else 0))
         return sock.detach()
     finally:
         sock.close()
