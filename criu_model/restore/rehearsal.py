@@ -111,7 +111,7 @@ def rehearse(snapshot: Snapshot, plan: Plan, *, keep: bool = False,
     here (``kill -9`` it to end the whole sandbox). progress: hears (steps done,
     steps, note) while the plan runs, then "judging".
     """
-    from criu_model.dumper import dump
+    from criu_model.dumper import DEFAULT_GHOST_LIMIT, dump
 
     report = RehearsalReport(feasible=plan.feasible)
     conductor = Conductor(snapshot, plan)
@@ -132,7 +132,11 @@ def rehearse(snapshot: Snapshot, plan: Plan, *, keep: bool = False,
                 print(f"rehearsal-held {sandbox.pid} {sandbox.pidns}", file=sys.stderr,
                       flush=True)
                 time.sleep(float(hold))
-            parked = dump([sandbox.pid], freeze="ptrace", page_counts=False)
+            # its deleted files and memfds captured up to the largest the snapshot holds
+            # (ZDTM ghost_multi_hole: 8 MiB, above the default limit: compared with "-")
+            biggest = max((g.size for g in snapshot.ghosts if g.captured), default=0)
+            parked = dump([sandbox.pid], freeze="ptrace", page_counts=False,
+                          ghost_limit=max(DEFAULT_GHOST_LIMIT, biggest))
             parked.sockets.extend(sandbox_sockets(sandbox.pid, parked))
             report.entries = judge(snapshot, parked, execution)
             report.memory = memory_totals(execution.memory)

@@ -21,9 +21,10 @@ from criu_model.restore.sandbox import pidns_members, wait_gone
 from criu_model.snapshot import Snapshot
 
 
-def dump_program(program: str, *args: str, extra_pids: bool = False
+def dump_program(program: str, *args: str, extra_pids: bool = False, **dump_args: Any
                  ) -> tuple[Snapshot, int, list[int]]:
-    """(snapshot, pid, the ints of its stdout line) of `program` (python -c) once ready.
+    """(snapshot, pid, the ints of its stdout line) of `program` (python -c) once ready,
+    dumped with `dump_args` (criu_model.dump's keywords).
 
     extra_pids: the line's ints are pids of processes with groups or sessions of their
     own (killpg misses them): they are killed too.
@@ -41,7 +42,7 @@ def dump_program(program: str, *args: str, extra_pids: bool = False
             line = [int(x) for x in proc.stdout.readline().split()] if _printed(proc) else []
         assert ready == b"ready", f"the program failed: {proc.stdout.read()!r}"
         assert os.read(r, 1) == b""   # and it closed the pipe: the dump never sees it
-        snap = criu_model.dump([proc.pid])
+        snap = criu_model.dump([proc.pid], **dump_args)
     finally:
         for pid in line if extra_pids else []:
             with contextlib.suppress(ProcessLookupError):
