@@ -444,13 +444,23 @@ class FilePlan:
                                     "listener": listener.inode}   # type: ignore[union-attr]
             if socks[client].unix.name:   # type: ignore[union-attr]
                 args["name"] = unix_name(socks[client])   # type: ignore[arg-type]
+            bits = [int(s.shutdown) if s.HasField("shutdown") else 0   # type: ignore
+                    for s in (socks[client], socks[server])]
+            if bits[0] & 1 and not bits[1] & 2:
+                # the client's SHUT_RD its peer's SEND does not explain: a shutdown before
+                # connect() (after it, the peer would get SEND too: ZDTM sockets03)
+                args["shutdown_first"] = 1
+                bits[0] &= ~1
             args.update(common_state(c_fd))
             self.plan.add(pid, Action.OPEN, reason=f"the client end of a connection accepted "
                           f"on {target}: socket, connect() to it", **args)
+            extra: dict[str, Any] = {"shutdown": bits, "client": self.service[keys[client]]} \
+                if any(bits) else {}
             self.plan.add(pid, Action.ACCEPT, listener=self.service[lkey],
                           fd=self.service[keys[server]], file=keys[server], flags=s_fd.flags,
-                          reason="its server end: accept() on the listener",
-                          **common_state(s_fd))
+                          reason="its server end: accept() on the listener" + (
+                              ", then the ends' shutdown() replayed" if extra else ""),
+                          **extra, **common_state(s_fd))
             return True
         return False
 

@@ -1059,6 +1059,8 @@ class Conductor:
             out["dst"], out["dport"] = sock.inet.dst, sock.inet.dport
             if sock.type == socket.SOCK_DGRAM and sock.state == 1:
                 out["connect_inet"] = True     # a connected UDP socket
+            if sock.type == socket.SOCK_DGRAM and sock.HasField("shutdown") and sock.shutdown:
+                out["shutdown"] = sock.shutdown
         return out
 
     def _unsupported_repair(self, step: Step) -> str:

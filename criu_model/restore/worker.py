@@ -738,6 +738,16 @@ class Worker:
                         client.connect(bytes.fromhex(a["name_hex"]))
             if a.get("connect_inet"):  # a connected UDP socket: its default destination
                 sock.connect((a["dst"], int(a["dport"])))
+            if a.get("shutdown") and stype == socket.SOCK_DGRAM and family != socket.AF_UNIX:
+                # a UDP socket's sk_shutdown bits (RCV 1, SEND 2: how = bits - 1); the kernel
+                # sets them even unconnected, answering ENOTCONN (ZDTM socket_udp_shutdown)
+                try:
+                    sock.shutdown(int(a["shutdown"]) - 1)
+                except OSError as err:
+                    if err.errno != errno.ENOTCONN:
+                        raise
+            if a.get("shutdown_first"):   # SHUT_RD before connect(): no peer gets SEND
+                sock.shutdown(socket.SHUT_RD)
             if a.get("connect_hex"):   # a connection still in a listener's accept queue
                 sock.setblocking(False)   # a full queue is an error, not a wait
                 sock.connect(bytes.fromhex(a["connect_hex"]))
@@ -946,6 +956,8 @@ class Worker:
         finally:
             lst.close()
         tmp = conn.detach()
+        if a.get("shutdown"):     # [client's, server's] sk_shutdown bits (ZDTM sockets03)
+            replay_shutdown([self.real(int(a["client"])), tmp], [int(b) for b in a["shutdown"]])
         self.set_status_flags(tmp, int(a["flags"]))
         self.place(tmp, int(a["fd"]), int(a["flags"]))
 

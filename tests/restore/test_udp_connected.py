@@ -31,6 +31,11 @@ for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
     b.bind((host, 0))
     a.connect(b.getsockname()[:2])               # a -> b, b unconnected
     keep += [a, b]
+    c = socket.socket(family, socket.SOCK_DGRAM)
+    c.bind((host, 0))
+    c.connect(b.getsockname()[:2])
+    c.shutdown(socket.SHUT_WR)                   # a connected one that stopped sending
+    keep.append(c)
 for s in keep:
     os.set_inheritable(s.detach(), True)
 os.write(ready, b"ready")
@@ -41,13 +46,14 @@ signal.pause()
 
 def test_connected_udp_is_rehearsed(monkeypatch: pytest.MonkeyPatch) -> None:
     snap, pid, _ = dump_program(_PROGRAM)
-    assert sum(s.state == 1 for s in snap.sockets) == 2
+    assert sum(s.state == 1 for s in snap.sockets) == 4
+    assert sorted(s.shutdown for s in snap.sockets if s.shutdown) == [2, 2]
     report = rehearse(snap, criu_model.plan(snap, live=False, pid_ns="new"))
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     held = {f"{pid}:{f.fd}" for f in snap.fds_by_pid[pid].fds if f.HasField("socket")}
     fds = [e for e in report.entries if e.kind == "fd" and e.id in held]
-    assert len(fds) == 4 and all(e.status == MATCHED for e in fds)
+    assert len(fds) == 6 and all(e.status == MATCHED for e in fds)
     # a restorer that forgets the connect(): both connected sockets are mismatches
     wire = executor.Conductor._socket
 
@@ -61,4 +67,4 @@ def test_connected_udp_is_rehearsed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
     bad = [e for e in report.entries if e.kind == "fd" and e.id in held
            and e.status == MISMATCHED]
-    assert len(bad) == 2
+    assert len(bad) == 4

@@ -40,6 +40,15 @@ lsn.listen(4)
 client = socket.socket(socket.AF_UNIX)
 client.connect(os.path.join(d, "lsn"))
 server, _ = lsn.accept()                          # named after the listener
+shy = socket.socket(socket.AF_UNIX)
+shy.shutdown(socket.SHUT_RD)                      # before connect(): its peer keeps SEND
+shy.connect(os.path.join(d, "lsn"))
+shy_server, _ = lsn.accept()
+shy_server.shutdown(socket.SHUT_WR)               # and the server end stops sending
+quiet = socket.socket(socket.AF_UNIX)
+quiet.shutdown(socket.SHUT_RD)                    # ZDTM sockets03: RD here, nothing there
+quiet.connect(os.path.join(d, "lsn"))
+quiet_server, _ = lsn.accept()
 srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 srv.bind(os.path.join(d, "dgram"))
 c1 = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -51,7 +60,7 @@ me.bind(os.path.join(d, "me"))
 me.connect(os.path.join(d, "me"))                 # connected to itself
 a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
 b.close()                                         # a datagram socket whose peer is gone
-for s in (lsn, client, server, srv, c1, c2, me, a):
+for s in (lsn, client, server, shy, shy_server, quiet, quiet_server, srv, c1, c2, me, a):
     os.set_inheritable(s.detach(), True)
 os.write(ready, b"ready")
 os.close(ready)
@@ -69,7 +78,9 @@ def connected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Snapsh
 def test_connections_are_made_as_they_were(connected: tuple[Snapshot, int]) -> None:
     snap, pid = connected
     plan = criu_model.plan(snap, live=False, pid_ns="new")
-    assert sum(s.action is Action.ACCEPT for s in plan.steps) == 1
+    assert sum(s.action is Action.ACCEPT for s in plan.steps) == 3
+    assert sorted(s.shutdown for s in snap.sockets if s.shutdown) == [1, 1, 2]
+    assert sum(bool(s.args.get("shutdown_first")) for s in plan.steps) == 1
     assert sum(bool(s.args.get("connect_self")) for s in plan.steps) == 1
     report = rehearse(snap, plan)
     assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
@@ -77,11 +88,11 @@ def test_connections_are_made_as_they_were(connected: tuple[Snapshot, int]) -> N
     sockets = {f.fd for f in snap.fds_by_pid[pid].fds if f.HasField("socket")}
     fds = [e for e in report.entries if e.kind == "fd" and e.id.startswith(f"{pid}:")
            and int(e.id.split(":")[1]) in sockets]
-    assert len(fds) == 8 and all(e.status == MATCHED for e in fds)
+    assert len(fds) == 12 and all(e.status == MATCHED for e in fds)
     peers = [e for e in report.entries if e.kind == "socket_peer"]
     assert len(peers) == 3 and all(e.status == MATCHED for e in peers)   # c1, c2, me
     pairs = [e for e in report.entries if e.kind == "socketpair"]
-    assert len(pairs) == 1 and pairs[0].status == MATCHED                 # client/server
+    assert len(pairs) == 3 and all(e.status == MATCHED for e in pairs)    # client/server
 
 
 def test_a_wrong_peer_is_caught(connected: tuple[Snapshot, int]) -> None:
