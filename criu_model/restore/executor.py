@@ -70,6 +70,7 @@ _DEVICE_NODES = frozenset({"character device", "block device"})
 _HARMLESS_RDEV = frozenset({"1:3", "1:5", "1:7", "1:8", "1:9"})
 O_PATH = getattr(os, "O_PATH", 0o10000000)
 _CLONE_NEWUSER = 0x10000000
+_F_SEAL_SEAL, _F_SEAL_FUTURE_WRITE = 0x1, 0x10
 
 
 def node_refusal(step: Step) -> str:
@@ -360,6 +361,7 @@ class Conductor:
         self._tcp_refused: dict[int, str] = {}       # file key -> why (halfclose.py)
         self._tcp_recipes: list[list[tuple[str, int, bool]]] = []
         self._tcp_key_of: dict[int, int] = {}
+        self._late_seals: list[tuple[tuple[int, int], int]] = []   # memfd -> seals later
         self._memory_t0 = 0.0
 
     # ------------------------------------------------------------ setup
@@ -537,11 +539,48 @@ class Conductor:
         if step.action is Action.OPEN and a.get("kind") == "inotify":
             return self._open_inotify(index, step, wire)
         if step.action is Action.OPEN and a.get("kind") == "memfd":
+            self._defer_seals(step, wire)
             ghost = self._ghost_of(int(a.get("file", 0)))
             if ghost is not None:
                 return self._open_memfd(index, step, wire, ghost)
         self._queue(index, step, wire)
         return None
+
+    def _defer_seals(self, step: Step, wire: dict[str, Any]) -> None:
+        """F_SEAL_FUTURE_WRITE (and F_SEAL_SEAL, which must come last) of a memfd that a
+        process maps shared and writable: such a mapping was made before the seal, so it
+        is added after the memory steps (`_seal_late`), not at the open."""
+        seals = int(step.args.get("seals") or 0)
+        fd = self.files.get(int(step.args.get("file", 0)))
+        if not seals & _F_SEAL_FUTURE_WRITE or fd is None:
+            return
+        ident = (fd.dev, fd.ino)
+        if not any(v.shared and v.prot & 2 and v.kind == mm_pb2.VMA_MEMFD
+                   and (v.map_file_dev, v.map_file_ino) == ident
+                   for mm in self.snap.memory_by_pid.values() for v in mm.vmas):
+            return
+        late = seals & (_F_SEAL_FUTURE_WRITE | _F_SEAL_SEAL)
+        wire["seals"] = seals & ~late
+        self._late_seals.append((ident, late))
+
+    def _seal_late(self) -> None:
+        """The deferred seals, through a live holder's fd of each memfd (seals belong to
+        the inode: any fd adds them)."""
+        for ident, late in self._late_seals:
+            holder = next(((t.pid, fd.fd) for t in self.snap.fds if t.pid in self.channels
+                           for fd in t.fds if fd.kind == files_pb2.FD_MEMFD
+                           and (fd.dev, fd.ino) == ident
+                           and (t.pid, fd.fd) not in self.result.missing_fds), None)
+            if holder is None:
+                continue
+            reply, _ = self._ask(holder[0], {"op": "seal", "fd": holder[1], "seals": late},
+                                 "sealing a memfd")
+            if not reply.get("ok"):
+                self.result.outcomes.append(StepOutcome(
+                    len(self.plan.steps), Step(holder[0], Action.OPEN,
+                                               {"fd": holder[1], "seals": late},
+                                               "F_ADD_SEALS after the mappings"),
+                    "failed", str(reply.get("error")), int(reply.get("errno", 0))))
 
     def _ghost_of(self, key: int) -> files_pb2.GhostFile | None:
         """The captured contents of file `key` (a memfd or a deleted file), or None."""
@@ -1170,6 +1209,7 @@ class Conductor:
 
         for actor in list(self._pending):
             self._collect(actor)
+        self._seal_late()
         fills, self._fills = self._fills, []
         for index, step in fills:
             got = self.result.vmas.get((step.actor, int(step.args["start"])))

@@ -274,9 +274,8 @@ def _memfd_source(snap: Snapshot, pid: int, vma: mm_pb2.Vma, chain: list[PageSto
             {"holder": [holder, mine.fd]}
         ghost = mine.memfd.ghost if memfd else mine.file.ghost
         if vma.shared and memfd and mine.memfd.seals & _WRITE_SEALS:
-            if vma.prot & PROT_WRITE and mine.memfd.seals & 0x10:
-                return {}, "a writable shared mapping made before F_SEAL_FUTURE_WRITE: a " \
-                           "restore maps it before sealing (not rehearsed yet)"
+            # (a writable one exists only under F_SEAL_FUTURE_WRITE, made before the seal:
+            # the conductor adds that seal after the memory steps)
             if not ghost.captured:
                 return {}, "the memfd is sealed against writing and its contents were not " \
                            "captured: its pages cannot be filled after the seals"

@@ -998,6 +998,9 @@ class Worker:
                     self.place(fds.pop(), int(cmd["to_fd"]), 0)
                 elif op == "inotify":      # an open step, with its watch targets' fds
                     self.do_inotify(cmd["step"], fds)
+                elif op == "seal":         # seals added after the memory steps
+                    import fcntl
+                    fcntl.fcntl(self.real(int(cmd["fd"])), F_ADD_SEALS, int(cmd["seals"]))
                 elif op == "tcp":          # a half-closed connection's close sequence
                     self.tcp(cmd["do"])
                 elif op == "setns_path":   # /proc/PID/ns/TYPE of the holder
