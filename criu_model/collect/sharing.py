@@ -450,15 +450,35 @@ class _TaskSorter(_Sorter[int]):
     def mark_stale(self, item: int, reason: str) -> None:
         self.stats.gone_pids.add(item)
 
-    def assign(self, pids: Sequence[int], null_pid: int | None) -> dict[int, int]:
+    def assign(self, pids: Sequence[int], null_pid: int | None,
+               within: dict[int, int] | None = None) -> dict[int, int]:
+        """Ids of ``pids``' objects; with ``within`` (pid -> group), an object is
+        shared only inside a group: a pid alone in its group gets a fresh id without
+        kcmp. Numbering is the same as one pass over everybody would give."""
         slots: list[_Slot[int]] = [] if null_pid is None else [_Slot(NO_OBJECT, null_pid)]
         ids: dict[int, int] = {}
         next_id = FIRST_ID
         self.stats.groups += 1
         stats, kind = self.stats, self.kind
+        everyone = slots
+        group_slots: dict[int, list[_Slot[int]]] = {}
+        sizes: dict[int, int] = {}
+        if within is not None:
+            for pid in dict.fromkeys(pids):
+                if pid in within:
+                    sizes[within[pid]] = sizes.get(within[pid], 0) + 1
         for pid in pids:
             if pid in ids or pid in self.stats.gone_pids:
                 continue
+            slots = everyone
+            if within is not None and pid in within:
+                group = within[pid]
+                if sizes[group] == 1:  # nobody to share with
+                    ids[pid] = next_id
+                    next_id += 1
+                    self.stats.ids += 1
+                    continue
+                slots = group_slots.setdefault(group, [])
 
             def order(rep: int, pid: int = pid) -> KcmpResult:
                 # self.call() inlined: this runs for every comparison of the pass
@@ -519,9 +539,19 @@ def task_shares(pids: Sequence[int], *,
     stats = SharingStats() if stats is None else stats
     per_kind: dict[str, dict[int, int]] = {}
     with null_sentinel() as null_pid:
-        for name, kind in SHARE_KINDS.items():
+        # vm before sighand: processes share a sighand only with CLONE_SIGHAND, which
+        # clone() refuses without CLONE_VM (kernel/fork.c), and exec unshares both:
+        # so a sighand is shared only among processes of one mm, and one alone in its
+        # mm needs no kcmp for it. Unless an mm is NULL (an exited task keeps its
+        # sighand, not its mm): then everybody is compared with everybody.
+        for name in ("files", "fs", "vm", "sighand"):
+            kind = SHARE_KINDS[name]
             sorter = _TaskSorter(kind, stats)
-            per_kind[name] = sorter.assign(pids, null_pid if kind in _NULLABLE else None)
+            vm = per_kind.get("vm")
+            within = (vm if kind is KcmpType.SIGHAND and vm is not None
+                      and NO_OBJECT not in vm.values() else None)
+            per_kind[name] = sorter.assign(pids, null_pid if kind in _NULLABLE else None,
+                                           within)
     return {pid: {name: ids[pid] for name, ids in per_kind.items()}
             for pid in dict.fromkeys(pids) if pid not in stats.gone_pids}
 
