@@ -523,7 +523,8 @@ def _shm_create(key: int, size: int, mode: int, shmid: int) -> tuple[int, str]:
             f.write(str(shmid))
     except OSError as err:
         return -1, f"{_SHM_NEXT_ID}: {err.strerror}"
-    got = _libc.shmget(key, size, IPC_CREAT | IPC_EXCL | mode)
+    signed = key - (1 << 32) if key >= 1 << 31 else key     # key_t is an int
+    got = _libc.shmget(signed, size, IPC_CREAT | IPC_EXCL | mode)
     if got < 0:
         err = ctypes.get_errno()
         return -1, f"shmget of key {key:#x}, {size} bytes: {os.strerror(err)}"

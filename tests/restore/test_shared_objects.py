@@ -92,11 +92,14 @@ ro = libc.shmat(shmid, None, SHM_RDONLY)     # a second attachment, read-only
 anon = libc.shmget(0, PAGE, IPC_CREAT | 0o600)   # IPC_PRIVATE
 other = libc.shmat(anon, None, 0)
 ctypes.memmove(other, b"private key", 11)
+high = libc.shmat(libc.shmget(0x9abcdef0 - (1 << 32), PAGE, IPC_CREAT | 0o600), None, 0)
+ctypes.memmove(high, b"a key above 2**31", 17)   # key_t is signed: the name is unsigned
 if os.fork() == 0:                             # inherits the three attachments
     while True:
         signal.pause()
 os.write(int(sys.argv[1]), (json.dumps({"pid": os.getpid(), "addr": addr, "ro": ro,
-                                        "other": other, "id": shmid, "anon": anon})
+                                        "other": other, "id": shmid, "anon": anon,
+                                        "high": high})
                             + "\n").encode())
 while True:
     signal.pause()
@@ -119,15 +122,17 @@ def test_sysv_shm_is_rehearsed(sysv: tuple[Snapshot, dict[str, Any]]) -> None:
     report = _run(snap)
     assert _bad(report) == []
     for who in (pid, child):
-        for name in ("addr", "ro", "other"):
+        for name in ("addr", "ro", "other", "high"):
             entry = _vma(report, who, where[name])
             assert entry.status == MATCHED, (who, name, entry.to_json())
             assert "mode is not in the snapshot" in entry.reason
     shm = [e for e in report.entries if e.kind == "shm"]
-    # one object for the keyed segment (4 attachments), one for the private one (2)
-    assert sorted(e.id.count(",") + 1 for e in shm) == [2, 4]
+    # one object for the keyed segment (4 attachments), the private and the high one (2)
+    assert sorted(e.id.count(",") + 1 for e in shm) == [2, 2, 4]
+    high = next(v for v in snap.memory_by_pid[pid].vmas if v.start == where["high"])
+    assert high.path == b"/SYSV9abcdef0"
     assert all(e.status == MATCHED for e in shm)
-    assert report.memory["bytes_filled"] >= 4 * PAGE + PAGE   # filled once each, by pid
+    assert report.memory["bytes_filled"] >= 4 * PAGE + 2 * PAGE   # filled once each
 
 
 def test_sysv_wrong_key_and_size_are_mismatches(sysv: tuple[Snapshot, dict[str, Any]],
