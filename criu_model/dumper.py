@@ -89,7 +89,7 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: 
     skipped: list[tuple[int, str]] = []
     ghosts = GhostStore()
     file_ids: FileIds = {}  # one map_files stat per shared library, not per process
-    line_cache: LineCache = {}  # forked workers repeat maps lines: decode each once
+    line_cache = LineCache()  # forked workers repeat maps lines: decode each once
     fstypes: dict[int, bytes] = {}  # mount id -> filesystem type, from the first mountinfo
     for pid in pids:
         if pid == os.getpid():
