@@ -566,12 +566,10 @@ class _ProcessPass:
     def run(self, private: Sequence[mm_pb2.Vma]) -> RunBuilder:
         fd = os.open(f"{self.proc_path}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
         # An incremental pass reads every page and stores few: its reads go to
-        # a pool of reader threads (see _ReadPool). A full pass stores every
-        # page: its writer thread keeps the second core busy already, and the
-        # reads and the hashing stay here.
-        pool = None
-        if self.parent is not None:
-            pool = self.pool = _ReadPool(self.cap.pool_readers(self.reader.pid), self._keep_changed)
+        # a pool of reader threads (see _ReadPool), started at its second batch
+        # (a process read in one batch, most of a fork tree, is not worth two
+        # threads). A full pass stores every page: its writer thread keeps the
+        # second core busy already, and the reads and the hashing stay here.
         try:
             for start, end, zero in self._candidates(fd, private):
                 if zero:
@@ -579,13 +577,13 @@ class _ProcessPass:
                     self.cap.stats.zero += (end - start) // PAGE_SIZE
                 else:
                     self._classify(fd, start, end)
-            self._flush()
-            if pool is not None:
-                pool.finish()  # every batch read and hashed: every run is known
+            self._flush(last=True)
+            if self.pool is not None:
+                self.pool.finish()  # every batch read and hashed: every run is known
         finally:
             os.close(fd)
-            if pool is not None:
-                pool.stop()
+            if self.pool is not None:
+                self.pool.stop()
                 for reader in self.cap.pool_readers(self.reader.pid):
                     reader.close()
         runs = self.decided
@@ -813,15 +811,21 @@ class _ProcessPass:
         return OSError(errno.EFAULT, f"memory at {failed:#x} could not be read "
                        "(unmapped while the dump ran?)")
 
-    def _flush(self) -> None:
-        """Read the batch, hash each page, store what changed."""
+    def _flush(self, last: bool = False) -> None:
+        """Read the batch, hash each page, store what changed (``last``: of the pass)."""
         if not self.batch:
             return
         batch, self.batch = self.batch, []
         total = self.batch_pages * PAGE_SIZE
         self.batch_pages = 0
-        if self.pool is not None:  # incremental: read and hashed by the pool's threads
-            self.pool.submit(batch, total)
+        if self.parent is not None:  # incremental
+            if self.pool is None and last:  # the only batch: read and hashed here
+                self._keep_changed(self.reader, batch, total)
+            else:
+                if self.pool is None:
+                    self.pool = _ReadPool(self.cap.pool_readers(self.reader.pid),
+                                          self._keep_changed)
+                self.pool.submit(batch, total)
             with self.lock:
                 self.cap.stats.read_bytes += total
             self.cap.report()
@@ -846,7 +850,8 @@ class _ProcessPass:
             k += seg.npages
 
     def _keep_changed(self, reader: RemoteReader, batch: list[_Seg], total: int) -> None:
-        """On a pool thread: read a batch, hash it, store the pages unlike the parent's.
+        """On a pool thread (or the dumping thread, for a process read in one batch):
+        read a batch, hash it, store the pages unlike the parent's.
 
         The few changed pages are copied out of the buffer, so the writer
         never holds it. The dumping thread reads the segments' runs only after
