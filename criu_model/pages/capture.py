@@ -893,17 +893,19 @@ class _ProcessPass:
         for seg, pieces in plans:
             mine = hashes[k:k + seg.npages]
             runs: list[tuple[int, int, int, int, Sequence[int]]] = []
-            slots: list[int] = []
+            slots: list[int] | None = [] if seg.keys is not None else None  # per page
             for state, lo, hi in pieces:
                 addr = seg.addr + lo * PAGE_SIZE
                 if state == PARENT:
                     runs.append((addr, hi - lo, PARENT, 0, mine[lo:hi]))
-                    slots.extend([-1] * (hi - lo))
+                    if slots is not None:
+                        slots.extend([-1] * (hi - lo))
                 else:
                     runs.append((addr, hi - lo, STORED, slot, mine[lo:hi]))
-                    slots.extend(range(slot, slot + hi - lo))
+                    if slots is not None:
+                        slots.extend(range(slot, slot + hi - lo))
                     slot += hi - lo
-            if seg.keys is not None:
+            if seg.keys is not None and slots is not None:
                 for i, key in enumerate(seg.keys):
                     shared[key] = (slots[i], mine[i])
             seg.runs = runs
