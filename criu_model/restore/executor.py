@@ -541,7 +541,7 @@ class Conductor:
         if step.action is Action.OPEN and a.get("kind") == "memfd":
             self._defer_seals(step, wire)
             ghost = self._ghost_of(int(a.get("file", 0)))
-            if ghost is not None:
+            if ghost is not None and not a.get("hugetlb"):   # hugetlbfs: no write(2)
                 return self._open_memfd(index, step, wire, ghost)
         self._queue(index, step, wire)
         return None

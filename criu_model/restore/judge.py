@@ -289,7 +289,9 @@ class Judge:
                 pairs.append(("seals", _seals(want.memfd.seals),
                               _seals(g.seals) if g is not None and g.HasField("seals")
                               else None))
-            pairs.extend(self._contents(want.memfd.ghost, g.ghost if g is not None else None))
+            if not want.memfd.hugetlb:    # (hugetlbfs takes no write(2): not written back)
+                pairs.extend(self._contents(want.memfd.ghost,
+                                            g.ghost if g is not None else None))
         if state == "file" and want.deleted and want.kind == files_pb2.FD_REGULAR:
             pairs.extend(self._contents(want.file.ghost, got.file.ghost
                                         if got.HasField("file") else None))
@@ -298,7 +300,11 @@ class Judge:
         if state == "eventfd":
             pairs.append(("eventfd_count", want.eventfd.count,
                           got.eventfd.count if got.HasField("eventfd") else None))
-        return _entry("fd", ident, pairs)
+        entry = _entry("fd", ident, pairs)
+        if state == "memfd" and want.memfd.hugetlb and want.memfd.ghost.captured:
+            entry.reason = "its contents are not rehearsed: a hugetlbfs memfd takes no " \
+                           "write(2) (they would go through a mapping of huge pages)"
+        return entry
 
     def _contents(self, want: files_pb2.GhostRef, got: files_pb2.GhostRef | None
                   ) -> list[tuple[str, Any, Any]]:

@@ -252,8 +252,8 @@ def repaired(family: int, src: str, sport: int, dst: str, dport: int) -> int:
 
 
 def wait_acked(sock: socket.socket, timeout: float = 2.0) -> None:
-    """Until the FIN just sent is acknowledged (FIN-WAIT-1 or LAST-ACK/CLOSING left):
-    on the loopback the peer's softirq answers at once, but not within our call."""
+    """Until the FIN just sent from ESTABLISHED is acknowledged (FIN-WAIT-1 left): on the
+    loopback the peer's softirq answers at once, but not within our call."""
     import time
 
     deadline = time.monotonic() + timeout
