@@ -259,6 +259,7 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
              and (s.args.get("kind") in ("regular", "fifo") or s.args.get("node"))]
     nodes: set[str] = set()     # paths of deleted nodes: the open step makes them
     devices: set[str] = set()   # directories holding a device node: no nodev there
+    socket_dirs: set[str] = set()   # made below a covered directory, like files' ones
     for index, step in enumerate(plan.steps):
         name = str(step.args.get("name", ""))
         if step.action is Action.OPEN and step.args.get("kind") == "socket" \
@@ -269,6 +270,7 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
                                  "scratch tmpfs"
             else:
                 dirs.add(parent)
+                socket_dirs.add(parent)
     for index, step in opens:
         path = str(step.args["path"])
         fd = files.get(int(step.args.get("file", 0)))
@@ -306,7 +308,7 @@ def scratch_plan(plan: Plan, files: dict[int, files_pb2.Fd]) -> tuple[list[dict[
              and s.args.get("kind") in ("regular", "directory", "opath", "fifo")
              and "path" in s.args]
     for top in tops:
-        sub: set[str] = set()
+        sub = {d[len(top) + 1:] for d in socket_dirs if d.startswith(top + "/")}
         made: dict[str, int] = {}
         for index, step in paths:
             path = str(step.args["path"])
@@ -362,6 +364,7 @@ class Conductor:
         self._tcp_recipes: list[list[tuple[str, int, bool]]] = []
         self._tcp_key_of: dict[int, int] = {}
         self._late_seals: list[tuple[tuple[int, int], int]] = []   # memfd -> seals later
+        self.outside_peers: list[socket.socket] = []   # unix peers outside (held here)
         self._memory_t0 = 0.0
 
     # ------------------------------------------------------------ setup
@@ -538,6 +541,8 @@ class Conductor:
             self._next_ctl += 1
         if step.action is Action.OPEN and a.get("kind") == "inotify":
             return self._open_inotify(index, step, wire)
+        if wire.get("family") == socket.AF_UNIX and wire.get("peer_outside"):
+            return self._open_outside_peer(index, step, wire)
         if step.action is Action.OPEN and a.get("kind") == "memfd":
             self._defer_seals(step, wire)
             ghost = self._ghost_of(int(a.get("file", 0)))
@@ -866,6 +871,35 @@ class Conductor:
         return any(o.status == "done" and o.step.action is Action.OPEN
                    and int(o.step.args.get("file", 0)) in keys for o in self.result.outcomes)
 
+    @staticmethod
+    def _named_peer(sock: sockets_pb2.Socket, peer: sockets_pb2.Socket) -> bool:
+        """A datagram socket connected to a named one of the snapshot that is not
+        connected back (a one-way connect(2)): made by connecting to that name."""
+        return sock.type != socket.SOCK_STREAM and bool(peer.unix.name) \
+            and peer.unix.peer_inode != sock.inode
+
+    def _unix_listener_names(self) -> set[bytes]:
+        return {s.unix.name for s in self.snap.sockets if s.WhichOneof("kind") == "unix"
+                and s.state == _TCP_LISTEN and s.unix.name}
+
+    def _open_outside_peer(self, index: int, step: Step, wire: dict[str, Any]) -> None:
+        """A unix socket connected to a peer outside the snapshot: one end of a socketpair
+        of its type; the other end, the outside peer, is handed to criu-model, which holds
+        it (outside the sandbox's processes, as the original peer was) until the sandbox
+        is torn down, so the connection stays open while it is judged."""
+        wire["outside_peer"] = True
+        reply, fds = self._ask(step.actor, {"op": "step", "step": wire}, f"step {index}")
+        for fd in fds:
+            self.outside_peers.append(socket.socket(fileno=fd))
+        self._record(index, step, reply)
+        return None
+
+    def close(self) -> None:
+        """Drop what criu-model holds for the sandbox (the outside peers)."""
+        for sock in self.outside_peers:
+            sock.close()
+        self.outside_peers.clear()
+
     def _socket(self, step: Step) -> dict[str, Any]:
         """What the worker needs to make a socket (the open step carries addresses only)."""
         fd = self.files.get(int(step.args.get("file", 0)))
@@ -883,6 +917,12 @@ class Conductor:
             listener = self.pending_listener(sock)
             if listener is not None:   # connect again: it waits in the same accept queue
                 out["connect_hex"] = listener.unix.name.hex()
+            elif sock.unix.peer_inode:
+                peer = self.snap.sockets_by_inode.get(sock.unix.peer_inode)
+                if peer is not None and self._named_peer(sock, peer):
+                    out["connect_hex"] = peer.unix.name.hex()   # connect(2) by its name
+                else:   # its peer is outside: a socketpair's other end
+                    out["peer_outside"] = True
         elif kind == "netlink":
             n = sock.netlink
             out["family"] = socket.AF_NETLINK
@@ -1016,7 +1056,15 @@ class Conductor:
             if listener is not None and not self._listener_opened(listener):
                 return f"its listener {printable(listener.unix.name)} is not rehearsed"
             if sock.unix.peer_inode and listener is None:
-                return "a connected unix socket whose peer is outside the snapshot"
+                peer = self.snap.sockets_by_inode.get(sock.unix.peer_inode)
+                if peer is not None and not self._named_peer(sock, peer):
+                    return "a connected unix socket whose peer in the snapshot is not " \
+                           "planned with it (no socketpair step)"
+                if peer is not None and not self._listener_opened(peer):
+                    return f"its peer {printable(peer.unix.name)} is not made (yet)"
+                if sock.unix.name and sock.unix.name in self._unix_listener_names():
+                    return f"accepted on the tree's listener {printable(sock.unix.name)} " \
+                           "from a client outside: its name is the listener's, bound once"
             name = sock.unix.name
             if name and not sock.unix.abstract and index in self._refused:
                 return self._refused[index]

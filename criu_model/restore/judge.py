@@ -401,6 +401,20 @@ class Judge:
         for members in want.values():
             rehearsed = {m for m in members if m not in self.ex.missing_fds
                          and m[0] not in self.ex.missing_procs}
+            if len(members) < 2 and kind == "socketpair":
+                # One end whose peer no fd of the snapshot holds (outside, or a one-way
+                # datagram connect): no fd of the sandbox may be its peer either.
+                only = next(iter(members))
+                if only not in rehearsed:
+                    self.entries.append(Entry(kind, _holders(members), NOT_REHEARSED,
+                                              reason="its fd was not rehearsed"))
+                elif len(got_of.get(only, {only})) > 1:
+                    self.entries.append(Entry(kind, _holders(members), MISMATCHED, [
+                        {"field": "holders", "expected": _holders(members),
+                         "actual": _holders(got_of[only])}]))
+                else:
+                    self.entries.append(Entry(kind, _holders(members), MATCHED))
+                continue
             if len(members) < 2 and kind == "shared_file":
                 # A description held once: its only check is that nobody else shares it.
                 only = next(iter(members))

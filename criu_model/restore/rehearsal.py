@@ -136,6 +136,7 @@ def rehearse(snapshot: Snapshot, plan: Plan, *, keep: bool = False) -> Rehearsal
                 sandbox.keep()
                 report.kept = True
         finally:
+            conductor.close()
             if conductor.sandbox is not None:
                 conductor.sandbox.close()
         t3 = time.perf_counter()

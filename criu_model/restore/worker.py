@@ -509,6 +509,7 @@ class Worker:
         self.threads: list[threading.Thread] = []
         self.lent: list[int] = []             # fds lent with the current step
         self.helpers: dict[int, int] = {}     # real fd -> its helper peer (halfclose.py)
+        self.handed_out: list[int] = []       # fds a step gives the conductor (its reply)
 
     # ------------------------------------------------------------ fds
 
@@ -624,10 +625,26 @@ class Worker:
             take_lock(tmp, lock)
         self.place(tmp, int(a["fd"]), flags)
 
-    @staticmethod
-    def _socket(a: dict[str, Any]) -> int:
+    def _socket(self, a: dict[str, Any]) -> int:
         """A unix socket (bound by name, listening), or an inet listener or UDP socket
         bound on the sandbox's own loopback: nothing is bound outside the sandbox."""
+        if a.get("outside_peer"):   # connected to a peer outside: a socketpair's end,
+            mine, peer = socket.socketpair(socket.AF_UNIX, int(a["type"]))   # its name
+            try:                                                      # bound after
+                name = bytes.fromhex(a.get("name_hex", ""))
+                if name:
+                    mine.bind(name)
+            except BaseException:
+                mine.close()
+                peer.close()
+                raise
+            held = peer.detach()      # to the conductor, which holds it; never at the
+            if held == self.real(int(a["fd"])):     # number this fd is placed at
+                moved = os.dup(held)
+                os.close(held)
+                held = moved
+            self.handed_out.append(held)
+            return mine.detach()
         if a.get("probe"):
             return probed_socket(a["probe"])
         if a.get("netlink"):
@@ -975,6 +992,10 @@ class Worker:
                         sock = out.pop("_fd")
                         keep.append(sock)
                         attach.append(sock.fileno())
+                    for fd in self.handed_out:      # sent with the reply, then closed
+                        keep.append(socket.socket(fileno=fd))
+                        attach.append(fd)
+                    self.handed_out = []
                     if out.pop("exit", False):
                         self._exit(cmd["step"], reply)
                     reply.update(out)
