@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,3 +133,29 @@ def test_unconnected_stand_ins_are_a_mismatch(peers: tuple[Snapshot, dict[str, A
         assert entry.status == MISMATCHED, name
         [sock] = entry.mismatches
         assert (sock["expected"]["state"], sock["actual"]["state"]) == (1, 7)
+
+
+_NESTED = """
+import socket
+log = os.open(os.path.join(sys.argv[1], "x.log"), os.O_WRONLY | os.O_CREAT)   # 3
+os.mkdir(os.path.join(sys.argv[1], "sub"))
+lst = socket.socket(socket.AF_UNIX)                                          # 4
+lst.bind(os.path.join(sys.argv[1], "sub", "listen.sock"))
+lst.listen(2)
+for fd in (log, lst.fileno()):
+    os.set_inheritable(fd, True)
+ready()
+signal.pause()
+"""
+
+
+def test_socket_below_a_scratch_directory(tmp_path: Path) -> None:
+    """A listener in a directory below one the scratch tmpfs covers (for a file opened
+    for writing): its directory is made there too (bind failed with ENOENT before)."""
+    from tests.restore.test_state import _program
+
+    with _program(_NESTED, tmp_path) as proc:
+        snap = criu_model.dump([proc.pid])
+    report = _run(snap)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    assert _by(report, "fd", f"{proc.pid}:4").status == MATCHED
