@@ -36,7 +36,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from typing import Generic, NamedTuple, TypeVar
 
 from criu_model.collect.procfs import ProcDir, task_state
@@ -529,16 +529,18 @@ def assign_task_ids(pids: Sequence[int], kind: KcmpType, *,
         return sorter.assign(pids, null_pid)
 
 
-def task_shares(pids: Sequence[int], *,
-                stats: SharingStats | None = None) -> dict[int, dict[str, int]]:
+def task_shares(pids: Sequence[int], *, stats: SharingStats | None = None,
+                sentinel: NullSentinel | None = None) -> dict[int, dict[str, int]]:
     """{pid: {"files": id, "fs": id, "sighand": id, "vm": id}} for the snapshot's "shares".
 
     A pid gone during any of the four passes is left out entirely (and listed
-    in ``stats.gone_pids`` when `stats` is given).
+    in ``stats.gone_pids`` when `stats` is given). ``sentinel``, forked by the
+    caller well before (see :class:`NullSentinel`), saves waiting for a new one.
     """
     stats = SharingStats() if stats is None else stats
     per_kind: dict[str, dict[int, int]] = {}
-    with null_sentinel() as null_pid:
+    with (nullcontext(sentinel.zombie()) if sentinel is not None
+          else null_sentinel()) as null_pid:
         # vm before sighand: processes share a sighand only with CLONE_SIGHAND, which
         # clone() refuses without CLONE_VM (kernel/fork.c), and exec unshares both:
         # so a sighand is shared only among processes of one mm, and one alone in its
@@ -556,25 +558,54 @@ def task_shares(pids: Sequence[int], *,
             for pid in dict.fromkeys(pids) if pid not in stats.gone_pids}
 
 
+class NullSentinel:
+    """A child of ours that exits at once: as a zombie, a task whose mm, files, fs,
+    io context and SysV undo list are all NULL (do_exit() cleared them), so that
+    "equal to it" means "has none" rather than "shares".
+
+    Forked when made, waited for at the first :meth:`zombie`: a dump makes it
+    before collecting, so by the sharing pass it has long exited and nobody
+    waits for a child to be scheduled (milliseconds on a busy machine).
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = os.fork()
+        if self.pid == 0:  # child: exit at once, nothing else
+            os._exit(0)
+        self._dead = False
+
+    def zombie(self) -> int:
+        """Its pid, once it is a zombie (not reaped)."""
+        if self.pid is None:
+            raise ValueError("the sentinel was reaped already")
+        if not self._dead:
+            try:  # wait until it is a zombie, without reaping it
+                os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+            except ChildProcessError as err:  # SIGCHLD ignored: children are auto-reaped
+                raise CriuModelError("cannot keep a zombie to tell NULL from shared objects: "
+                                     "SIGCHLD is ignored in this process") from err
+            self._dead = True
+        return self.pid
+
+    def close(self) -> None:
+        """Reap it (idempotent)."""
+        if self.pid is not None:
+            with suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = None
+
+    def __enter__(self) -> NullSentinel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @contextmanager
 def null_sentinel() -> Iterator[int]:
-    """Pid of a zombie child of ours: a task whose mm, files, fs, io context and
-    SysV undo list are all NULL (do_exit() cleared them), so that "equal to
-    it" means "has none" rather than "shares". Reaped on exit.
-    """
-    pid = os.fork()
-    if pid == 0:  # child: exit at once, nothing else
-        os._exit(0)
-    try:
-        try:  # wait until it is a zombie, without reaping it
-            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        except ChildProcessError as err:  # SIGCHLD ignored: children are auto-reaped
-            raise CriuModelError("cannot keep a zombie to tell NULL from shared objects: "
-                                 "SIGCHLD is ignored in this process") from err
-        yield pid
-    finally:
-        with suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+    """Pid of a zombie child of ours (see :class:`NullSentinel`); reaped on exit."""
+    with NullSentinel() as sentinel:
+        yield sentinel.zombie()
 
 
 # ----------------------------------------------------------------- helpers
@@ -605,6 +636,7 @@ __all__ = [
     "EpollTarget",
     "FdKey",
     "FileIdIndex",
+    "NullSentinel",
     "SharingStats",
     "assign_file_ids",
     "assign_task_ids",

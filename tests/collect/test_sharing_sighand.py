@@ -8,6 +8,8 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from criu_model.collect.sharing import SharingStats, assign_task_ids, task_shares
 from criu_model.kernel.kcmp import KcmpType
 
@@ -59,3 +61,18 @@ def test_with_an_exited_task_everybody_is_compared() -> None:
     assert shares[pids[-1]]["vm"] == 0  # the zombie has no mm
     assert {pid: s["sighand"] for pid, s in shares.items()} == full
     assert sighand_calls > 0 and stats.kcmp_calls == others + sighand_calls
+
+
+def test_sentinel_forked_early_is_a_zombie_when_used_and_reaped_on_close() -> None:
+    from criu_model.collect.sharing import NullSentinel
+
+    with NullSentinel() as sentinel:
+        pid = sentinel.zombie()
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            assert f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+        assert sentinel.zombie() == pid  # waited for once
+        with _sleepers(3) as pids:
+            assert task_shares(pids, sentinel=sentinel) == task_shares(pids)
+    assert not os.path.exists(f"/proc/{pid}")  # reaped
+    with pytest.raises(ValueError, match="reaped"):
+        sentinel.zombie()
