@@ -365,6 +365,7 @@ class Conductor:
         self._tcp_key_of: dict[int, int] = {}
         self._late_seals: list[tuple[tuple[int, int], int]] = []   # memfd -> seals later
         self.outside_peers: list[socket.socket] = []   # unix peers outside (held here)
+        self._late_connects: list[tuple[int, sockets_pb2.Socket]] = []   # inode, its peer
         self._memory_t0 = 0.0
 
     # ------------------------------------------------------------ setup
@@ -444,6 +445,7 @@ class Conductor:
             self._one(index, step)
         self._flush()
         self._close_half_closed()
+        self._connect_late()
         self._finish_memory()
         self.result.outcomes.sort(key=lambda o: o.index)
         return self.result
@@ -920,7 +922,10 @@ class Conductor:
             elif sock.unix.peer_inode:
                 peer = self.snap.sockets_by_inode.get(sock.unix.peer_inode)
                 if peer is not None and self._named_peer(sock, peer):
-                    out["connect_hex"] = peer.unix.name.hex()   # connect(2) by its name
+                    if self._listener_opened(peer):
+                        out["connect_hex"] = peer.unix.name.hex()   # connect(2) by name
+                    else:   # made later in the plan: connected once the skeleton stands
+                        self._late_connects.append((sock.inode, peer))
                 else:   # its peer is outside: a socketpair's other end
                     out["peer_outside"] = True
         elif kind == "netlink":
@@ -1013,13 +1018,13 @@ class Conductor:
                 self._run_recipe([("shut_rd", sock.inode, False)], {sock.inode: holder})
 
     def _run_recipe(self, recipe: list[tuple[str, int, bool]],
-                    holders: dict[int, tuple[int, int]]) -> None:
+                    holders: dict[int, tuple[int, int]], arg: str = "") -> None:
         """One close sequence, in order, each action on its end's holder; a refused
         action is a failed step of that end (the rest of the sequence is not run)."""
         for action, inode, helper in recipe:
             actor, fd = holders[inode]
-            reply, _ = self._ask(actor, {"op": "tcp", "do": [[action, fd, helper]]},
-                                 f"closing TCP socket {inode} ({action})")
+            reply, _ = self._ask(actor, {"op": "tcp", "do": [[action, fd, helper]],
+                                         "arg": arg}, f"socket {inode} ({action})")
             if not reply.get("ok"):
                 index = next((o.index for o in self.result.outcomes
                               if o.step.action is Action.TCP_REPAIR
@@ -1030,6 +1035,16 @@ class Conductor:
                                 f"half-close: {action}"),
                     "failed", f"{action}: {reply.get('error')}", int(reply.get("errno", 0))))
                 break
+
+    def _connect_late(self) -> None:
+        """One-way datagram connects whose target was made after them: connect(2) by the
+        target's name now, through the socket's final holder (a refusal is its step's)."""
+        for inode, peer in self._late_connects:
+            holder = self._tcp_holder(inode)
+            if holder is None or not self._listener_opened(peer):
+                continue    # its fd, or its peer's, is reported as not made
+            self._run_recipe([("connect_unix", inode, False)], {inode: holder},
+                             peer.unix.name.hex())
 
     def _tcp_holder(self, inode: int) -> tuple[int, int] | None:
         """(actor, fd) of a running process whose dumped fd holds socket `inode`."""
@@ -1060,8 +1075,6 @@ class Conductor:
                 if peer is not None and not self._named_peer(sock, peer):
                     return "a connected unix socket whose peer in the snapshot is not " \
                            "planned with it (no socketpair step)"
-                if peer is not None and not self._listener_opened(peer):
-                    return f"its peer {printable(peer.unix.name)} is not made (yet)"
                 if sock.unix.name and sock.unix.name in self._unix_listener_names():
                     return f"accepted on the tree's listener {printable(sock.unix.name)} " \
                            "from a client outside: its name is the listener's, bound once"

@@ -678,8 +678,9 @@ class Worker:
         it for real (halfclose.py)."""
         return repaired(int(a["family"]), a["src"], int(a["sport"]), a["dst"], int(a["dport"]))
 
-    def tcp(self, actions: list[list[Any]]) -> None:
-        """Close-sequence actions on repaired sockets (halfclose.py): [action, fd, helper]."""
+    def tcp(self, actions: list[list[Any]], arg: str = "") -> None:
+        """Actions on sockets after the skeleton: a repaired connection's close sequence
+        (halfclose.py), a late connect(2) to the name `arg` (hex): [action, fd, helper]."""
         for action, fd, helper in actions:
             real = self.real(int(fd))
             if action == "helper":       # the peer's part, with the mirrored 4-tuple
@@ -701,6 +702,8 @@ class Worker:
                     wait_acked(sock)
                 elif action == "shut_rd":           # RCV_SHUTDOWN only: nothing is sent
                     sock.shutdown(socket.SHUT_RD)
+                elif action == "connect_unix":      # a one-way datagram connect
+                    sock.connect(bytes.fromhex(arg))
                 elif action == "drop_helper":       # closed in repair mode: nothing sent
                     sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
                     del self.helpers[real]
@@ -1023,7 +1026,7 @@ class Worker:
                     import fcntl
                     fcntl.fcntl(self.real(int(cmd["fd"])), F_ADD_SEALS, int(cmd["seals"]))
                 elif op == "tcp":          # a half-closed connection's close sequence
-                    self.tcp(cmd["do"])
+                    self.tcp(cmd["do"], str(cmd.get("arg", "")))
                 elif op == "setns_path":   # /proc/PID/ns/TYPE of the holder
                     nsfd = os.open(cmd["path"], os.O_RDONLY | O_CLOEXEC)
                     try:

@@ -1,8 +1,9 @@
 """Unix sockets connected to a peer no fd of the snapshot holds, rehearsed for real.
 
 A server outside the dumped tree (started by the test, not a child of the program)
-holds the peers of a stream client and of a named datagram client; a datagram
-socket of the tree connected one way to another of the tree's, by name. In the
+holds the peers of a stream client and of a named datagram client; datagram
+sockets of the tree are connected one way to others of the tree's, by name (one
+to a child's, which the plan makes later: connected once the skeleton stands). In the
 sandbox the outside peers are the other ends of socketpairs held by criu-model
 (outside the sandbox's processes, as the originals were); the one-way connect is
 a connect(2) to the name. A restorer that leaves the clients unconnected must be
@@ -48,10 +49,21 @@ g = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)               # datagram, n
 g.bind(d + "/me.dgram"); g.connect(d + "/srv.dgram")
 t = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); t.bind(d + "/target")
 o = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); o.connect(d + "/target")   # one way
+r, w = os.pipe()
+if os.fork() == 0:                          # a target made by a child the plan makes later
+    os.close(r)
+    lt = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); lt.bind(d + "/late")
+    os.close(w)
+    signal.pause()
+os.close(w)
+os.read(r, 1)                               # EOF: the child bound it
+os.close(r)
+late = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); late.connect(d + "/late")
 time.sleep(0.1)
 os.write(int(sys.argv[1]), (json.dumps({"pid": os.getpid(), "c": c.fileno(),
                                         "g": g.fileno(), "t": t.fileno(),
-                                        "o": o.fileno()}) + "\n").encode())
+                                        "o": o.fileno(), "late": late.fileno()})
+                            + "\n").encode())
 os.close(int(sys.argv[1]))
 while True:
     signal.pause()
@@ -107,10 +119,15 @@ def test_unix_peers_outside_and_one_way(peers: tuple[Snapshot, dict[str, Any]]) 
         assert peer and (peer == socks[where["t"]].inode) == (name == "o")
     report = _run(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
-    for name in ("c", "g", "t", "o"):
+    for name in ("c", "g", "t", "o", "late"):
         assert _by(report, "fd", f"{pid}:{where[name]}").status == MATCHED, name
-    for name in ("c", "g", "o"):        # alone here too: no fd of the sandbox is its peer
-        assert _by(report, "socketpair", f"{pid}:{where[name]}").status == MATCHED, name
+    for name in ("c", "g", "o", "late"):  # alone here too: no fd of the sandbox is its peer
+        [group] = [e for e in report.entries if e.kind == "socketpair"
+                   and f"{pid}:{where[name]}" in e.id.split(",")]    # (the child's copy too)
+        assert group.status == MATCHED, name
+    child = next(p.pid for p in snap.processes if p.ppid == pid)
+    assert [e.status for e in report.entries if e.kind == "fd"
+            and e.id.startswith(f"{child}:")] == [MATCHED] * len(snap.fds_by_pid[child].fds)
 
 
 def test_unconnected_stand_ins_are_a_mismatch(peers: tuple[Snapshot, dict[str, Any]],
@@ -124,11 +141,12 @@ def test_unconnected_stand_ins_are_a_mismatch(peers: tuple[Snapshot, dict[str, A
         out = real(self, step)
         out.pop("peer_outside", None)
         out.pop("connect_hex", None)
+        self._late_connects.clear()
         return out
 
     monkeypatch.setattr(Conductor, "_socket", unconnected)
     report = _run(snap)
-    for name in ("c", "g", "o"):
+    for name in ("c", "g", "o", "late"):
         entry = _by(report, "fd", f"{where['pid']}:{where[name]}")
         assert entry.status == MISMATCHED, name
         [sock] = entry.mismatches
