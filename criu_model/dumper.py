@@ -31,6 +31,7 @@ from criu_model.collect.nsowner import fill_ownership
 from criu_model.collect.process import collect_process
 from criu_model.collect.procfs import PROC_ROOT, ProcDir, read_all
 from criu_model.collect.shares import fill_sharing
+from criu_model.collect.sharing import NullSentinel
 from criu_model.collect.sockdump import SocketDump
 from criu_model.collect.stat import parse_stat
 from criu_model.collect.tree import discover, scan
@@ -83,13 +84,27 @@ def _boot_time_ns(proc_root: str) -> int:
 def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: bool,
                  ghost_limit: int, proc_locks: list[files_pb2.FileLock],
                  capture: PageCapture | None = None) -> _Collected:
+    """Every collector over the frozen tree, then the passes over all of it.
+
+    The zombie the sharing pass compares NULL objects with is forked first:
+    by the time that pass needs it, it has exited (nobody waits for a new
+    child to be scheduled, milliseconds on a busy machine).
+    """
+    with NullSentinel() as sentinel:
+        return _collect_each(pids, roots, proc_root, page_counts, ghost_limit, proc_locks,
+                             capture, sentinel)
+
+
+def _collect_each(pids: list[int], roots: set[int], proc_root: str, page_counts: bool,
+                  ghost_limit: int, proc_locks: list[files_pb2.FileLock],
+                  capture: PageCapture | None, sentinel: NullSentinel) -> _Collected:
+    file_ids: FileIds = {}  # one map_files stat per shared library, not per process
+    line_cache = LineCache()  # forked workers repeat maps lines: decode each once
     processes: dict[int, process_pb2.Process] = {}
     memory: dict[int, mm_pb2.MemoryMap] = {}
     fds: dict[int, files_pb2.FdTable] = {}
     skipped: list[tuple[int, str]] = []
     ghosts = GhostStore()
-    file_ids: FileIds = {}  # one map_files stat per shared library, not per process
-    line_cache: LineCache = {}  # forked workers repeat maps lines: decode each once
     fstypes: dict[int, bytes] = {}  # mount id -> filesystem type, from the first mountinfo
     for pid in pids:
         if pid == os.getpid():
@@ -113,7 +128,7 @@ def _collect_all(pids: list[int], roots: set[int], proc_root: str, page_counts: 
     settle_pipe_data(list(fds.values()))
     fill_ownership(processes.values(), proc_root)
     sockets = _collect_sockets(list(fds.values()))
-    stats = fill_sharing(list(processes.values()), list(fds.values()))
+    stats = fill_sharing(list(processes.values()), list(fds.values()), sentinel)
     for pid in stats.gone_pids:
         if processes.pop(pid, None) is not None:
             skipped.append((pid, "exited during the dump"))

@@ -190,6 +190,8 @@ def _fs_magic(path: bytes) -> int | None:
 def _tty(rdev: int) -> files_pb2.Tty | None:
     """Tty message for a tty character device number; None for other devices."""
     major, minor = os.major(rdev), os.minor(rdev)
+    if major not in _TTY_MAJORS:  # /dev/null and friends: no message to build
+        return None
     tty = files_pb2.Tty(rdev_major=major, rdev_minor=minor)
     if UNIX98_PTY_SLAVE_MAJOR <= major < UNIX98_PTY_SLAVE_MAJOR + UNIX98_PTY_MAJOR_COUNT:
         tty.driver, tty.index = "pts", (major - UNIX98_PTY_SLAVE_MAJOR) * UNIX98_PTY_MINORS + minor
@@ -213,6 +215,13 @@ def _tty(rdev: int) -> files_pb2.Tty | None:
     else:
         return None
     return tty
+
+
+# Every major _tty() names a driver for (the others return None at once).
+_TTY_MAJORS = frozenset({
+    *range(UNIX98_PTY_SLAVE_MAJOR, UNIX98_PTY_SLAVE_MAJOR + UNIX98_PTY_MAJOR_COUNT),
+    *range(UNIX98_PTY_MASTER_MAJOR, UNIX98_PTY_MASTER_MAJOR + UNIX98_PTY_MAJOR_COUNT),
+    TTYAUX_MAJOR, TTY_MAJOR, PTY_MASTER_MAJOR, PTY_SLAVE_MAJOR})
 
 
 def _regular(st: os.stat_result) -> files_pb2.RegularFile:
@@ -319,9 +328,8 @@ class _Collector:
             info = fdinfo.split_fdinfo(raw)
         except ValueError as err:
             return _unparsable(n, link, raw, err)
-        fd = files_pb2.Fd(fd=n, flags=info.flags, pos=info.pos, mnt_id=info.mnt_id)
-        fd.locks.extend(info.locks)
         st: os.stat_result | None = None
+        stat_error = ""
         try:
             st = os.stat(link_path)
         except FileNotFoundError as err:
@@ -329,10 +337,16 @@ class _Collector:
         except OSError as err:
             if err.errno in (errno.EACCES, errno.EPERM, errno.ESRCH):
                 raise
-            fd.unreadable.add(field="stat", reason=f"stat: {os.strerror(err.errno)}")
-        if st is not None:
-            fd.dev = st.st_dev
-        fd.ino = info.ino if info.ino is not None else (st.st_ino if st is not None else 0)
+            stat_error = f"stat: {os.strerror(err.errno)}"
+        # one constructor call rather than field writes: this runs for every fd
+        fd = files_pb2.Fd(
+            fd=n, flags=info.flags, pos=info.pos, mnt_id=info.mnt_id,
+            dev=st.st_dev if st is not None else 0,
+            ino=info.ino if info.ino is not None else (st.st_ino if st is not None else 0))
+        if info.locks:
+            fd.locks.extend(info.locks)
+        if stat_error:
+            fd.unreadable.add(field="stat", reason=stat_error)
         try:
             self._classify(fd, n, link, info, st)
         except ValueError as err:

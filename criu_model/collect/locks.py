@@ -131,7 +131,7 @@ def may_wait_for_locks(pids: Iterable[int], proc_root: str = "/proc") -> bool:
             return True
         for tid in tids:
             try:
-                words = read_all(f"{proc_root}/{pid}/task/{tid}/syscall").split()
+                words = read_all(f"{proc_root}/{pid}/task/{tid}/syscall", single=True).split()
             except FileNotFoundError:
                 continue
             except OSError:

@@ -9,9 +9,10 @@ per VMA, which makes it several times slower than maps + pagemap.
 from __future__ import annotations
 
 import os
+from typing import Any, NamedTuple
 
 from criu_model.collect.maps import LineCache, VmaLine, parse_vma_lines
-from criu_model.collect.pages import METHODS, choose_method, count_ranges
+from criu_model.collect.pages import METHODS, ReadPlan, choose_method, count_ranges, read_plan
 from criu_model.collect.procfs import PROC_ROOT, ProcDir
 from criu_model.errors import AccessDenied, UsageError, translate_oserror
 from criu_model.images.pb import mm_pb2
@@ -59,11 +60,21 @@ def collect_memory(pid: int, proc_root: str = PROC_ROOT, *, pages: bool = True,
     if not lines:
         return mm_pb2.MemoryMap(pid=pid)
     unreadable: list[dict[str, str]] = []
-    idents = _map_file_fields(proc, lines, unreadable, file_ids)
+    known = getattr(line_cache, "idents", None) if file_ids is not None else None
+    key = tuple(lines)
+    idents = known.get(key) if known is not None else None
+    if idents is None:
+        idents = _map_file_fields(proc, lines, unreadable, file_ids)
+        if known is not None and all(line.ident is not None for line in lines
+                                     if line.file_key is not None):
+            # every file of this layout is known, none deleted: the next process
+            # with the same layout would stat nothing either
+            known[key] = idents
     used = ""
     counts: list[bytes] | None = None
     if pages:
-        used, counts = _page_fields(proc, lines, unreadable, method)
+        layouts = getattr(line_cache, "layouts", None)
+        used, counts = _page_fields(proc, lines, unreadable, method, layouts, key)
     parts = [mm_pb2.MemoryMap(pid=pid, page_counts_method=used).SerializeToString()]
     add = parts.append
     for line, ident, count in zip(lines, idents, counts or _NO_COUNTS * len(lines),
@@ -185,20 +196,44 @@ def _map_file_fields(proc: ProcDir, lines: list[VmaLine], unreadable: list[dict[
     return fields
 
 
+class _Layout(NamedTuple):
+    """What page counting derives from an address-space layout, once per layout."""
+
+    starts: list[int]  # of the counted lines (not [vsyscall])
+    ends: list[int]
+    mapped: int  # bytes
+    plan: ReadPlan
+
+
+def _layout(lines: list[VmaLine]) -> _Layout | None:
+    counted = [line for line in lines if line.counted]
+    if not counted:
+        return None
+    starts = [line.start for line in counted]
+    ends = [line.end for line in counted]
+    return _Layout(starts, ends, sum(ends) - sum(starts), read_plan(starts, ends, PAGE_SIZE))
+
+
 def _page_fields(proc: ProcDir, lines: list[VmaLine], unreadable: list[dict[str, str]],
-                 method: str | None) -> tuple[str, list[bytes] | None]:
+                 method: str | None, layouts: dict[tuple[VmaLine, ...], Any] | None,
+                 key: tuple[VmaLine, ...]) -> tuple[str, list[bytes] | None]:
     """Serialized page counts of each VMA (b"" for [vsyscall]) and the method used.
 
     On EACCES records Unreadable("pages") and returns ("", None): no VMA gets
-    ``pages``.
+    ``pages``. ``layouts`` (the dump's) keeps the derived lists per layout.
     """
-    counted = [line for line in lines if line.counted]
-    if not counted:
+    if layouts is None:
+        layout = _layout(lines)
+    else:
+        if key in layouts:
+            layout = layouts[key]
+        else:
+            layout = layouts[key] = _layout(lines)
+    if layout is None:
         return "", None
-    starts = [line.start for line in counted]
-    ends = [line.end for line in counted]
+    starts, ends = layout.starts, layout.ends
     if method is None:
-        method = choose_method(sum(ends) - sum(starts))
+        method = choose_method(layout.mapped)
     try:
         with translate_oserror(proc.pid, "pagemap"):
             fd = os.open(f"{proc.path}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
@@ -207,7 +242,7 @@ def _page_fields(proc: ProcDir, lines: list[VmaLine], unreadable: list[dict[str,
         return "", None
     try:
         with translate_oserror(proc.pid, "pagemap"):
-            counts = iter(count_ranges(fd, starts, ends, PAGE_SIZE, method))
+            counts = iter(count_ranges(fd, starts, ends, PAGE_SIZE, method, layout.plan))
     finally:
         os.close(fd)
     known = _COUNT_FIELDS

@@ -12,10 +12,11 @@ decides what a failure means, so failures are returned, not raised.
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 from criu_model.collect.procfs import ProcDir
-from criu_model.errors import AccessDenied, ProcessGone
+from criu_model.errors import AccessDenied, ProcessGone, from_oserror
 
 NS_DIR = "ns"
 
@@ -30,25 +31,41 @@ def read_namespaces(pdir: ProcDir) -> tuple[list[NsId], dict[str, ProcessGone | 
     """Identities of every namespace entry, plus the entries that could not be read.
 
     Raises ProcessGone/AccessDenied only when the ns directory itself cannot be listed.
+    The entries are read relative to one fd of the directory (no path per entry).
     """
     found: list[NsId] = []
     failed: dict[str, ProcessGone | AccessDenied] = {}
-    dev: int | None = None
-    for name in pdir.listdir(NS_DIR):
-        path = f"{NS_DIR}/{name}"
+    try:
+        dir_fd = os.open(f"{pdir.path}/{NS_DIR}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            inode = None if dev is None else _link_inode(pdir.readlink(path))
-            if inode is None:
-                st = pdir.stat(path)
-                inode, dev = st.st_ino, st.st_dev
-        except (ProcessGone, AccessDenied) as err:
-            failed[name] = err
-            continue
-        found.append(NsId(name, inode, dev))
+            names = os.listdir(dir_fd)
+        except OSError:
+            os.close(dir_fd)
+            raise
+    except OSError as err:
+        raise from_oserror(err, pdir.pid, NS_DIR) from err
+    try:
+        dev: int | None = None
+        for name in names:
+            try:
+                inode = None if dev is None else _link_inode(os.readlink(name, dir_fd=dir_fd))
+                if inode is None:
+                    st = os.stat(name, dir_fd=dir_fd)
+                    inode, dev = st.st_ino, st.st_dev
+            except OSError as err:
+                why = from_oserror(err, pdir.pid, f"{NS_DIR}/{name}")
+                if not isinstance(why, ProcessGone | AccessDenied):
+                    raise why from err
+                why.__cause__ = err
+                failed[name] = why
+                continue
+            found.append(NsId(name, inode, dev))
+    finally:
+        os.close(dir_fd)
     return found, failed
 
 
-def _link_inode(link: bytes) -> int | None:
+def _link_inode(link: str) -> int | None:
     """The inode in a link text like ``net:[4026531840]``; None if it is not one.
 
     Reading the link costs a quarter of stat() through it (which makes an nsfs
@@ -57,8 +74,8 @@ def _link_inode(link: bytes) -> int | None:
     before, /proc's own, as well the same for all). The access checks are the
     same (ptrace read access, fs/proc/namespaces.c), so are the failures.
     """
-    start = link.find(b":[")
-    if start < 0 or not link.endswith(b"]"):
+    start = link.find(":[")
+    if start < 0 or not link.endswith("]"):
         return None
     digits = link[start + 2:-1]
     return int(digits) if digits.isdigit() else None

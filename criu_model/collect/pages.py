@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from typing import NamedTuple
 
 from criu_model.images.pb import mm_pb2
@@ -130,26 +131,40 @@ def tally_pages(pagemap_fd: int, starts: Sequence[int], ends: Sequence[int], pag
 Counts = tuple[int, int, int, int]  # (resident, swapped, file, exclusive)
 
 
+class ReadPlan(NamedTuple):
+    """Ranges as page numbers, grouped into preads: [bounds[k], bounds[k + 1])."""
+
+    firsts: list[int]
+    lasts: list[int]
+    bounds: list[int]
+
+
+def read_plan(starts: Sequence[int], ends: Sequence[int], page_size: int) -> ReadPlan:
+    """Which ranges :func:`count_ranges` reads together (keep it for equal layouts)."""
+    firsts = [start // page_size for start in starts]
+    lasts = [end // page_size for end in ends]
+    # a group ends before each range more than the merge gap after the previous one
+    breaks = [k for k, (first, last) in enumerate(zip(firsts[1:], lasts[:-1], strict=True), 1)
+              if first - last > _MERGE_GAP_PAGES]
+    return ReadPlan(firsts, lasts, [0, *breaks, len(firsts)])
+
+
 def count_ranges(pagemap_fd: int, starts: Sequence[int], ends: Sequence[int],
-                 page_size: int, method: str) -> list[Counts]:
+                 page_size: int, method: str, plan: ReadPlan | None = None) -> list[Counts]:
     """:func:`tally_pages` as tuples, the dump's fast path.
 
     With the classic method, each group of ranges close enough to share one
     pread is counted straight into tuples (no per-range objects to add to):
     a forked CPython's 130 VMAs cost ~4 preads and ~300 ``bytes.count``.
+    ``plan`` is :func:`read_plan` of the same ranges, made once for a layout
+    that several processes have.
     """
     if method != METHOD_CLASSIC or not starts:
         return [tally.counts() for tally in tally_pages(pagemap_fd, starts, ends, page_size,
                                                           method)]
-    firsts = [start // page_size for start in starts]
-    lasts = [end // page_size for end in ends]
+    firsts, lasts, bounds = plan or read_plan(starts, ends, page_size)
     out: list[Counts] = []
-    n = len(firsts)
-    i = 0
-    while i < n:
-        j = i + 1
-        while j < n and firsts[j] - lasts[j - 1] <= _MERGE_GAP_PAGES:
-            j += 1
+    for i, j in pairwise(bounds):
         base = firsts[i]
         npages = lasts[j - 1] - base
         data = (os.pread(pagemap_fd, npages * PAGEMAP_ENTRY_SIZE, base * PAGEMAP_ENTRY_SIZE)
@@ -161,7 +176,6 @@ def count_ranges(pagemap_fd: int, starts: Sequence[int], ends: Sequence[int],
             out.extend(tally.counts() for tally in tallies)
         else:
             _count_group(entry_flag_bytes(data), base, firsts[i:j], lasts[i:j], out)
-        i = j
     return out
 
 

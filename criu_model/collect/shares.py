@@ -14,6 +14,7 @@ from criu_model.collect.sharing import (
     EpollTarget,
     FdKey,
     FileIdIndex,
+    NullSentinel,
     SharingStats,
     match_epoll_targets,
     task_shares,
@@ -27,7 +28,8 @@ def _readable(table: files_pb2.FdTable) -> bool:
 
 
 def fill_sharing(processes: Sequence[process_pb2.Process],
-                 tables: Sequence[files_pb2.FdTable]) -> SharingStats:
+                 tables: Sequence[files_pb2.FdTable],
+                 sentinel: NullSentinel | None = None) -> SharingStats:
     """Assign file ids and task share ids in place; returns what the pass did.
 
     Processes found gone are in ``stats.gone_pids``: the caller drops them.
@@ -54,7 +56,7 @@ def fill_sharing(processes: Sequence[process_pb2.Process],
         for table in readable:
             table.unreadable.add(field="file_id", reason=str(err))
     try:
-        shares = task_shares([p.pid for p in processes], stats=stats)
+        shares = task_shares([p.pid for p in processes], stats=stats, sentinel=sentinel)
     except (AccessDenied, KernelUnsupported) as err:
         for proc in processes:
             proc.unreadable.add(field="shares", reason=str(err))

@@ -36,7 +36,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from typing import Generic, NamedTuple, TypeVar
 
 from criu_model.collect.procfs import ProcDir, task_state
@@ -450,15 +450,35 @@ class _TaskSorter(_Sorter[int]):
     def mark_stale(self, item: int, reason: str) -> None:
         self.stats.gone_pids.add(item)
 
-    def assign(self, pids: Sequence[int], null_pid: int | None) -> dict[int, int]:
+    def assign(self, pids: Sequence[int], null_pid: int | None,
+               within: dict[int, int] | None = None) -> dict[int, int]:
+        """Ids of ``pids``' objects; with ``within`` (pid -> group), an object is
+        shared only inside a group: a pid alone in its group gets a fresh id without
+        kcmp. Numbering is the same as one pass over everybody would give."""
         slots: list[_Slot[int]] = [] if null_pid is None else [_Slot(NO_OBJECT, null_pid)]
         ids: dict[int, int] = {}
         next_id = FIRST_ID
         self.stats.groups += 1
         stats, kind = self.stats, self.kind
+        everyone = slots
+        group_slots: dict[int, list[_Slot[int]]] = {}
+        sizes: dict[int, int] = {}
+        if within is not None:
+            for pid in dict.fromkeys(pids):
+                if pid in within:
+                    sizes[within[pid]] = sizes.get(within[pid], 0) + 1
         for pid in pids:
             if pid in ids or pid in self.stats.gone_pids:
                 continue
+            slots = everyone
+            if within is not None and pid in within:
+                group = within[pid]
+                if sizes[group] == 1:  # nobody to share with
+                    ids[pid] = next_id
+                    next_id += 1
+                    self.stats.ids += 1
+                    continue
+                slots = group_slots.setdefault(group, [])
 
             def order(rep: int, pid: int = pid) -> KcmpResult:
                 # self.call() inlined: this runs for every comparison of the pass
@@ -509,42 +529,83 @@ def assign_task_ids(pids: Sequence[int], kind: KcmpType, *,
         return sorter.assign(pids, null_pid)
 
 
-def task_shares(pids: Sequence[int], *,
-                stats: SharingStats | None = None) -> dict[int, dict[str, int]]:
+def task_shares(pids: Sequence[int], *, stats: SharingStats | None = None,
+                sentinel: NullSentinel | None = None) -> dict[int, dict[str, int]]:
     """{pid: {"files": id, "fs": id, "sighand": id, "vm": id}} for the snapshot's "shares".
 
     A pid gone during any of the four passes is left out entirely (and listed
-    in ``stats.gone_pids`` when `stats` is given).
+    in ``stats.gone_pids`` when `stats` is given). ``sentinel``, forked by the
+    caller well before (see :class:`NullSentinel`), saves waiting for a new one.
     """
     stats = SharingStats() if stats is None else stats
     per_kind: dict[str, dict[int, int]] = {}
-    with null_sentinel() as null_pid:
-        for name, kind in SHARE_KINDS.items():
+    with (nullcontext(sentinel.zombie()) if sentinel is not None
+          else null_sentinel()) as null_pid:
+        # vm before sighand: processes share a sighand only with CLONE_SIGHAND, which
+        # clone() refuses without CLONE_VM (kernel/fork.c), and exec unshares both:
+        # so a sighand is shared only among processes of one mm, and one alone in its
+        # mm needs no kcmp for it. Unless an mm is NULL (an exited task keeps its
+        # sighand, not its mm): then everybody is compared with everybody.
+        for name in ("files", "fs", "vm", "sighand"):
+            kind = SHARE_KINDS[name]
             sorter = _TaskSorter(kind, stats)
-            per_kind[name] = sorter.assign(pids, null_pid if kind in _NULLABLE else None)
+            vm = per_kind.get("vm")
+            within = (vm if kind is KcmpType.SIGHAND and vm is not None
+                      and NO_OBJECT not in vm.values() else None)
+            per_kind[name] = sorter.assign(pids, null_pid if kind in _NULLABLE else None,
+                                           within)
     return {pid: {name: ids[pid] for name, ids in per_kind.items()}
             for pid in dict.fromkeys(pids) if pid not in stats.gone_pids}
 
 
+class NullSentinel:
+    """A child of ours that exits at once: as a zombie, a task whose mm, files, fs,
+    io context and SysV undo list are all NULL (do_exit() cleared them), so that
+    "equal to it" means "has none" rather than "shares".
+
+    Forked when made, waited for at the first :meth:`zombie`: a dump makes it
+    before collecting, so by the sharing pass it has long exited and nobody
+    waits for a child to be scheduled (milliseconds on a busy machine).
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = os.fork()
+        if self.pid == 0:  # child: exit at once, nothing else
+            os._exit(0)
+        self._dead = False
+
+    def zombie(self) -> int:
+        """Its pid, once it is a zombie (not reaped)."""
+        if self.pid is None:
+            raise ValueError("the sentinel was reaped already")
+        if not self._dead:
+            try:  # wait until it is a zombie, without reaping it
+                os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+            except ChildProcessError as err:  # SIGCHLD ignored: children are auto-reaped
+                raise CriuModelError("cannot keep a zombie to tell NULL from shared objects: "
+                                     "SIGCHLD is ignored in this process") from err
+            self._dead = True
+        return self.pid
+
+    def close(self) -> None:
+        """Reap it (idempotent)."""
+        if self.pid is not None:
+            with suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = None
+
+    def __enter__(self) -> NullSentinel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @contextmanager
 def null_sentinel() -> Iterator[int]:
-    """Pid of a zombie child of ours: a task whose mm, files, fs, io context and
-    SysV undo list are all NULL (do_exit() cleared them), so that "equal to
-    it" means "has none" rather than "shares". Reaped on exit.
-    """
-    pid = os.fork()
-    if pid == 0:  # child: exit at once, nothing else
-        os._exit(0)
-    try:
-        try:  # wait until it is a zombie, without reaping it
-            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        except ChildProcessError as err:  # SIGCHLD ignored: children are auto-reaped
-            raise CriuModelError("cannot keep a zombie to tell NULL from shared objects: "
-                                 "SIGCHLD is ignored in this process") from err
-        yield pid
-    finally:
-        with suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+    """Pid of a zombie child of ours (see :class:`NullSentinel`); reaped on exit."""
+    with NullSentinel() as sentinel:
+        yield sentinel.zombie()
 
 
 # ----------------------------------------------------------------- helpers
@@ -575,6 +636,7 @@ __all__ = [
     "EpollTarget",
     "FdKey",
     "FileIdIndex",
+    "NullSentinel",
     "SharingStats",
     "assign_file_ids",
     "assign_task_ids",

@@ -8,13 +8,13 @@ CRC. Every violation is an ImageError naming the file and the byte offset.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
 
 from criu_model.errors import AccessDenied, ImageError, InconsistentImage, TruncatedImage
 from criu_model.images import framing
+from criu_model.images.digest import sha256
 from criu_model.images.files import exists, read_file, read_image
 from criu_model.images.pb import inventory_pb2
 from criu_model.images.registry import IMAGES, INVENTORY
@@ -76,7 +76,7 @@ def load(directory: str | os.PathLike[str]) -> Snapshot:
             continue
         path = root / image.name
         data = _read(path)
-        if hashlib.sha256(data).digest() != rec.sha256:
+        if sha256(data) != rec.sha256:
             raise ImageError(str(path), None, f"the whole file ({len(data)} bytes) does not "
                              "match the sha256 recorded in inventory.img (replaced or "
                              "corrupted after the dump; the checksum covers the whole file, so "

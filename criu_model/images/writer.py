@@ -16,7 +16,6 @@ make us write somewhere else.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import stat
 from pathlib import Path
@@ -25,6 +24,7 @@ from google.protobuf.message import Message
 
 from criu_model.errors import CriuModelError, UsageError
 from criu_model.images import framing
+from criu_model.images.digest import sha256
 from criu_model.images.files import copy_into, exists
 from criu_model.images.pb import inventory_pb2
 from criu_model.images.registry import IMAGES, INVENTORY
@@ -88,7 +88,7 @@ def render_images(snap: Snapshot, target: Path | None = None) -> dict[str, bytes
         data = serialize(image.kind, entries)
         files[image.name] = data
         inv.images.add(name=image.name, entries=len(entries),
-                       sha256=hashlib.sha256(data).digest(), size=len(data))
+                       sha256=sha256(data), size=len(data))
     data_fd = _page_data_fd(snap)
     if data_fd is not None:
         size = os.fstat(data_fd).st_size

@@ -137,6 +137,20 @@ def stores_object(vma: mm_pb2.Vma) -> bool:
                                                          and vma.deleted))
 
 
+def _split_vmas(vmas: Sequence[mm_pb2.Vma]) -> tuple[list[mm_pb2.Vma], list[mm_pb2.Vma]]:
+    """(stores_private, stores_object) VMAs, in one pass (a fork tree asks per process)."""
+    private: list[mm_pb2.Vma] = []
+    objects: list[mm_pb2.Vma] = []
+    for v in vmas:
+        kind = v.kind
+        if not v.shared:
+            if kind not in _KERNEL_KINDS:
+                private.append(v)
+        elif kind in _SHARED_KINDS or (kind == mm_pb2.VMA_FILE and v.deleted):
+            objects.append(v)
+    return private, objects
+
+
 _zero_pfn_cache: list[int] = []
 
 
@@ -319,7 +333,7 @@ class PageCapture:
         already written stay in pages.img, unreferenced).
         """
         notes: list[tuple[str, str]] = []
-        private = [v for v in vmas if stores_private(v)]
+        private, objects = _split_vmas(vmas)
         reader = self._reader(pid)
         with reader:
             try:
@@ -327,11 +341,10 @@ class PageCapture:
                     parent = self.parent((pid, 0, 0), start_time) if self.parent else None
                     builder = _ProcessPass(self, reader, parent, proc_path).run(private)
                     self.owners[(pid, 0, 0)] = builder.messages(pid=pid, start_time=start_time)
-                for vma in vmas:
-                    if stores_object(vma):
-                        note = self._capture_object(vma, proc_path, reader)
-                        if note:
-                            notes.append(note)
+                for vma in objects:
+                    note = self._capture_object(vma, proc_path, reader)
+                    if note:
+                        notes.append(note)
             except ProcessLookupError as err:
                 self.owners.pop((pid, 0, 0), None)
                 raise ProcessGone(pid, "exited while its memory was read") from err
@@ -553,12 +566,10 @@ class _ProcessPass:
     def run(self, private: Sequence[mm_pb2.Vma]) -> RunBuilder:
         fd = os.open(f"{self.proc_path}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
         # An incremental pass reads every page and stores few: its reads go to
-        # a pool of reader threads (see _ReadPool). A full pass stores every
-        # page: its writer thread keeps the second core busy already, and the
-        # reads and the hashing stay here.
-        pool = None
-        if self.parent is not None:
-            pool = self.pool = _ReadPool(self.cap.pool_readers(self.reader.pid), self._keep_changed)
+        # a pool of reader threads (see _ReadPool), started at its second batch
+        # (a process read in one batch, most of a fork tree, is not worth two
+        # threads). A full pass stores every page: its writer thread keeps the
+        # second core busy already, and the reads and the hashing stay here.
         try:
             for start, end, zero in self._candidates(fd, private):
                 if zero:
@@ -566,13 +577,13 @@ class _ProcessPass:
                     self.cap.stats.zero += (end - start) // PAGE_SIZE
                 else:
                     self._classify(fd, start, end)
-            self._flush()
-            if pool is not None:
-                pool.finish()  # every batch read and hashed: every run is known
+            self._flush(last=True)
+            if self.pool is not None:
+                self.pool.finish()  # every batch read and hashed: every run is known
         finally:
             os.close(fd)
-            if pool is not None:
-                pool.stop()
+            if self.pool is not None:
+                self.pool.stop()
                 for reader in self.cap.pool_readers(self.reader.pid):
                     reader.close()
         runs = self.decided
@@ -615,7 +626,8 @@ class _ProcessPass:
                     self.cap.stats.file_clean += (hi - lo) // PAGE_SIZE
                     joinable = -1
                 elif (joinable >= 0 and lo - out[-1][1] <= _JOIN_GAP
-                      and all(vmas[i].end == vmas[i + 1].start for i in range(joinable, j))):
+                      and (joinable == j or all(vmas[i].end == vmas[i + 1].start
+                                                for i in range(joinable, j)))):
                     out[-1] = (out[-1][0], hi, False)
                     joinable = j
                 else:
@@ -632,6 +644,8 @@ class _ProcessPass:
         short runs (200 processes: 15,000), and a Python step per run costs.
         """
         page = start // PAGE_SIZE
+        decided = self.decided
+        deduplicated = 0
         for data in read_entries(fd, page, (end - start) // PAGE_SIZE):
             codes = entry_flag_bytes(data).translate(_CODES)
             base = page * PAGE_SIZE
@@ -653,15 +667,27 @@ class _ProcessPass:
                 else:
                     if chunk is None:
                         chunk = _Chunk(data, codes, self.cap.shared)
-                    self._shared_run(base, lo, hi, chunk)
+                    slots = chunk.slots
+                    first = slots[lo]
+                    n = hi - lo
+                    if first >= 0 and slots[hi - 1] == first + n - 1 and (
+                            n < 3 or slots[lo:hi] == list(range(first, first + n))):
+                        # the common case of a forked child, here and not in
+                        # _shared_run: one stretch stored at consecutive slots
+                        decided.append((base + lo * PAGE_SIZE, n, STORED, first,
+                                        array("Q", map(_HASH_OF, chunk.known[lo:hi]))))
+                        deduplicated += n
+                    else:
+                        self._shared_run(base, lo, hi, chunk)
             page += len(codes)
+        self.cap.stats.deduplicated += deduplicated
 
     def _shared_run(self, base: int, lo: int, hi: int, chunk: _Chunk) -> None:
         """Pages lo..hi of a chunk that may be mapped elsewhere: the common case in one step.
 
         A forked child's untouched pages are the parent's, stored at consecutive
         slots: such a stretch is one reference. A run that is one stretch is
-        recognised by a compare of its slots in C, and a run none of whose
+        recognised by a compare of its slots in C (in _classify), a run none of whose
         pages is stored yet (the tree's first process) is read whole; otherwise
         ``slot - index``, constant along a stretch, is grouped by groupby, and
         the pages in no stretch (not stored yet, or inherited) go page by page
@@ -670,12 +696,6 @@ class _ProcessPass:
         n = hi - lo
         slots, known = chunk.slots, chunk.known
         first = slots[lo]
-        if first >= 0 and slots[hi - 1] == first + n - 1 and (
-                n < 3 or slots[lo:hi] == list(range(first, first + n))):
-            self.decided.append((base + lo * PAGE_SIZE, n, STORED, first,
-                                 array("Q", map(_HASH_OF, known[lo:hi]))))
-            self.cap.stats.deduplicated += n
-            return
         if first == _UNKNOWN[0] and slots[lo:hi].count(first) == n:
             keys = chunk.keys[lo:hi]
             if self.zero_pfn not in keys and 0 not in keys:
@@ -791,15 +811,21 @@ class _ProcessPass:
         return OSError(errno.EFAULT, f"memory at {failed:#x} could not be read "
                        "(unmapped while the dump ran?)")
 
-    def _flush(self) -> None:
-        """Read the batch, hash each page, store what changed."""
+    def _flush(self, last: bool = False) -> None:
+        """Read the batch, hash each page, store what changed (``last``: of the pass)."""
         if not self.batch:
             return
         batch, self.batch = self.batch, []
         total = self.batch_pages * PAGE_SIZE
         self.batch_pages = 0
-        if self.pool is not None:  # incremental: read and hashed by the pool's threads
-            self.pool.submit(batch, total)
+        if self.parent is not None:  # incremental
+            if self.pool is None and last:  # the only batch: read and hashed here
+                self._keep_changed(self.reader, batch, total)
+            else:
+                if self.pool is None:
+                    self.pool = _ReadPool(self.cap.pool_readers(self.reader.pid),
+                                          self._keep_changed)
+                self.pool.submit(batch, total)
             with self.lock:
                 self.cap.stats.read_bytes += total
             self.cap.report()
@@ -824,7 +850,8 @@ class _ProcessPass:
             k += seg.npages
 
     def _keep_changed(self, reader: RemoteReader, batch: list[_Seg], total: int) -> None:
-        """On a pool thread: read a batch, hash it, store the pages unlike the parent's.
+        """On a pool thread (or the dumping thread, for a process read in one batch):
+        read a batch, hash it, store the pages unlike the parent's.
 
         The few changed pages are copied out of the buffer, so the writer
         never holds it. The dumping thread reads the segments' runs only after
@@ -866,17 +893,19 @@ class _ProcessPass:
         for seg, pieces in plans:
             mine = hashes[k:k + seg.npages]
             runs: list[tuple[int, int, int, int, Sequence[int]]] = []
-            slots: list[int] = []
+            slots: list[int] | None = [] if seg.keys is not None else None  # per page
             for state, lo, hi in pieces:
                 addr = seg.addr + lo * PAGE_SIZE
                 if state == PARENT:
                     runs.append((addr, hi - lo, PARENT, 0, mine[lo:hi]))
-                    slots.extend([-1] * (hi - lo))
+                    if slots is not None:
+                        slots.extend([-1] * (hi - lo))
                 else:
                     runs.append((addr, hi - lo, STORED, slot, mine[lo:hi]))
-                    slots.extend(range(slot, slot + hi - lo))
+                    if slots is not None:
+                        slots.extend(range(slot, slot + hi - lo))
                     slot += hi - lo
-            if seg.keys is not None:
+            if seg.keys is not None and slots is not None:
                 for i, key in enumerate(seg.keys):
                     shared[key] = (slots[i], mine[i])
             seg.runs = runs

@@ -79,6 +79,7 @@ _DEVICE_NODES = frozenset({"character device", "block device"})
 _HARMLESS_RDEV = frozenset({"1:3", "1:5", "1:7", "1:8", "1:9"})
 O_PATH = getattr(os, "O_PATH", 0o10000000)
 _CLONE_NEWUSER = 0x10000000
+_F_SEAL_SEAL, _F_SEAL_FUTURE_WRITE = 0x1, 0x10
 
 
 def node_refusal(step: Step) -> str:
@@ -425,6 +426,9 @@ class Conductor:
         self._tcp_refused: dict[int, str] = {}       # file key -> why (halfclose.py)
         self._tcp_recipes: list[list[tuple[str, int, bool]]] = []
         self._tcp_key_of: dict[int, int] = {}
+        self._late_seals: list[tuple[tuple[int, int], int]] = []   # memfd -> seals later
+        self.outside_peers: list[socket.socket] = []   # unix peers outside (held here)
+        self._late_connects: list[tuple[int, sockets_pb2.Socket]] = []   # inode, its peer
         self._memory_t0 = 0.0
         # CLONE_VM children: actor -> the creator whose worker runs their steps (they run
         # no Python of their own, restore/clonevm.py); their map_vmas steps wait for it
@@ -526,6 +530,7 @@ class Conductor:
         self._close_half_closed()
         if progress is not None:
             progress(total, total, "memory" if self._pending else "")
+        self._connect_late()
         self._finish_memory()
         self.result.outcomes.sort(key=lambda o: o.index)
         return self.result
@@ -649,9 +654,12 @@ class Conductor:
             self._next_ctl += 1
         if step.action is Action.OPEN and a.get("kind") == "inotify":
             return self._open_inotify(index, step, wire)
+        if wire.get("family") == socket.AF_UNIX and wire.get("peer_outside"):
+            return self._open_outside_peer(index, step, wire)
         if step.action is Action.OPEN and a.get("kind") == "memfd":
+            self._defer_seals(step, wire)
             ghost = self._ghost_of(int(a.get("file", 0)))
-            if ghost is not None:
+            if ghost is not None and not a.get("hugetlb"):   # hugetlbfs: no write(2)
                 return self._open_memfd(index, step, wire, ghost)
         self._queue(index, step, wire)
         return None
@@ -670,6 +678,42 @@ class Conductor:
             planned is not None and int(pid) in planned.set_tid)
         why = self.result.missing_fds.get((actor, fd)) if own else None
         return f"it opens {m.group(0)}, an fd that was not made ({why})" if why else ""
+
+    def _defer_seals(self, step: Step, wire: dict[str, Any]) -> None:
+        """F_SEAL_FUTURE_WRITE (and F_SEAL_SEAL, which must come last) of a memfd that a
+        process maps shared and writable: such a mapping was made before the seal, so it
+        is added after the memory steps (`_seal_late`), not at the open."""
+        seals = int(step.args.get("seals") or 0)
+        fd = self.files.get(int(step.args.get("file", 0)))
+        if not seals & _F_SEAL_FUTURE_WRITE or fd is None:
+            return
+        ident = (fd.dev, fd.ino)
+        if not any(v.shared and v.prot & 2 and v.kind == mm_pb2.VMA_MEMFD
+                   and (v.map_file_dev, v.map_file_ino) == ident
+                   for mm in self.snap.memory_by_pid.values() for v in mm.vmas):
+            return
+        late = seals & (_F_SEAL_FUTURE_WRITE | _F_SEAL_SEAL)
+        wire["seals"] = seals & ~late
+        self._late_seals.append((ident, late))
+
+    def _seal_late(self) -> None:
+        """The deferred seals, through a live holder's fd of each memfd (seals belong to
+        the inode: any fd adds them)."""
+        for ident, late in self._late_seals:
+            holder = next(((t.pid, fd.fd) for t in self.snap.fds if t.pid in self.channels
+                           for fd in t.fds if fd.kind == files_pb2.FD_MEMFD
+                           and (fd.dev, fd.ino) == ident
+                           and (t.pid, fd.fd) not in self.result.missing_fds), None)
+            if holder is None:
+                continue
+            reply, _ = self._ask(holder[0], {"op": "seal", "fd": holder[1], "seals": late},
+                                 "sealing a memfd")
+            if not reply.get("ok"):
+                self.result.outcomes.append(StepOutcome(
+                    len(self.plan.steps), Step(holder[0], Action.OPEN,
+                                               {"fd": holder[1], "seals": late},
+                                               "F_ADD_SEALS after the mappings"),
+                    "failed", str(reply.get("error")), int(reply.get("errno", 0))))
 
     def _ghost_of(self, key: int) -> files_pb2.GhostFile | None:
         """The captured contents of file `key` (a memfd or a deleted file), or None."""
@@ -1013,10 +1057,17 @@ class Conductor:
         or None; the dump leaves such a client's own peer 0."""
         return self.snap.accept_queues.get(sock.inode)
 
+    def _stream_listener(self, step: Step) -> sockets_pb2.Socket | None:
+        """The listener a client connects to so that its accept() makes the other end
+        (the planner's `listener` argument naming a listening socket), or None."""
+        peer = self.snap.sockets_by_inode.get(int(step.args.get("listener", 0)))
+        return peer if peer is not None and peer.state == _TCP_LISTEN else None
+
     def _dgram_peer(self, step: Step) -> sockets_pb2.Socket | None:
-        """The socket of the tree this one connects to by name (the planner's `listener`
-        argument: a datagram peer, or a listener whose accept() makes the other end)."""
-        return self.snap.sockets_by_inode.get(int(step.args.get("listener", 0)))
+        """The datagram socket the planner says this one connects to by name (its
+        `listener` argument on a socket that does not listen), or None."""
+        peer = self.snap.sockets_by_inode.get(int(step.args.get("listener", 0)))
+        return peer if peer is not None and peer.state != _TCP_LISTEN else None
 
     def _listener_opened(self, listener: sockets_pb2.Socket) -> bool:
         """Its open step ran and the kernel took it (so a connect can reach it)."""
@@ -1025,6 +1076,35 @@ class Conductor:
                 if fd.HasField("socket") and fd.socket.inode == listener.inode}
         return any(o.status == "done" and o.step.action is Action.OPEN
                    and int(o.step.args.get("file", 0)) in keys for o in self.result.outcomes)
+
+    @staticmethod
+    def _named_peer(sock: sockets_pb2.Socket, peer: sockets_pb2.Socket) -> bool:
+        """A datagram socket connected to a named one of the snapshot that is not
+        connected back (a one-way connect(2)): made by connecting to that name."""
+        return sock.type != socket.SOCK_STREAM and bool(peer.unix.name) \
+            and peer.unix.peer_inode != sock.inode
+
+    def _unix_listener_names(self) -> set[bytes]:
+        return {s.unix.name for s in self.snap.sockets if s.WhichOneof("kind") == "unix"
+                and s.state == _TCP_LISTEN and s.unix.name}
+
+    def _open_outside_peer(self, index: int, step: Step, wire: dict[str, Any]) -> None:
+        """A unix socket connected to a peer outside the snapshot: one end of a socketpair
+        of its type; the other end, the outside peer, is handed to criu-model, which holds
+        it (outside the sandbox's processes, as the original peer was) until the sandbox
+        is torn down, so the connection stays open while it is judged."""
+        wire["outside_peer"] = True
+        reply, fds = self._ask(step.actor, {"op": "step", "step": wire}, f"step {index}")
+        for fd in fds:
+            self.outside_peers.append(socket.socket(fileno=fd))
+        self._record(index, step, reply)
+        return None
+
+    def close(self) -> None:
+        """Drop what criu-model holds for the sandbox (the outside peers)."""
+        for sock in self.outside_peers:
+            sock.close()
+        self.outside_peers.clear()
 
     def _socket(self, step: Step) -> dict[str, Any]:
         """What the worker needs to make a socket (the open step carries addresses only)."""
@@ -1042,11 +1122,21 @@ class Conductor:
             if sock.unix.name.startswith(b"/") and not _node_is(sock.unix.name, sock):
                 out["unlink"] = True    # its node was deleted (or is another file's now)
             out["backlog"] = sock.unix.backlog or sock.wqueue
-            listener = self.pending_listener(sock) or self._dgram_peer(step)
-            if listener is not None:   # connect again: the same accept queue, or datagram peer
+            listener = self.pending_listener(sock) or self._stream_listener(step)
+            if listener is not None:   # connect again: the same accept queue, or accept()ed
                 out["connect_hex"] = listener.unix.name.hex()
             elif step.args.get("connect_self"):
                 out["connect_hex"] = sock.unix.name.hex()
+            elif sock.unix.peer_inode:
+                peer = self._dgram_peer(step) or self.snap.sockets_by_inode.get(
+                    sock.unix.peer_inode)
+                if peer is not None and self._named_peer(sock, peer):
+                    if self._listener_opened(peer):
+                        out["connect_hex"] = peer.unix.name.hex()   # connect(2) by name
+                    else:   # made later in the plan: connected once the skeleton stands
+                        self._late_connects.append((sock.inode, peer))
+                else:   # its peer is outside: a socketpair's other end
+                    out["peer_outside"] = True
         elif kind == "netlink":
             n = sock.netlink
             out["family"] = socket.AF_NETLINK
@@ -1141,13 +1231,13 @@ class Conductor:
                 self._run_recipe([("shut_rd", sock.inode, False)], {sock.inode: holder})
 
     def _run_recipe(self, recipe: list[tuple[str, int, bool]],
-                    holders: dict[int, tuple[int, int]]) -> None:
+                    holders: dict[int, tuple[int, int]], arg: str = "") -> None:
         """One close sequence, in order, each action on its end's holder; a refused
         action is a failed step of that end (the rest of the sequence is not run)."""
         for action, inode, helper in recipe:
             actor, fd = holders[inode]
-            reply, _ = self._ask(actor, {"op": "tcp", "do": [[action, fd, helper]]},
-                                 f"closing TCP socket {inode} ({action})")
+            reply, _ = self._ask(actor, {"op": "tcp", "do": [[action, fd, helper]],
+                                         "arg": arg}, f"socket {inode} ({action})")
             if not reply.get("ok"):
                 index = next((o.index for o in self.result.outcomes
                               if o.step.action is Action.TCP_REPAIR
@@ -1158,6 +1248,16 @@ class Conductor:
                                 f"half-close: {action}"),
                     "failed", f"{action}: {reply.get('error')}", int(reply.get("errno", 0))))
                 break
+
+    def _connect_late(self) -> None:
+        """One-way datagram connects whose target was made after them: connect(2) by the
+        target's name now, through the socket's final holder (a refusal is its step's)."""
+        for inode, peer in self._late_connects:
+            holder = self._tcp_holder(inode)
+            if holder is None or not self._listener_opened(peer):
+                continue    # its fd, or its peer's, is reported as not made
+            self._run_recipe([("connect_unix", inode, False)], {inode: holder},
+                             peer.unix.name.hex())
 
     def _tcp_holder(self, inode: int) -> tuple[int, int] | None:
         """(actor, fd) of a running process whose dumped fd holds socket `inode`."""
@@ -1180,16 +1280,25 @@ class Conductor:
             return "a socket the dump could not describe"
         kind = sock.WhichOneof("kind")
         if kind == "unix":
-            listener = self.pending_listener(sock) or self._dgram_peer(step)
+            listener = self.pending_listener(sock) or self._stream_listener(step)
             if listener is not None and not self._listener_opened(listener):
                 return f"its listener {printable(listener.unix.name)} is not rehearsed"
-            if listener is not None and listener is not sock \
-                    and listener.unix.name.startswith(b"/") \
-                    and not _node_is(listener.unix.name, listener):
-                return f"its peer's node {printable(listener.unix.name)} was deleted since " \
+            target = listener or self._dgram_peer(step)
+            if target is not None and target is not sock \
+                    and target.unix.name.startswith(b"/") \
+                    and not _node_is(target.unix.name, target):
+                return f"its peer's node {printable(target.unix.name)} was deleted since " \
                        "it connected: connect() by name would reach what is there now"
-            if sock.unix.peer_inode and listener is None and not step.args.get("connect_self"):
-                return "a connected unix socket whose peer is outside the snapshot"
+            if sock.unix.peer_inode and listener is None \
+                    and not step.args.get("connect_self"):
+                peer = self._dgram_peer(step) or self.snap.sockets_by_inode.get(
+                    sock.unix.peer_inode)
+                if peer is not None and not self._named_peer(sock, peer):
+                    return "a connected unix socket whose peer in the snapshot is not " \
+                           "planned with it (no socketpair step)"
+                if sock.unix.name and sock.unix.name in self._unix_listener_names():
+                    return f"accepted on the tree's listener {printable(sock.unix.name)} " \
+                           "from a client outside: its name is the listener's, bound once"
             name = sock.unix.name
             if name and not sock.unix.abstract and index in self._refused:
                 return self._refused[index]
@@ -1415,6 +1524,7 @@ class Conductor:
         for actor in list(self._pending):
             self._collect(actor)
         self._vm_memory()
+        self._seal_late()
         fills, self._fills = self._fills, []
         for index, step in fills:
             got = self.result.vmas.get((step.actor, int(step.args["start"])))

@@ -334,7 +334,9 @@ class Judge:
                 pairs.append(("seals", _seals(want.memfd.seals),
                               _seals(g.seals) if g is not None and g.HasField("seals")
                               else None))
-            pairs.extend(self._contents(want.memfd.ghost, g.ghost if g is not None else None))
+            if not want.memfd.hugetlb:    # (hugetlbfs takes no write(2): not written back)
+                pairs.extend(self._contents(want.memfd.ghost,
+                                            g.ghost if g is not None else None))
         if state == "file" and want.deleted and want.kind == files_pb2.FD_REGULAR:
             pairs.extend(self._contents(want.file.ghost, got.file.ghost
                                         if got.HasField("file") else None))
@@ -343,7 +345,11 @@ class Judge:
         if state == "eventfd":
             pairs.append(("eventfd_count", want.eventfd.count,
                           got.eventfd.count if got.HasField("eventfd") else None))
-        return _entry("fd", ident, pairs)
+        entry = _entry("fd", ident, pairs)
+        if state == "memfd" and want.memfd.hugetlb and want.memfd.ghost.captured:
+            entry.reason = "its contents are not rehearsed: a hugetlbfs memfd takes no " \
+                           "write(2) (they would go through a mapping of huge pages)"
+        return entry
 
     def _contents(self, want: files_pb2.GhostRef, got: files_pb2.GhostRef | None
                   ) -> list[tuple[str, Any, Any]]:
@@ -500,6 +506,20 @@ class Judge:
         for members in want.values():
             rehearsed = {m for m in members if m not in self.ex.missing_fds
                          and m[0] not in self.ex.missing_procs}
+            if len(members) < 2 and kind == "socketpair":
+                # One end whose peer no fd of the snapshot holds (outside, or a one-way
+                # datagram connect): no fd of the sandbox may be its peer either.
+                only = next(iter(members))
+                if only not in rehearsed:
+                    self.entries.append(Entry(kind, _holders(members), NOT_REHEARSED,
+                                              reason="its fd was not rehearsed"))
+                elif len(got_of.get(only, {only})) > 1:
+                    self.entries.append(Entry(kind, _holders(members), MISMATCHED, [
+                        {"field": "holders", "expected": _holders(members),
+                         "actual": _holders(got_of[only])}]))
+                else:
+                    self.entries.append(Entry(kind, _holders(members), MATCHED))
+                continue
             if len(members) < 2 and kind == "shared_file":
                 # A description held once: its only check is that nobody else shares it.
                 only = next(iter(members))

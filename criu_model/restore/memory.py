@@ -274,9 +274,8 @@ def _memfd_source(snap: Snapshot, pid: int, vma: mm_pb2.Vma, chain: list[PageSto
             {"holder": [holder, mine.fd]}
         ghost = mine.memfd.ghost if memfd else mine.file.ghost
         if vma.shared and memfd and mine.memfd.seals & _WRITE_SEALS:
-            if vma.prot & PROT_WRITE and mine.memfd.seals & 0x10:
-                return {}, "a writable shared mapping made before F_SEAL_FUTURE_WRITE: a " \
-                           "restore maps it before sealing (not rehearsed yet)"
+            # (a writable one exists only under F_SEAL_FUTURE_WRITE, made before the seal:
+            # the conductor adds that seal after the memory steps)
             if not ghost.captured:
                 return {}, "the memfd is sealed against writing and its contents were not " \
                            "captured: its pages cannot be filled after the seals"
@@ -524,7 +523,8 @@ def _shm_create(key: int, size: int, mode: int, shmid: int) -> tuple[int, str]:
             f.write(str(shmid))
     except OSError as err:
         return -1, f"{_SHM_NEXT_ID}: {err.strerror}"
-    got = _libc.shmget(key, size, IPC_CREAT | IPC_EXCL | mode)
+    signed = key - (1 << 32) if key >= 1 << 31 else key     # key_t is an int
+    got = _libc.shmget(signed, size, IPC_CREAT | IPC_EXCL | mode)
     if got < 0:
         err = ctypes.get_errno()
         return -1, f"shmget of key {key:#x}, {size} bytes: {os.strerror(err)}"

@@ -145,6 +145,7 @@ def rehearse(snapshot: Snapshot, plan: Plan, *, keep: bool = False,
                 sandbox.keep()
                 report.kept = True
         finally:
+            conductor.close()
             if conductor.sandbox is not None:
                 conductor.sandbox.close()
         t3 = time.perf_counter()

@@ -258,8 +258,8 @@ def repaired(family: int, src: str, sport: int, dst: str, dport: int) -> int:
 
 
 def wait_acked(sock: socket.socket, timeout: float = 2.0) -> None:
-    """Until the FIN just sent is acknowledged (FIN-WAIT-1 or LAST-ACK/CLOSING left):
-    on the loopback the peer's softirq answers at once, but not within our call."""
+    """Until the FIN just sent from ESTABLISHED is acknowledged (FIN-WAIT-1 left): on the
+    loopback the peer's softirq answers at once, but not within our call."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -568,6 +568,7 @@ class Worker:
         self._remote: Remote | None = None
         self.lent: list[int] = []             # fds lent with the current step
         self.helpers: dict[int, int] = {}     # real fd -> its helper peer (halfclose.py)
+        self.handed_out: list[int] = []       # fds a step gives the conductor (its reply)
 
     # ------------------------------------------------------------ fds
 
@@ -704,10 +705,26 @@ class Worker:
             take_lock(tmp, lock)
         self.place(tmp, int(a["fd"]), flags)
 
-    @staticmethod
-    def _socket(a: dict[str, Any]) -> int:
+    def _socket(self, a: dict[str, Any]) -> int:
         """A unix socket (bound by name, listening), or an inet listener or UDP socket
         bound on the sandbox's own loopback: nothing is bound outside the sandbox."""
+        if a.get("outside_peer"):   # connected to a peer outside: a socketpair's end,
+            mine, peer = socket.socketpair(socket.AF_UNIX, int(a["type"]))   # its name
+            try:                                                      # bound after
+                name = bytes.fromhex(a.get("name_hex", ""))
+                if name:
+                    mine.bind(name)
+            except BaseException:
+                mine.close()
+                peer.close()
+                raise
+            held = peer.detach()      # to the conductor, which holds it; never at the
+            if held == self.real(int(a["fd"])):     # number this fd is placed at
+                moved = os.dup(held)
+                os.close(held)
+                held = moved
+            self.handed_out.append(held)
+            return mine.detach()
         if a.get("probe"):
             return probed_socket(a["probe"])
         if a.get("netlink"):
@@ -765,8 +782,9 @@ class Worker:
         it for real (halfclose.py)."""
         return repaired(int(a["family"]), a["src"], int(a["sport"]), a["dst"], int(a["dport"]))
 
-    def tcp(self, actions: list[list[Any]]) -> None:
-        """Close-sequence actions on repaired sockets (halfclose.py): [action, fd, helper]."""
+    def tcp(self, actions: list[list[Any]], arg: str = "") -> None:
+        """Actions on sockets after the skeleton: a repaired connection's close sequence
+        (halfclose.py), a late connect(2) to the name `arg` (hex): [action, fd, helper]."""
         for action, fd, helper in actions:
             real = self.real(int(fd))
             if action == "helper":       # the peer's part, with the mirrored 4-tuple
@@ -788,6 +806,8 @@ class Worker:
                     wait_acked(sock)
                 elif action == "shut_rd":           # RCV_SHUTDOWN only: nothing is sent
                     sock.shutdown(socket.SHUT_RD)
+                elif action == "connect_unix":      # a one-way datagram connect
+                    sock.connect(bytes.fromhex(arg))
                 elif action == "drop_helper":       # closed in repair mode: nothing sent
                     sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
                     del self.helpers[real]
@@ -1213,6 +1233,10 @@ class Worker:
                         sock = out.pop("_fd")
                         keep.append(sock)
                         attach.append(sock.fileno())
+                    for fd in self.handed_out:      # sent with the reply, then closed
+                        keep.append(socket.socket(fileno=fd))
+                        attach.append(fd)
+                    self.handed_out = []
                     if out.pop("exit", False):
                         self._exit(cmd["step"], reply)
                     reply.update(out)
@@ -1242,8 +1266,11 @@ class Worker:
                     self.place(fds.pop(), int(cmd["to_fd"]), 0)
                 elif op == "inotify":      # an open step, with its watch targets' fds
                     self.do_inotify(cmd["step"], fds)
+                elif op == "seal":         # seals added after the memory steps
+                    import fcntl
+                    fcntl.fcntl(self.real(int(cmd["fd"])), F_ADD_SEALS, int(cmd["seals"]))
                 elif op == "tcp":          # a half-closed connection's close sequence
-                    self.tcp(cmd["do"])
+                    self.tcp(cmd["do"], str(cmd.get("arg", "")))
                 elif op == "setns_path":   # /proc/PID/ns/TYPE of the holder
                     nsfd = os.open(cmd["path"], os.O_RDONLY | O_CLOEXEC)
                     try:

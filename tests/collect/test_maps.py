@@ -149,7 +149,7 @@ def test_own_maps_parse() -> None:
 
 
 def test_vma_lines_encode_the_same_vmas() -> None:
-    cache: LineCache = {}
+    cache = LineCache()
     lines = parse_vma_lines(SAMPLE, cache)
     assert [mm_pb2.Vma.FromString(line.encoded) for line in lines] == parse_maps(SAMPLE)
     assert [(line.start, line.end) for line in lines] == [

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 import psutil
 import pytest
 
-from criu_model.collect.maps import parse_maps
+from criu_model.collect.maps import LineCache, parse_maps
 from criu_model.collect.memory import FileIds, collect_memory
 from criu_model.collect.pages import METHOD_CLASSIC, METHOD_SCAN, METHODS
 from criu_model.errors import ProcessGone, UsageError
@@ -249,3 +250,38 @@ def test_unreadable_pagemap_leaves_pages_unset() -> None:
     assert sorted(u.field for u in mm.unreadable) == ["map_files", "pages"]
     assert mm.page_counts_method == ""
     assert mm.vmas and not any(v.HasField("pages") for v in mm.vmas)
+
+
+def test_dump_caches_give_what_fresh_reads_give() -> None:
+    # Forked processes share maps lines, identities and layouts: collected with one
+    # dump's caches (LineCache, FileIds) they must come out as collected afresh.
+    script = ("import os, signal, sys\n"
+              "kids = []\n"
+              "for _ in range(3):\n"
+              "    pid = os.fork()\n"
+              "    if pid == 0:\n"
+              "        signal.pause()\n"
+              "    kids.append(pid)\n"
+              "print(*kids, flush=True)\n"
+              "sys.stdin.read()\n"
+              "for pid in kids:\n"
+              "    os.kill(pid, 9)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        pids = [proc.pid, *map(int, proc.stdout.readline().split())]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)  # nothing may change between the two reads
+        try:
+            lines, ids = LineCache(), {}
+            cached = [collect_memory(pid, file_ids=ids, line_cache=lines) for pid in pids]
+            fresh = [collect_memory(pid) for pid in pids]
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+    finally:
+        proc.communicate("")
+    assert cached == fresh
+    assert lines.layouts and lines.idents  # the children's shared layout was kept
+    assert all(len(m.vmas) > 20 and any(v.map_file_known for v in m.vmas) for m in cached)

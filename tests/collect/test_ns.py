@@ -50,7 +50,7 @@ def test_a_process_in_its_own_namespaces() -> None:
 
 
 def test_link_text() -> None:
-    assert _link_inode(b"net:[4026531840]") == 4026531840
-    assert _link_inode(b"time_for_children:[4026531834]") == 4026531834
-    for odd in (b"net:4026531840", b"net:[]", b"net:[12x]", b"anon_inode:[eventfd"):
+    assert _link_inode("net:[4026531840]") == 4026531840
+    assert _link_inode("time_for_children:[4026531834]") == 4026531834
+    for odd in ("net:4026531840", "net:[]", "net:[12x]", "anon_inode:[eventfd"):
         assert _link_inode(odd) is None

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,3 +175,52 @@ def test_a_short_read_on_a_reader_thread_marks_the_pages_not_captured(
                for u in mm.unreadable)
     with pytest.raises(NotCaptured, match="could not be read"):
         snap.read_memory(pid, target.addr, 16)
+
+
+def test_a_process_read_in_one_batch_is_compared_without_the_pool(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sleep` has well under 1 MiB of private pages: its incremental pass reads and
+    hashes them on the dumping thread, and inherits the unchanged pages."""
+    from criu_model.pages import capture
+
+    started: list[int] = []
+    real = capture._ReadPool.__init__
+
+    def counting(self: capture._ReadPool, *args: object) -> None:
+        started.append(1)
+        real(self, *args)  # type: ignore[arg-type]
+
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while "nanosleep" not in Path(f"/proc/{proc.pid}/wchan").read_text():
+            assert time.monotonic() < deadline, "sleep never went to sleep"
+            time.sleep(0.01)  # loaded and asleep: its memory no longer changes
+        full = criu_model.write(criu_model.dump([proc.pid], pages=True,
+                                                pages_dir=str(tmp_path)), tmp_path / "full")
+        before = criu_model.load(full).inventory.page_stats
+        assert 0 < before.read_bytes <= capture.BATCH_BYTES
+        monkeypatch.setattr(capture._ReadPool, "__init__", counting)
+        inc = criu_model.load(criu_model.write(criu_model.dump(
+            [proc.pid], pages=True, pages_dir=str(tmp_path), parent=full), tmp_path / "inc"))
+        stats = inc.inventory.page_stats
+        assert not started
+        assert stats.inherited > 0
+        # Inherited exactly where the page's hash is the parent's (the freeze may
+        # change a page or two: an interrupted nanosleep writes the time left).
+        old = criu_model.load(full).page_store.owner((proc.pid, 0, 0))  # type: ignore[union-attr]
+        new = inc.page_store.owner((proc.pid, 0, 0))  # type: ignore[union-attr]
+        assert old is not None and new is not None
+        for lo, n, state, _slot, hi in new.pages(0, 1 << 64):
+            if state == pages_pb2.PAGE_ZERO:
+                continue
+            mine = list(new.hashes[hi:hi + n])
+            theirs = old.hashes_at(lo, n)
+            if state == pages_pb2.PAGE_PARENT:
+                assert mine == theirs
+                assert len(inc.read_memory(proc.pid, lo, n * PAGE_SIZE)) == n * PAGE_SIZE
+            else:
+                assert all(m != t for m, t in zip(mine, theirs, strict=True))
+    finally:
+        proc.kill()
+        proc.wait()

@@ -172,3 +172,18 @@ def test_sink_keeps_slot_order_across_queued_and_inline_appends(tmp_path: Path) 
         assert writers == {threading.current_thread().name, "criu-model-pages"}  # both ways
     finally:
         sink.close()
+
+
+def test_split_vmas_agrees_with_stores_private_and_stores_object() -> None:
+    from criu_model.images.pb import mm_pb2
+    from criu_model.pages.capture import _split_vmas, stores_object, stores_private
+
+    kinds = [k for k in mm_pb2.VmaKind.values()]
+    vmas = [mm_pb2.Vma(start=i * PAGE_SIZE, end=(i + 1) * PAGE_SIZE, kind=kind,
+                       shared=shared, deleted=deleted)
+            for i, (kind, shared, deleted) in enumerate(
+                itertools.product(kinds, (False, True), (False, True)))]
+    private, objects = _split_vmas(vmas)
+    assert private == [v for v in vmas if stores_private(v)]
+    assert objects == [v for v in vmas if stores_object(v)]
+    assert private and objects

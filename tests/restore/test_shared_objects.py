@@ -92,11 +92,14 @@ ro = libc.shmat(shmid, None, SHM_RDONLY)     # a second attachment, read-only
 anon = libc.shmget(0, PAGE, IPC_CREAT | 0o600)   # IPC_PRIVATE
 other = libc.shmat(anon, None, 0)
 ctypes.memmove(other, b"private key", 11)
+high = libc.shmat(libc.shmget(0x9abcdef0 - (1 << 32), PAGE, IPC_CREAT | 0o600), None, 0)
+ctypes.memmove(high, b"a key above 2**31", 17)   # key_t is signed: the name is unsigned
 if os.fork() == 0:                             # inherits the three attachments
     while True:
         signal.pause()
 os.write(int(sys.argv[1]), (json.dumps({"pid": os.getpid(), "addr": addr, "ro": ro,
-                                        "other": other, "id": shmid, "anon": anon})
+                                        "other": other, "id": shmid, "anon": anon,
+                                        "high": high})
                             + "\n").encode())
 while True:
     signal.pause()
@@ -119,15 +122,17 @@ def test_sysv_shm_is_rehearsed(sysv: tuple[Snapshot, dict[str, Any]]) -> None:
     report = _run(snap)
     assert _bad(report) == []
     for who in (pid, child):
-        for name in ("addr", "ro", "other"):
+        for name in ("addr", "ro", "other", "high"):
             entry = _vma(report, who, where[name])
             assert entry.status == MATCHED, (who, name, entry.to_json())
             assert "mode is not in the snapshot" in entry.reason
     shm = [e for e in report.entries if e.kind == "shm"]
-    # one object for the keyed segment (4 attachments), one for the private one (2)
-    assert sorted(e.id.count(",") + 1 for e in shm) == [2, 4]
+    # one object for the keyed segment (4 attachments), the private and the high one (2)
+    assert sorted(e.id.count(",") + 1 for e in shm) == [2, 2, 4]
+    high = next(v for v in snap.memory_by_pid[pid].vmas if v.start == where["high"])
+    assert high.path == b"/SYSV9abcdef0"
     assert all(e.status == MATCHED for e in shm)
-    assert report.memory["bytes_filled"] >= 4 * PAGE + PAGE   # filled once each, by pid
+    assert report.memory["bytes_filled"] >= 4 * PAGE + 2 * PAGE   # filled once each
 
 
 def test_sysv_wrong_key_and_size_are_mismatches(sysv: tuple[Snapshot, dict[str, Any]],
@@ -169,7 +174,7 @@ for _ in range(3):
     os.close(_)
 for _ in range(3):
     os.set_inheritable(os.open("/dev/null", os.O_RDWR), True)
-sealed = os.memfd_create("cm-sealed", os.MFD_ALLOW_SEALING)        # fd 3
+sealed = os.memfd_create("cm-sealed", os.MFD_ALLOW_SEALING)
 os.write(sealed, b"".join(bytes([0x70 + i]) * PAGE for i in range(3)) + b"tail")
 fcntl.fcntl(sealed, F_ADD_SEALS, WRITE | SHRINK | GROW | SEAL)
 libc = ctypes.CDLL(None, use_errno=True)
@@ -178,11 +183,18 @@ libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_i
                       ctypes.c_int, ctypes.c_long]
 ro = libc.mmap(None, 3 * PAGE, mmap.PROT_READ, mmap.MAP_SHARED, sealed, 0)   # r--s
 os.lseek(sealed, 5, os.SEEK_SET)
-priv = os.memfd_create("cm-private")                                 # fd 4
+priv = os.memfd_create("cm-private")
 os.write(priv, b"".join(bytes([0x30 + i]) * PAGE for i in range(4)))
 p = mmap.mmap(priv, 4 * PAGE, flags=mmap.MAP_PRIVATE)
 p[PAGE:PAGE + 9] = b"copied!!!"                                      # a private copy of page 1
-os.write(int(sys.argv[1]), (json.dumps({"pid": os.getpid(), "ro": ro, "priv": addr(p)})
+future = os.memfd_create("cm-future", os.MFD_ALLOW_SEALING)
+os.ftruncate(future, 2 * PAGE)
+rw = mmap.mmap(future, 2 * PAGE)                                     # rw-s, made before
+fcntl.fcntl(future, F_ADD_SEALS, 0x10)                               # F_SEAL_FUTURE_WRITE
+rw[:12] = b"still writes"                                            # the old mapping may
+os.write(int(sys.argv[1]), (json.dumps({"pid": os.getpid(), "ro": ro, "priv": addr(p),
+                                        "rw": addr(rw), "sealed_fd": sealed,
+                                        "priv_fd": priv, "future_fd": future})
                             + "\n").encode())
 os.close(int(sys.argv[1]))
 while True:
@@ -202,16 +214,21 @@ def _fd(report: RehearsalReport, pid: int, fd: int) -> Entry:
 
 
 def test_sealed_and_private_memfds(memfds: tuple[Snapshot, dict[str, Any]]) -> None:
+    """Sealed shut (written back before the seals), private (mapped MAP_PRIVATE), and
+    F_SEAL_FUTURE_WRITE with a writable mapping made before it (sealed after mapping)."""
     snap, where = memfds
     pid = where["pid"]
     table = {fd.fd: fd for fd in snap.fds_by_pid[pid].fds}
-    assert table[3].memfd.seals == 0xF and table[3].memfd.ghost.captured
+    sealed, priv, future = where["sealed_fd"], where["priv_fd"], where["future_fd"]
+    assert table[sealed].memfd.seals == 0xF and table[sealed].memfd.ghost.captured
+    assert table[future].memfd.seals == 0x10
     report = _run(snap)
     assert _bad(report) == []
-    for name in ("ro", "priv"):
+    for name in ("ro", "priv", "rw"):
         entry = _vma(report, pid, where[name])
         assert entry.status == MATCHED, (name, entry.to_json())
-    assert _fd(report, pid, 3).status == MATCHED and _fd(report, pid, 4).status == MATCHED
+    for fd in (sealed, priv, future):
+        assert _fd(report, pid, fd).status == MATCHED, fd
 
 
 def test_memfd_without_seals_or_contents_is_a_mismatch(
@@ -228,15 +245,15 @@ def test_memfd_without_seals_or_contents_is_a_mismatch(
             step.args.pop("seals", None)
     report = rehearse(snap, plan)
     assert wait_gone(report.sandbox_pid or 0)
-    sealed = {m["field"]: m for m in _fd(report, pid, 3).mismatches}
+    sealed = {m["field"]: m for m in _fd(report, pid, where["sealed_fd"]).mismatches}
     assert sealed["seals"]["expected"] == "F_SEAL_SEAL|F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_WRITE"
     assert sealed["seals"]["actual"] == "F_SEAL_SEAL"     # no MFD_ALLOW_SEALING: sealed shut
     assert sealed["contents"]["expected"] != sealed["contents"]["actual"]
     assert sealed["contents"]["expected"].startswith(f"{3 * PAGE + 4} bytes")
-    priv = {m["field"]: m for m in _fd(report, pid, 4).mismatches}
+    priv = {m["field"]: m for m in _fd(report, pid, where["priv_fd"]).mismatches}
     assert set(priv) == {"contents"}
     # the private mapping's own (copied) pages are right; its clean pages are the
-    # memfd's, whose contents are fd 4's mismatch
+    # memfd's, whose contents are its fd's mismatch
     entry = _vma(report, pid, where["priv"])
     assert entry.status == MATCHED and "clean pages" in entry.reason
 
