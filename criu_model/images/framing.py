@@ -31,7 +31,7 @@ from criu_model.errors import BadMagic, ImageError, TruncatedImage
 
 MAGIC = b"CRMI"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 3
+FORMAT_MINOR = 4
 # Readers accept MAJOR in this range: schema changes are additive within a
 # major, and version N reads N-1.
 READABLE_MAJORS = range(max(1, FORMAT_MAJOR - 1), FORMAT_MAJOR + 1)

@@ -111,7 +111,7 @@ def test_dump_show_round_trip(tree: Tree, tmp_path: Path) -> None:
     res = run("show", str(out), "--json")
     assert res.returncode == 0
     doc = json.loads(res.stdout)
-    assert doc["format_version"] == "1.3"
+    assert doc["format_version"] == "1.4"
     assert doc["root_pids"] == [tree.pid]
     procs = {p["pid"]: p for p in doc["processes"]}
     assert set(procs) == {tree.pid, *tree.children}

@@ -82,7 +82,7 @@ def test_json_shape(two_snapshots: tuple[Target, Path, Path, int]) -> None:
     doc = json.loads(res.stdout)
     assert set(doc) == {"identical", "versions", "include_volatile", "summary", "changes",
                         "missing"}
-    assert doc["identical"] is False and doc["versions"] == {"a": "1.3", "b": "1.3"}
+    assert doc["identical"] is False and doc["versions"] == {"a": "1.4", "b": "1.4"}
     assert doc["summary"]["fds"]["opened"] == 1
     assert doc["summary"]["changes"] == len(doc["changes"])
     for ch in doc["changes"]:
