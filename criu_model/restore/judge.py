@@ -16,7 +16,7 @@ import os
 import socket
 import stat
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -247,6 +247,14 @@ class Judge:
 
     # ------------------------------------------------------------ fds
 
+    def _live_tables(self) -> Iterator[files_pb2.FdTable]:
+        """The snapshot's fd tables of processes that are not zombies (whose fds a
+        sandbox process holds again)."""
+        for table in self.snap.fds:
+            proc = self.snap.by_pid.get(table.pid)
+            if proc is not None and proc.state != "Z":
+                yield table
+
     def _box_fds(self, key: int) -> dict[int, files_pb2.Fd]:
         box = self.box_by_key.get(key)
         if box is None:
@@ -255,10 +263,7 @@ class Judge:
         return {fd.fd: fd for fd in table.fds} if table is not None else {}
 
     def _fds(self) -> None:
-        for table in self.snap.fds:
-            proc = self.snap.by_pid.get(table.pid)
-            if proc is None or proc.state == "Z":
-                continue
+        for table in self._live_tables():
             box_proc = self.box_by_key.get(table.pid)
             got = self._box_fds(table.pid)
             for fd in table.fds:
@@ -551,10 +556,7 @@ class Judge:
         not rehearsed, and says why; an empty pipe must be empty here.
         """
         pipes: dict[int, list[tuple[int, files_pb2.Fd]]] = defaultdict(list)
-        for table in self.snap.fds:
-            proc = self.snap.by_pid.get(table.pid)
-            if proc is None or proc.state == "Z":
-                continue
+        for table in self._live_tables():
             for fd in table.fds:
                 if fd.WhichOneof("state") == "pipe" and fd.pipe.pipe_ino:
                     pipes[fd.pipe.pipe_ino].append((table.pid, fd))
@@ -601,10 +603,7 @@ class Judge:
         queue must be empty here; queued bytes the dump could only count (SIOCINQ,
         SIOCOUTQ) are not rehearsed, and say so."""
         seen: set[int] = set()
-        for table in self.snap.fds:
-            proc = self.snap.by_pid.get(table.pid)
-            if proc is None or proc.state == "Z":
-                continue
+        for table in self._live_tables():
             got_fds = self._box_fds(table.pid)
             for fd in table.fds:
                 probe = fd.socket.probe if fd.HasField("socket") and \
@@ -638,10 +637,7 @@ class Judge:
         The owner of a POSIX or flock lock is a pid: the sandbox's, read here, is
         translated to the snapshot's; the inode is not compared (a stand-in).
         """
-        for table in self.snap.fds:
-            proc = self.snap.by_pid.get(table.pid)
-            if proc is None or proc.state == "Z":
-                continue
+        for table in self._live_tables():
             got_fds = self._box_fds(table.pid)
             for fd in table.fds:
                 held = [lk for lk in fd.locks if not lk.blocked]
