@@ -1254,8 +1254,13 @@ class Conductor:
         target's name now, through the socket's final holder (a refusal is its step's)."""
         for inode, peer in self._late_connects:
             holder = self._tcp_holder(inode)
-            if holder is None or not self._listener_opened(peer):
-                continue    # its fd, or its peer's, is reported as not made
+            if holder is None:
+                continue    # its fd is reported as not made
+            if not self._listener_opened(peer):
+                # its peer was never made: the fd stands unconnected, not rehearsed
+                self.result.missing_fds.setdefault(
+                    holder, f"its peer {printable(peer.unix.name)} was not made")
+                continue
             self._run_recipe([("connect_unix", inode, False)], {inode: holder},
                              peer.unix.name.hex())
 

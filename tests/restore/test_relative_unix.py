@@ -90,3 +90,36 @@ def test_without_its_cwd(relative: tuple[Snapshot, int, Path]) -> None:
     entry = _fd_entry(report, snap, pid)
     assert entry.status == NOT_REHEARSED   # type: ignore[attr-defined]
     assert "working directory is unknown" in entry.reason   # type: ignore[attr-defined]
+
+
+_MOVED = """
+import os, signal, socket, sys
+ready = int(sys.argv[2])
+os.chdir(sys.argv[1])
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+srv.bind("moved.dgram")                  # relative to a directory it leaves
+cli = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+cli.connect("moved.dgram")
+os.chdir("/")                            # ZDTM fifo_upon_unix_socket01
+for s in (srv, cli):
+    os.set_inheritable(s.fileno(), True)
+print(srv.detach(), cli.detach(), flush=True)
+os.write(ready, b"ready")
+os.close(ready)
+signal.pause()
+"""
+
+
+def test_relative_name_after_a_chdir(tmp_path: Path) -> None:
+    """The name no longer resolves to its directory: the server is refused, and its
+    client, whose peer was never made, is not rehearsed (it was an unconnected socket
+    reported as a mismatch)."""
+    from tests.restore.progtree import dump_program, rehearsed
+
+    snap, pid, (srv, cli) = dump_program(_MOVED, str(tmp_path))
+    report = rehearsed(snap)
+    assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
+    by_id = {e.id: e for e in report.entries if e.kind == "fd"}
+    assert by_id[f"{pid}:{srv}"].status == NOT_REHEARSED
+    assert by_id[f"{pid}:{cli}"].status == NOT_REHEARSED
+    assert "was not made" in by_id[f"{pid}:{cli}"].reason
