@@ -399,14 +399,7 @@ class FilePlan:
                     and self._accept_pair(pid, keys):
                 pass
             elif len(keys) == 2:
-                is_pipe = entry.fd.WhichOneof("state") == "pipe"
-                action = Action.PIPE if is_pipe else Action.SOCKETPAIR
-                extra = self._pipe_queue(entry.fd) if is_pipe else {}
-                extra.update(self._pair_ends([self.files[k].fd for k in keys], is_pipe))
-                self.plan.add(pid, action, files=keys, fds=[self.service[k] for k in keys],
-                              reason="one call creates both ends" + (
-                                  f", then its {extra['queued']} queued bytes written back"
-                                  if "queued" in extra else ""), **extra)
+                self._pair_step(pid, keys)
             else:
                 self._open(pid, entry)
             self.held[pid].update(keys)
@@ -482,6 +475,18 @@ class FilePlan:
         self.plan.add(pid, Action.CHDIR, path=path, reason="its working directory")
         self._cwd[pid] = path
 
+    def _pair_step(self, pid: int, keys: list[int]) -> None:
+        """pipe(2) or socketpair(2) making the two files `keys` (with a pipe's queue)."""
+        entry = self.files[keys[0]]
+        is_pipe = entry.fd.WhichOneof("state") == "pipe"
+        extra = self._pipe_queue(entry.fd) if is_pipe else {}
+        extra.update(self._pair_ends([self.files[k].fd for k in keys], is_pipe))
+        self.plan.add(pid, Action.PIPE if is_pipe else Action.SOCKETPAIR, files=keys,
+                      fds=[self.service[k] for k in keys],
+                      reason="one call creates both ends" + (
+                          f", then its {extra['queued']} queued bytes written back"
+                          if "queued" in extra else ""), **extra)
+
     def _one_pair(self, keys: list[int]) -> bool:
         """Whether a pipe's descriptions are one read end and one write end (one pipe())."""
         return len(keys) == 2 and {self.files[k].fd.pipe.read_end for k in keys} == {True, False}
@@ -494,12 +499,7 @@ class FilePlan:
         entry = self.files[keys[0]]
         if self._one_pair(keys[:2]):
             made = keys[:2]
-            extra = self._pipe_queue(entry.fd)
-            extra.update(self._pair_ends([self.files[k].fd for k in made], True))
-            self.plan.add(pid, Action.PIPE, files=made, fds=[self.service[k] for k in made],
-                          reason="one call creates both ends" + (
-                              f", then its {extra['queued']} queued bytes written back"
-                              if "queued" in extra else ""), **extra)
+            self._pair_step(pid, made)
         else:
             made = keys[:1]
             self._open(pid, entry)
