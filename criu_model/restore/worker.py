@@ -1078,7 +1078,7 @@ class Worker:
 
     def run_remote(self, remote: Remote, step: dict[str, Any]) -> dict[str, Any]:
         """A step of a CLONE_VM child, run by us through its mailbox: the calls that act
-        on the caller (setsid, setpgid, dup3, close, ioctl) run in the child; fds are made
+        on the caller (setsid, setpgid, dup2, close, ioctl, chdir) run in the child; fds are made
         here and moved into its table (place). Anything else is not rehearsed there."""
         act = step["action"]
         child = remote.child
