@@ -100,6 +100,14 @@ def unplannable_probe(fd: files_pb2.Fd) -> str:
     return ""
 
 
+def option_from_history(name: str, value: int) -> bool:
+    """Whether a probed option's value is the socket's history, not a setting: TCP_MAXSEG
+    reads the path's MSS once a socket has been connected (it reads the user's only
+    for a closed or listening socket, and setsockopt refuses more than 32767, the
+    kernel's MAX_TCP_WINDOW: ZDTM socket-tcp-close2's 32768 was an EINVAL)."""
+    return name == "TCP_MAXSEG" and int(value) > 32767
+
+
 def probe_option_numbers() -> dict[str, tuple[int, int]]:
     """Probe option name -> (level, optname): the table the dump reads them with."""
     from criu_model.collect import sockprobe
@@ -117,7 +125,8 @@ def probe_recipe(probe: files_pb2.SocketProbe, args: dict[str, Any]) -> str:
     args.update(family=_PROBED_FAMILIES[probe.domain], domain=probe.domain, type=probe.type,
                 protocol=probe.protocol, options=dict(sorted(probe.options.items())),
                 setsockopt=[[*numbers[name], int(value)]
-                            for name, value in sorted(probe.options.items()) if name in numbers])
+                            for name, value in sorted(probe.options.items())
+                            if name in numbers and not option_from_history(name, value)])
     if "SO_LINGER.onoff" in probe.options:
         args["linger"] = [int(probe.options["SO_LINGER.onoff"]),
                           int(probe.options.get("SO_LINGER.linger", 0))]

@@ -23,7 +23,7 @@ from typing import Any
 
 from criu_model.images.pb import files_pb2, process_pb2, sockets_pb2
 from criu_model.names import fd_kind_name, printable
-from criu_model.planner.files import deleted_node
+from criu_model.planner.files import deleted_node, option_from_history
 from criu_model.planner.model import Action
 from criu_model.restore.executor import Execution
 from criu_model.snapshot import Snapshot, namespace_inode
@@ -859,7 +859,8 @@ def _probe_pairs(want: files_pb2.SocketProbe, got: files_pb2.SocketProbe | None
 
     theirs = dict(got.options) if got is not None else {}
     differ = sorted(k for k in set(want.options) | set(theirs)
-                    if want.options.get(k) != theirs.get(k))
+                    if want.options.get(k) != theirs.get(k)
+                    and not option_from_history(k, want.options.get(k, 0)))
     return [("socket", desc(want), desc(got)),
             ("socket.options", {k: want.options.get(k) for k in differ},
              {k: theirs.get(k) for k in differ})]
