@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 
 from criu_model.images.pb import files_pb2
-from criu_model.planner.files import option_from_history, probe_recipe, probe_option_numbers
+from criu_model.planner.files import option_from_history, probe_option_numbers, probe_recipe
 
 
 def test_a_history_mss_is_not_replayed() -> None:
