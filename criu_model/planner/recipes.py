@@ -107,7 +107,9 @@ def lock_args(fd: files_pb2.Fd, posix: bool) -> list[dict[str, Any]]:
     Action.LOCK) or the others (flock, OFD, leases: on the open file description)."""
     return [{"type": enum_name(files_pb2.LockType.DESCRIPTOR, lock.type, "LOCK_"),
              "mode": enum_name(files_pb2.LockMode.DESCRIPTOR, lock.mode, "LOCK_"),
-             "start": lock.start, "end": None if lock.to_eof else lock.end, "pid": lock.pid}
+             "start": lock.start, "end": None if lock.to_eof else lock.end, "pid": lock.pid,
+             # a lease mid-break (/proc/locks "BREAKING"): its mode is where it is going
+             **({"breaking": True} if " BREAKING " in f" {lock.raw} " else {})}
             for lock in fd.locks
             if not lock.blocked and (lock.type == files_pb2.LOCK_POSIX) == posix]
 

@@ -968,7 +968,8 @@ class Conductor:
             kind = str(lock["type"]).upper()
             if kind not in ("FLOCK", "POSIX", "OFD", "LEASE"):
                 why = why or f"{kind.lower()} locks are not rehearsed yet"
-            elif kind == "LEASE" and str(lock["mode"]).upper() not in ("READ", "WRITE"):
+            elif kind == "LEASE" and (lock.get("breaking")
+                                      or str(lock["mode"]).upper() not in ("READ", "WRITE")):
                 why = why or "a lease being broken: F_SETLEASE cannot make one mid-break"
             elif kind in ("POSIX", "LEASE") and lock["pid"] != step.actor:
                 why = why or f"a {kind} lock of process {lock['pid']}, opened by {step.actor}"
