@@ -113,10 +113,13 @@ def _live_samples(pid: int, tid: int, count: int = 20) -> set[tuple[int, int, in
     """Masks sampled while the helper waits (between ticks it runs the loop)."""
     out = set()
     while count:
-        masks = _masks(pid, tid)
+        # waiting before and after the read: a sample taken while the helper ran its loop
+        # (a tick under load) shows its loop's masks, not its waiting ones
         if _waiting(pid, tid):
-            out.add(masks)
-            count -= 1
+            masks = _masks(pid, tid)
+            if _waiting(pid, tid):
+                out.add(masks)
+                count -= 1
         time.sleep(0.002)
     return out
 
