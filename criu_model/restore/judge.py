@@ -413,13 +413,18 @@ class Judge:
     def _clients_missing(self, sock: sockets_pb2.Socket) -> bool:
         """Whether a unix datagram socket has a client (a socket of the snapshot connected
         to it) that the rehearsal did not make."""
-        if sock.WhichOneof("kind") != "unix" or sock.type != socket.SOCK_DGRAM:
-            return False
-        clients = {s.inode for s in self.snap.sockets if s.WhichOneof("kind") == "unix"
-                   and s.unix.peer_inode == sock.inode and s.inode != sock.inode}
-        return any(fd.HasField("socket") and fd.socket.inode in clients
-                   and (t.pid, fd.fd) in self.ex.missing_fds
-                   for t in self.snap.fds for fd in t.fds)
+        return sock.WhichOneof("kind") == "unix" and sock.type == socket.SOCK_DGRAM \
+            and sock.inode in self._peers_of_missing
+
+    @cached_property
+    def _peers_of_missing(self) -> set[int]:
+        """Peer inodes of the unix sockets held at fds the rehearsal did not make (one
+        pass over the tables, not one per socket judged)."""
+        missing = {fd.socket.inode for t in self.snap.fds for fd in t.fds
+                   if fd.HasField("socket") and (t.pid, fd.fd) in self.ex.missing_fds}
+        return {s.unix.peer_inode for s in self.snap.sockets
+                if s.inode in missing and s.WhichOneof("kind") == "unix"
+                and s.unix.peer_inode and s.unix.peer_inode != s.inode}
 
     # ------------------------------------------------------------ links between fds
 
