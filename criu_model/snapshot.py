@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from criu_model.pages.store import PageStore
 
 
+_TCP_LISTEN = 10   # include/net/tcp_states.h: unix sockets use it too
+
+
 # The constructor's arguments, in order.
 _FIELDS = ("inventory", "processes", "memory", "mounts", "fds", "ghosts", "sockets", "registers",
            "pagemap", "page_store", "page_sink", "parent_dir")
@@ -126,6 +129,12 @@ class Snapshot:
                 if fd.HasField("socket"):
                     out.setdefault(fd.socket.inode, []).append((table.pid, fd.fd))
         return out
+
+    @cached_property
+    def unix_listeners(self) -> dict[bytes, sockets_pb2.Socket]:
+        """Name -> the listening unix socket bound to it (the last one, if several were)."""
+        return {s.unix.name: s for s in self.sockets if s.WhichOneof("kind") == "unix"
+                and s.state == _TCP_LISTEN and s.unix.name}
 
     @cached_property
     def accept_queues(self) -> dict[int, sockets_pb2.Socket]:

@@ -188,7 +188,6 @@ class FilePlan:
         self._cwd: dict[int, str] = {}      # actor -> its working directory, once set
         self._dgram_to: set[int] | None = None
         self._targets: set[int] | None = None
-        self._listeners: dict[bytes, sockets_pb2.Socket] | None = None
         self._collect()
         self._choose_openers(creators)
 
@@ -415,11 +414,7 @@ class FilePlan:
 
     def _listener_named(self, sock: sockets_pb2.Socket) -> sockets_pb2.Socket | None:
         """The tree's unix listener whose name an accepted socket carries, or None."""
-        if self._listeners is None:
-            self._listeners = {s.unix.name: s for s in self.snap.sockets
-                               if s.WhichOneof("kind") == "unix" and s.state == TCP_LISTEN
-                               and s.unix.name}
-        found = self._listeners.get(sock.unix.name) if sock.unix.name else None
+        found = self.snap.unix_listeners.get(sock.unix.name) if sock.unix.name else None
         return found if found is not None and found.inode != sock.inode \
             and found.type == sock.type else None
 
@@ -694,11 +689,6 @@ class FilePlan:
                              if e.fd.HasField("socket") and e.fd.socket.inode in inodes}
         return self._targets
 
-    def _unix_listeners(self) -> set[bytes]:
-        """Names of the snapshot's listening unix sockets."""
-        return {s.unix.name for s in self.snap.sockets
-                if s.WhichOneof("kind") == "unix" and s.state == TCP_LISTEN and s.unix.name}
-
     def _peer_inside(self, sock: sockets_pb2.Socket) -> bool:
         """Whether the other end of a TCP connection is a socket of the snapshot."""
         if self._tcp_ends is None:
@@ -802,7 +792,7 @@ class FilePlan:
                 return Action.OPEN, f"unix datagram socket connected to {target}: socket, " \
                                     "bind, connect() once its peer is bound"
             if sock.unix.peer_inode:
-                if name and sock.unix.name in self._unix_listeners():
+                if name and sock.unix.name in self.snap.unix_listeners:
                     # The server end of a connection accepted on one of the tree's own
                     # listeners (socat UNIX-LISTEN:...,fork): its name is the listener's.
                     # Connecting to that name would reach the tree itself.

@@ -1085,10 +1085,6 @@ class Conductor:
         return sock.type != socket.SOCK_STREAM and bool(peer.unix.name) \
             and peer.unix.peer_inode != sock.inode
 
-    def _unix_listener_names(self) -> set[bytes]:
-        return {s.unix.name for s in self.snap.sockets if s.WhichOneof("kind") == "unix"
-                and s.state == _TCP_LISTEN and s.unix.name}
-
     def _open_outside_peer(self, index: int, step: Step, wire: dict[str, Any]) -> None:
         """A unix socket connected to a peer outside the snapshot: one end of a socketpair
         of its type; the other end, the outside peer, is handed to criu-model, which holds
@@ -1302,7 +1298,7 @@ class Conductor:
                 if peer is not None and not self._named_peer(sock, peer):
                     return "a connected unix socket whose peer in the snapshot is not " \
                            "planned with it (no socketpair step)"
-                if sock.unix.name and sock.unix.name in self._unix_listener_names():
+                if sock.unix.name and sock.unix.name in self.snap.unix_listeners:
                     return f"accepted on the tree's listener {printable(sock.unix.name)} " \
                            "from a client outside: its name is the listener's, bound once"
             name = sock.unix.name
