@@ -19,7 +19,7 @@ import os
 import re
 import socket
 import stat
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,6 +188,7 @@ class FilePlan:
         self._cwd: dict[int, str] = {}      # actor -> its working directory, once set
         self._dgram_to: set[int] | None = None
         self._targets: set[int] | None = None
+        self._listen_ports: Counter[tuple[str, int, int]] | None = None
         self._collect()
         self._choose_openers(creators)
 
@@ -662,10 +663,12 @@ class FilePlan:
     def _shared_port(self, sock: sockets_pb2.Socket) -> bool:
         """Whether another inet listener of the snapshot is bound to the same address,
         port and protocol (only SO_REUSEPORT on both allows that)."""
-        here = (sock.inet.src, sock.inet.sport, sock.inet.protocol)
-        return sum(1 for s in self.snap.sockets if s.WhichOneof("kind") == "inet"
-                   and s.state == TCP_LISTEN
-                   and (s.inet.src, s.inet.sport, s.inet.protocol) == here) > 1
+        if self._listen_ports is None:   # counted once, not once per listener planned
+            self._listen_ports = Counter((s.inet.src, s.inet.sport, s.inet.protocol)
+                                         for s in self.snap.sockets
+                                         if s.WhichOneof("kind") == "inet"
+                                         and s.state == TCP_LISTEN)
+        return self._listen_ports[(sock.inet.src, sock.inet.sport, sock.inet.protocol)] > 1
 
     def _dgram_targets(self) -> set[int]:
         """Inodes of the datagram sockets some socket of the snapshot connects to."""
