@@ -50,7 +50,6 @@ import re
 import threading
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from itertools import groupby, repeat
 from operator import and_, itemgetter, sub
 
@@ -111,7 +110,11 @@ def _code(top: int) -> int:
 
 
 _CODES = bytes(_code(b) for b in range(256))
-_CODE_RUNS = re.compile(rb"\x00+|\x01+|\x02+|[\x03\x04]+")
+# Runs of pages to store: exclusive, or shared/swapped. Holes and clean file pages
+# are skipped by the regex itself (a forked child's chunk is mostly those, and a
+# Python step per run of them cost it a third of its classification); file
+# pages are counted per chunk.
+_CODE_RUNS = re.compile(rb"\x02+|[\x03\x04]+")
 _SWAP_KEY = 1 << 55  # dedupe keys of swap entries, apart from frame numbers
 _UNKNOWN = (-2, 0)  # (slot, hash) of a key not in the copy-on-write table
 _SLOT_OF = itemgetter(0)
@@ -186,15 +189,20 @@ def zero_pfn() -> int:
     return pfn
 
 
-@dataclass
 class CaptureStats:
-    stored: int = 0
-    zero: int = 0
-    deduplicated: int = 0
-    inherited: int = 0
-    file_clean: int = 0
-    read_bytes: int = 0
-    objects: int = 0
+    """Page counts of one dump, for the inventory."""
+
+    __slots__ = ("deduplicated", "file_clean", "inherited", "objects", "read_bytes", "stored",
+                 "zero")
+
+    def __init__(self) -> None:
+        self.stored = 0
+        self.zero = 0
+        self.deduplicated = 0
+        self.inherited = 0
+        self.file_clean = 0
+        self.read_bytes = 0
+        self.objects = 0
 
     def fields(self, bytes_written: int) -> dict[str, int]:
         return {"stored": self.stored, "zero": self.zero, "deduplicated": self.deduplicated,
@@ -206,7 +214,6 @@ class CaptureStats:
 _Run = tuple[int, int, int, int, Sequence[int]]  # (addr, npages, state, slot, hashes)
 
 
-@dataclass
 class _Seg:
     """A stretch of pages of one owner to read; ``runs`` set once it was read.
 
@@ -214,11 +221,15 @@ class _Seg:
     are read through /proc/PID/mem and entered in the copy-on-write table.
     """
 
-    addr: int
-    npages: int
-    keys: list[int] | None = None
-    mem: bool = False
-    runs: list[_Run] | None = None
+    __slots__ = ("addr", "keys", "mem", "npages", "runs")
+
+    def __init__(self, addr: int, npages: int, keys: list[int] | None = None,
+                 mem: bool = False) -> None:
+        self.addr = addr
+        self.npages = npages
+        self.keys = keys
+        self.mem = mem
+        self.runs: list[_Run] | None = None
 
 
 class _Chunk:
@@ -244,25 +255,29 @@ class _Chunk:
 ParentLookup = Callable[[OwnerKey, int], OwnerIndex | None]
 
 
-@dataclass
 class PageCapture:
-    """One dump's page capture: the sink, the copy-on-write table, the parent, stats."""
+    """One dump's page capture: the sink, the copy-on-write table, the parent, stats.
 
-    sink: PageSink
-    parent: ParentLookup | None = None
-    stats: CaptureStats = field(default_factory=CaptureStats)
-    owners: dict[OwnerKey, list[pages_pb2.PageRuns]] = field(default_factory=dict)
-    # dedupe key (PFN, or swap entry + 1 << 55) -> (slot, hash); slot -1: inherited
-    shared: dict[int, tuple[int, int]] = field(default_factory=dict)
+    A plain class, like the rest of the dump path: importing dataclasses
+    (inspect, ast, dis) costs a dump 4 ms.
+    """
 
-    # progress(read bytes, expected bytes or 0, note), after every batch read
-    progress: Report | None = None
-    expected_bytes: int = 0
-    note: str = ""
-    _ring: RemoteReader | None = None
-    _pool: list[RemoteReader] = field(default_factory=list)
-    # id(buffer view) -> (the view, a view of each of its pages), made once per buffer
-    _pages: dict[int, tuple[memoryview, list[memoryview]]] = field(default_factory=dict)
+    def __init__(self, sink: PageSink, parent: ParentLookup | None = None,
+                 progress: Report | None = None) -> None:
+        self.sink = sink
+        self.parent = parent
+        self.stats = CaptureStats()
+        self.owners: dict[OwnerKey, list[pages_pb2.PageRuns]] = {}
+        # dedupe key (PFN, or swap entry + 1 << 55) -> (slot, hash); slot -1: inherited
+        self.shared: dict[int, tuple[int, int]] = {}
+        # progress(read bytes, expected bytes or 0, note), after every batch read
+        self.progress = progress
+        self.expected_bytes = 0
+        self.note = ""
+        self._ring: RemoteReader | None = None
+        self._pool: list[RemoteReader] = []
+        # id(buffer view) -> (the view, a view of each of its pages), made once per buffer
+        self._pages: dict[int, tuple[memoryview, list[memoryview]]] = {}
 
     def expected(self, vmas: Sequence[mm_pb2.Vma]) -> int:
         """About how many bytes capturing these VMAs reads, from their page counts.
@@ -650,14 +665,10 @@ class _ProcessPass:
             codes = entry_flag_bytes(data).translate(_CODES)
             base = page * PAGE_SIZE
             chunk: _Chunk | None = None
+            self.cap.stats.file_clean += codes.count(_FILE)
             for match in _CODE_RUNS.finditer(codes):
                 lo, hi = match.span()
-                code = codes[lo]
-                if code == _HOLE:
-                    continue
-                if code == _FILE:
-                    self.cap.stats.file_clean += hi - lo
-                elif code == _EXCL:
+                if codes[lo] == _EXCL:
                     addr = base + lo * PAGE_SIZE
                     while lo < hi:
                         n = min(hi - lo, _BATCH_PAGES)

@@ -18,7 +18,6 @@ import os
 import struct
 import sys
 from array import array
-from dataclasses import dataclass, field
 
 from criu_model.images.pb import pages_pb2
 
@@ -92,7 +91,6 @@ def owner_key(runs: pages_pb2.PageRuns) -> OwnerKey:
     return (0, runs.object_dev, runs.object_ino)
 
 
-@dataclass
 class RunBuilder:
     """Accumulates one owner's runs, merging neighbours, as parallel arrays.
 
@@ -101,11 +99,14 @@ class RunBuilder:
     reads.
     """
 
-    addr: list[int] = field(default_factory=list)
-    npages: list[int] = field(default_factory=list)
-    state: list[int] = field(default_factory=list)
-    slot: list[int] = field(default_factory=list)
-    hashes: array[int] = field(default_factory=lambda: array("Q"))  # 8 bytes a page
+    __slots__ = ("addr", "hashes", "npages", "slot", "state")
+
+    def __init__(self) -> None:
+        self.addr: list[int] = []
+        self.npages: list[int] = []
+        self.state: list[int] = []
+        self.slot: list[int] = []
+        self.hashes: array[int] = array("Q")  # 8 bytes a page
 
     def add(self, addr: int, npages: int, state: int, slot: int = 0,
             hashes: list[int] | array[int] | None = None) -> None:

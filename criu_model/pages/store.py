@@ -11,7 +11,6 @@ or one that is not the snapshot this one was dumped against, is an error then.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import xxhash
 
 from criu_model.errors import ImageError, InconsistentImage, TruncatedImage
 from criu_model.images import framing
+from criu_model.images.digest import sha256
 from criu_model.images.files import exists, open_image, read_file, read_image
 from criu_model.images.pb import inventory_pb2, pages_pb2
 from criu_model.images.registry import INVENTORY, PAGEMAP
@@ -261,7 +261,7 @@ def _open_parent(root: Path, inventory: inventory_pb2.Inventory,
                                 "(replaced or changed since)")
     pm_path = parent_root / PAGEMAP_IMG
     data = read_file(pm_path)
-    if hashlib.sha256(data).digest() != record.sha256:
+    if sha256(data) != record.sha256:
         raise ImageError(str(pm_path), None, "does not match the checksum recorded in its "
                          "inventory.img (replaced or corrupted)")
     _, runs, offsets = read_image(pm_path, PAGEMAP, data)
