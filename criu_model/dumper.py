@@ -155,12 +155,14 @@ def _capture_pages(capture: PageCapture, processes: dict[int, process_pb2.Proces
     """Store the pages of every live process; one that exits meanwhile is dropped."""
     live = [pid for pid, proc in processes.items() if proc.state not in "ZX"]
     capture.expected_bytes = sum(capture.expected(memory[pid].vmas) for pid in live)
+    parents = {processes[pid].ppid for pid in live}  # each comes before its children
     for n, pid in enumerate(live, 1):
         capture.note = f"process {n}/{len(live)} (pid {pid})"
         mm = memory[pid]
         try:
             notes = capture.capture_process(pid, processes[pid].start_time, mm.vmas,
-                                            f"{proc_root}/{pid}")
+                                            f"{proc_root}/{pid}", ppid=processes[pid].ppid,
+                                            referred=pid in parents)
         except ProcessGone:
             skipped.append((pid, "exited during the dump"))
             del processes[pid], memory[pid], fds[pid]

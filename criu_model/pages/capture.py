@@ -49,7 +49,8 @@ import queue
 import re
 import threading
 from array import array
-from collections.abc import Callable, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Sequence
 from itertools import groupby, repeat
 from operator import and_, itemgetter, sub
 
@@ -278,6 +279,9 @@ class PageCapture:
         self._pool: list[RemoteReader] = []
         # id(buffer view) -> (the view, a view of each of its pages), made once per buffer
         self._pages: dict[int, tuple[memoryview, list[memoryview]]] = {}
+        # pid -> the decided runs of a process whose children follow (_Reference)
+        self._references: dict[int, _Reference] = {}
+        self._siblings: dict[int, _Reference] = {}  # ppid -> its child captured last
 
     def expected(self, vmas: Sequence[mm_pb2.Vma]) -> int:
         """About how many bytes capturing these VMAs reads, from their page counts.
@@ -341,8 +345,12 @@ class PageCapture:
         return procs + objs
 
     def capture_process(self, pid: int, start_time: int, vmas: Sequence[mm_pb2.Vma],
-                        proc_path: str) -> list[tuple[str, str]]:
+                        proc_path: str, *, ppid: int = 0,
+                        referred: bool = False) -> list[tuple[str, str]]:
         """Store the pages of one frozen process; returns (field, reason) notes.
+
+        ``referred``: children of this process follow; ``ppid``: a parent
+        captured before with ``referred`` is compared with (see _Reference).
 
         Raises ProcessGone when it died; its runs are then not recorded (pages
         already written stay in pages.img, unreferenced).
@@ -354,8 +362,18 @@ class PageCapture:
             try:
                 if private:
                     parent = self.parent((pid, 0, 0), start_time) if self.parent else None
-                    builder = _ProcessPass(self, reader, parent, proc_path).run(private)
+                    # the sibling captured last, else the parent: children forked one
+                    # after the other share the pages their parent wrote since
+                    ref = self._siblings.get(ppid) or self._references.get(ppid)
+                    work = _ProcessPass(self, reader, parent, proc_path, ref if ppid else None)
+                    builder = work.run(private)
                     self.owners[(pid, 0, 0)] = builder.messages(pid=pid, start_time=start_time)
+                    if work.referable:
+                        mine = _Reference(proc_path, work.runs)
+                        if ppid:
+                            self._siblings[ppid] = mine
+                        if referred:
+                            self._references[pid] = mine
                 for vma in objects:
                     note = self._capture_object(vma, proc_path, reader)
                     if note:
@@ -473,6 +491,26 @@ def _store_pages(cap: PageCapture, builder: RunBuilder, addr: int, data: memoryv
         reader.rotate()
 
 
+_NONZERO = bytes([0] + [1] * 255)
+_SPANS = re.compile(rb"\x00+|\x01+")
+
+
+def _equal_spans(mine: bytes, theirs: bytes) -> list[tuple[int, int, bool]]:
+    """(first, end, equal) spans of entries where two entry strings of one length agree.
+
+    In C: the XOR of the two as integers, the OR of its eight byte lanes (one
+    byte per entry, non-zero where the entries differ), a regex over that.
+    """
+    size = len(mine)
+    xor = (int.from_bytes(mine, "little") ^ int.from_bytes(theirs, "little")
+           ).to_bytes(size, "little")
+    lanes = 0
+    for k in range(PAGEMAP_ENTRY_SIZE):
+        lanes |= int.from_bytes(xor[k::PAGEMAP_ENTRY_SIZE], "little")
+    differ = lanes.to_bytes(size // PAGEMAP_ENTRY_SIZE, "little").translate(_NONZERO)
+    return [(m.start(), m.end(), differ[m.start()] == 0) for m in _SPANS.finditer(differ)]
+
+
 def _split_inherited(hashes: Sequence[int], before: Sequence[int | None]
                      ) -> list[tuple[int, int, int]]:
     """(state, first, end) pieces: PARENT where the hash equals the parent's, else STORED.
@@ -557,16 +595,74 @@ class _ReadPool:
             raise self._error
 
 
+class _Reference:
+    """A captured process whose children are classified against it.
+
+    A forked child maps most of its parent's pages: the same frames at the
+    same addresses, so the same 64-bit pagemap entries. Where a chunk of the
+    child's entries equals the parent's (found in C: one compare, or an XOR),
+    the parent's decisions hold for the child as they are (stored at the same
+    slots, or zero), and the copy-on-write table is not asked page by page
+    (200,000 lookups, lists and compares in a 50-process tree). Only full
+    dumps with frame numbers visible use it: equal entries then mean the same
+    page, where hidden frame numbers are all 0 and inherited pages depend on
+    each process's own parent snapshot.
+    """
+
+    __slots__ = ("fd", "path", "runs", "starts")
+
+    def __init__(self, proc_path: str, runs: list[_Run]) -> None:
+        self.path = proc_path
+        self.runs = runs  # sorted by address, never overlapping
+        self.starts = [r[0] for r in runs]
+        self.fd = -1
+
+    def clip(self, addr: int, npages: int, out: list[_Run]) -> tuple[int, int, int]:
+        """Append the runs within [addr, addr + npages pages) to ``out``.
+
+        Returns (pages covered, of them stored, of them zero); covered -1 when
+        a run there is not one a child can take (inherited).
+        """
+        end = addr + npages * PAGE_SIZE
+        runs = self.runs
+        i = bisect_right(self.starts, addr) - 1
+        i = max(i, 0)
+        covered = stored = zero = 0
+        while i < len(runs):
+            start, n, state, slot, hashes = runs[i]
+            if start >= end:
+                break
+            stop = start + n * PAGE_SIZE
+            if stop > addr:
+                lo, hi = max(start, addr), min(stop, end)
+                k, m = (lo - start) // PAGE_SIZE, (hi - lo) // PAGE_SIZE
+                if state == STORED:
+                    out.append((lo, m, STORED, slot + k, hashes[k:k + m]))
+                    stored += m
+                elif state == ZERO:
+                    out.append((lo, m, ZERO, 0, ()))
+                    zero += m
+                else:
+                    return -1, 0, 0
+                covered += m
+            i += 1
+        return covered, stored, zero
+
+
 class _ProcessPass:
     """Find, classify, read and store the private pages of one process."""
 
     def __init__(self, cap: PageCapture, reader: RemoteReader, parent: OwnerIndex | None,
-                 proc_path: str) -> None:
+                 proc_path: str, reference: _Reference | None = None) -> None:
         self.cap = cap
         self.reader = reader
         self.parent = parent
         self.proc_path = proc_path
         self.zero_pfn = zero_pfn()
+        # children may be compared with this process (see _Reference)
+        self.referable = parent is None and self.zero_pfn != 0
+        self.reference = reference if self.referable else None
+        self.runs: list[_Run] = []  # every run decided, by address, once run() returned
         self.builder = RunBuilder()
         self.pool: _ReadPool | None = None
         self.lock = threading.Lock()  # the pool's threads: sink slots and stats
@@ -579,6 +675,20 @@ class _ProcessPass:
         self.batch_pages = 0
 
     def run(self, private: Sequence[mm_pb2.Vma]) -> RunBuilder:
+        ref = self.reference
+        if ref is not None:
+            try:
+                ref.fd = os.open(f"{ref.path}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:  # the parent is gone: classify without it
+                self.reference = ref = None
+        try:
+            return self._run(private)
+        finally:
+            if ref is not None:
+                os.close(ref.fd)
+                ref.fd = -1
+
+    def _run(self, private: Sequence[mm_pb2.Vma]) -> RunBuilder:
         fd = os.open(f"{self.proc_path}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
         # An incremental pass reads every page and stores few: its reads go to
         # a pool of reader threads (see _ReadPool), started at its second batch
@@ -607,9 +717,8 @@ class _ProcessPass:
                 raise AssertionError(f"the page run at {seg.addr:#x} was never decided")
             runs.extend(seg.runs)
         runs.sort(key=_ADDR)  # runs never overlap
-        add = self.builder.add
-        for addr, n, state, slot, hashes in runs:
-            add(addr, n, state, slot, hashes)
+        self.runs = runs
+        self.builder.add_sorted(runs)
         return self.builder
 
     def _candidates(self, fd: int, vmas: Sequence[mm_pb2.Vma]
@@ -659,10 +768,17 @@ class _ProcessPass:
         short runs (200 processes: 15,000), and a Python step per run costs.
         """
         page = start // PAGE_SIZE
+        self._classify_chunks(read_entries(fd, page, (end - start) // PAGE_SIZE), page)
+
+    def _classify_chunks(self, chunks: Iterable[bytes], page: int) -> None:
+        """Consecutive chunks of classic entries, the first at virtual page ``page``."""
         decided = self.decided
         deduplicated = 0
-        for data in read_entries(fd, page, (end - start) // PAGE_SIZE):
+        for data in chunks:
             codes = entry_flag_bytes(data).translate(_CODES)
+            if self.reference is not None and self._against_reference(data, codes, page):
+                page += len(codes)
+                continue
             base = page * PAGE_SIZE
             chunk: _Chunk | None = None
             self.cap.stats.file_clean += codes.count(_FILE)
@@ -692,6 +808,56 @@ class _ProcessPass:
                         self._shared_run(base, lo, hi, chunk)
             page += len(codes)
         self.cap.stats.deduplicated += deduplicated
+
+    def _against_reference(self, data: bytes, codes: bytes, page: int) -> bool:
+        """Classify a chunk against the parent's (see _Reference); False: it cannot be.
+
+        Spans equal to the parent's take its runs, checked to cover every page
+        that is neither a hole nor a clean file page; the others (the child's
+        own writes: exclusive pages, as a rule) are read, or classified alone.
+        Nothing is queued before every equal span was checked.
+        """
+        ref = self.reference
+        assert ref is not None
+        theirs = os.pread(ref.fd, len(data), page * PAGEMAP_ENTRY_SIZE)
+        if len(theirs) != len(data):
+            return False
+        spans = [(0, len(codes), True)] if theirs == data else _equal_spans(data, theirs)
+        base = page * PAGE_SIZE
+        taken: list[_Run] = []
+        stored = zero = 0
+        count = codes.count
+        for lo, hi, same in spans:
+            if not same:
+                continue
+            want = hi - lo - count(_HOLE, lo, hi) - count(_FILE, lo, hi)
+            if want:
+                got, s, z = ref.clip(base + lo * PAGE_SIZE, hi - lo, taken)
+                if got != want:
+                    return False
+                stored += s
+                zero += z
+        self.decided.extend(taken)
+        stats = self.cap.stats
+        stats.deduplicated += stored
+        stats.zero += zero
+        for lo, hi, same in spans:
+            if same:
+                stats.file_clean += count(_FILE, lo, hi)
+            elif count(_EXCL, lo, hi) == hi - lo:  # the child's own copies
+                self._read(_Seg(base + lo * PAGE_SIZE, hi - lo))
+            else:
+                self._classify_entries(data[lo * PAGEMAP_ENTRY_SIZE:hi * PAGEMAP_ENTRY_SIZE],
+                                       page + lo)
+        return True
+
+    def _classify_entries(self, data: bytes, page: int) -> None:
+        """A piece of a chunk, classified without the reference."""
+        self.reference, ref = None, self.reference
+        try:
+            self._classify_chunks([data], page)
+        finally:
+            self.reference = ref
 
     def _shared_run(self, base: int, lo: int, hi: int, chunk: _Chunk) -> None:
         """Pages lo..hi of a chunk that may be mapped elsewhere: the common case in one step.

@@ -18,6 +18,7 @@ import os
 import struct
 import sys
 from array import array
+from collections.abc import Iterable, Sequence
 
 from criu_model.images.pb import pages_pb2
 
@@ -126,6 +127,35 @@ class RunBuilder:
         self.slot.append(slot if state == STORED else 0)
         if hashes:
             self.hashes.extend(hashes)
+
+    def add_sorted(self, runs: Iterable[tuple[int, int, int, int, Sequence[int]]]) -> None:
+        """:meth:`add` for many (addr, npages, state, slot, hashes) runs in ascending order.
+
+        One loop over locals: a forked child has ~150 runs, and a method call
+        and six attribute lookups per run were a tenth of its page pass.
+        """
+        addrs, counts, states, slots = self.addr, self.npages, self.state, self.slot
+        extend = self.hashes.extend
+        if addrs:
+            last_state, last_end = states[-1], addrs[-1] + counts[-1] * PAGE_SIZE
+            next_slot = slots[-1] + counts[-1]
+        else:
+            last_state, last_end, next_slot = -1, -1, -1
+        for addr, npages, state, slot, hashes in runs:
+            if (state == last_state and addr == last_end
+                    and (state != STORED or slot == next_slot)):
+                counts[-1] += npages
+            else:
+                addrs.append(addr)
+                counts.append(npages)
+                states.append(state)
+                slots.append(slot if state == STORED else 0)
+                last_state = state
+                next_slot = slot
+            last_end = addr + npages * PAGE_SIZE
+            next_slot += npages
+            if hashes:
+                extend(hashes)
 
     def messages(self, **ident: object) -> list[pages_pb2.PageRuns]:
         """The runs as PageRuns entries carrying ``ident`` (pid or object fields), split by size."""

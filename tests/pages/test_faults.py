@@ -127,12 +127,12 @@ def test_target_dying_while_its_memory_is_read(tree: MemTree, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     real = PageCapture.capture_process
 
-    def kill_kid_first(self: PageCapture, pid: int, *args: object) -> object:
+    def kill_kid_first(self: PageCapture, pid: int, *args: object, **kwargs: object) -> object:
         if pid == tree.kid.pid:
             os.kill(pid, signal.SIGKILL)
             while _state(pid) not in "ZX":
                 pass
-        return real(self, pid, *args)  # type: ignore[arg-type]
+        return real(self, pid, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(PageCapture, "capture_process", kill_kid_first)
     snap = criu_model.dump([tree.root.pid], pages=True, pages_dir=str(tmp_path))
