@@ -90,9 +90,15 @@ def forked() -> Iterator[dict[str, dict[str, object]]]:
         proc.wait()
 
 
-def _layout(snap: criu_model.Snapshot) -> tuple[list[bytes], dict[str, int]]:
+def _layout(snap: criu_model.Snapshot) -> tuple[list[object], dict[str, int]]:
+    """Every owner's runs and slots, and the counts.
+
+    Not the page hashes: between two dumps the kernel rewrites a page of each
+    process by itself (the rseq area in its TLS gets the CPU it resumed on).
+    """
     stats = snap.inventory.page_stats
-    return ([m.SerializeToString() for m in snap.pagemap],
+    return ([(m.pid, m.object_ino, list(m.addr), list(m.npages), list(m.state), list(m.slot))
+             for m in snap.pagemap],
             {f: getattr(stats, f) for f in ("stored", "zero", "deduplicated", "file_clean")})
 
 
