@@ -47,6 +47,8 @@ class PageSink:
             directory = tempfile.gettempdir()
         self.directory = os.path.abspath(directory)
         self.named: str | None = None
+        self.fd = -1  # __del__ runs even when the open below fails
+        self._queue: queue.SimpleQueue[_Item | None] | None = None
         try:
             self.fd = os.open(self.directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
         except OSError as err:
@@ -60,7 +62,6 @@ class PageSink:
         self.slots = 0
         self.bytes_written = 0
         self._error: CriuModelError | None = None
-        self._queue: queue.SimpleQueue[_Item | None] | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._pending = 0  # items queued and not written yet (under _lock)

@@ -187,3 +187,23 @@ def test_split_vmas_agrees_with_stores_private_and_stores_object() -> None:
     assert private == [v for v in vmas if stores_private(v)]
     assert objects == [v for v in vmas if stores_object(v)]
     assert private and objects
+
+
+def test_sink_in_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    """The error names the directory, and the half-made sink goes away quietly
+    (its __del__ once raised AttributeError on fields never set)."""
+    import gc
+    import sys
+
+    from criu_model.errors import CriuModelError
+    from criu_model.pages.sink import PageSink
+
+    seen: list[object] = []
+    hook, sys.unraisablehook = sys.unraisablehook, seen.append
+    try:
+        with pytest.raises(CriuModelError, match="nowhere"):
+            PageSink(str(tmp_path / "nowhere"))
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert seen == []
