@@ -207,3 +207,39 @@ def test_sink_in_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     finally:
         sys.unraisablehook = hook
     assert seen == []
+
+
+def test_reader_ring_reuses_given_back_buffers_and_waits_for_the_oldest() -> None:
+    """A buffer the writer gave back is read into again (a small dump touches one
+    buffer, not the whole ring); with every buffer lent, the oldest lent is
+    waited for, as the writer gives them back in the order it got them."""
+    import os
+    import threading
+
+    from criu_model.kernel.vmread import RemoteReader
+
+    reader = RemoteReader(os.getpid(), 4096, buffers=3)
+    first = reader.view
+    done = reader.hand_off()
+    done.set()  # written at once
+    reader.rotate()
+    assert reader.view is first
+    lent = []
+    for _ in range(3):
+        lent.append((reader.view, reader.hand_off()))
+        if len(lent) < 3:
+            reader.rotate()
+    assert len({id(v) for v, _e in lent}) == 3
+    threading.Timer(0.05, lent[0][1].set).start()  # the oldest comes back later
+    reader.rotate()
+    assert reader.view is lent[0][0]
+    assert lent[0][1].is_set()
+    # and what is read lands in it
+    data = b"ring-check"
+    buf = bytearray(data)
+    import ctypes
+
+    addr = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
+    assert reader.read([(addr, len(data))]) == len(data)
+    assert bytes(reader.view[:len(data)]) == data
+    reader.close()
