@@ -15,6 +15,7 @@ import ctypes
 import json
 import mmap
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -78,8 +79,19 @@ def _dump(pid: int, where: Path, parent: Path | None = None) -> Snapshot:
 
 
 def _vma(report: RehearsalReport, pid: int, addr: int) -> Entry:
-    return next(e for e in report.entries if e.kind == "vma"
-                and e.id.startswith(f"{pid}:{addr:#x}-"))
+    """The entry of pid's VMA holding ``addr``.
+
+    By containment, not by start: the kernel merges a fresh anonymous mapping
+    into a neighbour with the same flags (one of the interpreter's own, when
+    mmap puts it next to one), so the VMA may begin below the address the
+    program mapped (this failed about 1 run in 20).
+    """
+    for e in report.entries:
+        span = re.fullmatch(r"(\d+):0x([0-9a-f]+)-0x([0-9a-f]+)", e.id)
+        if (e.kind == "vma" and span and int(span[1]) == pid
+                and int(span[2], 16) <= addr < int(span[3], 16)):
+            return e
+    raise AssertionError(f"no vma entry of {pid} holds {addr:#x}")
 
 
 def _run(snap: Snapshot) -> RehearsalReport:
