@@ -9,10 +9,19 @@ per VMA, which makes it several times slower than maps + pagemap.
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
 
 from criu_model.collect.maps import LineCache, VmaLine, parse_vma_lines
-from criu_model.collect.pages import METHODS, ReadPlan, choose_method, count_ranges, read_plan
+from criu_model.collect.pages import (
+    METHOD_CLASSIC,
+    METHODS,
+    Counts,
+    ReadPlan,
+    choose_method,
+    count_groups,
+    count_ranges,
+    group_flags,
+    read_plan,
+)
 from criu_model.collect.procfs import PROC_ROOT, ProcDir
 from criu_model.errors import AccessDenied, UsageError, translate_oserror
 from criu_model.images.pb import mm_pb2
@@ -61,8 +70,10 @@ def collect_memory(pid: int, proc_root: str = PROC_ROOT, *, pages: bool = True,
         return mm_pb2.MemoryMap(pid=pid)
     unreadable: list[dict[str, str]] = []
     known = getattr(line_cache, "idents", None) if file_ids is not None else None
+    layouts = getattr(line_cache, "layouts", None)
     key = tuple(lines)
     idents = known.get(key) if known is not None else None
+    kept = idents is not None  # both lists are the dump's, shared by this layout
     if idents is None:
         idents = _map_file_fields(proc, lines, unreadable, file_ids)
         if known is not None and all(line.ident is not None for line in lines
@@ -70,12 +81,41 @@ def collect_memory(pid: int, proc_root: str = PROC_ROOT, *, pages: bool = True,
             # every file of this layout is known, none deleted: the next process
             # with the same layout would stat nothing either
             known[key] = idents
+    if layouts is None:
+        layout = _layout(lines)
+    elif key in layouts:
+        layout = layouts[key]
+    else:
+        layout = layouts[key] = _layout(lines)
     used = ""
     counts: list[bytes] | None = None
-    if pages:
-        layouts = getattr(line_cache, "layouts", None)
-        used, counts = _page_fields(proc, lines, unreadable, method, layouts, key)
-    parts = [mm_pb2.MemoryMap(pid=pid, page_counts_method=used).SerializeToString()]
+    if pages and layout is not None:
+        used, counts, counts_kept = _page_fields(proc, lines, layout, unreadable, method,
+                                                 layouts is not None)
+        kept = kept and counts_kept
+    head = mm_pb2.MemoryMap(pid=pid, page_counts_method=used).SerializeToString()
+    if kept and layout is not None:
+        # A third process of a layout with the same identities and page states
+        # as another: its whole vmas field was framed already.
+        found = layout.framed.get((id(idents), id(counts)))
+        if found is not None and found[0] is idents and found[1] is counts:
+            body = found[2]
+        else:
+            body = _framed(lines, idents, counts)
+            if len(layout.framed) >= _MAX_COUNTED:
+                layout.framed.clear()
+            layout.framed[(id(idents), id(counts))] = (idents, counts, body)
+    else:
+        body = _framed(lines, idents, counts)
+    mm = mm_pb2.MemoryMap.FromString(head + body)
+    for row in unreadable:
+        mm.unreadable.add(**row)
+    return mm
+
+
+def _framed(lines: list[VmaLine], idents: list[bytes], counts: list[bytes] | None) -> bytes:
+    """The serialized ``vmas`` field: each line's own fields, identity and page counts."""
+    parts: list[bytes] = []
     add = parts.append
     for line, ident, count in zip(lines, idents, counts or _NO_COUNTS * len(lines),
                                   strict=True):
@@ -88,10 +128,7 @@ def collect_memory(pid: int, proc_root: str = PROC_ROOT, *, pages: bool = True,
             body = line.encoded + ident + count
             entry = framed[(ident, count)] = _VMAS_TAG + _varint(len(body)) + body
         add(entry)
-    mm = mm_pb2.MemoryMap.FromString(b"".join(parts))
-    for row in unreadable:
-        mm.unreadable.add(**row)
-    return mm
+    return b"".join(parts)
 
 
 _VMAS_TAG = b"\x12"  # MemoryMap.vmas: field 2, length-delimited
@@ -196,42 +233,47 @@ def _map_file_fields(proc: ProcDir, lines: list[VmaLine], unreadable: list[dict[
     return fields
 
 
-class _Layout(NamedTuple):
-    """What page counting derives from an address-space layout, once per layout."""
+class _Layout:
+    """What page counting derives from an address-space layout, once per layout.
 
-    starts: list[int]  # of the counted lines (not [vsyscall])
-    ends: list[int]
-    mapped: int  # bytes
-    plan: ReadPlan
+    ``counted`` keeps the encoded counts of each VMA by the pagemap flag bytes
+    they came from (:func:`group_flags`): forked processes of one layout have
+    mostly the same pages in the same states, and one dict lookup replaces ~400
+    ``bytes.count`` calls. It is filled from the second process of a layout on
+    (a layout seen once would keep a byte per mapped page for nothing) and
+    emptied when full.
+    """
+
+    __slots__ = ("counted", "ends", "framed", "mapped", "plan", "seen", "starts")
+
+    def __init__(self, counted_lines: list[VmaLine]) -> None:
+        self.starts = [line.start for line in counted_lines]  # not [vsyscall]
+        self.ends = [line.end for line in counted_lines]
+        self.mapped = sum(self.ends) - sum(self.starts)  # bytes
+        self.plan: ReadPlan = read_plan(self.starts, self.ends, PAGE_SIZE)
+        self.seen = 0  # processes counted with this layout
+        self.counted: dict[tuple[bytes, ...], list[bytes]] = {}
+        # the serialized vmas field by the (kept) identity and count lists it frames
+        self.framed: dict[tuple[int, int], tuple[list[bytes], list[bytes] | None, bytes]] = {}
+
+
+_MAX_COUNTED = 32  # distinct page states kept per layout
 
 
 def _layout(lines: list[VmaLine]) -> _Layout | None:
     counted = [line for line in lines if line.counted]
-    if not counted:
-        return None
-    starts = [line.start for line in counted]
-    ends = [line.end for line in counted]
-    return _Layout(starts, ends, sum(ends) - sum(starts), read_plan(starts, ends, PAGE_SIZE))
+    return _Layout(counted) if counted else None
 
 
-def _page_fields(proc: ProcDir, lines: list[VmaLine], unreadable: list[dict[str, str]],
-                 method: str | None, layouts: dict[tuple[VmaLine, ...], Any] | None,
-                 key: tuple[VmaLine, ...]) -> tuple[str, list[bytes] | None]:
-    """Serialized page counts of each VMA (b"" for [vsyscall]) and the method used.
+def _page_fields(proc: ProcDir, lines: list[VmaLine], layout: _Layout,
+                 unreadable: list[dict[str, str]], method: str | None, shared: bool
+                 ) -> tuple[str, list[bytes] | None, bool]:
+    """Serialized page counts of each VMA (b"" for [vsyscall]), the method used, and
+    whether the list is the one ``layout`` keeps (another process had these states).
 
-    On EACCES records Unreadable("pages") and returns ("", None): no VMA gets
-    ``pages``. ``layouts`` (the dump's) keeps the derived lists per layout.
+    On EACCES records Unreadable("pages") and returns ("", None, True): no VMA
+    gets ``pages``. ``shared``: ``layout`` is the dump's, so it may keep counts.
     """
-    if layouts is None:
-        layout = _layout(lines)
-    else:
-        if key in layouts:
-            layout = layouts[key]
-        else:
-            layout = layouts[key] = _layout(lines)
-    if layout is None:
-        return "", None
-    starts, ends = layout.starts, layout.ends
     if method is None:
         method = choose_method(layout.mapped)
     try:
@@ -239,20 +281,43 @@ def _page_fields(proc: ProcDir, lines: list[VmaLine], unreadable: list[dict[str,
             fd = os.open(f"{proc.path}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
     except AccessDenied:
         unreadable.append({"field": "pages", "reason": PAGEMAP_REASON})
-        return "", None
+        return "", None, True
     try:
         with translate_oserror(proc.pid, "pagemap"):
-            counts = iter(count_ranges(fd, starts, ends, PAGE_SIZE, method, layout.plan))
+            if method != METHOD_CLASSIC:
+                return method, _encoded_counts(lines, count_ranges(
+                    fd, layout.starts, layout.ends, PAGE_SIZE, method, layout.plan)), False
+            flags = group_flags(fd, layout.plan)
+            memo = layout.counted if shared and None not in flags else None
+            if memo is None:
+                return method, _encoded_counts(lines, count_groups(fd, layout.plan, flags)), False
+            state = tuple(flags)
+            fields = memo.get(state)
+            if fields is not None:
+                return method, fields, True
+            fields = _encoded_counts(lines, count_groups(fd, layout.plan, flags))
+            layout.seen += 1
+            if layout.seen == 1:
+                return method, fields, False
+            if len(memo) >= _MAX_COUNTED:
+                memo.clear()
+            memo[state] = fields
+            return method, fields, True
     finally:
         os.close(fd)
+
+
+def _encoded_counts(lines: list[VmaLine], counts: list[Counts]) -> list[bytes]:
+    """The serialized ``pages`` field of each line, b"" for a line not counted."""
     known = _COUNT_FIELDS
+    found = iter(counts)
     fields: list[bytes] = []
     add = fields.append
     for line in lines:
         if line.counted:
-            count = next(counts)
+            count = next(found)
             encoded = known.get(count)
             add(encoded if encoded is not None else _count_fields(count))
         else:
             add(b"")
-    return method, fields
+    return fields
