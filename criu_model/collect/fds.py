@@ -282,12 +282,19 @@ class _Probe:
             self.pidfd = None
 
 
+# fd number, fdinfo text, link text and the stat fields a message takes
+FdSeen = tuple[int, bytes, bytes, int, int, int, int, int, int, int, int, int]
+FdsSeen = dict[FdSeen, bytes]  # -> the serialized Fd before its probe
+_MAX_SEEN = 1 << 12
+
+
 class _Collector:
     """Reads one process's fds; one instance per collect_fds call."""
 
     def __init__(self, pid: int, proc_root: str, ghost_limit: int, ghosts: GhostStore,
-                 probe: _Probe, fstypes: dict[int, bytes]) -> None:
+                 probe: _Probe, fstypes: dict[int, bytes], seen: FdsSeen | None) -> None:
         self.pid = pid
+        self.seen = seen
         self.proc = ProcDir(pid, proc_root)
         self.fd_dir = os.fsencode(f"{proc_root}/{pid}/fd")
         self.info_dir = f"{proc_root}/{pid}/fdinfo"
@@ -324,10 +331,6 @@ class _Collector:
             link = os.readlink(link_path)
         except FileNotFoundError as err:
             raise _Vanished from err
-        try:
-            info = fdinfo.split_fdinfo(raw)
-        except ValueError as err:
-            return _unparsable(n, link, raw, err)
         st: os.stat_result | None = None
         stat_error = ""
         try:
@@ -338,6 +341,21 @@ class _Collector:
             if err.errno in (errno.EACCES, errno.EPERM, errno.ESRCH):
                 raise
             stat_error = f"stat: {os.strerror(err.errno)}"
+        key: FdSeen | None = None
+        if self.seen is not None and st is not None and not link.endswith(_DELETED):
+            # Forked processes hold the same fds: what their fdinfo, link and stat
+            # give (before the probe) is parsed and classified once per dump.
+            key = (n, raw, link, st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid,
+                   st.st_gid, st.st_size, st.st_mtime_ns, st.st_rdev)
+            blob = self.seen.get(key)
+            if blob is not None:
+                fd = files_pb2.Fd.FromString(blob)
+                self._probe(fd, n)
+                return fd
+        try:
+            info = fdinfo.split_fdinfo(raw)
+        except ValueError as err:
+            return _unparsable(n, link, raw, err)
         # one constructor call rather than field writes: this runs for every fd
         fd = files_pb2.Fd(
             fd=n, flags=info.flags, pos=info.pos, mnt_id=info.mnt_id,
@@ -351,6 +369,14 @@ class _Collector:
             self._classify(fd, n, link, info, st)
         except ValueError as err:
             return _unparsable(n, link, raw, err)
+        if key is not None and self.seen is not None and st is not None \
+                and not stat.S_ISLNK(st.st_mode):
+            # Classifying anything else reads nothing more (a deleted file's ghost,
+            # a memfd's seals or a symlink's target would): the same inputs give
+            # the same message.
+            if len(self.seen) >= _MAX_SEEN:
+                self.seen.clear()
+            self.seen[key] = fd.SerializeToString()
         self._probe(fd, n)
         return fd
 
@@ -706,14 +732,16 @@ def _process_gone(proc: ProcDir) -> bool:
 
 def collect_fds(pid: int, proc_root: str = PROC_ROOT, *, ghost_limit: int = DEFAULT_GHOST_LIMIT,
                 ghosts: GhostStore, proc_locks: Sequence[files_pb2.FileLock] | None = None,
-                fstypes: dict[int, bytes] | None = None) -> files_pb2.FdTable:
+                fstypes: dict[int, bytes] | None = None,
+                seen: FdsSeen | None = None) -> files_pb2.FdTable:
     """Every fd of process ``pid``, ascending, with its kind-specific state.
 
     ``ghosts`` collects deleted-file and memfd contents for the whole dump.
     ``proc_locks`` (``locks.read_proc_locks()``, read once per dump) adds the
     lock requests the process is blocked on. ``fstypes`` (mount id -> filesystem
     type), shared by the caller across one dump, saves reading every process's
-    mountinfo. Raises ProcessGone if the process
+    mountinfo. ``seen``, shared the same way, keeps the message each (fd number,
+    fdinfo, link, stat) gave: forked processes repeat them. Raises ProcessGone if the process
     exits meanwhile; permission refused is recorded as Unreadable("fds").
     """
     proc = ProcDir(pid, proc_root)
@@ -725,7 +753,7 @@ def collect_fds(pid: int, proc_root: str = PROC_ROOT, *, ghost_limit: int = DEFA
         return table
     probe = _Probe(pid, enabled=proc_root == PROC_ROOT)
     collector = _Collector(pid, proc_root, ghost_limit, ghosts, probe,
-                           {} if fstypes is None else fstypes)
+                           {} if fstypes is None else fstypes, seen)
     try:
         for n in numbers:
             try:

@@ -374,3 +374,20 @@ def test_thousands_of_fds_fast_and_correct(tmp: str) -> None:
         fd = fds[int(n)]
         assert (fd.eventfd.count if fd.kind == files_pb2.FD_EVENTFD else fd.pos) == value
     assert elapsed < 1.0, f"{len(table.fds)} fds took {elapsed:.3f} s"
+
+
+@pytest.mark.parametrize("kind", ["regular", "dirs", "deleted", "plannable", "tty", "memfd"])
+def test_dump_cache_gives_what_fresh_reads_give(tmp: str, kind: str) -> None:
+    # A dump classifies each (fd number, fdinfo, link, stat) once (forked processes
+    # repeat them): read again through that cache, every fd comes out as read afresh.
+    with spawn(kind, tmp) as child:
+        seen: dict = {}
+        first = collect_fds(child.pid, ghosts=GhostStore(), seen=seen)
+        again = collect_fds(child.pid, ghosts=GhostStore(), seen=seen)
+        fresh = collect_fds(child.pid, ghosts=GhostStore())
+    assert seen  # something was kept, and the second read used it
+    for table in (first, again, fresh):
+        for fd in table.fds:
+            if fd.HasField("timerfd"):
+                fd.timerfd.ClearField("it_value_ns")  # counts down between the reads
+    assert first == fresh and again == fresh
