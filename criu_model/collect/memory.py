@@ -9,6 +9,7 @@ per VMA, which makes it several times slower than maps + pagemap.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from criu_model.collect.maps import LineCache, VmaLine, parse_vma_lines
 from criu_model.collect.pages import (
@@ -65,13 +66,13 @@ def collect_memory(pid: int, proc_root: str = PROC_ROOT, *, pages: bool = True,
     if method is not None and method not in METHODS:
         raise UsageError(f"unknown page count method {method!r}, expected one of {METHODS}")
     proc = ProcDir(pid, proc_root)
-    lines = parse_vma_lines(proc.read("maps"), {} if line_cache is None else line_cache)
-    if not lines:
+    key = _layout_key(proc.read("maps"), line_cache)
+    if not key:
         return mm_pb2.MemoryMap(pid=pid)
+    lines = key
     unreadable: list[dict[str, str]] = []
     known = getattr(line_cache, "idents", None) if file_ids is not None else None
     layouts = getattr(line_cache, "layouts", None)
-    key = tuple(lines)
     idents = known.get(key) if known is not None else None
     kept = idents is not None  # both lists are the dump's, shared by this layout
     if idents is None:
@@ -113,7 +114,28 @@ def collect_memory(pid: int, proc_root: str = PROC_ROOT, *, pages: bool = True,
     return mm
 
 
-def _framed(lines: list[VmaLine], idents: list[bytes], counts: list[bytes] | None) -> bytes:
+# Whole maps texts kept per dump: up to this many, of up to this size each.
+_MAX_TEXTS = 64
+_MAX_TEXT_BYTES = 1 << 16
+
+
+def _layout_key(data: bytes, line_cache: LineCache | None) -> tuple[VmaLine, ...]:
+    """The decoded lines of a maps text; a text the dump saw whole already (forked
+    processes' often are: they have the same layout) is not split again."""
+    if line_cache is None:
+        return tuple(parse_vma_lines(data, {}))
+    texts = line_cache.texts
+    key = texts.get(data)
+    if key is None:
+        key = tuple(parse_vma_lines(data, line_cache))
+        if len(data) <= _MAX_TEXT_BYTES:
+            if len(texts) >= _MAX_TEXTS:
+                texts.clear()
+            texts[data] = key
+    return key
+
+
+def _framed(lines: Sequence[VmaLine], idents: list[bytes], counts: list[bytes] | None) -> bytes:
     """The serialized ``vmas`` field: each line's own fields, identity and page counts."""
     parts: list[bytes] = []
     add = parts.append
@@ -180,7 +202,7 @@ def _count_fields(counts: tuple[int, int, int, int]) -> bytes:
     return encoded
 
 
-def _map_file_fields(proc: ProcDir, lines: list[VmaLine], unreadable: list[dict[str, str]],
+def _map_file_fields(proc: ProcDir, lines: Sequence[VmaLine], unreadable: list[dict[str, str]],
                      file_ids: FileIds | None) -> list[bytes]:
     """The serialized map_files identity (st_dev, st_ino) of each VMA, b"" if none.
 
@@ -246,7 +268,7 @@ class _Layout:
 
     __slots__ = ("counted", "ends", "framed", "mapped", "plan", "seen", "starts")
 
-    def __init__(self, counted_lines: list[VmaLine]) -> None:
+    def __init__(self, counted_lines: Sequence[VmaLine]) -> None:
         self.starts = [line.start for line in counted_lines]  # not [vsyscall]
         self.ends = [line.end for line in counted_lines]
         self.mapped = sum(self.ends) - sum(self.starts)  # bytes
@@ -260,12 +282,12 @@ class _Layout:
 _MAX_COUNTED = 32  # distinct page states kept per layout
 
 
-def _layout(lines: list[VmaLine]) -> _Layout | None:
+def _layout(lines: Sequence[VmaLine]) -> _Layout | None:
     counted = [line for line in lines if line.counted]
     return _Layout(counted) if counted else None
 
 
-def _page_fields(proc: ProcDir, lines: list[VmaLine], layout: _Layout,
+def _page_fields(proc: ProcDir, lines: Sequence[VmaLine], layout: _Layout,
                  unreadable: list[dict[str, str]], method: str | None, shared: bool
                  ) -> tuple[str, list[bytes] | None, bool]:
     """Serialized page counts of each VMA (b"" for [vsyscall]), the method used, and
@@ -307,7 +329,7 @@ def _page_fields(proc: ProcDir, lines: list[VmaLine], layout: _Layout,
         os.close(fd)
 
 
-def _encoded_counts(lines: list[VmaLine], counts: list[Counts]) -> list[bytes]:
+def _encoded_counts(lines: Sequence[VmaLine], counts: list[Counts]) -> list[bytes]:
     """The serialized ``pages`` field of each line, b"" for a line not counted."""
     known = _COUNT_FIELDS
     found = iter(counts)
