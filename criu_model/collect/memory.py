@@ -94,21 +94,23 @@ def collect_memory(pid: int, proc_root: str = PROC_ROOT, *, pages: bool = True,
         used, counts, counts_kept = _page_fields(proc, lines, layout, unreadable, method,
                                                  layouts is not None)
         kept = kept and counts_kept
-    head = mm_pb2.MemoryMap(pid=pid, page_counts_method=used).SerializeToString()
     if kept and layout is not None:
-        # A third process of a layout with the same identities and page states
-        # as another: its whole vmas field was framed already.
+        # Identities and page states another process of this layout had: its
+        # vmas were framed and parsed already, and copying parsed messages
+        # costs half a parse.
         found = layout.framed.get((id(idents), id(counts)))
-        if found is not None and found[0] is idents and found[1] is counts:
-            body = found[2]
-        else:
-            body = _framed(lines, idents, counts)
+        if found is None or found[0] is not idents or found[1] is not counts:
+            found = (idents, counts, mm_pb2.MemoryMap.FromString(_framed(lines, idents, counts)))
             if len(layout.framed) >= _MAX_COUNTED:
                 layout.framed.clear()
-            layout.framed[(id(idents), id(counts))] = (idents, counts, body)
+            layout.framed[(id(idents), id(counts))] = found
+        mm = mm_pb2.MemoryMap()
+        mm.CopyFrom(found[2])
+        mm.pid = pid
+        mm.page_counts_method = used
     else:
-        body = _framed(lines, idents, counts)
-    mm = mm_pb2.MemoryMap.FromString(head + body)
+        head = mm_pb2.MemoryMap(pid=pid, page_counts_method=used).SerializeToString()
+        mm = mm_pb2.MemoryMap.FromString(head + _framed(lines, idents, counts))
     for row in unreadable:
         mm.unreadable.add(**row)
     return mm
@@ -275,8 +277,10 @@ class _Layout:
         self.plan: ReadPlan = read_plan(self.starts, self.ends, PAGE_SIZE)
         self.seen = 0  # processes counted with this layout
         self.counted: dict[tuple[bytes, ...], list[bytes]] = {}
-        # the serialized vmas field by the (kept) identity and count lists it frames
-        self.framed: dict[tuple[int, int], tuple[list[bytes], list[bytes] | None, bytes]] = {}
+        # the parsed vmas (a MemoryMap of them alone) by the kept identity and
+        # count lists they were framed from
+        self.framed: dict[tuple[int, int],
+                          tuple[list[bytes], list[bytes] | None, mm_pb2.MemoryMap]] = {}
 
 
 _MAX_COUNTED = 32  # distinct page states kept per layout
