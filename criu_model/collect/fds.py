@@ -786,8 +786,10 @@ def collect_fds(pid: int, proc_root: str = PROC_ROOT, *, ghost_limit: int = DEFA
     lock requests the process is blocked on. ``fstypes`` (mount id -> filesystem
     type), shared by the caller across one dump, saves reading every process's
     mountinfo. ``seen``, shared the same way, keeps the message each (fd number,
-    fdinfo, link, stat) gave: forked processes repeat them. Raises ProcessGone if the process
-    exits meanwhile; permission refused is recorded as Unreadable("fds").
+    fdinfo, link, stat) gave, and the probed one of its first fd, which another
+    process's fd of the same open file description (kcmp) takes as it is: forked
+    processes repeat their fds. Raises ProcessGone if the process exits
+    meanwhile; permission refused is recorded as Unreadable("fds").
     """
     proc = ProcDir(pid, proc_root)
     table = files_pb2.FdTable(pid=pid)
