@@ -692,20 +692,20 @@ def settle_pipe_data(tables: Sequence[files_pb2.FdTable]) -> None:
     A write end's "not captured" mark goes when a read end of the dump holds
     the data; it stays for a pipe the dump only writes to.
     """
+    pipes = [fd for table in tables for fd in table.fds if fd.HasField("pipe")]
     captured: set[int] = set()
-    for table in tables:
-        for fd in table.fds:
-            if fd.WhichOneof("state") == "pipe" and fd.pipe.HasField("data"):
-                if fd.pipe.pipe_ino in captured:
-                    fd.pipe.ClearField("data")
-                captured.add(fd.pipe.pipe_ino)
-    for table in tables:
-        for fd in table.fds:
-            if fd.WhichOneof("state") == "pipe" and fd.pipe.pipe_ino in captured and \
-                    any(u.field == "pipe.data" for u in fd.unreadable):
-                keep = [u for u in fd.unreadable if u.field != "pipe.data"]
-                del fd.unreadable[:]
-                fd.unreadable.extend(keep)
+    for fd in pipes:
+        if fd.pipe.HasField("data"):
+            if fd.pipe.pipe_ino in captured:
+                fd.pipe.ClearField("data")
+            captured.add(fd.pipe.pipe_ino)
+    if not captured:
+        return
+    for fd in pipes:
+        if fd.pipe.pipe_ino in captured and any(u.field == "pipe.data" for u in fd.unreadable):
+            keep = [u for u in fd.unreadable if u.field != "pipe.data"]
+            del fd.unreadable[:]
+            fd.unreadable.extend(keep)
 
 
 def _pipe_queue(pipe: files_pb2.Pipe, copy: int) -> None:
