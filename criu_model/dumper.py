@@ -108,8 +108,9 @@ def _collect_each(pids: list[int], roots: set[int], proc_root: str, page_counts:
     ghosts = GhostStore()
     fstypes: dict[int, bytes] = {}  # mount id -> filesystem type, from the first mountinfo
     fds_seen: FdsSeen = {}  # forked processes hold the same fds: classify each once
+    me = os.getpid()
     for pid in pids:
-        if pid == os.getpid():
+        if pid == me:
             # Dumping an ancestor of criu-model itself: we are busy, not state.
             skipped.append((pid, "the dumping process (criu-model itself) is not dumped"))
             continue
