@@ -19,6 +19,7 @@ from criu_model import __version__
 from criu_model.argtypes import parse_pid
 from criu_model.collect.fds import (
     DEFAULT_GHOST_LIMIT,
+    FdsSeen,
     GhostStore,
     collect_fds,
     settle_pipe_data,
@@ -106,8 +107,10 @@ def _collect_each(pids: list[int], roots: set[int], proc_root: str, page_counts:
     skipped: list[tuple[int, str]] = []
     ghosts = GhostStore()
     fstypes: dict[int, bytes] = {}  # mount id -> filesystem type, from the first mountinfo
+    fds_seen: FdsSeen = {}  # forked processes hold the same fds: classify each once
+    me = os.getpid()
     for pid in pids:
-        if pid == os.getpid():
+        if pid == me:
             # Dumping an ancestor of criu-model itself: we are busy, not state.
             skipped.append((pid, "the dumping process (criu-model itself) is not dumped"))
             continue
@@ -116,7 +119,7 @@ def _collect_each(pids: list[int], roots: set[int], proc_root: str, page_counts:
             mm = collect_memory(pid, proc_root, pages=page_counts, file_ids=file_ids,
                                 line_cache=line_cache)
             table = collect_fds(pid, proc_root, ghost_limit=ghost_limit, ghosts=ghosts,
-                                fstypes=fstypes)
+                                fstypes=fstypes, seen=fds_seen)
         except ProcessGone:
             skipped.append((pid, "exited during the dump"))
             continue

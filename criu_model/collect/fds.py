@@ -57,6 +57,7 @@ from criu_model.kernel.devnum import (
 )
 from criu_model.kernel.extents import data_extents
 from criu_model.kernel.flags import ACCMODE, OpenFlag
+from criu_model.kernel.kcmp import KcmpType, raw_kcmp
 from criu_model.kernel.libc import libc, syscall
 from criu_model.kernel.pipes import peek_pipe
 
@@ -248,23 +249,33 @@ def _link_target(link_path: bytes, st: os.stat_result) -> bytes:
 
 
 class _Probe:
-    """Copies of the target's fds through pidfd_getfd, for read-only fcntl/ioctl queries."""
+    """Copies of the target's fds through pidfd_getfd, for read-only fcntl/ioctl queries.
+
+    The pidfd is opened at the first copy: a process whose fds were all known
+    from another's (see :class:`_Seen`) needs none.
+    """
 
     def __init__(self, pid: int, enabled: bool) -> None:
+        self.pid = pid
         self.pidfd: int | None = None
-        self.reason = "not probed: not reading the live /proc"
-        if not enabled:
-            return
-        try:
-            self.pidfd = syscall("pidfd_open", pid, 0)
-        except OSError as err:
-            self.reason = f"pidfd_open: {os.strerror(err.errno)}"
-        except KeyError:
-            self.reason = "pidfd_open: syscall number unknown on this architecture"
+        self.usable = enabled  # False once pidfd_open or pidfd_getfd refused
+        self.reason = "" if enabled else "not probed: not reading the live /proc"
+
+    def _open(self) -> bool:
+        if self.pidfd is None and self.usable:
+            try:
+                self.pidfd = syscall("pidfd_open", self.pid, 0)
+            except OSError as err:
+                self.reason = f"pidfd_open: {os.strerror(err.errno)}"
+                self.usable = False
+            except KeyError:
+                self.reason = "pidfd_open: syscall number unknown on this architecture"
+                self.usable = False
+        return self.pidfd is not None
 
     def copy(self, fd: int) -> int | None:
         """A copy of the target's fd (same open file description); None if refused."""
-        if self.pidfd is None:
+        if not self._open():
             return None
         try:
             return syscall("pidfd_getfd", self.pidfd, fd, 0)
@@ -273,6 +284,7 @@ class _Probe:
                 raise _Vanished from err
             # EPERM: ptrace access refused (e.g. pid 1 here); ENOSYS: before Linux 5.6.
             self.reason = f"pidfd_getfd: {os.strerror(err.errno)} ({PTRACE_HINT})"
+            self.usable = False
             self.close()
             return None
 
@@ -282,12 +294,39 @@ class _Probe:
             self.pidfd = None
 
 
+# fd number, fdinfo text, link text and the stat fields a message takes
+FdSeen = tuple[int, bytes, bytes, int, int, int, int, int, int, int, int, int]
+
+
+class _Seen:
+    """What one (fd number, fdinfo, link, stat) gave in a dump: the serialized Fd
+    before its probe, and the first fd (``pid``, ``fd``) probed cleanly with it
+    and its whole message (``probed``). Another process's fd that kcmp says is
+    the same open file description has the same owner, signal and pipe state,
+    so that message is its own: one kcmp call instead of pidfd_getfd, two or four
+    fcntl/ioctl and a close (a forked tree inherits most of its fds)."""
+
+    __slots__ = ("fd", "parsed", "pid", "probed")
+
+    def __init__(self, parsed: bytes) -> None:
+        self.parsed = parsed
+        self.pid = self.fd = 0
+        self.probed: bytes | None = None
+
+
+FdsSeen = dict[FdSeen, _Seen]
+_MAX_SEEN = 1 << 12
+_KCMP_FILE = int(KcmpType.FILE)
+
+
 class _Collector:
     """Reads one process's fds; one instance per collect_fds call."""
 
     def __init__(self, pid: int, proc_root: str, ghost_limit: int, ghosts: GhostStore,
-                 probe: _Probe, fstypes: dict[int, bytes]) -> None:
+                 probe: _Probe, fstypes: dict[int, bytes], seen: FdsSeen | None) -> None:
         self.pid = pid
+        self.seen = seen
+        self.kcmp = raw_kcmp() if seen is not None else None
         self.proc = ProcDir(pid, proc_root)
         self.fd_dir = os.fsencode(f"{proc_root}/{pid}/fd")
         self.info_dir = f"{proc_root}/{pid}/fdinfo"
@@ -324,10 +363,6 @@ class _Collector:
             link = os.readlink(link_path)
         except FileNotFoundError as err:
             raise _Vanished from err
-        try:
-            info = fdinfo.split_fdinfo(raw)
-        except ValueError as err:
-            return _unparsable(n, link, raw, err)
         st: os.stat_result | None = None
         stat_error = ""
         try:
@@ -338,6 +373,24 @@ class _Collector:
             if err.errno in (errno.EACCES, errno.EPERM, errno.ESRCH):
                 raise
             stat_error = f"stat: {os.strerror(err.errno)}"
+        key: FdSeen | None = None
+        if self.seen is not None and st is not None and not link.endswith(_DELETED):
+            # Forked processes hold the same fds: what their fdinfo, link and stat
+            # give (before the probe) is parsed and classified once per dump.
+            key = (n, raw, link, st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid,
+                   st.st_gid, st.st_size, st.st_mtime_ns, st.st_rdev)
+            seen = self.seen.get(key)
+            if seen is not None:
+                if seen.probed is not None and seen.pid != self.pid and self.kcmp and \
+                        self.kcmp(self.pid, seen.pid, _KCMP_FILE, n, seen.fd) == 0:
+                    return files_pb2.Fd.FromString(seen.probed)
+                fd = files_pb2.Fd.FromString(seen.parsed)
+                self._probe_kept(fd, n, seen)
+                return fd
+        try:
+            info = fdinfo.split_fdinfo(raw)
+        except ValueError as err:
+            return _unparsable(n, link, raw, err)
         # one constructor call rather than field writes: this runs for every fd
         fd = files_pb2.Fd(
             fd=n, flags=info.flags, pos=info.pos, mnt_id=info.mnt_id,
@@ -351,8 +404,26 @@ class _Collector:
             self._classify(fd, n, link, info, st)
         except ValueError as err:
             return _unparsable(n, link, raw, err)
+        if key is not None and self.seen is not None and st is not None \
+                and not stat.S_ISLNK(st.st_mode):
+            # Classifying anything else reads nothing more (a deleted file's ghost,
+            # a memfd's seals or a symlink's target would): the same inputs give
+            # the same message.
+            if len(self.seen) >= _MAX_SEEN:
+                self.seen.clear()
+            seen = self.seen[key] = _Seen(fd.SerializeToString())
+            self._probe_kept(fd, n, seen)
+            return fd
         self._probe(fd, n)
         return fd
+
+    def _probe_kept(self, fd: files_pb2.Fd, n: int, seen: _Seen) -> None:
+        """Probe ``fd``; the first clean probe of a kept fd becomes its ``probed`` message."""
+        notes = len(fd.unreadable)
+        self._probe(fd, n)
+        if seen.probed is None and self.probe.pidfd is not None \
+                and fd.kind != files_pb2.FD_SOCKET and len(fd.unreadable) == notes:
+            seen.pid, seen.fd, seen.probed = self.pid, n, fd.SerializeToString()
 
     def _classify(self, fd: files_pb2.Fd, n: int, link: bytes, info: FdinfoText,
                   st: os.stat_result | None) -> None:
@@ -621,20 +692,20 @@ def settle_pipe_data(tables: Sequence[files_pb2.FdTable]) -> None:
     A write end's "not captured" mark goes when a read end of the dump holds
     the data; it stays for a pipe the dump only writes to.
     """
+    pipes = [fd for table in tables for fd in table.fds if fd.HasField("pipe")]
     captured: set[int] = set()
-    for table in tables:
-        for fd in table.fds:
-            if fd.WhichOneof("state") == "pipe" and fd.pipe.HasField("data"):
-                if fd.pipe.pipe_ino in captured:
-                    fd.pipe.ClearField("data")
-                captured.add(fd.pipe.pipe_ino)
-    for table in tables:
-        for fd in table.fds:
-            if fd.WhichOneof("state") == "pipe" and fd.pipe.pipe_ino in captured and \
-                    any(u.field == "pipe.data" for u in fd.unreadable):
-                keep = [u for u in fd.unreadable if u.field != "pipe.data"]
-                del fd.unreadable[:]
-                fd.unreadable.extend(keep)
+    for fd in pipes:
+        if fd.pipe.HasField("data"):
+            if fd.pipe.pipe_ino in captured:
+                fd.pipe.ClearField("data")
+            captured.add(fd.pipe.pipe_ino)
+    if not captured:
+        return
+    for fd in pipes:
+        if fd.pipe.pipe_ino in captured and any(u.field == "pipe.data" for u in fd.unreadable):
+            keep = [u for u in fd.unreadable if u.field != "pipe.data"]
+            del fd.unreadable[:]
+            fd.unreadable.extend(keep)
 
 
 def _pipe_queue(pipe: files_pb2.Pipe, copy: int) -> None:
@@ -706,15 +777,19 @@ def _process_gone(proc: ProcDir) -> bool:
 
 def collect_fds(pid: int, proc_root: str = PROC_ROOT, *, ghost_limit: int = DEFAULT_GHOST_LIMIT,
                 ghosts: GhostStore, proc_locks: Sequence[files_pb2.FileLock] | None = None,
-                fstypes: dict[int, bytes] | None = None) -> files_pb2.FdTable:
+                fstypes: dict[int, bytes] | None = None,
+                seen: FdsSeen | None = None) -> files_pb2.FdTable:
     """Every fd of process ``pid``, ascending, with its kind-specific state.
 
     ``ghosts`` collects deleted-file and memfd contents for the whole dump.
     ``proc_locks`` (``locks.read_proc_locks()``, read once per dump) adds the
     lock requests the process is blocked on. ``fstypes`` (mount id -> filesystem
     type), shared by the caller across one dump, saves reading every process's
-    mountinfo. Raises ProcessGone if the process
-    exits meanwhile; permission refused is recorded as Unreadable("fds").
+    mountinfo. ``seen``, shared the same way, keeps the message each (fd number,
+    fdinfo, link, stat) gave, and the probed one of its first fd, which another
+    process's fd of the same open file description (kcmp) takes as it is: forked
+    processes repeat their fds. Raises ProcessGone if the process exits
+    meanwhile; permission refused is recorded as Unreadable("fds").
     """
     proc = ProcDir(pid, proc_root)
     table = files_pb2.FdTable(pid=pid)
@@ -725,7 +800,7 @@ def collect_fds(pid: int, proc_root: str = PROC_ROOT, *, ghost_limit: int = DEFA
         return table
     probe = _Probe(pid, enabled=proc_root == PROC_ROOT)
     collector = _Collector(pid, proc_root, ghost_limit, ghosts, probe,
-                           {} if fstypes is None else fstypes)
+                           {} if fstypes is None else fstypes, seen)
     try:
         for n in numbers:
             try:
@@ -746,7 +821,7 @@ def collect_fds(pid: int, proc_root: str = PROC_ROOT, *, ghost_limit: int = DEFA
                 raise CriuModelError(f"process {pid}: reading fd {n}: {err.strerror}") from err
     finally:
         reason = probe.reason
-        probed = probe.pidfd is not None
+        probed = probe.usable
         probe.close()
     if not probed and table.fds:
         table.unreadable.add(field="fds.owner", reason=reason)

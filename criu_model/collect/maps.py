@@ -169,12 +169,13 @@ class VmaLine:
 class LineCache(dict[bytes, VmaLine]):
     """A dump's decoded maps lines by their bytes, and what collect.memory derives
     from a whole address-space layout (a tuple of lines) that forked processes
-    share: ``layouts`` and ``idents``, its own business."""
+    share: ``layouts``, ``idents`` and ``texts``, its own business."""
 
     def __init__(self) -> None:
         super().__init__()
         self.layouts: dict[tuple[VmaLine, ...], Any] = {}
         self.idents: dict[tuple[VmaLine, ...], list[bytes]] = {}
+        self.texts: dict[bytes, tuple[VmaLine, ...]] = {}
 
 
 def parse_vma_lines(data: bytes, cache: LineCache) -> list[VmaLine]:

@@ -9,10 +9,20 @@ per VMA, which makes it several times slower than maps + pagemap.
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from collections.abc import Sequence
 
 from criu_model.collect.maps import LineCache, VmaLine, parse_vma_lines
-from criu_model.collect.pages import METHODS, ReadPlan, choose_method, count_ranges, read_plan
+from criu_model.collect.pages import (
+    METHOD_CLASSIC,
+    METHODS,
+    Counts,
+    ReadPlan,
+    choose_method,
+    count_groups,
+    count_ranges,
+    group_flags,
+    read_plan,
+)
 from criu_model.collect.procfs import PROC_ROOT, ProcDir
 from criu_model.errors import AccessDenied, UsageError, translate_oserror
 from criu_model.images.pb import mm_pb2
@@ -56,13 +66,15 @@ def collect_memory(pid: int, proc_root: str = PROC_ROOT, *, pages: bool = True,
     if method is not None and method not in METHODS:
         raise UsageError(f"unknown page count method {method!r}, expected one of {METHODS}")
     proc = ProcDir(pid, proc_root)
-    lines = parse_vma_lines(proc.read("maps"), {} if line_cache is None else line_cache)
-    if not lines:
+    key = _layout_key(proc.read("maps"), line_cache)
+    if not key:
         return mm_pb2.MemoryMap(pid=pid)
+    lines = key
     unreadable: list[dict[str, str]] = []
     known = getattr(line_cache, "idents", None) if file_ids is not None else None
-    key = tuple(lines)
+    layouts = getattr(line_cache, "layouts", None)
     idents = known.get(key) if known is not None else None
+    kept = idents is not None  # both lists are the dump's, shared by this layout
     if idents is None:
         idents = _map_file_fields(proc, lines, unreadable, file_ids)
         if known is not None and all(line.ident is not None for line in lines
@@ -70,12 +82,64 @@ def collect_memory(pid: int, proc_root: str = PROC_ROOT, *, pages: bool = True,
             # every file of this layout is known, none deleted: the next process
             # with the same layout would stat nothing either
             known[key] = idents
+    if layouts is None:
+        layout = _layout(lines)
+    elif key in layouts:
+        layout = layouts[key]
+    else:
+        layout = layouts[key] = _layout(lines)
     used = ""
     counts: list[bytes] | None = None
-    if pages:
-        layouts = getattr(line_cache, "layouts", None)
-        used, counts = _page_fields(proc, lines, unreadable, method, layouts, key)
-    parts = [mm_pb2.MemoryMap(pid=pid, page_counts_method=used).SerializeToString()]
+    if pages and layout is not None:
+        used, counts, counts_kept = _page_fields(proc, lines, layout, unreadable, method,
+                                                 layouts is not None)
+        kept = kept and counts_kept
+    if kept and layout is not None:
+        # Identities and page states another process of this layout had: its
+        # vmas were framed and parsed already, and copying parsed messages
+        # costs half a parse.
+        found = layout.framed.get((id(idents), id(counts)))
+        if found is None or found[0] is not idents or found[1] is not counts:
+            found = (idents, counts, mm_pb2.MemoryMap.FromString(_framed(lines, idents, counts)))
+            if len(layout.framed) >= _MAX_COUNTED:
+                layout.framed.clear()
+            layout.framed[(id(idents), id(counts))] = found
+        mm = mm_pb2.MemoryMap()
+        mm.CopyFrom(found[2])
+        mm.pid = pid
+        mm.page_counts_method = used
+    else:
+        head = mm_pb2.MemoryMap(pid=pid, page_counts_method=used).SerializeToString()
+        mm = mm_pb2.MemoryMap.FromString(head + _framed(lines, idents, counts))
+    for row in unreadable:
+        mm.unreadable.add(**row)
+    return mm
+
+
+# Whole maps texts kept per dump: up to this many, of up to this size each.
+_MAX_TEXTS = 64
+_MAX_TEXT_BYTES = 1 << 16
+
+
+def _layout_key(data: bytes, line_cache: LineCache | None) -> tuple[VmaLine, ...]:
+    """The decoded lines of a maps text; a text the dump saw whole already (forked
+    processes' often are: they have the same layout) is not split again."""
+    if line_cache is None:
+        return tuple(parse_vma_lines(data, {}))
+    texts = line_cache.texts
+    key = texts.get(data)
+    if key is None:
+        key = tuple(parse_vma_lines(data, line_cache))
+        if len(data) <= _MAX_TEXT_BYTES:
+            if len(texts) >= _MAX_TEXTS:
+                texts.clear()
+            texts[data] = key
+    return key
+
+
+def _framed(lines: Sequence[VmaLine], idents: list[bytes], counts: list[bytes] | None) -> bytes:
+    """The serialized ``vmas`` field: each line's own fields, identity and page counts."""
+    parts: list[bytes] = []
     add = parts.append
     for line, ident, count in zip(lines, idents, counts or _NO_COUNTS * len(lines),
                                   strict=True):
@@ -88,10 +152,7 @@ def collect_memory(pid: int, proc_root: str = PROC_ROOT, *, pages: bool = True,
             body = line.encoded + ident + count
             entry = framed[(ident, count)] = _VMAS_TAG + _varint(len(body)) + body
         add(entry)
-    mm = mm_pb2.MemoryMap.FromString(b"".join(parts))
-    for row in unreadable:
-        mm.unreadable.add(**row)
-    return mm
+    return b"".join(parts)
 
 
 _VMAS_TAG = b"\x12"  # MemoryMap.vmas: field 2, length-delimited
@@ -143,7 +204,7 @@ def _count_fields(counts: tuple[int, int, int, int]) -> bytes:
     return encoded
 
 
-def _map_file_fields(proc: ProcDir, lines: list[VmaLine], unreadable: list[dict[str, str]],
+def _map_file_fields(proc: ProcDir, lines: Sequence[VmaLine], unreadable: list[dict[str, str]],
                      file_ids: FileIds | None) -> list[bytes]:
     """The serialized map_files identity (st_dev, st_ino) of each VMA, b"" if none.
 
@@ -196,42 +257,49 @@ def _map_file_fields(proc: ProcDir, lines: list[VmaLine], unreadable: list[dict[
     return fields
 
 
-class _Layout(NamedTuple):
-    """What page counting derives from an address-space layout, once per layout."""
+class _Layout:
+    """What page counting derives from an address-space layout, once per layout.
 
-    starts: list[int]  # of the counted lines (not [vsyscall])
-    ends: list[int]
-    mapped: int  # bytes
-    plan: ReadPlan
-
-
-def _layout(lines: list[VmaLine]) -> _Layout | None:
-    counted = [line for line in lines if line.counted]
-    if not counted:
-        return None
-    starts = [line.start for line in counted]
-    ends = [line.end for line in counted]
-    return _Layout(starts, ends, sum(ends) - sum(starts), read_plan(starts, ends, PAGE_SIZE))
-
-
-def _page_fields(proc: ProcDir, lines: list[VmaLine], unreadable: list[dict[str, str]],
-                 method: str | None, layouts: dict[tuple[VmaLine, ...], Any] | None,
-                 key: tuple[VmaLine, ...]) -> tuple[str, list[bytes] | None]:
-    """Serialized page counts of each VMA (b"" for [vsyscall]) and the method used.
-
-    On EACCES records Unreadable("pages") and returns ("", None): no VMA gets
-    ``pages``. ``layouts`` (the dump's) keeps the derived lists per layout.
+    ``counted`` keeps the encoded counts of each VMA by the pagemap flag bytes
+    they came from (:func:`group_flags`): forked processes of one layout have
+    mostly the same pages in the same states, and one dict lookup replaces ~400
+    ``bytes.count`` calls. It is filled from the second process of a layout on
+    (a layout seen once would keep a byte per mapped page for nothing) and
+    emptied when full.
     """
-    if layouts is None:
-        layout = _layout(lines)
-    else:
-        if key in layouts:
-            layout = layouts[key]
-        else:
-            layout = layouts[key] = _layout(lines)
-    if layout is None:
-        return "", None
-    starts, ends = layout.starts, layout.ends
+
+    __slots__ = ("counted", "ends", "framed", "mapped", "plan", "seen", "starts")
+
+    def __init__(self, counted_lines: Sequence[VmaLine]) -> None:
+        self.starts = [line.start for line in counted_lines]  # not [vsyscall]
+        self.ends = [line.end for line in counted_lines]
+        self.mapped = sum(self.ends) - sum(self.starts)  # bytes
+        self.plan: ReadPlan = read_plan(self.starts, self.ends, PAGE_SIZE)
+        self.seen = 0  # processes counted with this layout
+        self.counted: dict[tuple[bytes, ...], list[bytes]] = {}
+        # the parsed vmas (a MemoryMap of them alone) by the kept identity and
+        # count lists they were framed from
+        self.framed: dict[tuple[int, int],
+                          tuple[list[bytes], list[bytes] | None, mm_pb2.MemoryMap]] = {}
+
+
+_MAX_COUNTED = 32  # distinct page states kept per layout
+
+
+def _layout(lines: Sequence[VmaLine]) -> _Layout | None:
+    counted = [line for line in lines if line.counted]
+    return _Layout(counted) if counted else None
+
+
+def _page_fields(proc: ProcDir, lines: Sequence[VmaLine], layout: _Layout,
+                 unreadable: list[dict[str, str]], method: str | None, shared: bool
+                 ) -> tuple[str, list[bytes] | None, bool]:
+    """Serialized page counts of each VMA (b"" for [vsyscall]), the method used, and
+    whether the list is the one ``layout`` keeps (another process had these states).
+
+    On EACCES records Unreadable("pages") and returns ("", None, True): no VMA
+    gets ``pages``. ``shared``: ``layout`` is the dump's, so it may keep counts.
+    """
     if method is None:
         method = choose_method(layout.mapped)
     try:
@@ -239,20 +307,43 @@ def _page_fields(proc: ProcDir, lines: list[VmaLine], unreadable: list[dict[str,
             fd = os.open(f"{proc.path}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
     except AccessDenied:
         unreadable.append({"field": "pages", "reason": PAGEMAP_REASON})
-        return "", None
+        return "", None, True
     try:
         with translate_oserror(proc.pid, "pagemap"):
-            counts = iter(count_ranges(fd, starts, ends, PAGE_SIZE, method, layout.plan))
+            if method != METHOD_CLASSIC:
+                return method, _encoded_counts(lines, count_ranges(
+                    fd, layout.starts, layout.ends, PAGE_SIZE, method, layout.plan)), False
+            flags = group_flags(fd, layout.plan)
+            memo = layout.counted if shared and None not in flags else None
+            if memo is None:
+                return method, _encoded_counts(lines, count_groups(fd, layout.plan, flags)), False
+            state = tuple(flags)
+            fields = memo.get(state)
+            if fields is not None:
+                return method, fields, True
+            fields = _encoded_counts(lines, count_groups(fd, layout.plan, flags))
+            layout.seen += 1
+            if layout.seen == 1:
+                return method, fields, False
+            if len(memo) >= _MAX_COUNTED:
+                memo.clear()
+            memo[state] = fields
+            return method, fields, True
     finally:
         os.close(fd)
+
+
+def _encoded_counts(lines: Sequence[VmaLine], counts: list[Counts]) -> list[bytes]:
+    """The serialized ``pages`` field of each line, b"" for a line not counted."""
     known = _COUNT_FIELDS
+    found = iter(counts)
     fields: list[bytes] = []
     add = fields.append
     for line in lines:
         if line.counted:
-            count = next(counts)
+            count = next(found)
             encoded = known.get(count)
             add(encoded if encoded is not None else _count_fields(count))
         else:
             add(b"")
-    return method, fields
+    return fields

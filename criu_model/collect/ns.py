@@ -3,9 +3,11 @@
 Each entry is a magic link to an nsfs inode; ``stat()`` through it gives the
 (dev, inode) pair that identifies the namespace system-wide. The link text
 (``pid:[4026531836]``) gives the inode, four times cheaper: the device, the
-same for all, comes from one stat per process (see :func:`_link_inode`). The set of entries
+same for all, comes from one stat per run (see :func:`_link_inode`). The set of entries
 depends on the kernel (time_for_children is Linux 5.6), so we list the
-directory instead of hard-coding it. A zombie keeps only ``pid`` and ``user``
+directory instead of hard-coding it: once per run, for the real /proc (the
+kernel lists the same ns_entries for every task, fs/proc/namespaces.c; the
+listing alone is 8 syscalls). A zombie keeps only ``pid`` and ``user``
 (its nsproxy is gone), and ptrace rules can deny every link: the caller
 decides what a failure means, so failures are returned, not raised.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from criu_model.collect.procfs import ProcDir
+from criu_model.collect.procfs import PROC_ROOT, ProcDir
 from criu_model.errors import AccessDenied, ProcessGone, from_oserror
 
 NS_DIR = "ns"
@@ -27,6 +29,13 @@ class NsId(NamedTuple):
     dev: int
 
 
+class _Learnt:
+    """The real /proc's ns entry names and the nsfs device, from the first process read."""
+
+    names: tuple[str, ...] | None = None
+    dev: int | None = None
+
+
 def read_namespaces(pdir: ProcDir) -> tuple[list[NsId], dict[str, ProcessGone | AccessDenied]]:
     """Identities of every namespace entry, plus the entries that could not be read.
 
@@ -35,17 +44,18 @@ def read_namespaces(pdir: ProcDir) -> tuple[list[NsId], dict[str, ProcessGone | 
     """
     found: list[NsId] = []
     failed: dict[str, ProcessGone | AccessDenied] = {}
+    real = pdir.proc_root == PROC_ROOT  # a fake tree (tests) may list anything
     try:
         dir_fd = os.open(f"{pdir.path}/{NS_DIR}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            names = os.listdir(dir_fd)
+            names = _Learnt.names if real and _Learnt.names else tuple(os.listdir(dir_fd))
         except OSError:
             os.close(dir_fd)
             raise
     except OSError as err:
         raise from_oserror(err, pdir.pid, NS_DIR) from err
     try:
-        dev: int | None = None
+        dev = _Learnt.dev if real else None
         for name in names:
             try:
                 inode = None if dev is None else _link_inode(os.readlink(name, dir_fd=dir_fd))
@@ -62,6 +72,10 @@ def read_namespaces(pdir: ProcDir) -> tuple[list[NsId], dict[str, ProcessGone | 
             found.append(NsId(name, inode, dev))
     finally:
         os.close(dir_fd)
+    if real:
+        _Learnt.names = names
+        if dev is not None:
+            _Learnt.dev = dev
     return found, failed
 
 

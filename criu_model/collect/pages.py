@@ -162,20 +162,43 @@ def count_ranges(pagemap_fd: int, starts: Sequence[int], ends: Sequence[int],
     if method != METHOD_CLASSIC or not starts:
         return [tally.counts() for tally in tally_pages(pagemap_fd, starts, ends, page_size,
                                                           method)]
-    firsts, lasts, bounds = plan or read_plan(starts, ends, page_size)
-    out: list[Counts] = []
+    plan = plan or read_plan(starts, ends, page_size)
+    return count_groups(pagemap_fd, plan, group_flags(pagemap_fd, plan))
+
+
+def group_flags(pagemap_fd: int, plan: ReadPlan) -> list[bytes | None]:
+    """The flag byte of every page of each read group of ``plan`` (one pread each).
+
+    None for a group too big for one read (or read short): :func:`count_groups`
+    reads it again in chunks. The counts are a function of these bytes and the
+    plan alone, so a caller may keep counts by them (forked processes repeat them).
+    """
+    firsts, lasts, bounds = plan
+    out: list[bytes | None] = []
     for i, j in pairwise(bounds):
         base = firsts[i]
         npages = lasts[j - 1] - base
         data = (os.pread(pagemap_fd, npages * PAGEMAP_ENTRY_SIZE, base * PAGEMAP_ENTRY_SIZE)
                 if npages <= _ONE_READ_PAGES else b"")
-        if len(data) != npages * PAGEMAP_ENTRY_SIZE:  # too big for one read, or short
+        out.append(entry_flag_bytes(data) if len(data) == npages * PAGEMAP_ENTRY_SIZE
+                   else None)
+    return out
+
+
+def count_groups(pagemap_fd: int, plan: ReadPlan, flags: Sequence[bytes | None]
+                 ) -> list[Counts]:
+    """The counts of every range of ``plan`` from :func:`group_flags`; a None group is
+    read again through the chunked reader (raises ProcessLookupError at EOF)."""
+    firsts, lasts, bounds = plan
+    out: list[Counts] = []
+    for (i, j), flag_bytes in zip(pairwise(bounds), flags, strict=True):
+        if flag_bytes is None:  # too big for one read, or short
             tallies = [PageTally() for _ in range(i, j)]
             _count_classic(pagemap_fd, [_Span(firsts[k], lasts[k], k - i) for k in range(i, j)],
                            tallies, everything=True)
             out.extend(tally.counts() for tally in tallies)
         else:
-            _count_group(entry_flag_bytes(data), base, firsts[i:j], lasts[i:j], out)
+            _count_group(flag_bytes, firsts[i], firsts[i:j], lasts[i:j], out)
     return out
 
 

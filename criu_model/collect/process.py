@@ -44,6 +44,7 @@ _SECUREBITS_REASON = (
     "read them (prctl(PR_GET_SECUREBITS))"
 )
 _PATH_LINKS = ("exe", "cwd", "root")
+_MACHINE = os.uname().machine  # one uname(2) per run, not one per thread
 
 
 def _split_nul(data: bytes) -> list[bytes]:
@@ -168,7 +169,7 @@ def _awaited(tdir: ProcDir, mem: MemReader) -> int:
         call = parse_syscall(tdir.read("syscall"))
     except (ProcessGone, AccessDenied):
         return 0
-    return awaited_signals(call, mem, os.uname().machine)
+    return awaited_signals(call, mem, _MACHINE)
 
 
 def _thread(tid: int, st: StatFields, status: dict[bytes, bytes],
@@ -202,12 +203,18 @@ def _collect_threads(reader: _ProcessReader, status: dict[bytes, bytes]) -> None
 def _read_threads(reader: _ProcessReader, status: dict[bytes, bytes], mem: MemReader) -> int:
     """Append every thread; returns the signals any of them waits for in sigwaitinfo."""
     pdir, pid, proc = reader.pdir, reader.pid, reader.proc
-    try:
-        tids = sorted(int(t) for t in pdir.listdir("task"))
-    except ProcessGone:
-        if not reader._still_there():
-            raise
-        tids = []
+    if status.get(b"Threads") == b"1":
+        # signal->nr_threads, which changes with the task list under the same
+        # locks: one thread, the leader itself (a zombie leader of live threads
+        # still counts). Saves listing task/ (5 syscalls) for most processes.
+        tids = [pid]
+    else:
+        try:
+            tids = sorted(int(t) for t in pdir.listdir("task"))
+        except ProcessGone:
+            if not reader._still_there():
+                raise
+            tids = []
     if tids == [pid]:
         # Single-threaded: /proc/PID/stat and status describe the only thread.
         waits = _awaited(pdir, mem) if reader.stat.state not in _ZOMBIE_STATES else 0

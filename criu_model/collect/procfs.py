@@ -22,12 +22,16 @@ _CHUNK = 65536
 # read with room for it, so a short read is the end and the read that would
 # return EOF is saved (~3,000 of them in a 200-process dump).
 SINGLE_RECORD = frozenset({"stat", "status", "limits", "cgroup", "personality", "syscall"})
+# cmdline and environ are no single_open() files, but their read handlers
+# (get_mm_cmdline() and environ_read() in fs/proc/base.c) copy in a loop until
+# the buffer is full or the area ends: a short read is the end there too.
+SHORT_READ_ENDS = SINGLE_RECORD | {"cmdline", "environ"}
 
 
 def read_all(path: str, single: bool = False) -> bytes:
     """Read a whole file with unbuffered reads (no translation: callers wrap).
 
-    ``single``: a single_open() /proc file (see SINGLE_RECORD), done at a short read.
+    ``single``: a /proc file done at a short read (see SHORT_READ_ENDS).
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -63,7 +67,7 @@ class ProcDir:
     # times per dump and the generator machinery cost ~13% of collect_process.
     def read(self, name: str) -> bytes:
         try:
-            return read_all(f"{self.path}/{name}", name in SINGLE_RECORD)
+            return read_all(f"{self.path}/{name}", name in SHORT_READ_ENDS)
         except OSError as err:
             raise from_oserror(err, self.pid, name) from err
 

@@ -37,7 +37,7 @@ import errno
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from criu_model.collect.procfs import ProcDir, task_state
 from criu_model.errors import (
@@ -46,7 +46,7 @@ from criu_model.errors import (
     CriuModelError,
     KernelUnsupported,
 )
-from criu_model.kernel.kcmp import KcmpResult, KcmpType, kcmp, kcmp_epoll_tfd
+from criu_model.kernel.kcmp import KcmpResult, KcmpType, RawKcmp, kcmp, kcmp_epoll_tfd, raw_kcmp
 
 NO_OBJECT = 0
 """Task id meaning "this task has no such object" (NULL pointer in the kernel)."""
@@ -238,6 +238,7 @@ class FileIdIndex(_Sorter[FdKey]):
         self._by_inode: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = {}
         self._next = FIRST_ID
         self._closed: set[tuple[int, int]] = set()
+        self._raw = raw_kcmp()
 
     @classmethod
     def build(cls, fds: Sequence[FdKey]) -> FileIdIndex:
@@ -273,6 +274,17 @@ class FileIdIndex(_Sorter[FdKey]):
             return
 
         stats = self.stats
+        searched = _quick_bisect(slots, self._raw, key.pid, _FILE, key.fd, stats)
+        if searched is not None:
+            where, found = searched
+            if found:
+                slots[where].members.append(key)
+                self.ids[(key.pid, key.fd)] = slots[where].ident
+            else:
+                slot = _Slot(self._fresh(), key)
+                slots.insert(where, slot)
+                self.ids[(key.pid, key.fd)] = slot.ident
+            return
 
         def order(rep: FdKey) -> KcmpResult:
             # self.call() inlined: this runs for every comparison of the pass
@@ -460,6 +472,7 @@ class _TaskSorter(_Sorter[int]):
         next_id = FIRST_ID
         self.stats.groups += 1
         stats, kind = self.stats, self.kind
+        raw, kind_nr = raw_kcmp(), int(kind)
         everyone = slots
         group_slots: dict[int, list[_Slot[int]]] = {}
         sizes: dict[int, int] = {}
@@ -479,6 +492,18 @@ class _TaskSorter(_Sorter[int]):
                     self.stats.ids += 1
                     continue
                 slots = group_slots.setdefault(group, [])
+            searched = _quick_bisect(slots, raw, pid, kind_nr, -1, stats)
+            if searched is not None:
+                where, found = searched
+                if found:
+                    slots[where].members.append(pid)
+                    ids[pid] = slots[where].ident
+                else:
+                    slots.insert(where, _Slot(next_id, pid))
+                    ids[pid] = next_id
+                    next_id += 1
+                    self.stats.ids += 1
+                continue
 
             def order(rep: int, pid: int = pid) -> KcmpResult:
                 # self.call() inlined: this runs for every comparison of the pass
@@ -609,6 +634,43 @@ def null_sentinel() -> Iterator[int]:
 
 
 # ----------------------------------------------------------------- helpers
+
+
+_FILE = int(KcmpType.FILE)
+
+
+def _quick_bisect(slots: list[_Slot[Any]], raw: RawKcmp, pid: int, kind: int, fd: int,
+                  stats: SharingStats) -> tuple[int, bool] | None:
+    """:meth:`_Sorter.bisect` for the usual case, every call answering an order.
+
+    ``fd`` >= 0: compare fd ``fd`` of ``pid`` with each representative fd
+    (KCMP_FILE); else the tasks' ``kind`` objects. None as soon as a call
+    answers anything else (an error: a closed fd, a gone process): the caller
+    searches again through :meth:`_Sorter.bisect`, which tells why and heals.
+    Each call is counted. A plain loop over the raw syscall: a dump makes
+    thousands of these calls, and the general search's closures and enums
+    cost as much as the calls themselves.
+    """
+    lo, hi = 0, len(slots)
+    calls = 0
+    try:
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            rep = slots[mid].members[0]
+            calls += 1
+            ret = (raw(pid, rep, kind, 0, 0) if fd < 0
+                   else raw(pid, rep.pid, kind, fd, rep.fd))
+            if ret == 1:  # LESS: the sought object sorts before rep's
+                hi = mid
+            elif ret == 2:  # GREATER
+                lo = mid + 1
+            elif ret == 0:
+                return mid, True
+            else:
+                return None
+        return lo, False
+    finally:
+        stats.kcmp_calls += calls
 
 
 def _exited(pid: int) -> bool:

@@ -7,11 +7,14 @@ import fcntl
 import os
 import select
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from criu_model.collect.fds import GhostStore, collect_fds
@@ -374,3 +377,61 @@ def test_thousands_of_fds_fast_and_correct(tmp: str) -> None:
         fd = fds[int(n)]
         assert (fd.eventfd.count if fd.kind == files_pb2.FD_EVENTFD else fd.pos) == value
     assert elapsed < 1.0, f"{len(table.fds)} fds took {elapsed:.3f} s"
+
+
+@pytest.mark.parametrize("kind", ["regular", "dirs", "deleted", "plannable", "tty", "memfd"])
+def test_dump_cache_gives_what_fresh_reads_give(tmp: str, kind: str) -> None:
+    # A dump classifies each (fd number, fdinfo, link, stat) once (forked processes
+    # repeat them): read again through that cache, every fd comes out as read afresh.
+    with spawn(kind, tmp) as child:
+        seen: dict = {}
+        first = collect_fds(child.pid, ghosts=GhostStore(), seen=seen)
+        again = collect_fds(child.pid, ghosts=GhostStore(), seen=seen)
+        fresh = collect_fds(child.pid, ghosts=GhostStore())
+    assert seen  # something was kept, and the second read used it
+    for table in (first, again, fresh):
+        for fd in table.fds:
+            if fd.HasField("timerfd"):
+                fd.timerfd.ClearField("it_value_ns")  # counts down between the reads
+    assert first == fresh and again == fresh
+
+
+_OWNER_SCRIPT = """
+import fcntl, os, signal, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.dup2(fd, 50)
+if sys.argv[2] == "own":
+    fcntl.fcntl(50, fcntl.F_SETOWN, os.getpid())
+if sys.argv[3] == "fork" and os.fork() == 0:
+    signal.pause()
+print("ready", flush=True)
+signal.pause()
+"""
+
+
+def test_dump_cache_shares_a_probe_only_within_one_open_file(tmp: str) -> None:
+    # fd 50 of the three processes gives the same fdinfo, link and stat, but only the
+    # forked pair shares one open file description (and so its owner); the third
+    # opened the file on its own and has no owner: kcmp tells them apart.
+    path = os.path.join(tmp, "file")
+    Path(path).write_bytes(b"x")
+    procs = [subprocess.Popen([sys.executable, "-c", _OWNER_SCRIPT, path, own, fork],
+                              stdout=subprocess.PIPE, text=True)
+             for own, fork in (("own", "fork"), ("-", "-"))]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        owner, alone = procs[0].pid, procs[1].pid
+        (twin,) = [p.pid for p in psutil.Process(owner).children()]
+        seen: dict = {}
+        got = {pid: _by_fd(collect_fds(pid, ghosts=GhostStore(), seen=seen))[50]
+               for pid in (owner, twin, alone)}
+    finally:
+        for proc in procs:
+            for child in psutil.Process(proc.pid).children():
+                child.kill()
+            proc.kill()
+            proc.wait()
+    assert got[owner].owner_pid == owner and got[twin].owner_pid == owner
+    assert got[alone].owner_pid == 0
+    assert got[twin] == got[owner]  # the twin's message is the first's, probe and all

@@ -284,4 +284,6 @@ def test_dump_caches_give_what_fresh_reads_give() -> None:
         proc.communicate("")
     assert cached == fresh
     assert lines.layouts and lines.idents  # the children's shared layout was kept
+    # the third child's page states and whole vmas field came from the second's
+    assert any(layout.counted and layout.framed for layout in lines.layouts.values())
     assert all(len(m.vmas) > 20 and any(v.map_file_known for v in m.vmas) for m in cached)
