@@ -275,36 +275,29 @@ class FileIdIndex(_Sorter[FdKey]):
 
         stats = self.stats
         searched = _quick_bisect(slots, self._raw, key.pid, _FILE, key.fd, stats)
-        if searched is not None:
-            where, found = searched
-            if found:
-                slots[where].members.append(key)
-                self.ids[(key.pid, key.fd)] = slots[where].ident
-            else:
-                slot = _Slot(self._fresh(), key)
-                slots.insert(where, slot)
-                self.ids[(key.pid, key.fd)] = slot.ident
-            return
+        if searched is None:  # an answer that is not an order: the healing search
 
-        def order(rep: FdKey) -> KcmpResult:
-            # self.call() inlined: this runs for every comparison of the pass
-            stats.kcmp_calls += 1
+            def order(rep: FdKey) -> KcmpResult:
+                # self.call() inlined: this runs for every comparison of the pass
+                stats.kcmp_calls += 1
+                try:
+                    return kcmp(key.pid, rep.pid, KcmpType.FILE, key.fd, rep.fd)
+                except OSError as err:
+                    if err.errno in _STALE_ERRNOS:
+                        raise
+                    raise _fatal(err, f"kcmp(FILE, {key.pid}:{key.fd}, "
+                                      f"{rep.pid}:{rep.fd})") from err
+
             try:
-                return kcmp(key.pid, rep.pid, KcmpType.FILE, key.fd, rep.fd)
+                searched = self.bisect(slots, order)
             except OSError as err:
-                if err.errno in _STALE_ERRNOS:
-                    raise
-                raise _fatal(err, f"kcmp(FILE, {key.pid}:{key.fd}, {rep.pid}:{rep.fd})") from err
-
-        try:
-            where, found = self.bisect(slots, order)
-        except OSError as err:
-            reason = self.stale_reason(key)
-            if reason is None:
-                raise CriuModelError(f"kcmp(FILE) on {key.pid}:{key.fd} failed: "
-                                     f"{err.strerror}") from err
-            self.mark_stale(key, reason)
-            return
+                reason = self.stale_reason(key)
+                if reason is None:
+                    raise CriuModelError(f"kcmp(FILE) on {key.pid}:{key.fd} failed: "
+                                         f"{err.strerror}") from err
+                self.mark_stale(key, reason)
+                return
+        where, found = searched
         if found:
             slots[where].members.append(key)
             self.ids[(key.pid, key.fd)] = slots[where].ident
@@ -493,36 +486,27 @@ class _TaskSorter(_Sorter[int]):
                     continue
                 slots = group_slots.setdefault(group, [])
             searched = _quick_bisect(slots, raw, pid, kind_nr, -1, stats)
-            if searched is not None:
-                where, found = searched
-                if found:
-                    slots[where].members.append(pid)
-                    ids[pid] = slots[where].ident
-                else:
-                    slots.insert(where, _Slot(next_id, pid))
-                    ids[pid] = next_id
-                    next_id += 1
-                    self.stats.ids += 1
-                continue
+            if searched is None:  # an answer that is not an order: the healing search
 
-            def order(rep: int, pid: int = pid) -> KcmpResult:
-                # self.call() inlined: this runs for every comparison of the pass
-                stats.kcmp_calls += 1
+                def order(rep: int, pid: int = pid) -> KcmpResult:
+                    # self.call() inlined: this runs for every comparison of the pass
+                    stats.kcmp_calls += 1
+                    try:
+                        return kcmp(pid, rep, kind)
+                    except OSError as err:
+                        if err.errno in _STALE_ERRNOS:
+                            raise
+                        raise _fatal(err, f"kcmp({kind.name}, {pid}, {rep})") from err
+
                 try:
-                    return kcmp(pid, rep, kind)
+                    searched = self.bisect(slots, order)
                 except OSError as err:
-                    if err.errno in _STALE_ERRNOS:
-                        raise
-                    raise _fatal(err, f"kcmp({kind.name}, {pid}, {rep})") from err
-
-            try:
-                where, found = self.bisect(slots, order)
-            except OSError as err:
-                if self.stale_reason(pid) is None:
-                    raise CriuModelError(f"kcmp({self.kind.name}) on {pid} failed: "
-                                         f"{err.strerror}") from err
-                self.mark_stale(pid, "gone")
-                continue
+                    if self.stale_reason(pid) is None:
+                        raise CriuModelError(f"kcmp({self.kind.name}) on {pid} failed: "
+                                             f"{err.strerror}") from err
+                    self.mark_stale(pid, "gone")
+                    continue
+            where, found = searched
             if found:
                 slots[where].members.append(pid)
                 ids[pid] = slots[where].ident
