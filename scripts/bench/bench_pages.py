@@ -162,6 +162,11 @@ def rollup(pid: int) -> dict[str, int]:
     return values
 
 
+def _count_lines(path: str) -> int:
+    with open(path, "rb") as f:
+        return f.read().count(b"\n")
+
+
 def dir_bytes(path: Path) -> tuple[int, int]:
     """(apparent size, disk usage as du counts it) of every file under path."""
     apparent = used = 0
@@ -535,6 +540,11 @@ def section_trees(bench: Bench) -> None:
             rolls = [rollup(p) for p in tree.pids]
             criu_bytes = sum(r.get("Anonymous", 0) for r in rolls)
             distinct = sum(r.get("Pss_Anon", 0) for r in rolls)
+            # Both dumpers' times depend on the tree's shape: ours on its mappings,
+            # CRIU's on its bytes; the same script under another interpreter setup
+            # (a pyenv shim: 121 mappings and 8.4 MiB a process, a venv: 59 and 6.3)
+            # makes another tree, so both are printed.
+            vmas = sum(_count_lines(f"/proc/{p}/maps") for p in tree.pids) / n
             # criu-model --pages, CRIU (when found) and a state-only criu-model dump
             # alternate, each run after a prefault of what it writes (CRIU writes
             # every process's pages), so load and warm memory hit them alike.
@@ -576,7 +586,8 @@ def section_trees(bench: Bench) -> None:
                          mib(criu_bytes), "", criu_bytes // PAGE, "", "", ""])
             rows.append([f"  distinct anon pages of the tree (sum Pss_Anon), {n}", "", "",
                          mib(distinct), "", distinct // PAGE, "", "", ""])
-            notes.append(f"tree of {n}: {criu_bytes / n / MIB:.2f} MiB anonymous per process; "
+            notes.append(f"tree of {n}: {criu_bytes / n / MIB:.2f} MiB anonymous and "
+                         f"{vmas:.0f} mappings per process; "
                          f"criu-model bytes on disk / CRIU estimate "
                          f"{ratio(facts.used, criu_bytes)} (target <= 0.50x); "
                          f"pages stored / distinct {ratio(st['stored'] * PAGE, distinct)}; "
