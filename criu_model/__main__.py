@@ -1,5 +1,5 @@
 """`python -m criu_model` runs the CLI."""
 
-from criu_model.cli import main
+from criu_model.cli import run_and_exit
 
-raise SystemExit(main())
+run_and_exit()

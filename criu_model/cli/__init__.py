@@ -150,6 +150,41 @@ class _LazyConsole:
         return getattr(self._real, name)
 
 
+def run_and_exit() -> None:
+    """The console script and ``python -m criu_model``: main(), then exit at once.
+
+    Tearing the interpreter down frees every module and object one by one:
+    10-12 ms after a dump or a show of a 50-process snapshot, a sixth of a
+    one-process dump. Once main() has returned, every file the command wrote is
+    closed (each is written under ``with`` or through a raw fd), so only the
+    standard streams are flushed and the atexit handlers run, then the process
+    ends with os._exit. When another non-daemon thread is still alive, or the
+    exit status is a message, the interpreter exits the usual way.
+    """
+    try:
+        status: object = main()
+    except SystemExit as done:  # --help, --version and usage errors exit from argparse
+        status = done.code
+    if status is None:
+        status = EXIT_OK
+    threading = sys.modules.get("threading")  # not loaded: no thread was started
+    if not isinstance(status, int) or (threading is not None and any(
+            t.is_alive() and not t.daemon for t in threading.enumerate()
+            if t is not threading.main_thread())):
+        raise SystemExit(status)
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # `criu-model show ... | head`, or closed
+            pass
+        except OSError:
+            status = status or EXIT_FAIL  # a full disk under `> FILE`: not a success
+    os._exit(status)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; Ctrl-C before a command runs (parsing, set-up) exits 130 quietly."""
     try:
