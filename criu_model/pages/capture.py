@@ -50,7 +50,7 @@ import re
 import threading
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from itertools import groupby, repeat
 from operator import and_, itemgetter, sub
 
@@ -596,13 +596,14 @@ class _ReadPool:
 
 
 class _Reference:
-    """A captured process whose children are classified against it.
+    """A captured process that a later sibling, or a child, is classified against.
 
-    A forked child maps most of its parent's pages: the same frames at the
-    same addresses, so the same 64-bit pagemap entries. Where a chunk of the
-    child's entries equals the parent's (found in C: one compare, or an XOR),
-    the parent's decisions hold for the child as they are (stored at the same
-    slots, or zero), and the copy-on-write table is not asked page by page
+    A forked child maps most of its parent's pages, and of its older
+    siblings': the same frames at the same addresses, so the same 64-bit
+    pagemap entries. Where a chunk of the child's entries equals the
+    reference's (found in C: one compare, or an XOR), the reference's
+    decisions hold for the child as they are (stored at the same slots, or
+    zero), and the copy-on-write table is not asked page by page
     (200,000 lookups, lists and compares in a 50-process tree). Only full
     dumps with frame numbers visible use it: equal entries then mean the same
     page, where hidden frame numbers are all 0 and inherited pages depend on
@@ -763,59 +764,63 @@ class _ProcessPass:
     def _classify(self, fd: int, start: int, end: int) -> None:
         """Classic entries of [start, end): queue reads, zero pages and shared lookups.
 
-        The copy-on-write table is asked about every page of a chunk at once
+        Against the reference (a sibling or the parent) where there is one,
+        else (and where it cannot answer) through the copy-on-write table.
+        """
+        page = start // PAGE_SIZE
+        for data in read_entries(fd, page, (end - start) // PAGE_SIZE):
+            codes = entry_flag_bytes(data).translate(_CODES)
+            if self.reference is None or not self._against_reference(data, codes, page):
+                self._classify_table(data, codes, page)
+            page += len(codes)
+
+    def _classify_table(self, data: bytes, codes: bytes, page: int) -> None:
+        """Entries from virtual page ``page`` on (``codes``: theirs), through the table.
+
+        The copy-on-write table is asked about every page of the chunk at once
         (maps in C), at its first run of shared pages: a forked child has many
         short runs (200 processes: 15,000), and a Python step per run costs.
         """
-        page = start // PAGE_SIZE
-        self._classify_chunks(read_entries(fd, page, (end - start) // PAGE_SIZE), page)
-
-    def _classify_chunks(self, chunks: Iterable[bytes], page: int) -> None:
-        """Consecutive chunks of classic entries, the first at virtual page ``page``."""
-        decided = self.decided
+        base = page * PAGE_SIZE
+        chunk: _Chunk | None = None
         deduplicated = 0
-        for data in chunks:
-            codes = entry_flag_bytes(data).translate(_CODES)
-            if self.reference is not None and self._against_reference(data, codes, page):
-                page += len(codes)
+        self.cap.stats.file_clean += codes.count(_FILE)
+        for match in _CODE_RUNS.finditer(codes):
+            lo, hi = match.span()
+            if codes[lo] == _EXCL:
+                self._read_exclusive(base + lo * PAGE_SIZE, hi - lo)
                 continue
-            base = page * PAGE_SIZE
-            chunk: _Chunk | None = None
-            self.cap.stats.file_clean += codes.count(_FILE)
-            for match in _CODE_RUNS.finditer(codes):
-                lo, hi = match.span()
-                if codes[lo] == _EXCL:
-                    addr = base + lo * PAGE_SIZE
-                    while lo < hi:
-                        n = min(hi - lo, _BATCH_PAGES)
-                        self._read(_Seg(addr, n))
-                        addr += n * PAGE_SIZE
-                        lo += n
-                else:
-                    if chunk is None:
-                        chunk = _Chunk(data, codes, self.cap.shared)
-                    slots = chunk.slots
-                    first = slots[lo]
-                    n = hi - lo
-                    if first >= 0 and slots[hi - 1] == first + n - 1 and (
-                            n < 3 or slots[lo:hi] == list(range(first, first + n))):
-                        # the common case of a forked child, here and not in
-                        # _shared_run: one stretch stored at consecutive slots
-                        decided.append((base + lo * PAGE_SIZE, n, STORED, first,
-                                        array("Q", map(_HASH_OF, chunk.known[lo:hi]))))
-                        deduplicated += n
-                    else:
-                        self._shared_run(base, lo, hi, chunk)
-            page += len(codes)
+            if chunk is None:
+                chunk = _Chunk(data, codes, self.cap.shared)
+            slots = chunk.slots
+            first = slots[lo]
+            n = hi - lo
+            if first >= 0 and slots[hi - 1] == first + n - 1 and (
+                    n < 3 or slots[lo:hi] == list(range(first, first + n))):
+                # the common case of a forked child, here and not in
+                # _shared_run: one stretch stored at consecutive slots
+                self.decided.append((base + lo * PAGE_SIZE, n, STORED, first,
+                                     array("Q", map(_HASH_OF, chunk.known[lo:hi]))))
+                deduplicated += n
+            else:
+                self._shared_run(base, lo, hi, chunk)
         self.cap.stats.deduplicated += deduplicated
 
-    def _against_reference(self, data: bytes, codes: bytes, page: int) -> bool:
-        """Classify a chunk against the parent's (see _Reference); False: it cannot be.
+    def _read_exclusive(self, addr: int, npages: int) -> None:
+        """Queue a run of exclusively mapped pages, in segments a batch can hold."""
+        while npages > 0:
+            n = min(npages, _BATCH_PAGES)
+            self._read(_Seg(addr, n))
+            addr += n * PAGE_SIZE
+            npages -= n
 
-        Spans equal to the parent's take its runs, checked to cover every page
-        that is neither a hole nor a clean file page; the others (the child's
-        own writes: exclusive pages, as a rule) are read, or classified alone.
-        Nothing is queued before every equal span was checked.
+    def _against_reference(self, data: bytes, codes: bytes, page: int) -> bool:
+        """Classify a chunk against the reference (see _Reference); False: it cannot be.
+
+        Spans equal to the reference's take its runs, checked to cover every
+        page that is neither a hole nor a clean file page; the others (the
+        child's own writes: exclusive pages, as a rule) are read, or go through
+        the table. Nothing is queued before every equal span was checked.
         """
         ref = self.reference
         assert ref is not None
@@ -845,19 +850,11 @@ class _ProcessPass:
             if same:
                 stats.file_clean += count(_FILE, lo, hi)
             elif count(_EXCL, lo, hi) == hi - lo:  # the child's own copies
-                self._read(_Seg(base + lo * PAGE_SIZE, hi - lo))
+                self._read_exclusive(base + lo * PAGE_SIZE, hi - lo)
             else:
-                self._classify_entries(data[lo * PAGEMAP_ENTRY_SIZE:hi * PAGEMAP_ENTRY_SIZE],
-                                       page + lo)
+                self._classify_table(data[lo * PAGEMAP_ENTRY_SIZE:hi * PAGEMAP_ENTRY_SIZE],
+                                     codes[lo:hi], page + lo)
         return True
-
-    def _classify_entries(self, data: bytes, page: int) -> None:
-        """A piece of a chunk, classified without the reference."""
-        self.reference, ref = None, self.reference
-        try:
-            self._classify_chunks([data], page)
-        finally:
-            self.reference = ref
 
     def _shared_run(self, base: int, lo: int, hi: int, chunk: _Chunk) -> None:
         """Pages lo..hi of a chunk that may be mapped elsewhere: the common case in one step.

@@ -32,7 +32,8 @@ PAGES = 300
 # A root fills PAGES pages, forks three children one after the other and rewrites
 # 20 pages between the forks (so later siblings share pages the root no longer
 # has); each child writes a few pages of its own, the last forks a grandchild
-# that writes one more. Each reports the sha256 of the region, then sleeps.
+# that writes one more; one child rewrites 280 pages in a row, more than one read
+# batch. Each reports the sha256 of the region, then sleeps.
 _TREE = r"""
 import hashlib, json, mmap, os, sys, time
 PAGES = int(sys.argv[1])
@@ -52,6 +53,9 @@ for k in range(3):
     if os.fork() == 0:
         for i in (7 + k, 50 + 3 * k, 51 + 3 * k, 299 - k):
             m[i * PAGE + 100:i * PAGE + 108] = b"kid-%04d" % k
+        if k == 1:  # more than a batch (256 pages) of its own in one stretch
+            for i in range(10, 290):
+                m[i * PAGE + 300:i * PAGE + 308] = b"kid1-big"
         if k == 2 and os.fork() == 0:
             m[123 * PAGE:123 * PAGE + 8] = b"grandkid"
             report("grandkid")
