@@ -22,6 +22,7 @@ _INTERRUPTED_EARLY = "criu-model: interrupted (before anything was done)"
 # line and 130, never a KeyboardInterrupt traceback.
 try:
     import argparse
+    import errno
     import os
     import signal
     from collections.abc import Sequence
@@ -37,6 +38,9 @@ except KeyboardInterrupt:
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+# a failed write to the standard output
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 # The order of `criu-model --help`: command name -> its module.
 COMMANDS: dict[str, ModuleType] = {
@@ -176,13 +180,31 @@ def run_and_exit() -> None:
 
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with that fd closed
+            continue
         try:
             stream.flush()
         except (BrokenPipeError, ValueError):  # `criu-model show ... | head`, or closed
             pass
-        except OSError:
-            status = status or EXIT_FAIL  # a full disk under `> FILE`: not a success
+        except OSError as err:  # a full disk under `> FILE`: not a success
+            if stream is sys.stdout:
+                _report_output_error(err)
+            status = status or EXIT_FAIL
     os._exit(status)
+
+
+_output_failed: list[OSError] = []  # reported once, whether main() or the last flush met it
+
+
+def _report_output_error(err: OSError) -> None:
+    if _output_failed or sys.stderr is None:
+        return
+    _output_failed.append(err)
+    import contextlib  # only on this path: the CLI's start-up does not load it
+
+    with contextlib.suppress(OSError):
+        print(f"criu-model: error: cannot write the output: {err.strerror}", file=sys.stderr,
+              flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -218,5 +240,13 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK  # `criu-model show ... | head`
+    except OSError as err:
+        # What the library writes (images, pictures) fails as a CriuModelError
+        # naming the file: a full disk or an I/O error that gets here is stdout's
+        # (`criu-model show DIR > FILE` on a full filesystem).
+        if args.debug or err.errno not in _OUTPUT_ERRNOS:
+            raise
+        _report_output_error(err)
+        return EXIT_FAIL
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -109,3 +109,14 @@ def test_a_live_non_daemon_thread_is_waited_for() -> None:
     """)
     assert done.returncode == 0
     assert "thread finished" in done.stdout
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_a_full_output_is_one_clear_error(snap_dir: Path) -> None:
+    for view in ([], ["fds"], ["--json"]):
+        with open("/dev/full", "wb") as full:
+            done = subprocess.run([*CLI, "show", str(snap_dir), *view], stdout=full,
+                                  stderr=subprocess.PIPE, env=ENV)
+        assert done.returncode == 1, view
+        assert done.stderr.decode().strip().splitlines() == [
+            "criu-model: error: cannot write the output: No space left on device"], view
