@@ -219,9 +219,20 @@ class tcp_info_basic(nla):
     )
 
 
+# struct inet_diag_sockid, in both the request and the answer: ports and addresses in
+# network byte order
+_SOCKID = (
+    ("idiag_sport", ">H"),
+    ("idiag_dport", ">H"),
+    ("idiag_src", ">4I"),
+    ("idiag_dst", ">4I"),
+    ("idiag_if", "I"),
+    ("idiag_cookie", "Q"),
+)
+
+
 class inet_diag_req(nlmsg):
-    """struct inet_diag_req_v2 (include/uapi/linux/inet_diag.h): ports and addresses in
-    network byte order."""
+    """struct inet_diag_req_v2 (include/uapi/linux/inet_diag.h)."""
 
     fields = (
         ("sdiag_family", "B"),
@@ -229,12 +240,7 @@ class inet_diag_req(nlmsg):
         ("idiag_ext", "B"),
         ("__pad", "B"),
         ("idiag_states", "I"),
-        ("idiag_sport", ">H"),
-        ("idiag_dport", ">H"),
-        ("idiag_src", ">4I"),
-        ("idiag_dst", ">4I"),
-        ("idiag_if", "I"),
-        ("idiag_cookie", "Q"),
+        *_SOCKID,
     )
 
 
@@ -247,12 +253,7 @@ class inet_diag_msg_full(nlmsg):
         ("idiag_state", "B"),
         ("idiag_timer", "B"),
         ("idiag_retrans", "B"),
-        ("idiag_sport", ">H"),
-        ("idiag_dport", ">H"),
-        ("idiag_src", ">4I"),
-        ("idiag_dst", ">4I"),
-        ("idiag_if", "I"),
-        ("idiag_cookie", "Q"),
+        *_SOCKID,
         ("idiag_expires", "I"),
         ("idiag_rqueue", "I"),
         ("idiag_wqueue", "I"),
