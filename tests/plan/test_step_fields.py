@@ -21,7 +21,8 @@ from criu_model.planner import RESTORER, Action, Step, plan
 from criu_model.planner.check import compare
 from criu_model.planner.simulate import simulate
 from criu_model.snapshot import Snapshot
-from tests.restore.test_state import _program, _run
+from tests.restore.progtree import rehearsed
+from tests.restore.test_state import _program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (fdinfo, namespaces)")
 
@@ -81,7 +82,7 @@ def test_steps_carry_what_the_calls_take(held: tuple[Snapshot, int]) -> None:
                 and s.args.get("kind") == "pipe" and s.actor == pid
                 and s.args.get("pipe_size") is not None and s.args["flags"] & 3 == 0)
     assert lone["pipe_size"] == 2 * 4096
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == "mismatched"] == []
 
 
@@ -99,7 +100,7 @@ def test_probe_steps_carry_domain_and_option_numbers(held: tuple[Snapshot, int])
     assert [socket.IPPROTO_TCP, socket.TCP_NODELAY, 1] in probe["setsockopt"]
     assert probe["linger"] == [1, 9]
     assert "unknown_options" not in probe
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == "mismatched"] == []
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 import criu_model
-from criu_model.restore import RehearsalReport, rehearse
+from criu_model.restore import RehearsalReport
 from criu_model.restore.judge import MATCHED, MISMATCHED, Entry
-from criu_model.restore.sandbox import pidns_members, wait_gone
 from criu_model.snapshot import Snapshot
+from tests.restore.progtree import rehearsed
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)"),
@@ -80,13 +80,6 @@ def vm_tree() -> Iterator[tuple[Snapshot, int, int, int]]:
     yield snap, proc.pid, a, b
 
 
-def _run(snap: Snapshot, plan: object = None) -> RehearsalReport:
-    report = rehearse(snap, plan or criu_model.plan(snap, live=False, pid_ns="new"))
-    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
-    assert pidns_members(report.sandbox_pidns) == []
-    return report
-
-
 def _by(report: RehearsalReport, kind: str, ident: str) -> Entry:
     return next(e for e in report.entries if e.kind == kind and e.id == ident)
 
@@ -103,7 +96,7 @@ def test_dump_sees_the_sharing(vm_tree: tuple[Snapshot, int, int, int]) -> None:
 
 def test_rehearsed_with_its_sharing(vm_tree: tuple[Snapshot, int, int, int]) -> None:
     snap, root, a, b = vm_tree
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     assert _by(report, "task_share", f"vm:{root},{a},{b}").status == MATCHED
     assert _by(report, "task_share", f"sighand:{root},{a}").status == MATCHED
@@ -122,7 +115,7 @@ def test_lost_clone_vm_is_a_mismatch(vm_tree: tuple[Snapshot, int, int, int]) ->
     plan = criu_model.plan(snap, live=False, pid_ns="new")
     step = next(s for s in plan.steps if s.action == "clone3" and s.args["child"] == b)
     step.args["flags_value"] &= ~0x100      # a planner bug: its own address space
-    report = _run(snap, plan)
+    report = rehearsed(snap, plan)
     entry = _by(report, "task_share", f"vm:{root},{a},{b}")
     assert entry.status == MISMATCHED
     assert entry.mismatches[0]["expected"] == f"{root},{a},{b}"

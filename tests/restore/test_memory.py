@@ -33,6 +33,7 @@ from criu_model.restore.judge import MATCHED, MISMATCHED, NOT_REHEARSED, Entry
 from criu_model.restore.memory import IN_USE, AddressSpace
 from criu_model.restore.sandbox import pidns_members, wait_gone
 from criu_model.snapshot import Snapshot
+from tests.restore.progtree import rehearsed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -94,12 +95,6 @@ def _vma(report: RehearsalReport, pid: int, addr: int) -> Entry:
     raise AssertionError(f"no vma entry of {pid} holds {addr:#x}")
 
 
-def _run(snap: Snapshot) -> RehearsalReport:
-    report = rehearse(snap, criu_model.plan(snap, live=False, pid_ns="new"))
-    _gone(report)
-    return report
-
-
 @pytest.fixture
 def dumped(tmp_path: Path) -> Iterator[tuple[Snapshot, dict[str, int], Path]]:
     with _memprog(tmp_path) as (where, _proc, _rfd):
@@ -109,7 +104,7 @@ def dumped(tmp_path: Path) -> Iterator[tuple[Snapshot, dict[str, int], Path]]:
 
 def test_memory_rehearsed_and_matched(dumped: tuple[Snapshot, dict[str, int], Path]) -> None:
     snap, where, _dir = dumped
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     pid = where["pid"]
     for name in ("rw", "ro", "none", "zeroed", "file"):
@@ -150,7 +145,7 @@ def test_corrupted_page_is_a_mismatch(dumped: tuple[Snapshot, dict[str, int], Pa
         os.pwrite(fd, bytes([os.pread(fd, 1, at)[0] ^ 0xFF]), at)
     finally:
         os.close(fd)
-    report = _run(criu_model.load(bad))
+    report = rehearsed(criu_model.load(bad))
     entry = _vma(report, pid, where["rw"])
     assert entry.status == MISMATCHED
     assert [m["field"] for m in entry.mismatches] == ["page"]
@@ -183,7 +178,7 @@ def test_restorer_bug_is_a_mismatch(dumped: tuple[Snapshot, dict[str, int], Path
         return job, fds, decisions
 
     monkeypatch.setattr(memory, "memory_job", buggy)
-    report = _run(snap)
+    report = rehearsed(snap)
     pid = where["pid"]
     rw = _vma(report, pid, where["rw"])
     assert rw.status == MISMATCHED
@@ -215,7 +210,7 @@ def test_inherited_pages_come_from_the_parent(tmp_path: Path) -> None:
 def test_state_only_snapshot_rehearses_the_layout(tmp_path: Path) -> None:
     with _memprog(tmp_path) as (where, _proc, _rfd):
         snap = criu_model.dump([where["pid"]])
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     entry = _vma(report, where["pid"], where["rw"])
     assert entry.status == MATCHED and "layout only" in entry.reason
@@ -296,7 +291,7 @@ def test_shared_anonymous_memory(tmp_path: Path) -> None:
         proc.wait()
     pid = where["pid"]
     child = next(p.pid for p in snap.processes if p.ppid == pid)
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     for who in (pid, child):
         assert _vma(report, who, where["both"]).status == MATCHED
@@ -327,7 +322,7 @@ def test_split_shared_object_is_a_mismatch(tmp_path: Path,
         proc.wait()
     real = memory.memory_job
     monkeypatch.setattr(memory, "memory_job", lambda s, p, objects=None: real(s, p, {}))
-    report = _run(snap)
+    report = rehearsed(snap)
     [shm] = [e for e in report.entries if e.kind == "shm"]
     assert shm.status == MISMATCHED
     assert shm.mismatches == [{"field": "objects", "expected": 1, "actual": 2}]
@@ -360,7 +355,7 @@ def test_private_memfd_mapping(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     entry = _vma(report, proc.pid, addr)
     assert entry.status == MATCHED, entry.to_json()
@@ -409,7 +404,7 @@ def test_shared_memfd_mappings(tmp_path: Path) -> None:
         proc.wait()
     pid = where["pid"]
     child = next(p.pid for p in snap.processes if p.ppid == pid)
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     for who in (pid, child):
         assert _vma(report, who, where["held"]).status == MATCHED

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 import criu_model
-from criu_model.restore import RehearsalReport, rehearse
+from criu_model.restore import RehearsalReport
 from criu_model.restore.judge import MATCHED, MISMATCHED, Entry
-from criu_model.restore.sandbox import pidns_members, wait_gone
 from criu_model.snapshot import Snapshot
+from tests.restore.progtree import rehearsed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -69,13 +69,6 @@ def _fd(report: RehearsalReport, pid: int, fd: int) -> Entry:
     return next(e for e in report.entries if e.kind == "fd" and e.id == f"{pid}:{fd}")
 
 
-def _run(snap: Snapshot) -> RehearsalReport:
-    report = rehearse(snap, criu_model.plan(snap, live=False, pid_ns="new"))
-    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
-    assert pidns_members(report.sandbox_pidns) == []
-    return report
-
-
 def test_netlink_sockets(netlink: tuple[Snapshot, dict[str, Any]]) -> None:
     snap, where = netlink
     pid = where["pid"]
@@ -84,7 +77,7 @@ def test_netlink_sockets(netlink: tuple[Snapshot, dict[str, Any]]) -> None:
     b, c = socks[where["b"]].netlink, socks[where["c"]].netlink
     assert (b.portid, b.dst_portid, b.flags & 2) == (where["base"] + 1, where["base"], 2)
     assert (c.dst_group, list(c.groups)) == (1, [1])
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     for name in ("a", "b", "c"):
         assert _fd(report, pid, where[name]).status == MATCHED, name
@@ -104,7 +97,7 @@ def test_wrong_netlink_peer_is_a_mismatch(netlink: tuple[Snapshot, dict[str, Any
         return out
 
     monkeypatch.setattr(Conductor, "_socket", lying)
-    report = _run(snap)
+    report = rehearsed(snap)
     entry = _fd(report, where["pid"], where["b"])
     assert entry.status == MISMATCHED
     [sock] = entry.mismatches

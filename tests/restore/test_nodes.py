@@ -20,7 +20,8 @@ from criu_model.restore import rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED, NOT_REHEARSED
 from criu_model.restore.sandbox import pidns_members, wait_gone
 from criu_model.snapshot import Snapshot
-from tests.restore.test_state import _by, _program, _run
+from tests.restore.progtree import rehearsed
+from tests.restore.test_state import _by, _program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, namespaces)")
 
@@ -54,7 +55,7 @@ def nodes(tmp_path: Path) -> Iterator[tuple[Snapshot, int, Path]]:
 def test_deleted_nodes_are_made_again(nodes: tuple[Snapshot, int, Path]) -> None:
     snap, pid, tmp = nodes
     assert os.listdir(tmp) == []
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     for fd in (3, 4, 5, 6):
         assert _by(report, "fd", f"{pid}:{fd}").status == MATCHED, fd
@@ -125,7 +126,7 @@ def test_deleted_fifo_held_for_io(fifo: tuple[Snapshot, int, Path]) -> None:
     opened at each end, its queued bytes written back, then unlinked again."""
     snap, pid, tmp = fifo
     assert all(fd.deleted for fd in snap.fds_by_pid[pid].fds if fd.fd in (3, 4, 5))
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     for fd in (3, 4, 5):
         assert _by(report, "fd", f"{pid}:{fd}").status == MATCHED, fd
@@ -146,7 +147,7 @@ def test_a_fifo_left_linked_is_caught(fifo: tuple[Snapshot, int, Path],
         self._unlink_at = set()
 
     monkeypatch.setattr(Conductor, "_fill_ghosts", forgetful)
-    report = _run(snap)
+    report = rehearsed(snap)
     for fd in (3, 4, 5):
         entry = _by(report, "fd", f"{pid}:{fd}")
         assert entry.status == MISMATCHED

@@ -22,7 +22,8 @@ from criu_model.collect.sockprobe import receive_is_harmless
 from criu_model.restore import executor
 from criu_model.restore.judge import MATCHED, MISMATCHED, NOT_REHEARSED
 from criu_model.snapshot import Snapshot
-from tests.restore.test_state import _by, _program, _run
+from tests.restore.progtree import rehearsed
+from tests.restore.test_state import _by, _program
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, raw)")
 
@@ -73,7 +74,7 @@ def probed(tmp_path: Path) -> Iterator[tuple[Snapshot, int, dict[str, int]]]:
 
 def test_probed_sockets_are_made_again(probed: tuple[Snapshot, int, dict[str, int]]) -> None:
     snap, pid, fds = probed
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     for name, fd in fds.items():
         assert _by(report, "fd", f"{pid}:{fd}").status == MATCHED, name
@@ -99,7 +100,7 @@ def test_a_lost_option_is_caught(probed: tuple[Snapshot, int, dict[str, int]],
         return out
 
     monkeypatch.setattr(executor, "probe_wire", forgetful)
-    entry = _by(_run(snap), "fd", f"{pid}:{fds['udp']}")
+    entry = _by(rehearsed(snap), "fd", f"{pid}:{fds['udp']}")
     assert entry.status == MISMATCHED
     assert entry.mismatches == [{"field": "socket.options", "expected": {"IP_TTL": 7},
                                  "actual": {"IP_TTL": 64}}]
@@ -129,7 +130,7 @@ def test_probed_queues_are_judged(probed: tuple[Snapshot, int, dict[str, int]],
     from criu_model import dumper
 
     snap, pid, fds = probed
-    report = _run(snap)
+    report = rehearsed(snap)
     for name in ("tcp", "raw", "tcp6", "bound"):
         assert _by(report, "socket_queue", f"{pid}:{fds[name]}").status == MATCHED, name
     assert not [e for e in report.entries if e.kind == "socket_queue"
@@ -147,7 +148,7 @@ def test_probed_queues_are_judged(probed: tuple[Snapshot, int, dict[str, int]],
     monkeypatch.setattr(dumper, "dump", wrong)
     raw_fd = next(fd for fd in snap.fds_by_pid[pid].fds if fd.fd == fds["raw"])
     raw_fd.socket.probe.wqueue = 40                        # counted at the dump, not captured
-    report = _run(snap)
+    report = rehearsed(snap)
     entry = _by(report, "socket_queue", f"{pid}:{fds['tcp']}")
     assert entry.status == MISMATCHED
     assert entry.mismatches == [{"field": "queues", "expected": {"rqueue": 0, "wqueue": 0},

@@ -23,8 +23,9 @@ import pytest
 import criu_model
 from criu_model.restore import RehearsalReport, rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED, Entry
-from criu_model.restore.sandbox import pidns_members, wait_gone
+from criu_model.restore.sandbox import wait_gone
 from criu_model.snapshot import Snapshot
+from tests.restore.progtree import rehearsed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -52,14 +53,6 @@ def _dump(pid: int, where: Path) -> Snapshot:
     snap = criu_model.dump([pid], pages=True, pages_dir=str(where.parent))
     criu_model.write(snap, where)
     return criu_model.load(where)
-
-
-def _run(snap: Snapshot) -> RehearsalReport:
-    report = rehearse(snap, criu_model.plan(snap, live=False, pid_ns="new"))
-    assert report.sandbox_pid is not None
-    assert wait_gone(report.sandbox_pid)
-    assert pidns_members(report.sandbox_pidns) == []
-    return report
 
 
 def _vma(report: RehearsalReport, pid: int, addr: int) -> Entry:
@@ -119,7 +112,7 @@ def test_sysv_shm_is_rehearsed(sysv: tuple[Snapshot, dict[str, Any]]) -> None:
     child = next(p.pid for p in snap.processes if p.ppid == pid)
     vma = next(v for v in snap.memory_by_pid[pid].vmas if v.start == where["addr"])
     assert (vma.path, vma.inode) == (b"/SYSV00005eed", where["id"]) and where["id"] > 0
-    report = _run(snap)
+    report = rehearsed(snap)
     assert _bad(report) == []
     for who in (pid, child):
         for name in ("addr", "ro", "other", "high"):
@@ -152,7 +145,7 @@ def test_sysv_wrong_key_and_size_are_mismatches(sysv: tuple[Snapshot, dict[str, 
         return job, fds, decisions
 
     monkeypatch.setattr(memory, "memory_job", lying)
-    report = _run(snap)
+    report = rehearsed(snap)
     entry = _vma(report, where["pid"], where["addr"])
     assert entry.status == MISMATCHED
     fields = {m["field"]: m for m in entry.mismatches}
@@ -222,7 +215,7 @@ def test_sealed_and_private_memfds(memfds: tuple[Snapshot, dict[str, Any]]) -> N
     sealed, priv, future = where["sealed_fd"], where["priv_fd"], where["future_fd"]
     assert table[sealed].memfd.seals == 0xF and table[sealed].memfd.ghost.captured
     assert table[future].memfd.seals == 0x10
-    report = _run(snap)
+    report = rehearsed(snap)
     assert _bad(report) == []
     for name in ("ro", "priv", "rw"):
         entry = _vma(report, pid, where[name])
@@ -295,7 +288,7 @@ def test_deleted_file_mappings(deleted: tuple[Snapshot, dict[str, Any]]) -> None
     snap, where = deleted
     pid = where["pid"]
     child = next(p.pid for p in snap.processes if p.ppid == pid)
-    report = _run(snap)
+    report = rehearsed(snap)
     assert _bad(report) == []
     for who in (pid, child):
         for name in ("shared", "priv"):
@@ -329,7 +322,7 @@ def test_deleted_file_stand_in_lies_are_mismatches(deleted: tuple[Snapshot, dict
 
     monkeypatch.setattr(memory, "memory_job", lying)
     monkeypatch.setattr(executor, "ghost_pieces", lambda ghost: [])
-    report = _run(snap)
+    report = rehearsed(snap)
     contents = {m["field"]: m for m in _fd(report, pid, where["fd"]).mismatches}["contents"]
     assert contents["expected"].startswith(f"{4 * PAGE} bytes sha256:")
     assert contents["actual"] != contents["expected"]

@@ -20,8 +20,9 @@ import pytest
 import criu_model
 from criu_model.restore import RehearsalReport, rehearse
 from criu_model.restore.judge import MATCHED, MISMATCHED, NOT_REHEARSED, Entry
-from criu_model.restore.sandbox import pidns_members, wait_gone
+from criu_model.restore.sandbox import wait_gone
 from criu_model.snapshot import Snapshot
+from tests.restore.progtree import rehearsed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -59,13 +60,6 @@ def _program(body: str, tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
         os.close(r)
 
 
-def _run(snap: Snapshot) -> RehearsalReport:
-    report = rehearse(snap, criu_model.plan(snap, live=False, pid_ns="new"))
-    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
-    assert pidns_members(report.sandbox_pidns) == []
-    return report
-
-
 def _by(report: RehearsalReport, kind: str, ident: str) -> Entry:
     return next(e for e in report.entries if e.kind == kind and e.id == ident)
 
@@ -100,7 +94,7 @@ def test_pipe_buffers(pipes: tuple[Snapshot, int]) -> None:
     sizes = {fd.fd: fd.pipe.pipe_size for fd in snap.fds_by_pid[pid].fds
              if fd.HasField("pipe")}
     assert sizes == {3: 16384, 4: 16384, 5: 65536, 6: 65536, 7: 131072}
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     assert _by(report, "pipe_buffer", f"{pid}:3,{pid}:4").status == MATCHED
     # the queued bytes (captured with tee at the dump) are written back, byte for byte
@@ -118,7 +112,7 @@ def test_a_restorer_writing_other_bytes_is_caught(pipes: tuple[Snapshot, int],
 
     snap, pid = pipes
     monkeypatch.setattr(executor.Conductor, "_pipe_data", lambda self, key: b"jello")
-    entry = _by(_run(snap), "pipe_buffer", f"{pid}:5,{pid}:6")
+    entry = _by(rehearsed(snap), "pipe_buffer", f"{pid}:5,{pid}:6")
     assert entry.status == MISMATCHED
     assert [m["field"] for m in entry.mismatches] == ["data"]
 
@@ -129,7 +123,7 @@ def test_pipe_size_the_kernel_rounds_is_a_mismatch(pipes: tuple[Snapshot, int]) 
     for fd in snap.fds_by_pid[pid].fds:
         if fd.fd in (3, 4):
             fd.pipe.pipe_size = 3 * 4096
-    report = _run(snap)
+    report = rehearsed(snap)
     entry = _by(report, "pipe_buffer", f"{pid}:3,{pid}:4")
     assert entry.status == MISMATCHED
     assert entry.mismatches == [{"field": "pipe_size", "expected": 12288, "actual": 16384}]
@@ -191,7 +185,7 @@ def sharing(tmp_path: Path) -> Iterator[tuple[Snapshot, int, list[int]]]:
 
 def test_fd_table_and_fs_sharing(sharing: tuple[Snapshot, int, list[int]]) -> None:
     snap, root, (files, fs, both, vm) = sharing
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     assert _by(report, "task_share", f"files:{root},{files},{both}").status == MATCHED
     assert _by(report, "task_share", f"fs:{root},{fs},{both}").status == MATCHED
@@ -246,7 +240,7 @@ def locks(tmp_path: Path) -> Iterator[tuple[Snapshot, int]]:
 
 def test_file_locks(locks: tuple[Snapshot, int]) -> None:
     snap, pid = locks
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     for fd in (3, 4, 5):
         assert _by(report, "lock", f"{pid}:{fd}").status == MATCHED
@@ -306,7 +300,7 @@ def test_inotify_watches(inotify: tuple[Snapshot, int]) -> None:
     fd = next(f for f in snap.fds_by_pid[pid].fds if f.fd == 3)
     assert [(w.wd, w.mask) for w in fd.inotify.watches] in ([(1, 0x300), (3, 0xA)],
                                                              [(3, 0xA), (1, 0x300)])
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     assert _by(report, "fd", f"{pid}:3").status == MATCHED      # wd 1 and 3, same inodes
 
@@ -358,7 +352,7 @@ def pending(tmp_path: Path) -> Iterator[tuple[Snapshot, int]]:
 
 def test_pending_unix_connections(pending: tuple[Snapshot, int]) -> None:
     snap, pid = pending
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     for fd in (3, 4, 5, 6, 7):
         assert _by(report, "fd", f"{pid}:{fd}").status == MATCHED, fd
@@ -386,7 +380,7 @@ def test_lost_pending_connection_is_a_mismatch(pending: tuple[Snapshot, int],
         return out
 
     monkeypatch.setattr(executor.Conductor, "_socket", without_connect)
-    report = _run(snap)
+    report = rehearsed(snap)
     bad = {e.id for e in report.entries if e.status == MISMATCHED}
     assert f"{pid}:3" in bad                      # pending 2 -> 1
     assert len(bad & {f"{pid}:4", f"{pid}:5"}) == 1   # one client never connected
@@ -476,7 +470,7 @@ def test_leases(leases: tuple[Snapshot, int]) -> None:
     want = {fd.fd: [(lk.type, lk.mode) for lk in fd.locks]
             for fd in snap.fds_by_pid[pid].fds if fd.locks}
     assert want == {3: [(4, 1)], 4: [(4, 2)]}       # LEASE READ, LEASE WRITE
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     for fd in (3, 4):
         assert _by(report, "lock", f"{pid}:{fd}").status == MATCHED
@@ -536,7 +530,7 @@ def test_shutdown_is_replayed(shut: tuple[Snapshot, int]) -> None:
     socks = sorted(table.items())
     tcp = [fd for fd, s in socks if s.WhichOneof("kind") == "inet"]
     assert [bits[fd] for fd in tcp] == [1, 0]
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     for fd in (3, 4, 5, 6, *tcp):
         assert _by(report, "fd", f"{pid}:{fd}").status == MATCHED, fd

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 import criu_model
-from criu_model.restore import RehearsalReport, rehearse
+from criu_model.restore import RehearsalReport
 from criu_model.restore.judge import MATCHED, MISMATCHED, Entry
-from criu_model.restore.sandbox import pidns_members, wait_gone
 from criu_model.snapshot import Snapshot
+from tests.restore.progtree import rehearsed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, repair)")
 
@@ -140,18 +140,11 @@ def _fd(report: RehearsalReport, pid: int, fd: int) -> Entry:
     return next(e for e in report.entries if e.kind == "fd" and e.id == f"{pid}:{fd}")
 
 
-def _run(snap: Snapshot, plan: Any = None) -> RehearsalReport:
-    report = rehearse(snap, plan or criu_model.plan(snap, live=False, pid_ns="new"))
-    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
-    assert pidns_members(report.sandbox_pidns) == []
-    return report
-
-
 def test_half_closed_connections(real: tuple[Snapshot, dict[str, Any]]) -> None:
     snap, where = real
     pid = where["pid"]
     assert {name: _state(snap, pid, where[name]) for name in REAL} == REAL
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     for name in REAL:
         entry = _fd(report, pid, where[name])
@@ -169,7 +162,7 @@ def test_states_of_a_held_back_fin() -> None:
         snap.sockets_by_inode[inode].state = state
         snap.sockets_by_inode[inode].shutdown = shutdown
     assert _state(snap, pid, where["d1"]) == "CLOSING"
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     for name in EDITED:
         entry = _fd(report, pid, where[name])
@@ -192,7 +185,7 @@ def test_wrong_end_shut_down_is_a_mismatch(real: tuple[Snapshot, dict[str, Any]]
                 for act, inode, helper in recipe], why
 
     monkeypatch.setattr(halfclose, "pair_recipe", wrong)
-    report = _run(snap)
+    report = rehearsed(snap)
     for name, got in (("a1", 8), ("a2", 5)):      # swapped: CLOSE-WAIT and FIN-WAIT-2
         entry = _fd(report, pid, where[name])
         assert entry.status == MISMATCHED

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 
 import criu_model
-from criu_model.restore import RehearsalReport, rehearse
+from criu_model.restore import RehearsalReport
 from criu_model.restore.judge import MATCHED, MISMATCHED, Entry
-from criu_model.restore.sandbox import pidns_members, wait_gone
 from criu_model.snapshot import Snapshot
+from tests.restore.progtree import rehearsed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, set_tid)")
 
@@ -102,13 +102,6 @@ def _by(report: RehearsalReport, kind: str, ident: str) -> Entry:
     return next(e for e in report.entries if e.kind == kind and e.id == ident)
 
 
-def _run(snap: Snapshot) -> RehearsalReport:
-    report = rehearse(snap, criu_model.plan(snap, live=False, pid_ns="new"))
-    assert report.sandbox_pid is not None and wait_gone(report.sandbox_pid)
-    assert pidns_members(report.sandbox_pidns) == []
-    return report
-
-
 def test_unix_peers_outside_and_one_way(peers: tuple[Snapshot, dict[str, Any]]) -> None:
     snap, where = peers
     pid = where["pid"]
@@ -117,7 +110,7 @@ def test_unix_peers_outside_and_one_way(peers: tuple[Snapshot, dict[str, Any]]) 
     for name in ("c", "g", "o"):
         peer = socks[where[name]].unix.peer_inode
         assert peer and (peer == socks[where["t"]].inode) == (name == "o")
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     for name in ("c", "g", "t", "o", "late"):
         assert _by(report, "fd", f"{pid}:{where[name]}").status == MATCHED, name
@@ -149,7 +142,7 @@ def test_unconnected_stand_ins_are_a_mismatch(peers: tuple[Snapshot, dict[str, A
         return out
 
     monkeypatch.setattr(Conductor, "_socket", unconnected)
-    report = _run(snap)
+    report = rehearsed(snap)
     for name in ("c", "g", "o", "late"):
         entry = _by(report, "fd", f"{where['pid']}:{where[name]}")
         assert entry.status == MISMATCHED, name
@@ -178,6 +171,6 @@ def test_socket_below_a_scratch_directory(tmp_path: Path) -> None:
 
     with _program(_NESTED, tmp_path) as proc:
         snap = criu_model.dump([proc.pid])
-    report = _run(snap)
+    report = rehearsed(snap)
     assert [e.to_json() for e in report.entries if e.status == MISMATCHED] == []
     assert _by(report, "fd", f"{proc.pid}:4").status == MATCHED
